@@ -1,0 +1,195 @@
+"""The email channel: inbound through our SMTP listener or a signed inbound-parse webhook, outbound by SMTP.
+
+- Inbound SMTP (``THREADLINE_EMAIL__SMTP_LISTEN``, see ``channels.email_smtp``): ``250`` only after the
+  message is committed, ``451`` when committing fails, ``550`` for other recipients, ``552`` over 10 MiB.
+- Inbound webhook ``/webhooks/email/inbound`` (Mailgun "forward with MIME", see ``channels.email_webhook``):
+  form fields ``timestamp``/``token``/``signature``, the raw message in ``body-mime``, the envelope in
+  ``recipient`` and ``sender``. No ``inbound_signing_key`` → every POST is refused (403).
+- Both paths share ``channels.email_parse.parse_email``: noise per RFC 3834 is dropped (never answered),
+  quoted history and signatures are stripped, ``provider_message_id`` is ``<Message-ID>|<recipient>``.
+- ``send`` writes a threaded reply with loop guards (``channels.email_send``) through aiosmtplib:
+  implicit TLS on port 465, STARTTLS whenever the relay offers it. 5xx → ``PermanentDeliveryError``;
+  4xx, timeouts and connection errors → ``TransientDeliveryError``. At most
+  ``max_replies_per_hour`` replies go to one recipient in any hour (in memory, per process); past the
+  cap ``send`` raises ``PermanentDeliveryError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from email.utils import parseaddr
+
+import aiosmtplib
+
+from channels.base import AcceptFn, Parsed, WebhookRequest
+from channels.email_parse import ParseContext, parse_email
+from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
+from channels.email_smtp import SmtpListener
+from channels.email_webhook import FormError, MailgunVerifier, read_form
+from core.errors import BadRequest, ConfigError, PermanentDeliveryError, VerificationFailed
+from core.messages import Address, Delivery, InboundMessage, OutboundMessage
+from core.settings import EmailSettings, env_name
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+SMTP_TIMEOUT_SECONDS = 30.0
+IMPLICIT_TLS_PORT = 465
+
+
+class EmailAdapter:
+    """``ChannelAdapter`` (the inbound-parse webhook, SMTP sending) and ``InboundServer`` (SMTP listener)."""
+
+    name = "email"
+    max_body_bytes = MAX_BODY_BYTES
+
+    def __init__(self, settings: EmailSettings, *, normalize: Callable[[str], Address]) -> None:
+        _, address = parseaddr(settings.address or "")
+        if "@" not in address:
+            raise ConfigError(
+                f"{env_name('email', 'address')} must be an email address",
+                setting=env_name("email", "address"),
+            )
+        self._settings = settings
+        self._address = address
+        self._domain = address.rpartition("@")[2].lower()
+        self._context = ParseContext(address=address, normalize=normalize, authserv_id=settings.authserv_id)
+        self._verifier = MailgunVerifier(settings.inbound_signing_key)
+        self._cap = ReplyCap(settings.max_replies_per_hour)
+        self._listener: SmtpListener | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"EmailAdapter(smtp_host={self._settings.smtp_host!r}, smtp_port={self._settings.smtp_port}, "
+            f"listening={self._listener is not None})"
+        )
+
+    # --- inbound: webhook ---------------------------------------------------------------------------
+
+    async def verify(self, request: WebhookRequest) -> None:
+        if not self._verifier.configured:
+            raise VerificationFailed("no inbound signing key is configured", status=403)
+        try:
+            fields = read_form(request.body, request.header("content-type"))
+        except FormError:
+            raise VerificationFailed("no readable signature fields", status=401) from None
+        self._verifier.verify(fields)
+
+    async def parse(self, request: WebhookRequest) -> Parsed:
+        try:
+            fields = read_form(request.body, request.header("content-type"))
+        except FormError as exc:
+            raise BadRequest("the webhook body is not a readable form", status=400) from exc
+        raw = fields.get("body-mime")
+        if not raw:
+            raise BadRequest("the webhook carries no body-mime field", status=422)
+        recipient = fields.get("recipient", b"").decode("utf-8", errors="replace").strip()
+        sender = fields.get("sender")
+        mail_from = sender.decode("utf-8", errors="replace").strip() if sender is not None else None
+        try:
+            message = await self._parse(raw, mail_from, [recipient] if recipient else [])
+        except BadRequest:
+            raise
+        except Exception as exc:
+            log.warning("email webhook: message could not be parsed (%s)", type(exc).__name__)
+            raise BadRequest("the message could not be parsed", status=422) from exc
+        return Parsed(messages=[message] if message is not None else [])
+
+    async def _parse(
+        self, raw: bytes, mail_from: str | None, recipients: Sequence[str]
+    ) -> InboundMessage | None:
+        # A thread: a 10 MiB message and the reply splitter's regexes must not stall the event loop.
+        return await asyncio.to_thread(
+            parse_email, raw, mail_from=mail_from, recipients=recipients, context=self._context
+        )
+
+    # --- inbound: SMTP listener ---------------------------------------------------------------------
+
+    @property
+    def smtp_port(self) -> int | None:
+        """The port the SMTP listener is bound to (``None`` when it is not running)."""
+        return self._listener.port if self._listener is not None else None
+
+    async def start_inbound(self, accept: AcceptFn) -> None:
+        if not self._settings.smtp_listen:
+            log.info("email: no SMTP listener configured (inbound mail comes by webhook only)")
+            return
+        if self._listener is not None:
+            raise RuntimeError("the SMTP listener is already running")
+        try:
+            listener = SmtpListener(
+                listen=self._settings.smtp_listen,
+                address=self._address,
+                hostname=self._domain,
+                max_bytes=self.max_body_bytes,
+                parse=self._parse,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc), setting=env_name("email", "smtp_listen")) from exc
+        await listener.start(accept)
+        self._listener = listener
+
+    async def stop_inbound(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+
+    # --- outbound -----------------------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> Delivery:
+        message_id = message_id_for(message.idempotency_key, self._domain)
+        if message.parts_sent >= 1:  # one part only: it went out in an earlier attempt
+            return Delivery(provider_message_ids=(message_id,))
+        to = self._recipient(message)
+        host = self._settings.smtp_host
+        if not host:
+            raise PermanentDeliveryError(f"{env_name('email', 'smtp_host')} is not set")
+        recipient_key = to.lower()
+        stamp = self._cap.reserve(recipient_key)
+        if stamp is None:
+            log.warning("email reply %s not sent: the per-recipient hourly cap is reached", message_id)
+            raise PermanentDeliveryError("reply cap reached for this recipient")
+        reply = build_reply(
+            from_header=self._settings.address or self._address,
+            loop_address=self._address,
+            to=to,
+            text=message.text,
+            message_id=message_id,
+            reply_target=message.reply_target,
+        )
+        port = self._settings.smtp_port
+        password = self._settings.smtp_password
+        try:
+            await aiosmtplib.send(
+                reply,
+                sender=self._address,
+                recipients=[to],
+                hostname=host,
+                port=port,
+                username=self._settings.smtp_username,
+                password=password.get_secret_value() if password is not None else None,
+                use_tls=port == IMPLICIT_TLS_PORT,
+                start_tls=None,
+                timeout=SMTP_TIMEOUT_SECONDS,
+                local_hostname=self._domain,  # else aiosmtplib calls the blocking socket.getfqdn()
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._cap.release(recipient_key, stamp)
+            error = delivery_error(exc)
+            log.warning("email reply %s failed: %s", message_id, error)
+            raise error from exc
+        log.info("email reply %s sent", message_id)
+        return Delivery(provider_message_ids=(message_id,))
+
+    def _recipient(self, message: OutboundMessage) -> str:
+        target = message.reply_target.get("to")
+        raw = target if isinstance(target, str) and target else message.recipient.handle
+        _, address = parseaddr(raw)
+        if "@" not in address or any(c in address for c in "\r\n"):
+            raise PermanentDeliveryError("the reply has no usable email recipient")
+        return address
+
+    async def aclose(self) -> None:
+        await self.stop_inbound()

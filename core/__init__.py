@@ -1,0 +1,1 @@
+"""Threadline's core: value types, settings, the durable pipeline, the agent and the wiring."""

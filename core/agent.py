@@ -1,0 +1,82 @@
+"""The agent: recall the customer's memory and recent turns, ask the LLM (or the offline templates).
+
+Writing memory back is done after the reply is committed, by ``core.memory_writer``, so that a
+crash never leaves a memory without its reply or a reply recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from core.conversation import ConversationLog
+from core.errors import MemoryUnavailable
+from core.messages import Assurance
+from core.offline import offline_reply
+from core.ports import ChatModel, MemoryRecord, MemoryStore
+from core.prompt import build_messages
+from core.settings import MemorySettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentTurn:
+    """One customer message to answer."""
+
+    customer_id: str
+    assurance: Assurance
+    channel: str
+    text: str
+    inbox_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentReply:
+    text: str
+    memories: tuple[MemoryRecord, ...]
+    offline: bool
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        memory: MemoryStore,
+        conversation: ConversationLog,
+        model: ChatModel | None,
+        settings: MemorySettings,
+    ) -> None:
+        self._memory = memory
+        self._conversation = conversation
+        self._model = model
+        self._settings = settings
+
+    @property
+    def offline(self) -> bool:
+        return self._model is None
+
+    async def recall(self, turn: AgentTurn) -> list[MemoryRecord]:
+        """The customer's memories for this message; none if the memory backend is down."""
+        try:
+            found = await self._memory.recall(turn.customer_id, turn.text, limit=self._settings.recall_limit)
+            if not found and self.offline:
+                # Templates cannot rephrase a vague question; show the newest memories instead.
+                found = (await self._memory.list(turn.customer_id))[: self._settings.recall_limit]
+        except MemoryUnavailable:
+            log.warning("memory unavailable for inbox %s; answering without memory", turn.inbox_id)
+            return []
+        return found
+
+    async def respond(self, turn: AgentTurn) -> AgentReply:
+        """Answer ``turn``. Raises ``LLMError`` when the model fails; the caller decides about retries."""
+        memories = await self.recall(turn)
+        if self._model is None:
+            return AgentReply(text=offline_reply(memories), memories=tuple(memories), offline=True)
+        recent = await self._conversation.recent(
+            turn.customer_id, self._settings.recent_turns, before_inbox_id=turn.inbox_id
+        )
+        messages = build_messages(text=turn.text, channel=turn.channel, memories=memories, recent=recent)
+        text = await self._model.complete(messages)
+        log.info("inbox %s answered with %d memories recalled", turn.inbox_id, len(memories))
+        return AgentReply(text=text, memories=tuple(memories), offline=False)

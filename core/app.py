@@ -1,0 +1,211 @@
+"""The wiring point: builds the hub from settings and serves it as a FastAPI app.
+
+``create_app(settings=None)`` is the public factory; tests and tools build the app in-process with
+it. Concrete channels and identity are imported here (and in ``core/cli.py``) and nowhere else in core.
+
+Every webhook route is the same thin glue: read the body (413 past the channel's limit), hand the
+framework-free ``WebhookRequest`` to the adapter's ``verify`` (401/403, nothing stored) and ``parse``
+(4xx for a body it cannot read), commit every parsed message to the inbox and every status report,
+and only then answer what the adapter asked for. A failing commit answers 500, so the platform retries.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from channels.base import ChannelAdapter, WebhookRequest
+from core.errors import BadRequest, VerificationFailed
+from core.hub import Hub
+from core.llm import build_chat_model
+from core.memory import build_memory
+from core.messages import Address
+from core.ports import Sender
+from core.settings import Settings
+from core.store.db import Database
+from identity.normalize import normalize_address
+from identity.resolver import DatabaseResolver
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def normalizer(settings: Settings) -> functools.partial[Address]:
+    return functools.partial(normalize_address, default_region=settings.default_region)
+
+
+def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+    """The platform adapters whose credentials are set, keyed by channel name. No network I/O."""
+    enabled = settings.enabled_channels()
+    normalize = normalizer(settings)
+    adapters: dict[str, ChannelAdapter] = {}
+    if "slack" in enabled:
+        from channels.slack import SlackAdapter
+
+        adapters["slack"] = SlackAdapter(settings.slack, normalize=normalize)
+    if "telegram" in enabled:
+        from channels.telegram import TelegramAdapter
+
+        adapters["telegram"] = TelegramAdapter(settings.telegram, normalize=normalize)
+    if "twilio" in enabled:
+        from channels.sms import TwilioSmsAdapter
+
+        assert settings.public_base_url is not None  # Settings.check() demands it with SMS
+        adapters["sms"] = TwilioSmsAdapter(
+            settings.twilio, public_base_url=settings.public_base_url, normalize=normalize
+        )
+    if "email" in enabled:
+        from channels.email import EmailAdapter
+
+        adapters["email"] = EmailAdapter(settings.email, normalize=normalize)
+    return adapters
+
+
+async def build_hub(
+    settings: Settings,
+    *,
+    senders: Mapping[str, Sender] | None = None,
+    inbox_channels: Collection[str] | None = None,
+) -> Hub:
+    """Open the store (migrating it), memory, LLM and channels described by ``settings``."""
+    settings.check()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    chosen: Mapping[str, Sender] = senders if senders is not None else build_adapters(settings)
+    db = await Database.open(settings.resolved_database_url)
+    memory = build_memory(settings)
+    model = build_chat_model(settings.llm)
+    return Hub(
+        settings=settings,
+        db=db,
+        memory=memory,
+        model=model,
+        resolver=DatabaseResolver(db),
+        senders=chosen,
+        inbox_channels=inbox_channels,
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+async def _webhook(request: Request, channel: str) -> Response:
+    hub: Hub = request.app.state.hub
+    adapter: ChannelAdapter | None = request.app.state.adapters.get(channel)
+    if adapter is None:
+        return Response(status_code=404)
+    try:
+        body = await _read_body(request, adapter.max_body_bytes)
+    except _TooLarge:
+        hub.metrics.webhooks_rejected.labels(channel, "too_large").inc()
+        return Response(status_code=413)
+    incoming = WebhookRequest(
+        method=request.method,
+        path=request.url.path,
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+    try:
+        await adapter.verify(incoming)
+        parsed = await adapter.parse(incoming)
+    except VerificationFailed as exc:
+        hub.metrics.webhooks_rejected.labels(channel, "unauthenticated").inc()
+        log.warning("%s webhook refused: %s", channel, exc)
+        return Response(status_code=exc.status)
+    except BadRequest as exc:
+        hub.metrics.webhooks_rejected.labels(channel, "bad_request").inc()
+        log.info("%s webhook unreadable: %s", channel, exc)
+        return Response(status_code=exc.status)
+    for message in parsed.messages:
+        await hub.accept(message)
+    for update in parsed.status_updates:
+        await hub.record_status(channel, update)
+    reply = parsed.reply
+    return Response(
+        reply.body, status_code=reply.status, media_type=reply.content_type, headers=reply.headers
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Threadline web app: webhooks, health, readiness and metrics, with the worker in-process."""
+    settings = settings or Settings()
+    settings.check()  # refuse to start on bad configuration before anything is opened
+    adapters = build_adapters(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub = await build_hub(settings, senders=adapters)
+        app.state.hub = hub
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)
+    app.state.adapters = adapters
+
+    @app.post("/webhooks/slack/events", tags=["webhooks"])
+    async def slack_events(request: Request) -> Response:
+        """Slack Events API (signed with the signing secret; url_verification answered)."""
+        return await _webhook(request, "slack")
+
+    @app.post("/webhooks/telegram", tags=["webhooks"])
+    async def telegram_updates(request: Request) -> Response:
+        """Telegram Bot API updates (authenticated by the secret-token header)."""
+        return await _webhook(request, "telegram")
+
+    @app.post("/webhooks/twilio/sms", tags=["webhooks"])
+    async def twilio_sms(request: Request) -> Response:
+        """Inbound SMS from Twilio (X-Twilio-Signature); answered with empty TwiML."""
+        return await _webhook(request, "sms")
+
+    @app.post("/webhooks/twilio/status", tags=["webhooks"])
+    async def twilio_status(request: Request) -> Response:
+        """Twilio status callbacks for messages we sent (signed like inbound)."""
+        return await _webhook(request, "sms")
+
+    @app.post("/webhooks/email/inbound", tags=["webhooks"])
+    async def email_inbound(request: Request) -> Response:
+        """Inbound-parse webhook (Mailgun-style signature, MIME in ``body-mime``)."""
+        return await _webhook(request, "email")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> Response:
+        """Readiness: the store answers and the worker runs."""
+        hub: Hub = request.app.state.hub
+        if await hub.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format."""
+        hub: Hub = request.app.state.hub
+        return Response(hub.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,61 @@
+"""The conversation log: every customer turn and every reply, per customer, across channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from core.store.db import Database
+from core.store.models import Turn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedTurn:
+    id: int
+    channel: str
+    address: str
+    role: str
+    text: str
+    created_at: datetime
+    inbox_id: int | None
+
+
+def _logged(row: Turn) -> LoggedTurn:
+    return LoggedTurn(
+        id=row.id,
+        channel=row.channel,
+        address=row.address,
+        role=row.role,
+        text=row.text,
+        created_at=row.created_at,
+        inbox_id=row.inbox_id,
+    )
+
+
+class ConversationLog:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def recent(
+        self, customer_id: str, limit: int, *, before_inbox_id: int | None = None
+    ) -> list[LoggedTurn]:
+        """The customer's last ``limit`` turns on every channel, oldest first."""
+        if limit <= 0:
+            return []
+        query = select(Turn).where(Turn.customer_id == customer_id)
+        if before_inbox_id is not None:
+            query = query.where((Turn.inbox_id.is_(None)) | (Turn.inbox_id < before_inbox_id))
+        async with self._db.session() as session:
+            rows = list(await session.scalars(query.order_by(Turn.id.desc()).limit(limit)))
+        return [_logged(row) for row in reversed(rows)]
+
+    async def by_ids(self, customer_id: str, turn_ids: list[int]) -> list[LoggedTurn]:
+        if not turn_ids:
+            return []
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(Turn).where(Turn.customer_id == customer_id, Turn.id.in_(turn_ids)).order_by(Turn.id)
+            )
+            return [_logged(row) for row in rows]

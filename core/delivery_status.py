@@ -1,0 +1,87 @@
+"""Platform delivery statuses of what we sent: recorded per part, never moved backwards.
+
+A status callback can arrive before the send is recorded, repeat, or arrive out of order. Each part
+is one row keyed by (channel, provider message id); a status is applied only when its rank
+(``core.messages.STATUS_RANK``) is higher than the stored one. When every part of a reply has a final
+status, the outbox row becomes ``delivered`` (all delivered or read) or ``undelivered``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.messages import STATUS_RANK, StatusUpdate
+from core.store.db import Database
+from core.store.models import OutboundPart, OutboxRow, utcnow
+
+_FINAL_GOOD = frozenset({"delivered", "read"})
+_FINAL_RANK = 4
+
+
+async def upsert_part(
+    session: AsyncSession,
+    *,
+    channel: str,
+    provider_message_id: str,
+    outbox_id: int | None = None,
+    status: str = "sent",
+    error_code: str | None = None,
+) -> OutboundPart:
+    """Create or advance the part row (inside the caller's transaction)."""
+    part = await session.scalar(
+        select(OutboundPart).where(
+            OutboundPart.channel == channel, OutboundPart.provider_message_id == provider_message_id
+        )
+    )
+    if part is None:
+        part = OutboundPart(
+            channel=channel,
+            provider_message_id=provider_message_id,
+            outbox_id=outbox_id,
+            status=status,
+            error_code=error_code,
+        )
+        session.add(part)
+        await session.flush()
+        return part
+    if outbox_id is not None and part.outbox_id is None:
+        part.outbox_id = outbox_id
+    if STATUS_RANK[status] > STATUS_RANK.get(part.status, 0):
+        part.status = status
+        part.error_code = error_code or part.error_code
+        part.updated_at = utcnow()
+    return part
+
+
+async def settle_outbox(session: AsyncSession, outbox_id: int) -> None:
+    outbox = await session.get(OutboxRow, outbox_id)
+    if outbox is None or outbox.status not in ("sent", "delivered", "undelivered"):
+        return
+    parts = list(await session.scalars(select(OutboundPart).where(OutboundPart.outbox_id == outbox_id)))
+    if len(parts) < len(outbox.provider_message_ids) or not parts:
+        return
+    if any(STATUS_RANK.get(p.status, 0) < _FINAL_RANK for p in parts):
+        return
+    outbox.status = "delivered" if all(p.status in _FINAL_GOOD for p in parts) else "undelivered"
+
+
+async def record_status(db: Database, channel: str, update: StatusUpdate) -> None:
+    """Apply a platform status report; safe to repeat and to receive out of order."""
+    for attempt in range(2):
+        try:
+            async with db.session() as session:
+                part = await upsert_part(
+                    session,
+                    channel=channel,
+                    provider_message_id=update.provider_message_id,
+                    status=update.status,
+                    error_code=update.error_code,
+                )
+                if part.outbox_id is not None:
+                    await settle_outbox(session, part.outbox_id)
+            return
+        except IntegrityError:
+            if attempt:  # two first reports raced to create the row; the second pass updates it
+                raise

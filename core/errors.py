@@ -1,0 +1,86 @@
+"""Threadline's one exception tree.
+
+::
+
+    ThreadlineError
+    ├── ConfigError                 settings are missing, partial or inconsistent; names the setting
+    ├── InvalidAddress              a handle that cannot be normalised (bad phone, email, ...)
+    ├── VerificationFailed          an inbound request failed its signature / secret check
+    ├── BadRequest                  an inbound request could not be parsed
+    ├── DeliveryError               sending a reply failed
+    │   ├── TransientDeliveryError  worth retrying; ``retry_after`` (seconds) when the platform said
+    │   └── PermanentDeliveryError  never retried (blocked by user, opted out, unknown chat)
+    ├── LLMError                    the language model failed, timed out or answered garbage
+    ├── MemoryUnavailable           the memory backend failed; the write is queued and retried
+    └── StoreError                  the database failed in a way the caller should see
+
+Errors carry what the caller acts on (``retry_after``, ``setting``), never secrets or message text.
+"""
+
+from __future__ import annotations
+
+
+class ThreadlineError(Exception):
+    """Root of every error Threadline raises on purpose."""
+
+
+class ConfigError(ThreadlineError):
+    """Configuration that must stop start-up. ``setting`` names the environment variable at fault."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class InvalidAddress(ThreadlineError, ValueError):
+    """A handle that cannot be normalised."""
+
+
+class VerificationFailed(ThreadlineError):
+    """An inbound request failed authentication. ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadRequest(ThreadlineError):
+    """An inbound request that is authentic but cannot be parsed. ``status`` is 4xx."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeliveryError(ThreadlineError):
+    """Sending a reply failed. ``sent_ids`` are the platform ids of the parts that did go out first."""
+
+    def __init__(self, message: str, *, sent_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.sent_ids = sent_ids
+
+
+class TransientDeliveryError(DeliveryError):
+    """A failure worth retrying. ``retry_after`` is the platform's requested wait, if it gave one."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, sent_ids: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, sent_ids=sent_ids)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """A failure that no retry can fix (blocked, opted out, unknown chat); never retried."""
+
+
+class LLMError(ThreadlineError):
+    """The language model failed, timed out, or answered something unusable."""
+
+
+class MemoryUnavailable(ThreadlineError):
+    """The memory backend failed; callers answer without memory and queue the write."""
+
+
+class StoreError(ThreadlineError):
+    """A database failure the caller must see."""

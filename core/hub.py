@@ -1,0 +1,149 @@
+"""The hub: the store, inbox, worker, delivery and memory writer of one process, started and stopped together.
+
+Built only by ``core.app.build_hub`` (the wiring point), which hands in the concrete memory store,
+chat model, identity resolver and channel senders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping
+
+from sqlalchemy import func, select, text
+
+from core.agent import Agent
+from core.conversation import ConversationLog
+from core.delivery import Delivery
+from core.delivery_status import record_status
+from core.inbox import Accepted, Inbox
+from core.memory_writer import MemoryWriter
+from core.messages import InboundMessage, StatusUpdate
+from core.metrics import Metrics
+from core.ports import ChatModel, IdentityResolver, InboundServer, MemoryStore, Sender
+from core.settings import Settings
+from core.store.db import Database
+from core.store.models import InboxRow, MemoryJob, OutboxRow, utcnow
+from core.worker import InboxWorker
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        memory: MemoryStore,
+        model: ChatModel | None,
+        resolver: IdentityResolver,
+        senders: Mapping[str, Sender],
+        inbox_channels: Collection[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.memory = memory
+        self.model = model
+        self.resolver = resolver
+        self.metrics = Metrics()
+        self.senders = dict(senders)
+        self.channels = tuple(inbox_channels if inbox_channels is not None else senders)
+        self.conversation = ConversationLog(db)
+        self.agent = Agent(
+            memory=memory, conversation=self.conversation, model=model, settings=settings.memory
+        )
+        self.delivery = Delivery(db=db, senders=senders, settings=settings.worker, metrics=self.metrics)
+        self.memory_writer = MemoryWriter(
+            db=db,
+            memory=memory,
+            conversation=self.conversation,
+            infer=model is not None,
+            channels=self.channels,
+            settings=settings.worker,
+            metrics=self.metrics,
+        )
+        self.worker = InboxWorker(
+            db=db,
+            resolver=resolver,
+            agent=self.agent,
+            channels=self.channels,
+            settings=settings.worker,
+            memory_settings=settings.memory,
+            metrics=self.metrics,
+            on_reply=[self.delivery.lanes, self.memory_writer.lanes],
+        )
+        self.inbox = Inbox(db, on_accept=self.worker.lanes.wake)
+        self.started = False
+
+    async def accept(self, message: InboundMessage) -> Accepted:
+        """Commit an inbound message; the caller answers the platform only after this returns."""
+        accepted = await self.inbox.accept(message)
+        counter = self.metrics.inbound_duplicates if accepted.duplicate else self.metrics.inbound_accepted
+        counter.labels(message.channel).inc()
+        return accepted
+
+    async def record_status(self, channel: str, update: StatusUpdate) -> None:
+        """Apply a platform's delivery report (never moves a status backwards)."""
+        await record_status(self.db, channel, update)
+        self.metrics.status_updates.labels(channel, update.status).inc()
+
+    async def start(self) -> None:
+        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+            loop.start()
+        for sender in self.senders.values():
+            if isinstance(sender, InboundServer):
+                await sender.start_inbound(self.accept)
+        self.started = True
+        log.info("hub started: channels=%s llm=%s", ",".join(self.channels) or "-", self.model is not None)
+
+    async def stop(self) -> None:
+        self.started = False
+        for sender in self.senders.values():
+            if isinstance(sender, InboundServer):
+                await sender.stop_inbound()
+        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+            await loop.stop()
+        await self.delivery.aclose()
+        if self.model is not None:
+            await self.model.aclose()
+        await self.memory.aclose()
+        await self.db.aclose()
+
+    async def ready(self) -> bool:
+        try:
+            async with self.db.session() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return False
+        return self.started
+
+    async def backlog(self) -> dict[str, int]:
+        """Rows still to do for this process: inbox and outbox of its channels, memory jobs due now."""
+        async with self.db.session() as session:
+            inbox = await session.scalar(
+                select(func.count()).where(InboxRow.status == "pending", InboxRow.channel.in_(self.channels))
+            )
+            outbox = await session.scalar(
+                select(func.count()).where(
+                    OutboxRow.status == "pending", OutboxRow.channel.in_(self.channels)
+                )
+            )
+            memory = await session.scalar(
+                select(func.count()).where(
+                    MemoryJob.status == "pending",
+                    MemoryJob.channel.in_(self.channels),
+                    MemoryJob.due_at <= utcnow(),
+                )
+            )
+        return {"inbox": int(inbox or 0), "outbox": int(outbox or 0), "memory": int(memory or 0)}
+
+    async def wait_idle(self, *, timeout: float = 60.0, interval: float = 0.05) -> dict[str, int]:  # noqa: ASYNC109
+        """Wait until the backlog is empty (or ``timeout`` passes); returns what is left."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = await self.backlog()
+            if not any(left.values()) or asyncio.get_running_loop().time() >= deadline:
+                return left
+            await asyncio.sleep(interval)

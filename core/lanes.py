@@ -1,0 +1,86 @@
+"""Keyed lanes: work for one key (a customer) runs one item at a time, in order; keys run concurrently.
+
+A ``LaneLoop`` asks its ``heads`` function for the oldest due item of every key with work waiting,
+starts a task for each key that is not already running (up to ``concurrency``), and sleeps until it
+is woken or the poll interval passes. State lives in the database, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Heads = Callable[[], Awaitable[list[tuple[str, int]]]]
+Handle = Callable[[int], Awaitable[None]]
+
+
+class LaneLoop:
+    def __init__(
+        self, name: str, *, heads: Heads, handle: Handle, concurrency: int, poll_interval: float
+    ) -> None:
+        self.name = name
+        self._heads = heads
+        self._handle = handle
+        self._concurrency = concurrency
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name=f"lanes:{self.name}")
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        tasks = [runner, *self._active.values()] if runner else list(self._active.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._active.clear()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a database hiccup must not kill the loop
+                log.warning("%s dispatcher failed (%s); retrying", self.name, type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+
+    async def _dispatch(self) -> None:
+        for key, item in await self._heads():
+            if len(self._active) >= self._concurrency:
+                return
+            if key in self._active:
+                continue
+            self._active[key] = asyncio.create_task(self._lane(key, item), name=f"{self.name}:{item}")
+
+    async def _lane(self, key: str, item: int) -> None:
+        try:
+            await self._handle(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # type only: exception texts of drivers and SDKs can carry message content
+            log.error("%s item %s failed with %s", self.name, item, type(exc).__name__)
+        finally:
+            self._active.pop(key, None)
+            self._wake.set()

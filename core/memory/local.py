@@ -1,0 +1,191 @@
+"""``LocalMemory``: the ``MemoryStore`` port over Mem0 open source, embedded in the process.
+
+Mem0's synchronous ``Memory`` runs in worker threads (``asyncio.to_thread``); it is built on first use,
+with our SQLite vector store and local embedder inside (see ``mem0_quirks``). Every memory carries the
+provenance of the turn it came from in its metadata. Any backend failure surfaces as
+``MemoryUnavailable``; log lines carry customer ids and counts only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import threading
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.errors import MemoryUnavailable
+from core.memory import mem0_quirks
+from core.memory.embedder import LocalEmbedder, shared_embedder
+from core.memory.records import as_mem0_messages, results_of, to_record, wanted_handles
+from core.ports import ChatMessage, MemoryRecord, Provenance
+from core.settings import LLMSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class LocalMemory:
+    """Mem0 open source in ``data_dir``; extraction (``infer=True``) uses ``llm`` when it is configured."""
+
+    def __init__(self, *, data_dir: Path, llm: LLMSettings, embedder: LocalEmbedder | None = None) -> None:
+        self._data_dir = data_dir
+        self._llm = llm
+        self._embedder = embedder or shared_embedder()
+        self._lock = threading.Lock()
+        self._oss: mem0_quirks.OssMemory | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"LocalMemory(data_dir={str(self._data_dir)!r}, llm_configured={self._llm.configured})"
+
+    # ----- plumbing ----------------------------------------------------------------------------
+
+    def _backend(self) -> mem0_quirks.OssMemory:
+        with self._lock:
+            if self._closed:
+                raise MemoryUnavailable("the memory store is closed")
+            if self._oss is None:
+                self._oss = mem0_quirks.build_oss_memory(
+                    data_dir=self._data_dir, llm=self._llm, embedder=self._embedder
+                )
+            return self._oss
+
+    async def _run(self, what: str, customer_id: str, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except MemoryUnavailable:
+            raise
+        except Exception as exc:
+            log.warning("memory %s failed for customer %s: %s", what, customer_id, type(exc).__name__)
+            raise MemoryUnavailable(f"memory {what} failed ({type(exc).__name__})") from exc
+
+    @staticmethod
+    def _scope(customer_id: str) -> dict[str, Any]:
+        return {"user_id": customer_id}
+
+    # ----- the port ----------------------------------------------------------------------------
+
+    async def recall(self, customer_id: str, query: str, *, limit: int) -> list[MemoryRecord]:
+        if not query.strip() or limit <= 0:
+            return []
+
+        def call() -> list[MemoryRecord]:
+            memory = self._backend().memory
+            found = memory.search(query, filters=self._scope(customer_id), top_k=limit)
+            return [to_record(item) for item in results_of(found)]
+
+        return await self._run("recall", customer_id, call)
+
+    async def remember(
+        self,
+        customer_id: str,
+        messages: list[ChatMessage],
+        *,
+        provenance: Provenance,
+        infer: bool,
+    ) -> list[str]:
+        metadata = provenance.as_metadata()
+
+        def extract() -> list[str]:
+            added = self._backend().memory.add(
+                as_mem0_messages(messages), user_id=customer_id, metadata=metadata, infer=True
+            )
+            return [
+                str(item["id"]) for item in results_of(added) if item.get("event") == "ADD" and "id" in item
+            ]
+
+        def store_as_is() -> list[str]:
+            said = as_mem0_messages(messages, user_only=True)
+            if not said:
+                return []
+            added = self._backend().memory.add(said, user_id=customer_id, metadata=metadata, infer=False)
+            return [str(item["id"]) for item in results_of(added) if "id" in item]
+
+        if infer and self._llm.configured:
+            try:
+                ids = await asyncio.to_thread(extract)
+            except MemoryUnavailable:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "memory extraction failed for customer %s (%s); storing the turn as it is",
+                    customer_id,
+                    type(exc).__name__,
+                )
+            else:
+                log.info("memory: %d extracted for customer %s", len(ids), customer_id)
+                return ids
+        ids = await self._run("write", customer_id, store_as_is)
+        log.info("memory: %d stored as is for customer %s", len(ids), customer_id)
+        return ids
+
+    async def list(self, customer_id: str) -> list[MemoryRecord]:
+        def call() -> list[MemoryRecord]:
+            oss = self._backend()
+            count = oss.store.count(self._scope(customer_id))
+            if count == 0:
+                return []
+            listed = oss.memory.get_all(filters=self._scope(customer_id), top_k=count)
+            return [to_record(item) for item in results_of(listed)]
+
+        return await self._run("list", customer_id, call)
+
+    async def covers_turns(self, customer_id: str, turn_ids: builtins.list[int]) -> bool:
+        if not turn_ids:
+            return False
+        return await self._run(
+            "lookup", customer_id, lambda: self._backend().store.covers_turns(customer_id, turn_ids)
+        )
+
+    async def forget(self, customer_id: str) -> int:
+        def call() -> int:
+            oss = self._backend()
+            scope = self._scope(customer_id)
+            ids = [hit.id for hit in oss.store.list(scope)[0]]
+            if ids:
+                oss.memory.delete_all(user_id=customer_id)
+            # whatever delete_all missed, the entity rows, and an FTS merge so no deleted term stays on disk
+            ids = list(dict.fromkeys([*ids, *oss.store.forget_scope(scope)]))
+            oss.entities.forget_scope(scope)
+            mem0_quirks.erase_leftovers(oss.memory, user_id=customer_id, memory_ids=ids)
+            return len(ids)
+
+        count = await self._run("forget", customer_id, call)
+        log.info("memory: forgot %d for customer %s", count, customer_id)
+        return count
+
+    async def move(
+        self, from_customer: str, to_customer: str, *, handles: Collection[str] | None = None
+    ) -> builtins.list[str]:
+        """Give ``from_customer``'s memories from ``handles`` (all when None) to ``to_customer``.
+
+        In place, in one SQLite transaction: the memory ids stay, so do text and provenance. Mem0's
+        ``messages`` rows (its extraction context) follow only a move of everything, because they do not
+        say which handle they came from (see :func:`mem0_quirks.move_memories`).
+        """
+        wanted = wanted_handles(handles)
+        if from_customer == to_customer or wanted is not None and not wanted:
+            return []
+
+        def call() -> builtins.list[str]:
+            return mem0_quirks.move_memories(
+                self._backend(), from_user=from_customer, to_user=to_customer, handles=wanted
+            )
+
+        ids = await self._run("move", from_customer, call)
+        log.info("memory: moved %d from customer %s to customer %s", len(ids), from_customer, to_customer)
+        return ids
+
+    async def aclose(self) -> None:
+        def call() -> None:
+            with self._lock:
+                self._closed = True
+                oss, self._oss = self._oss, None
+            if oss is not None:
+                oss.close()
+
+        await asyncio.to_thread(call)

@@ -1,0 +1,93 @@
+"""Mem0 memory items (open source and hosted answer alike) as our ``MemoryRecord``, provenance included."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from core.ports import ChatMessage, MemoryRecord
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _ints(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(int(v) for v in value if isinstance(v, int) and not isinstance(v, bool))
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def to_record(item: Mapping[str, Any]) -> MemoryRecord:
+    """One Mem0 item (``id``, ``memory``, ``score``, ``created_at``, ``metadata``) as a ``MemoryRecord``."""
+    metadata = item.get("metadata")
+    meta: dict[str, Any] = dict(metadata) if isinstance(metadata, Mapping) else {}
+    score = item.get("score")
+    return MemoryRecord(
+        id=str(item.get("id", "")),
+        text=str(item.get("memory") or ""),
+        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
+        channel=_optional_str(meta.get("source_channel")),
+        handle=_optional_str(meta.get("source_handle")),
+        message_ids=_strs(meta.get("message_ids")),
+        turn_ids=_ints(meta.get("turn_ids")),
+        category=_optional_str(meta.get("category")),
+        created_at=_datetime(item.get("created_at")),
+        metadata=meta,
+    )
+
+
+def belongs_to(item: Mapping[str, Any], customer_id: str) -> bool:
+    """False when the item says it is someone else's (defence in depth behind the backend's own filter)."""
+    owner = item.get("user_id")
+    return owner is None or str(owner) == customer_id
+
+
+def wanted_handles(handles: Collection[str] | None) -> frozenset[str] | None:
+    """``move``'s handle selection as a set (None: every handle). A bare string is refused, not split."""
+    if handles is None:
+        return None
+    if isinstance(handles, str):
+        raise TypeError("handles must be a collection of handles, not one string")
+    return frozenset(str(h) for h in handles)
+
+
+def as_mem0_messages(messages: list[ChatMessage], *, user_only: bool = False) -> list[dict[str, str]]:
+    """Our chat messages as Mem0 dicts (``role``, ``content``); ``user_only`` keeps the user's lines only."""
+    return [
+        {"role": m.role, "content": m.content}
+        for m in messages
+        if m.content.strip() and (m.role == "user" or (not user_only and m.role == "assistant"))
+    ]
+
+
+def newest_first(records: list[MemoryRecord]) -> list[MemoryRecord]:
+    """Sorted by ``created_at`` descending; undated records last, in their given order."""
+    dated = [r for r in records if r.created_at is not None]
+    undated = [r for r in records if r.created_at is None]
+    dated.sort(key=lambda r: r.created_at.timestamp() if r.created_at else 0.0, reverse=True)
+    return dated + undated
+
+
+def results_of(response: Any) -> list[Mapping[str, Any]]:
+    """The memory items of a Mem0 answer: ``{"results": [...]}``, a bare list, or a paginated page."""
+    items = response.get("results", []) if isinstance(response, Mapping) else response
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, Mapping)]

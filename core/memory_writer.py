@@ -1,0 +1,159 @@
+"""Memory writes: after a reply is committed, its turns are written to Mem0 with provenance.
+
+Jobs live in ``memory_jobs``, so a write survives a crash and a memory backend outage (it is retried
+with backoff). Before writing, the job asks the store whether memories of those turns already exist:
+a crash between the write and marking the job done does not write the same turn twice.
+
+Policies: ``every_turn`` writes each customer message with its reply as soon as it is answered;
+``summary`` writes one entry per conversation once it has been quiet for ``memory.quiet_seconds``.
+With an LLM, Mem0 extracts facts (``infer=True``); offline, the customer's words are stored as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from sqlalchemy import func, select, update
+
+from core.backoff import next_attempt
+from core.categorize import categorize
+from core.conversation import ConversationLog, LoggedTurn
+from core.errors import MemoryUnavailable
+from core.lanes import LaneLoop
+from core.messages import Address
+from core.metrics import Metrics
+from core.ports import ChatMessage, MemoryStore, Provenance
+from core.settings import WorkerSettings
+from core.store.db import Database
+from core.store.models import MemoryJob, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _provenance(turns: list[LoggedTurn]) -> Provenance:
+    customer_turns = [t for t in turns if t.role == "customer"] or turns
+    first = customer_turns[0]
+    address = Address.parse(first.address)
+    return Provenance(
+        channel=first.channel,
+        handle=str(address),
+        message_ids=tuple(dict.fromkeys(f"inbox:{t.inbox_id}" for t in turns if t.inbox_id is not None)),
+        category=categorize(" ".join(t.text for t in customer_turns)),
+        turn_ids=tuple(t.id for t in turns),
+    )
+
+
+def _messages(turns: list[LoggedTurn]) -> list[ChatMessage]:
+    return [ChatMessage(role="user" if t.role == "customer" else "assistant", content=t.text) for t in turns]
+
+
+class MemoryWriter:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        memory: MemoryStore,
+        conversation: ConversationLog,
+        infer: bool,
+        channels: Collection[str],
+        settings: WorkerSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._memory = memory
+        self._conversation = conversation
+        self._infer = infer
+        self._channels = tuple(channels)
+        self._settings = settings
+        self._metrics = metrics
+        self.lanes = LaneLoop(
+            "memory",
+            heads=self._heads,
+            handle=self._handle,
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+        )
+
+    async def _heads(self) -> list[tuple[str, int]]:
+        now = utcnow()
+        oldest = (
+            select(func.min(MemoryJob.id))
+            .where(MemoryJob.status == "pending", MemoryJob.channel.in_(self._channels))
+            .group_by(MemoryJob.customer_id)
+        )
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(MemoryJob.customer_id, MemoryJob.id, MemoryJob.due_at)
+                .where(MemoryJob.id.in_(oldest))
+                .order_by(MemoryJob.id)
+            )
+            heads = [(str(cid), int(jid)) for cid, jid, due in rows if due <= now]
+        self._metrics.pending.labels("memory").set(len(heads))
+        return heads
+
+    async def flush_summaries(self) -> None:
+        """Make every pending summary due now (the conversation is over: e.g. the chat REPL quit)."""
+        async with self._db.session() as session:
+            await session.execute(
+                update(MemoryJob)
+                .where(
+                    MemoryJob.status == "pending",
+                    MemoryJob.kind == "summary",
+                    MemoryJob.channel.in_(self._channels),
+                )
+                .values(due_at=utcnow())
+            )
+        self.lanes.wake()
+
+    async def _handle(self, job_id: int) -> None:
+        async with self._db.session() as session:
+            job = await session.get(MemoryJob, job_id)
+        if job is None or job.status != "pending":
+            return
+        turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
+        try:
+            if not turns or await self._memory.covers_turns(job.customer_id, [t.id for t in turns]):
+                outcome = "already_written" if turns else "nothing_to_write"
+            else:
+                await self._write(job.customer_id, turns)
+                outcome = "written"
+        except MemoryUnavailable:
+            await self._retry(job)
+            return
+        async with self._db.session() as session:
+            await session.execute(
+                update(MemoryJob).where(MemoryJob.id == job_id).values(status="done", last_error=None)
+            )
+        self._metrics.memory_writes.labels(outcome).inc()
+        log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
+
+    async def _write(self, customer_id: str, turns: list[LoggedTurn]) -> None:
+        if self._infer:
+            await self._memory.remember(
+                customer_id, _messages(turns), provenance=_provenance(turns), infer=True
+            )
+            return
+        # offline: the customer's own words, stored as they are (one entry per job)
+        words = "\n".join(t.text for t in turns if t.role == "customer")
+        if words:
+            await self._memory.remember(
+                customer_id,
+                [ChatMessage(role="user", content=words)],
+                provenance=_provenance(turns),
+                infer=False,
+            )
+
+    async def _retry(self, job: MemoryJob) -> None:
+        attempts = job.attempts + 1
+        self._metrics.memory_writes.labels("retry").inc()
+        due = next_attempt(
+            utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                update(MemoryJob)
+                .where(MemoryJob.id == job.id)
+                .values(attempts=attempts, due_at=due, last_error="memory_unavailable")
+            )
+        log.warning("memory job %s: backend unavailable (attempt %d); queued", job.id, attempts)

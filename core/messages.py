@@ -1,0 +1,151 @@
+"""Value types every part of the hub speaks: addresses, inbound and outbound messages, deliveries.
+
+All are frozen and keyword-only. Provider fields we do not model are kept in ``extras`` rather
+than dropped, so an adapter can read them later without a schema change.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import InvalidAddress
+
+_KNOWN_CHANNELS = frozenset({"sms", "email", "telegram", "slack", "console"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """A normalised handle on one channel, written ``channel:handle`` (``sms:+15551234567``).
+
+    Construct it through ``identity.normalize`` so the handle is canonical; this type only checks
+    the shape.
+    """
+
+    channel: str
+    handle: str
+
+    def __post_init__(self) -> None:
+        if self.channel not in _KNOWN_CHANNELS:
+            raise InvalidAddress(f"unknown channel {self.channel!r}")
+        if not self.handle or self.handle != self.handle.strip():
+            raise InvalidAddress(f"empty or padded handle on channel {self.channel!r}")
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.handle}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Split ``channel:handle`` without normalising the handle."""
+        channel, sep, handle = text.partition(":")
+        if not sep:
+            raise InvalidAddress("an address is written channel:handle")
+        return cls(channel=channel.strip().lower(), handle=handle.strip())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage:
+    """One customer message as a channel adapter parsed it.
+
+    ``provider_message_id`` is the platform's own id for the delivery (Slack ``event_id``,
+    Telegram ``update_id``, Twilio ``MessageSid``, email ``Message-ID``); with ``channel`` it is
+    the inbox's unique key, so a platform retry is a no-op.
+    ``reply_target`` is what the adapter needs to answer (chat id, thread ts, email thread).
+    """
+
+    channel: str
+    provider_message_id: str
+    sender: Address
+    text: str
+    reply_target: dict[str, Any] = field(default_factory=dict)
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    attachments: tuple[str, ...] = ()
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.provider_message_id:
+            raise ValueError("provider_message_id is required")
+        if self.received_at.tzinfo is None:
+            object.__setattr__(self, "received_at", self.received_at.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundMessage:
+    """A reply to send. ``idempotency_key`` is unique per reply and survives retries.
+
+    An adapter that splits a long reply into parts skips the first ``parts_sent`` parts: they went
+    out in an earlier attempt that failed part-way (see ``DeliveryError.sent_ids``).
+    """
+
+    channel: str
+    recipient: Address
+    text: str
+    idempotency_key: str
+    reply_target: dict[str, Any] = field(default_factory=dict)
+    parts_sent: int = 0
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where an outbound row stands. Ordered: a status never moves backwards."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# Platform delivery statuses (Twilio's vocabulary, which covers the others) by rank: a status only
+# ever moves to a higher rank, so a late or repeated callback never moves a message backwards.
+STATUS_RANK: dict[str, int] = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusUpdate:
+    """A platform's report on a message we sent (a Twilio status callback)."""
+
+    provider_message_id: str
+    status: str
+    error_code: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUS_RANK:
+            raise ValueError(f"unknown delivery status {self.status!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """What a channel's ``send`` reports: the platform ids of what it sent."""
+
+    provider_message_ids: tuple[str, ...] = ()
+    status: DeliveryStatus = DeliveryStatus.SENT
+
+
+class Assurance(enum.StrEnum):
+    """How well we know that a handle belongs to its customer."""
+
+    UNVERIFIED = "unverified"
+    PLATFORM_ATTESTED = "platform_attested"
+    VERIFIED = "verified"
+    ADMIN_LINKED = "admin_linked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolution:
+    """The identity resolver's answer for one address."""
+
+    customer_id: str
+    assurance: Assurance
+    created: bool = False

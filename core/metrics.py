@@ -1,0 +1,64 @@
+"""Prometheus metrics, one registry per hub so that several hubs (tests) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.inbound_accepted = Counter(
+            "threadline_inbound_accepted",
+            "Inbound messages committed to the inbox",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.inbound_duplicates = Counter(
+            "threadline_inbound_duplicates",
+            "Repeated deliveries recognised and ignored",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.replies = Counter(
+            "threadline_replies",
+            "Replies committed to the outbox",
+            ["channel", "mode"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "threadline_deliveries",
+            "Outbound delivery attempts by outcome",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.status_updates = Counter(
+            "threadline_status_updates",
+            "Platform delivery reports by status",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.webhooks_rejected = Counter(
+            "threadline_webhooks_rejected",
+            "Webhook requests refused, by reason",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
+        self.llm_failures = Counter(
+            "threadline_llm_failures", "LLM calls that failed", registry=self.registry
+        )
+        self.memory_writes = Counter(
+            "threadline_memory_writes", "Memory writes by outcome", ["outcome"], registry=self.registry
+        )
+        self.turn_seconds = Histogram(
+            "threadline_turn_seconds",
+            "Inbox commit to reply committed",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.pending = Gauge(
+            "threadline_pending", "Rows waiting, by queue", ["queue"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

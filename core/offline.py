@@ -1,0 +1,28 @@
+"""Offline mode: plain template replies when no LLM is configured.
+
+They cannot understand the message, but they show what memory recalled, so anyone can see the hub
+remember a customer across sessions and channels without an account anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.ports import MemoryRecord
+
+MAX_SHOWN = 3
+_PREAMBLE = "(Offline mode: no language model is configured, so this is a template reply.)"
+
+
+def offline_reply(memories: Sequence[MemoryRecord]) -> str:
+    if not memories:
+        return f"{_PREAMBLE} Thanks, I have noted your message. I don't remember anything else about you yet."
+    lines = [f"{_PREAMBLE} Thanks, I have noted your message. Here is what I remember from before:"]
+    for memory in memories[:MAX_SHOWN]:
+        when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
+        via = memory.channel or "another channel"
+        text = " ".join(memory.text.split())
+        if len(text) > 200:
+            text = text[:199] + "…"
+        lines.append(f"- {text} ({via}, {when})")
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""The ports: what core needs from channels, identity, memory and the LLM.
+
+Core depends only on these protocols; ``core/app.py`` wires the concrete implementations.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from core.messages import Address, Delivery, InboundMessage, OutboundMessage, Resolution
+
+if TYPE_CHECKING:
+    from core.inbox import Accepted
+
+Role = Literal["system", "user", "assistant"]
+AcceptFn = Callable[[InboundMessage], Awaitable["Accepted"]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessage:
+    """One message of an LLM conversation."""
+
+    role: Role
+    content: str
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """An LLM that completes a conversation. Raises ``LLMError`` on failure, timeout or garbage."""
+
+    async def complete(self, messages: list[ChatMessage]) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """The outbound half of a channel adapter: what the worker needs to deliver a reply.
+
+    ``send`` raises ``TransientDeliveryError`` (retried, honouring ``retry_after``) or
+    ``PermanentDeliveryError`` (marked failed, never retried).
+    """
+
+    name: str
+
+    async def send(self, message: OutboundMessage) -> Delivery: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class InboundServer(Protocol):
+    """A channel that receives traffic itself (not through a web route), e.g. the SMTP listener.
+
+    ``start_inbound`` runs inside the app's event loop; ``accept`` commits a message and returns only
+    once it is durable, so the server may acknowledge (SMTP 250) right after it returns.
+    """
+
+    async def start_inbound(self, accept: AcceptFn) -> None: ...
+
+    async def stop_inbound(self) -> None: ...
+
+
+class IdentityResolver(Protocol):
+    """Maps a normalised address to its customer, creating a customer for an unknown address.
+
+    ``authenticated`` is the channel's word on the sender of this message (an email with DMARC pass
+    from our own MTA); it matters only when the address is seen for the first time.
+    """
+
+    async def resolve(self, address: Address, *, authenticated: bool = False) -> Resolution: ...
+
+
+MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
+MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
+    "profile",
+    "support_history",
+    "special_handling",
+    "operational_state",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """Where a memory came from: the channel, the handle, and our message ids (``inbox:<id>``)."""
+
+    channel: str
+    handle: str
+    message_ids: tuple[str, ...]
+    category: MemoryCategory
+    turn_ids: tuple[int, ...] = ()
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "source_channel": self.channel,
+            "source_handle": self.handle,
+            "message_ids": list(self.message_ids),
+            "turn_ids": list(self.turn_ids),
+            "category": self.category,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRecord:
+    """One memory as recall, list and export return it."""
+
+    id: str
+    text: str
+    score: float | None = None
+    channel: str | None = None
+    handle: str | None = None
+    message_ids: tuple[str, ...] = ()
+    turn_ids: tuple[int, ...] = ()
+    category: str | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class MemoryStore(Protocol):
+    """Long-term memory of customers, keyed by the canonical customer id (never by a handle).
+
+    Every method is scoped to one customer: nothing returned for one customer ever belongs to another.
+    Failures of the backend raise ``MemoryUnavailable``.
+    """
+
+    async def recall(self, customer_id: str, query: str, *, limit: int) -> list[MemoryRecord]: ...
+
+    async def remember(
+        self,
+        customer_id: str,
+        messages: list[ChatMessage],
+        *,
+        provenance: Provenance,
+        infer: bool,
+    ) -> list[str]:
+        """Store memories from ``messages``; returns the new memory ids.
+
+        With ``infer=True`` the backend's LLM extracts facts; if that fails the turn is stored as it is.
+        """
+        ...
+
+    async def list(self, customer_id: str) -> list[MemoryRecord]: ...
+
+    async def covers_turns(self, customer_id: str, turn_ids: builtins.list[int]) -> bool:
+        """True when memories made from any of these turns already exist (makes retried writes idempotent)."""
+        ...
+
+    async def forget(self, customer_id: str) -> int: ...
+
+    async def move(
+        self, from_customer: str, to_customer: str, *, handles: Collection[str] | None = None
+    ) -> builtins.list[str]:
+        """Move the memories of ``from_customer`` whose ``source_handle`` is in ``handles`` (all of them
+        when None) to ``to_customer``, text and provenance unchanged; returns their ids as they are now.
+
+        Used by identity link / unlink / merge / unmerge. Nothing moved remains visible under
+        ``from_customer``. Moving to the same customer is a no-op. Idempotent: after an interruption a
+        re-run moves what is left.
+        """
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,209 @@
+"""Settings: read once from ``THREADLINE_*`` variables (nested with ``__``) and ``.env``, typed, injected.
+
+A channel is on when its credentials are set. Partly set credentials stop start-up with a
+``ConfigError`` that names the missing variable. Secrets are ``SecretStr``: never in a repr or log.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+_PREFIX = "THREADLINE_"
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible endpoint. No API key means offline mode (template replies)."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=400, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class MemorySettings(BaseModel):
+    """Mem0: ``local`` (open source, embedded) or ``platform`` (hosted)."""
+
+    backend: Literal["local", "platform"] = "local"
+    api_key: SecretStr | None = None
+    host: str = "https://api.mem0.ai"
+    write_policy: Literal["every_turn", "summary"] = "every_turn"
+    quiet_seconds: float = Field(default=300.0, gt=0)
+    recall_limit: int = Field(default=8, ge=1, le=100)
+    recent_turns: int = Field(default=10, ge=0, le=200)
+
+
+class WorkerSettings(BaseModel):
+    """The in-process worker."""
+
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_base_url: str = "https://slack.com/api/"
+
+
+class TelegramSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    secret_token: SecretStr | None = None
+    api_base_url: str = "https://api.telegram.org/bot"
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    api_base_url: str = "https://api.twilio.com"
+
+
+class EmailSettings(BaseModel):
+    address: str | None = None
+    smtp_listen: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    inbound_signing_key: SecretStr | None = None
+    # the authserv-id of our own MTA's Authentication-Results header: the only one trusted
+    authserv_id: str | None = None
+    max_replies_per_hour: int = 20
+
+
+# Per channel: the settings that switch it on, in the order they are reported missing.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "slack": ("bot_token", "signing_secret"),
+    "telegram": ("bot_token", "secret_token"),
+    "twilio": ("account_sid", "auth_token", "from_number"),
+    "email": ("address", "smtp_host"),
+}
+# Settings that count as "this channel was meant to be on" when set, besides the required ones.
+_OPTIONAL_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "slack": (),
+    "telegram": (),
+    "twilio": (),
+    "email": ("smtp_listen", "smtp_username", "smtp_password", "inbound_signing_key"),
+}
+
+
+def _is_set(value: object) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
+
+
+class Settings(BaseSettings):
+    """Everything Threadline reads from its environment. See DESIGN.md for the table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path(".threadline")
+    database_url: str | None = None
+    public_base_url: str | None = None
+    admin_token: SecretStr | None = None
+    default_region: str = "US"
+    log_level: str = "INFO"
+
+    llm: LLMSettings = LLMSettings()
+    memory: MemorySettings = MemorySettings()
+    worker: WorkerSettings = WorkerSettings()
+    slack: SlackSettings = SlackSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    email: EmailSettings = EmailSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vendor_key_fallbacks(cls, data: Any) -> Any:
+        """``OPENAI_API_KEY`` and ``MEM0_API_KEY`` stand in when the THREADLINE_ ones are unset."""
+        if not isinstance(data, dict):
+            return data
+        for section, env_name in (("llm", "OPENAI_API_KEY"), ("memory", "MEM0_API_KEY")):
+            fallback = os.environ.get(env_name)
+            if not fallback:
+                continue
+            raw = data.get(section)
+            current: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+            if not current.get("api_key") and not isinstance(raw, BaseModel):
+                current["api_key"] = fallback
+                data[section] = current
+        return data
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'threadline.db').resolve()}"
+
+    def enabled_channels(self) -> list[str]:
+        """The platform channels whose credentials are complete (``check`` refuses partial ones)."""
+        return [
+            name for name, keys in _REQUIRED.items() if all(_is_set(self._section(name, k)) for k in keys)
+        ]
+
+    def _section(self, channel: str, key: str) -> object:
+        return getattr(getattr(self, channel), key)
+
+    def check(self) -> None:
+        """Refuse inconsistent configuration, naming the setting at fault."""
+        for channel, keys in _REQUIRED.items():
+            present = [k for k in keys + _OPTIONAL_TRIGGERS[channel] if _is_set(self._section(channel, k))]
+            if not present:
+                continue
+            for key in keys:
+                if not _is_set(self._section(channel, key)):
+                    given = env_name(channel, present[0])
+                    raise ConfigError(
+                        f"{env_name(channel, key)} is required when {given} is set "
+                        f"(the {channel} channel is partly configured)",
+                        setting=env_name(channel, key),
+                    )
+        if "email" in self.enabled_channels() and not (
+            self.email.smtp_listen or _is_set(self.email.inbound_signing_key)
+        ):
+            raise ConfigError(
+                f"{env_name('email', 'smtp_listen')} or {env_name('email', 'inbound_signing_key')} "
+                "is required so that inbound email can arrive",
+                setting=env_name("email", "smtp_listen"),
+            )
+        if "twilio" in self.enabled_channels() and not self.public_base_url:
+            raise ConfigError(
+                f"{_PREFIX}PUBLIC_BASE_URL is required with SMS: Twilio signatures are computed over it",
+                setting=f"{_PREFIX}PUBLIC_BASE_URL",
+            )
+        if self.memory.backend == "platform" and not _is_set(self.memory.api_key):
+            raise ConfigError(
+                f"{env_name('memory', 'api_key')} (or MEM0_API_KEY) is required when "
+                f"{env_name('memory', 'backend')}=platform",
+                setting=env_name("memory", "api_key"),
+            )
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable behind ``settings.<section>.<key>``."""
+    return f"{_PREFIX}{section.upper()}__{key.upper()}"

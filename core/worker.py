@@ -1,0 +1,285 @@
+"""The worker: takes committed inbox rows, answers them, and commits the reply to the outbox.
+
+For each pending inbox row, in arrival order per customer (one at a time per customer, different
+customers concurrently, at most ``worker.concurrency`` at once):
+
+1. resolve the sender to a customer (stamped on the row, so ordering is per customer);
+2. run the agent (recall → prompt → LLM, or offline templates);
+3. in ONE transaction: mark the row done (only if still pending), log both turns, write the reply to
+   the outbox under the idempotency key ``reply:<inbox id>``, and queue the memory write.
+
+Opt-out keywords (``extras["control"]``, set by the SMS adapter) never reach the agent: STOP records
+an opt-out and is not answered, START lifts it, HELP is answered with a fixed help text.
+
+A crash anywhere before step 3 commits leaves the row pending, and it runs again on restart; after
+step 3 the reply exists exactly once. Delivery (``core.delivery``) and memory writes
+(``core.memory_writer``) are separate lanes over their own tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agent import Agent, AgentTurn
+from core.backoff import next_attempt
+from core.errors import LLMError
+from core.lanes import LaneLoop
+from core.messages import Address
+from core.metrics import Metrics
+from core.ports import IdentityResolver
+from core.settings import MemorySettings, WorkerSettings
+from core.store.db import Database
+from core.store.models import InboxRow, MemoryJob, OptOut, OutboxRow, Turn, utcnow
+
+log = logging.getLogger(__name__)
+
+FALLBACK_REPLY = (
+    "Sorry, I can't answer properly right now. Your message is saved,"
+    " and a person from our team will follow up."
+)
+
+HELP_REPLY = "This is our support assistant: write your question and we will answer. Reply STOP to opt out."
+_CONTROLS = frozenset({"stop", "start", "help"})
+
+
+def _authenticated(extras: dict[str, object] | None) -> bool:
+    """Whether the channel vouched for this sender (e.g. DMARC pass reported by our own MTA)."""
+    return bool(extras and extras.get("sender_authenticated") is True)
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        resolver: IdentityResolver,
+        agent: Agent,
+        channels: Collection[str],
+        settings: WorkerSettings,
+        memory_settings: MemorySettings,
+        metrics: Metrics,
+        on_reply: list[LaneLoop] | None = None,
+    ) -> None:
+        self._db = db
+        self._resolver = resolver
+        self._agent = agent
+        self._channels = tuple(channels)
+        self._settings = settings
+        self._memory_settings = memory_settings
+        self._metrics = metrics
+        self._downstream = on_reply or []
+        self.lanes = LaneLoop(
+            "inbox",
+            heads=self._heads,
+            handle=self._handle,
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+        )
+
+    async def _stamp_customers(self) -> None:
+        """Resolve the sender of every pending row that has no customer yet, oldest first."""
+        async with self._db.session() as session:
+            rows = list(
+                await session.execute(
+                    select(InboxRow.id, InboxRow.sender, InboxRow.extras)
+                    .where(
+                        InboxRow.status == "pending",
+                        InboxRow.customer_id.is_(None),
+                        InboxRow.channel.in_(self._channels),
+                    )
+                    .order_by(InboxRow.id)
+                    .limit(1000)
+                )
+            )
+        for inbox_id, sender, extras in rows:
+            resolution = await self._resolver.resolve(
+                Address.parse(sender), authenticated=_authenticated(extras)
+            )
+            async with self._db.session() as session:
+                await session.execute(
+                    update(InboxRow).where(InboxRow.id == inbox_id).values(customer_id=resolution.customer_id)
+                )
+
+    async def _heads(self) -> list[tuple[str, int]]:
+        """The oldest pending row of each customer, if it is due."""
+        await self._stamp_customers()
+        oldest = (
+            select(func.min(InboxRow.id))
+            .where(
+                InboxRow.status == "pending",
+                InboxRow.customer_id.is_not(None),
+                InboxRow.channel.in_(self._channels),
+            )
+            .group_by(InboxRow.customer_id)
+        )
+        now = utcnow()
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at)
+                .where(InboxRow.id.in_(oldest))
+                .order_by(InboxRow.id)
+            )
+            heads = [(str(cid), int(iid)) for cid, iid, due in rows if due is None or due <= now]
+        self._metrics.pending.labels("inbox").set(len(heads))
+        return heads
+
+    async def _handle(self, inbox_id: int) -> None:
+        async with self._db.session() as session:
+            row = await session.get(InboxRow, inbox_id)
+            if row is None or row.status != "pending" or row.customer_id is None:
+                return
+            customer_id = row.customer_id
+        control = row.extras.get("control")
+        if control in _CONTROLS:
+            await self._control(row, customer_id, str(control))
+            return
+        resolution = await self._resolver.resolve(
+            Address.parse(row.sender), authenticated=_authenticated(row.extras)
+        )
+        turn = AgentTurn(
+            customer_id=customer_id,
+            assurance=resolution.assurance,
+            channel=row.channel,
+            text=row.text,
+            inbox_id=inbox_id,
+        )
+        started = time.perf_counter()
+        try:
+            reply = await self._agent.respond(turn)
+            text, mode = reply.text, ("offline" if reply.offline else "llm")
+        except LLMError:
+            self._metrics.llm_failures.inc()
+            attempts = row.attempts + 1
+            if attempts < self._settings.max_attempts:
+                await self._retry_later(inbox_id, attempts, "llm_error")
+                return
+            log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
+            text, mode = FALLBACK_REPLY, "fallback"
+        if await self._commit_reply(row, customer_id, text):
+            self._metrics.replies.labels(row.channel, mode).inc()
+            self._metrics.turn_seconds.observe(time.perf_counter() - started)
+            for loop in self._downstream:
+                loop.wake()
+
+    async def _control(self, row: InboxRow, customer_id: str, control: str) -> None:
+        """Opt-out keywords: STOP records the opt-out and is never answered (the platform confirms it),
+        START lifts it, HELP gets the help text. None of them reaches the LLM or memory."""
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id, InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            opted_out = await session.get(OptOut, row.sender)
+            if control == "stop" and opted_out is None:
+                session.add(OptOut(address=row.sender))
+            elif control == "start" and opted_out is not None:
+                await session.delete(opted_out)
+            elif control == "help":
+                session.add(self._outbox_row(row, customer_id, HELP_REPLY))
+        log.info("inbox %s: %s keyword handled", row.id, control)
+        if control == "help":
+            for loop in self._downstream:
+                loop.wake()
+
+    def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
+        return OutboxRow(
+            inbox_id=row.id,
+            idempotency_key=f"reply:{row.id}",
+            channel=row.channel,
+            recipient=row.sender,
+            customer_id=customer_id,
+            reply_target=dict(row.reply_target),
+            text=text,
+            status="pending",
+        )
+
+    async def _retry_later(self, inbox_id: int, attempts: int, reason: str) -> None:
+        due = next_attempt(
+            utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == inbox_id, InboxRow.status == "pending")
+                .values(attempts=attempts, next_attempt_at=due, last_error=reason)
+            )
+        log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
+
+    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str) -> bool:
+        """Mark the row done and write the reply, turns and memory job in one transaction."""
+        now = utcnow()
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id, InboxRow.status == "pending")
+                .values(status="done", finished_at=now, last_error=None)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                log.info("inbox %s was already answered; nothing written", row.id)
+                return False
+            customer_turn = Turn(
+                customer_id=customer_id,
+                channel=row.channel,
+                address=row.sender,
+                role="customer",
+                text=row.text,
+                inbox_id=row.id,
+                provider_message_id=row.provider_message_id,
+                created_at=row.received_at,
+            )
+            reply_turn = Turn(
+                customer_id=customer_id,
+                channel=row.channel,
+                address=row.sender,
+                role="assistant",
+                text=text,
+                inbox_id=row.id,
+                created_at=now,
+            )
+            session.add_all([customer_turn, reply_turn, self._outbox_row(row, customer_id, text)])
+            await session.flush()
+            await self._queue_memory(session, customer_id, row.channel, [customer_turn.id, reply_turn.id])
+        return True
+
+    async def _queue_memory(
+        self, session: AsyncSession, customer_id: str, channel: str, turn_ids: list[int]
+    ) -> None:
+        now = utcnow()
+        if self._memory_settings.write_policy == "every_turn":
+            session.add(
+                MemoryJob(
+                    customer_id=customer_id, channel=channel, kind="turn", turn_ids=turn_ids, due_at=now
+                )
+            )
+            return
+        # summary: one pending job per customer, pushed back while the conversation goes on
+        due = now + timedelta(seconds=self._memory_settings.quiet_seconds)
+        job = await session.scalar(
+            select(MemoryJob)
+            .where(
+                MemoryJob.customer_id == customer_id,
+                MemoryJob.channel == channel,
+                MemoryJob.kind == "summary",
+                MemoryJob.status == "pending",
+            )
+            .order_by(MemoryJob.id)
+            .limit(1)
+        )
+        if job is None:
+            session.add(
+                MemoryJob(
+                    customer_id=customer_id, channel=channel, kind="summary", turn_ids=turn_ids, due_at=due
+                )
+            )
+        else:
+            job.turn_ids = [*job.turn_ids, *turn_ids]
+            job.due_at = due

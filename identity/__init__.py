@@ -1,0 +1,1 @@
+"""Identity: normalised handles and the resolver that maps each handle to one customer."""

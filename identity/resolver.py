@@ -1,0 +1,88 @@
+"""Resolve a normalised address to its customer, creating a customer for an address seen first.
+
+A new address gets its own new customer. How far the handle is trusted on first contact depends on
+who vouches for the sender: Slack, Telegram and Twilio authenticate their senders, so their handles
+start ``platform_attested``; an email ``From:`` is only a claim, so it starts ``unverified`` unless
+our own MTA reported DMARC pass for it.
+Linking handles of one person together comes with the identity ledger (admin or proof of ownership).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.messages import Address, Assurance, Resolution
+from core.store.db import Database
+from core.store.models import Customer, Identity
+
+log = logging.getLogger(__name__)
+
+_FIRST_CONTACT_ASSURANCE = {
+    "sms": Assurance.PLATFORM_ATTESTED,
+    "telegram": Assurance.PLATFORM_ATTESTED,
+    "slack": Assurance.PLATFORM_ATTESTED,
+    "email": Assurance.UNVERIFIED,
+    "console": Assurance.UNVERIFIED,
+}
+
+
+def new_customer_id() -> str:
+    return f"cus_{uuid.uuid4().hex}"
+
+
+class DatabaseResolver:
+    """``core.ports.IdentityResolver`` over the store's ``customers`` and ``identities`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def lookup(self, address: Address) -> Resolution | None:
+        """The customer behind ``address``, or None when the address was never seen."""
+        async with self._db.session() as session:
+            row = await session.scalar(select(Identity).where(Identity.address == str(address)))
+            if row is None:
+                return None
+            return Resolution(customer_id=row.customer_id, assurance=Assurance(row.assurance))
+
+    async def resolve(self, address: Address, *, authenticated: bool = False) -> Resolution:
+        found = await self.lookup(address)
+        if found is not None:
+            return found
+        customer_id = new_customer_id()
+        assurance = _FIRST_CONTACT_ASSURANCE.get(address.channel, Assurance.UNVERIFIED)
+        if authenticated and assurance is Assurance.UNVERIFIED and address.channel == "email":
+            # DMARC pass, reported by our own MTA: the provider vouches for the From: address
+            assurance = Assurance.PLATFORM_ATTESTED
+        try:
+            async with self._db.session() as session:
+                session.add(Customer(id=customer_id))
+                await session.flush()
+                session.add(
+                    Identity(
+                        address=str(address),
+                        channel=address.channel,
+                        customer_id=customer_id,
+                        assurance=assurance.value,
+                        method="first_contact",
+                    )
+                )
+        except IntegrityError:
+            # Another worker created it between our look-up and insert: theirs stands.
+            found = await self.lookup(address)
+            if found is None:
+                raise
+            return found
+        log.info("created customer %s for a new %s handle", customer_id, address.channel)
+        return Resolution(customer_id=customer_id, assurance=assurance, created=True)
+
+    async def addresses_of(self, customer_id: str) -> list[Address]:
+        """Every address that resolves to ``customer_id``."""
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(Identity).where(Identity.customer_id == customer_id).order_by(Identity.id)
+            )
+            return [Address.parse(row.address) for row in rows]

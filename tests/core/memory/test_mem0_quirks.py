@@ -1,0 +1,95 @@
+"""The Mem0 quirks: environment before import, quiet logs, our classes in Mem0's hierarchy, the config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from core.memory import mem0_quirks
+from core.settings import LLMSettings
+
+SECRET = "zqsecretmemorytext"
+
+
+@pytest.fixture
+def mem0(tmp_path: Path) -> object:
+    return mem0_quirks.import_mem0(tmp_path)
+
+
+def test_telemetry_is_off_and_spacy_never_loads(mem0: object) -> None:
+    from mem0.memory import main, telemetry
+    from mem0.utils import spacy_models
+
+    assert os.environ["MEM0_TELEMETRY"] == "False"
+    assert os.environ["MEM0_DIR"].endswith("mem0")
+    assert telemetry.MEM0_TELEMETRY is False
+    assert main.MEM0_TELEMETRY is False
+    assert spacy_models.get_nlp_lemma() is None
+    assert spacy_models.get_nlp_full() is None
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_mem0_log_lines_are_withheld(mem0: object) -> None:
+    # what the application's handlers (on the root logger) get; pytest's caplog also taps
+    # non-propagating loggers, so it cannot show this
+    collect = _Collect()
+    root = logging.getLogger()
+    root.addHandler(collect)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        try:
+            raise ValueError(SECRET)
+        except ValueError:
+            logging.getLogger("mem0.memory.main").exception("Skipping invalid message format: %s", SECRET)
+        logging.getLogger("mem0.some.future.module").warning(f"Entity upsert failed for '{SECRET}'")  # noqa: G004 - as mem0 does
+        logging.getLogger("mem0.memory.main").info(f"Updating memory with {SECRET=}")  # noqa: G004 - as mem0 does
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(level)
+    text = "\n".join(collect.format(r) for r in collect.records)
+    assert SECRET not in text
+    assert [r.name for r in collect.records] == ["core.memory.mem0_quirks"] * 2  # info is below mem0's level
+    assert collect.records[0].levelno == logging.ERROR
+    assert "mem0.memory.main" in text and "ValueError" in text
+    assert all(r.exc_info is None for r in collect.records)
+
+
+def test_vector_store_is_a_mem0_vector_store(mem0: object, tmp_path: Path) -> None:
+    from mem0.vector_stores.base import VectorStoreBase
+
+    store = mem0_quirks.mem0_vector_store(tmp_path / "v.sqlite3")
+    try:
+        assert isinstance(store, VectorStoreBase)
+        assert type(store).keyword_search is not VectorStoreBase.keyword_search  # hybrid BM25 stays on
+        assert isinstance(store.with_collection("other"), VectorStoreBase)
+    finally:
+        store.close()
+
+
+def test_config_without_an_llm_uses_a_placeholder_that_goes_nowhere(tmp_path: Path) -> None:
+    config = mem0_quirks.mem0_config(tmp_path, LLMSettings())
+    llm = config["llm"]["config"]
+    assert config["llm"]["provider"] == "openai"
+    assert llm["api_key"] == mem0_quirks.OFFLINE_API_KEY
+    assert llm["openai_base_url"].startswith("http://127.0.0.1:")
+    assert config["history_db_path"] == str(tmp_path / "mem0" / "history.db")
+
+
+def test_config_with_an_llm_uses_its_key_url_and_model(tmp_path: Path) -> None:
+    settings = LLMSettings(api_key=SecretStr("sk-test"), base_url="http://127.0.0.1:1/v1", model="m-1")
+    llm = mem0_quirks.mem0_config(tmp_path, settings)["llm"]["config"]
+    assert llm == {"model": "m-1", "api_key": "sk-test", "openai_base_url": "http://127.0.0.1:1/v1"}

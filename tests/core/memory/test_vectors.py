@@ -1,0 +1,267 @@
+"""The SQLite vector store: scoped search, BM25, turns, deletes, and several connections on one file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.memory.vectors import SQLiteVectorStore
+from tests.core.memory.helpers import files_containing
+
+ROOT = Path(__file__).resolve().parents[3]
+DIMS = 384
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def near(vector: np.ndarray, seed: int, noise: float) -> np.ndarray:
+    return vector + noise * unit(seed)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteVectorStore]:
+    vectors = SQLiteVectorStore(tmp_path / "vectors.sqlite3")
+    yield vectors
+    vectors.close()
+
+
+def payload(user: str, text: str, **extra: object) -> dict[str, object]:
+    return {"user_id": user, "data": text, **extra}
+
+
+def test_search_ranks_by_cosine_within_the_scope(store: SQLiteVectorStore) -> None:
+    target = unit(1)
+    store.insert(
+        [near(target, 2, 0.1), near(target, 3, 1.0), unit(4), target],
+        payloads=[
+            payload("a", "close"),
+            payload("a", "farther"),
+            payload("a", "unrelated"),
+            payload("b", "exact"),
+        ],
+        ids=["close", "farther", "unrelated", "other-user"],
+    )
+    hits = store.search("q", target, top_k=2, filters={"user_id": "a"})
+    assert [h.id for h in hits] == ["close", "farther"]
+    assert all(h.score is not None and 0.0 <= h.score <= 1.0 for h in hits)
+    assert hits[0].payload == payload("a", "close")
+
+
+def test_two_users_never_see_each_other(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("alice", "alice router wifi")], ids=["a1"])
+    store.insert([unit(1)], payloads=[payload("bob", "bob router wifi")], ids=["b1"])
+    for user, own in (("alice", "a1"), ("bob", "b1")):
+        assert [h.id for h in store.search("q", unit(1), top_k=10, filters={"user_id": user})] == [own]
+        assert [h.id for h in store.keyword_search("router wifi", top_k=10, filters={"user_id": user})] == [
+            own
+        ]
+        assert [h.id for h in store.list({"user_id": user})[0]] == [own]
+        assert store.count({"user_id": user}) == 1
+
+
+def test_no_scope_returns_nothing(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("alice", "router")], ids=["a1"])
+    assert store.search("q", unit(1), top_k=10, filters=None) == []
+    assert store.search("q", unit(1), top_k=10, filters={"category": "x"}) == []
+    assert store.keyword_search("router", top_k=10, filters={}) == []
+    assert store.list(None) == [[]]
+    assert store.count({}) == 0
+
+
+def test_agent_and_run_scopes_are_indexed_too(store: SQLiteVectorStore) -> None:
+    store.insert(
+        [unit(1), unit(2)],
+        payloads=[
+            {"agent_id": "bot", "run_id": "r1", "data": "x"},
+            {"agent_id": "bot", "run_id": "r2", "data": "x"},
+        ],
+        ids=["one", "two"],
+    )
+    assert {h.id for h in store.search("q", unit(1), top_k=5, filters={"agent_id": "bot"})} == {"one", "two"}
+    assert [
+        h.id for h in store.search("q", unit(1), top_k=5, filters={"agent_id": "bot", "run_id": "r2"})
+    ] == ["two"]
+    assert [h.id for h in store.keyword_search("x", top_k=5, filters={"run_id": "r1"})] == ["one"]
+
+
+def test_metadata_filters(store: SQLiteVectorStore) -> None:
+    store.insert(
+        [unit(1), unit(2)],
+        payloads=[payload("a", "tea", category="profile"), payload("a", "tea", category="support_history")],
+        ids=["p", "s"],
+    )
+    only = {"user_id": "a", "category": "profile"}
+    assert [h.id for h in store.search("q", unit(2), top_k=5, filters=only)] == ["p"]
+    assert [h.id for h in store.keyword_search("tea", top_k=5, filters=only)] == ["p"]
+    assert [h.id for h in store.list(only)[0]] == ["p"]
+
+
+def test_keyword_search_is_bm25_over_the_text(store: SQLiteVectorStore) -> None:
+    store.insert(
+        [unit(1), unit(2), unit(3)],
+        payloads=[
+            payload("a", "my router drops the wifi and the router lights blink"),
+            payload("a", "the wifi is fine"),
+            payload("a", "refund for the invoice"),
+        ],
+        ids=["router", "wifi", "refund"],
+    )
+    # filler rows of other customers give the terms realistic document frequencies
+    store.insert(
+        [unit(i) for i in range(10, 30)], payloads=[payload(f"u{i}", "pizza order") for i in range(20)]
+    )
+    hits = store.keyword_search("router wifi", top_k=5, filters={"user_id": "a"})
+    assert [h.id for h in hits] == ["router", "wifi"]
+    assert hits[0].score is not None and hits[1].score is not None and hits[0].score > hits[1].score > 0
+    assert store.keyword_search("nothing matches this", top_k=5, filters={"user_id": "a"}) == []
+
+
+def test_keyword_search_prefers_the_lemmatized_text(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("a", "He was running", text_lemmatized="run")], ids=["x"])
+    assert [h.id for h in store.keyword_search("run", top_k=5, filters={"user_id": "a"})] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "query", ['wifi" OR scope:*', "NEAR(a b)", "(((", "*", "wifi AND", "'; DROP TABLE x; --"]
+)
+def test_keyword_search_treats_query_syntax_as_words(store: SQLiteVectorStore, query: str) -> None:
+    store.insert([unit(1)], payloads=[payload("a", "wifi")], ids=["x"])
+    store.insert([unit(1)], payloads=[payload("b", "wifi scope")], ids=["y"])
+    hits = store.keyword_search(query, top_k=5, filters={"user_id": "a"})
+    assert {h.id for h in hits} <= {"x"}
+
+
+def test_get_update_delete(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("a", "old text", turn_ids=[7])], ids=["m"])
+    hit = store.get("m")
+    assert hit is not None and hit.payload["data"] == "old text" and hit.score is None
+    store.update("m", payload=payload("a", "new words", turn_ids=[8]))
+    assert store.keyword_search("old", top_k=5, filters={"user_id": "a"}) == []
+    assert [h.id for h in store.keyword_search("words", top_k=5, filters={"user_id": "a"})] == ["m"]
+    assert not store.covers_turns("a", [7]) and store.covers_turns("a", [8])
+    store.update("m", vector=unit(9))
+    assert store.search("q", unit(9), top_k=1, filters={"user_id": "a"})[0].score == pytest.approx(
+        1.0, abs=1e-5
+    )
+    store.delete("m")
+    assert store.get("m") is None
+    assert store.search("q", unit(9), top_k=5, filters={"user_id": "a"}) == []
+    assert store.keyword_search("words", top_k=5, filters={"user_id": "a"}) == []
+    assert not store.covers_turns("a", [8])
+
+
+def test_insert_with_an_existing_id_replaces_the_row(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("a", "first")], ids=["m"])
+    store.insert([unit(2)], payloads=[payload("a", "second")], ids=["m"])
+    assert [h.payload["data"] for h in store.list({"user_id": "a"})[0]] == ["second"]
+    assert store.keyword_search("first", top_k=5, filters={"user_id": "a"}) == []
+
+
+def test_list_is_newest_first_and_honours_top_k(store: SQLiteVectorStore) -> None:
+    store.insert(
+        [unit(1), unit(2), unit(3)],
+        payloads=[
+            payload("a", "middle", created_at="2024-05-02T00:00:00+00:00"),
+            payload("a", "newest", created_at="2024-05-03T00:00:00+00:00"),
+            payload("a", "oldest", created_at="2024-05-01T00:00:00+00:00"),
+        ],
+    )
+    assert [h.payload["data"] for h in store.list({"user_id": "a"})[0]] == ["newest", "middle", "oldest"]
+    assert [h.payload["data"] for h in store.list({"user_id": "a"}, top_k=1)[0]] == ["newest"]
+
+
+def test_covers_turns_is_per_customer(store: SQLiteVectorStore) -> None:
+    store.insert([unit(1)], payloads=[payload("a", "x", turn_ids=[1, 2])], ids=["m"])
+    assert store.covers_turns("a", [2, 99])
+    assert not store.covers_turns("a", [3])
+    assert not store.covers_turns("b", [1, 2])
+    assert not store.covers_turns("a", [])
+
+
+def test_wrong_dimensions_are_refused(store: SQLiteVectorStore) -> None:
+    with pytest.raises(ValueError, match="dimensions"):
+        store.insert([[0.1, 0.2]], payloads=[payload("a", "x")])
+
+
+def test_collections_share_the_file_but_not_rows(store: SQLiteVectorStore) -> None:
+    entities = store.with_collection("entities")
+    entities.insert([unit(1)], payloads=[payload("a", "router")], ids=["e"])
+    store.insert([unit(1)], payloads=[payload("a", "router")], ids=["m"])
+    assert [h.id for h in entities.search("q", unit(1), top_k=5, filters={"user_id": "a"})] == ["e"]
+    assert [h.id for h in store.keyword_search("router", top_k=5, filters={"user_id": "a"})] == ["m"]
+    assert set(store.list_cols()) == {"threadline", "entities"}
+    entities.reset()
+    assert entities.col_info()["count"] == 0 and store.col_info()["count"] == 1
+
+
+def test_forget_scope_leaves_no_text_in_the_file(tmp_path: Path) -> None:
+    store = SQLiteVectorStore(tmp_path / "v.sqlite3")
+    store.insert(
+        [unit(1)], payloads=[payload("a", "zqforgetmecanary lives here", turn_ids=[1])], ids=["gone"]
+    )
+    store.insert([unit(2)], payloads=[payload("b", "zqkeepmecanary stays")], ids=["kept"])
+    store.update("gone", payload=payload("a", "zqforgetmecanary lives here still", turn_ids=[1]))
+    assert store.forget_scope({"user_id": "a"}) == ["gone"]
+    with pytest.raises(ValueError, match="user_id"):
+        store.forget_scope({})
+    assert store.list({"user_id": "a"}) == [[]] and not store.covers_turns("a", [1])
+    store.close()
+    assert files_containing(tmp_path, "zqforgetmecanary") == []
+    assert files_containing(tmp_path, "zqkeepmecanary") != []
+
+
+def test_two_connections_on_one_file(tmp_path: Path) -> None:
+    first = SQLiteVectorStore(tmp_path / "v.sqlite3")
+    second = SQLiteVectorStore(tmp_path / "v.sqlite3")
+    try:
+        first.insert([unit(1)], payloads=[payload("a", "from first")], ids=["1"])
+        second.insert([unit(2)], payloads=[payload("a", "from second")], ids=["2"])
+        assert {h.id for h in first.list({"user_id": "a"})[0]} == {"1", "2"}
+        assert [h.id for h in second.keyword_search("first", top_k=5, filters={"user_id": "a"})] == ["1"]
+        second.delete("1")
+        assert first.get("1") is None
+    finally:
+        first.close()
+        second.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from core.memory.vectors import SQLiteVectorStore
+
+    store = SQLiteVectorStore(sys.argv[1])
+    rng = np.random.default_rng(7)
+    for i in range(int(sys.argv[2])):
+        store.insert([rng.standard_normal(384)], payloads=[{"user_id": "shared", "data": f"child row {i}"}])
+    store.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite3"
+    rows = 150
+    store = SQLiteVectorStore(path)
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(rows)], cwd=ROOT)
+    try:
+        for i in range(rows):
+            store.insert([unit(i)], payloads=[{"user_id": "shared", "data": f"parent row {i}"}])
+        assert child.wait(timeout=120) == 0
+        assert store.count({"user_id": "shared"}) == 2 * rows
+        assert len(store.keyword_search("child", top_k=1000, filters={"user_id": "shared"})) == rows
+    finally:
+        if child.poll() is None:
+            child.kill()
+        store.close()
