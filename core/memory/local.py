@@ -168,7 +168,7 @@ class LocalMemory:
         say which handle they came from (see :func:`mem0_quirks.move_memories`).
         """
         wanted = wanted_handles(handles)
-        if from_customer == to_customer or wanted is not None and not wanted:
+        if from_customer == to_customer or (wanted is not None and not wanted):
             return []
 
         def call() -> builtins.list[str]:

@@ -398,7 +398,7 @@ def move_memories(
     message came from: on a move of everything its rows follow; on a move of some handles they stay.
     Idempotent: what was moved is no longer ``from_user``'s, so a re-run moves what is left.
     """
-    if from_user == to_user or handles is not None and not handles:
+    if from_user == to_user or (handles is not None and not handles):
         return []
     where = None if handles is None else {"source_handle": {"in": sorted(handles)}}
     with oss.store.transaction():

@@ -186,7 +186,7 @@ class PlatformMemory:
         have a copy and drops duplicate copies. Returns the ids of the copies whose original is gone.
         """
         wanted = wanted_handles(handles)
-        if from_customer == to_customer or wanted is not None and not wanted:
+        if from_customer == to_customer or (wanted is not None and not wanted):
             return []
 
         async def call(client: Any) -> builtins.list[str]:

@@ -81,7 +81,9 @@ def parse(raw: bytes, *, mail_from: str | None = "someone@example.com") -> Inbou
 # --- the Mailgun-style webhook: signing exactly as Mailgun does -------------------------------------
 
 
-def signed_fields(*, timestamp: float | None = None, token: str | None = None, key: str = KEY) -> dict[str, str]:
+def signed_fields(
+    *, timestamp: float | None = None, token: str | None = None, key: str = KEY
+) -> dict[str, str]:
     ts = str(int(time.time() if timestamp is None else timestamp))
     tok = token or secrets.token_hex(25)  # Mailgun tokens are 50 characters
     sig = hmac.new(key.encode(), (ts + tok).encode(), hashlib.sha256).hexdigest()
@@ -152,7 +154,9 @@ async def test_outlook_reply_over_multipart_form(adapter: EmailAdapter) -> None:
     assert request.headers["content-type"].startswith("multipart/form-data")
     await adapter.verify(request)
     [message] = (await adapter.parse(request)).messages
-    assert message.text == 'The parcel still shows "label created" since Friday. Can you check with the carrier?'
+    assert (
+        message.text == 'The parcel still shows "label created" since Friday. Can you check with the carrier?'
+    )
     assert message.sender.handle == "bruno.keller@contoso.example"
     assert message.reply_target["references"] == ["<20250303160000.1111.aaaa@threadline.example>"]
     assert message.extras["thread_id"] == "<20250303160000.1111.aaaa@threadline.example>"
@@ -162,7 +166,7 @@ def test_html_only_mail_is_rendered_as_text() -> None:
     message = parse(fixture("html_only"))
     assert message is not None
     assert message.text == (
-        "Hello,\n\nthe password reset link says \"expired\" every time – I tried 3 times.\n\n"
+        'Hello,\n\nthe password reset link says "expired" every time – I tried 3 times.\n\n'
         "- Browser: Firefox\n- Account: dmitri@example.net"
     )
     assert message.reply_target["subject"] == "Cannot log in – password reset"
@@ -406,16 +410,12 @@ async def smtp_send(
     port: int | None, raw: bytes, *, sender: str = "ana.souza@example.com", to: str = OURS
 ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
     assert port is not None
-    return await aiosmtplib.send(
-        raw,
-        sender=sender,
-        recipients=[to],
-        hostname="127.0.0.1",
-        port=port,
-        start_tls=False,
-        local_hostname="client.test",
-        timeout=30,
+    # SMTP.sendmail, not aiosmtplib.send: a bounce's null reverse-path (``MAIL FROM:<>``) is refused by send()
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, start_tls=False, local_hostname="client.test", timeout=30
     )
+    async with client:
+        return await client.sendmail(sender, [to], raw)
 
 
 async def test_smtp_answers_250_only_after_accept_returned(
@@ -506,9 +506,9 @@ async def test_no_listen_setting_starts_nothing() -> None:
 # --- sending ------------------------------------------------------------------------------------------
 
 
-def reply_to(message: InboundMessage, text: str = "We have refunded the second charge.", key: str = "k1") -> (
-    OutboundMessage
-):
+def reply_to(
+    message: InboundMessage, text: str = "We have refunded the second charge.", key: str = "k1"
+) -> OutboundMessage:
     return OutboundMessage(
         channel="email",
         recipient=message.sender,
@@ -603,7 +603,9 @@ async def test_send_4xx_is_transient(
 
 
 @pytest.mark.parametrize(("code", "stage"), [(550, "RCPT"), (554, "DATA"), (553, "MAIL")])
-async def test_send_5xx_is_permanent(sending: EmailAdapter, relay: FakeSmtpRelay, code: int, stage: str) -> None:
+async def test_send_5xx_is_permanent(
+    sending: EmailAdapter, relay: FakeSmtpRelay, code: int, stage: str
+) -> None:
     relay.fail_next(code, stage=stage)  # type: ignore[arg-type]
     with pytest.raises(PermanentDeliveryError) as caught:
         await sending.send(reply_to(inbound("gmail_reply")))
@@ -620,7 +622,9 @@ async def test_send_unreachable_relay_is_transient(relay: FakeSmtpRelay) -> None
 
 
 async def test_reply_cap_per_recipient(relay: FakeSmtpRelay) -> None:
-    adapter = EmailAdapter(make_settings(smtp_port=relay.port, max_replies_per_hour=2), normalize=normalize_address)
+    adapter = EmailAdapter(
+        make_settings(smtp_port=relay.port, max_replies_per_hour=2), normalize=normalize_address
+    )
     parent = inbound("gmail_reply")
     relay.fail_next(451)  # a failed attempt does not use up the cap
     with pytest.raises(TransientDeliveryError):

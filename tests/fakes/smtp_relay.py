@@ -91,7 +91,8 @@ class FakeSmtpRelay:
         if failure is not None:
             return failure
         raw = envelope.original_content or b""
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        # SMTP carries CRLF; a mailbox stores LF (as an MDA writes it), so bodies read back as they were sent
+        parsed = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         with self._lock:
             self.messages.append(

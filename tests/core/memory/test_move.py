@@ -58,7 +58,10 @@ class Backend:
             return [
                 str(h.payload.get("data")) for h in store.keyword_search(query, 10, {"user_id": customer_id})
             ]
-        return [r.text for r in await self.memory.recall(customer_id, query, limit=10)]
+        # hosted Mem0 has no keyword index of its own to ask: its search results that contain a query word
+        words = {w.lower() for w in query.split()}
+        found = await self.memory.recall(customer_id, query, limit=10)
+        return [r.text for r in found if words & {w.lower() for w in r.text.split()}]
 
 
 @pytest.fixture
@@ -189,7 +192,8 @@ async def test_a_moved_canary_is_gone_from_a_even_for_keyword_search(backend: Ba
 
     assert len(moved) == 2
     assert await backend.keyword_hits(A, CANARY) == []
-    assert await memory.recall(A, f"code word {CANARY}", limit=10) == []
+    # recall may still rank A's own SMS memories (dense scores are never zero); none of them is the canary
+    assert not any(CANARY in r.text for r in await memory.recall(A, f"code word {CANARY}", limit=10))
     assert not any(CANARY in r.text for r in await memory.list(A))
     assert not await memory.covers_turns(A, [7])
     assert await backend.keyword_hits(B, CANARY) == [f"my code word is {CANARY}"]
