@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 import typer
 
 from channels.console import ConsoleChannel
 from core.app import build_hub, create_app
-from core.errors import ConfigError, InvalidAddress
+from core.errors import ConfigError, InvalidAddress, ThreadlineError
 from core.logs import setup_logging
 from core.memory import build_memory
 from core.messages import OutboundMessage
@@ -227,6 +228,15 @@ def _require(settings: Settings, channel: str) -> None:
         raise typer.Exit(2)
 
 
+def _set_up(call: Coroutine[Any, Any, str]) -> str:
+    """Run a set-up call: a refusal (naming the setting) exits 2, an unreachable platform 1, in one line."""
+    try:
+        return asyncio.run(call)
+    except ThreadlineError as exc:
+        typer.echo(f"threadline: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
+
+
 @setup_app.command("telegram")
 def setup_telegram() -> None:
     """Call setWebhook with our URL and the secret token (allowed updates: messages)."""
@@ -234,7 +244,7 @@ def setup_telegram() -> None:
 
     settings = _settings()
     _require(settings, "telegram")
-    typer.echo(asyncio.run(set_webhook(settings.telegram, _public_url(settings))))
+    typer.echo(_set_up(set_webhook(settings.telegram, _public_url(settings))))
 
 
 @setup_app.command("slack")
@@ -259,7 +269,7 @@ def setup_twilio() -> None:
 
     settings = _settings()
     _require(settings, "twilio")
-    typer.echo(asyncio.run(configure_number(settings.twilio, _public_url(settings))))
+    typer.echo(_set_up(configure_number(settings.twilio, _public_url(settings))))
 
 
 def main() -> None:

@@ -1,0 +1,191 @@
+"""One customer on two channels: a double charge told by SMS is known when they ask on Telegram.
+
+Everything real but the platforms and the LLM: signed webhooks into the app over HTTP, the inbox,
+the worker, Mem0 (local backend) and the official Twilio and Telegram SDK clients sending the replies
+to local fakes. The two handles are linked by a test helper (an admin link, as the identity ledger
+will make it), before the Telegram message arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from core.messages import Assurance
+from core.settings import TelegramSettings, TwilioSettings
+from core.store.models import Identity
+from tests.apphost import Served, app_settings, serving
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.fakes.twilio_api import FakeTwilioAPI
+
+PUBLIC = "https://bot.example.com"
+ACCOUNT_SID = "AC" + "7" * 32
+AUTH_TOKEN = "x-channel-auth-token"
+OUR_NUMBER = "+15558675310"
+CUSTOMER_PHONE = "+15551230000"
+TELEGRAM_USER = 424242
+TELEGRAM_SECRET = "cross-channel-secret"
+COMPLAINT = "Hi, I was charged twice for my March invoice, 49.99 each time"
+FACT = "Customer reports a double charge on the March invoice (49.99 taken twice)"
+
+
+def model(request: dict[str, Any]) -> str:
+    """A stand-in LLM that answers from what the hub put in front of it, and nothing else.
+
+    Mem0's fact extraction (a JSON request) gets the fact when the turn mentions the charge; a chat
+    request is answered with the lines of the recalled-memory block.
+    """
+    text = json.dumps(request["messages"])
+    if (request.get("response_format") or {}).get("type") == "json_object":
+        facts = [{"text": FACT}] if "charged twice" in text else []
+        return json.dumps({"memory": facts})
+    memory = next(
+        m["content"]
+        for m in request["messages"]
+        if m["role"] == "system" and m["content"].startswith("<customer_memory>")
+    )
+    recalled = re.findall(r"^- \(.*?\) (.*)$", memory, flags=re.MULTILINE)
+    return "From your history: " + " | ".join(recalled) if recalled else "I have no history for you yet."
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI]]:
+    async with (
+        FakeTwilioAPI(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN) as twilio,
+        FakeTelegramAPI() as telegram,
+        FakeOpenAI() as llm,
+    ):
+        llm.responder = model
+        yield twilio, telegram, llm
+
+
+async def send_sms(served: Served, sid: str, text: str) -> None:
+    form = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": CUSTOMER_PHONE, "To": OUR_NUMBER}
+    form |= {"Body": text, "NumMedia": "0"}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
+    response = await served.client.post(
+        "/webhooks/twilio/sms",
+        content=urlencode(form),
+        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+    )
+    assert response.status_code == 200 and b"<Response" in response.content
+
+
+async def send_telegram(served: Served, update_id: int, text: str) -> None:
+    chat = {"id": TELEGRAM_USER, "type": "private", "first_name": "Ana"}
+    update = {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1_764_000_000,
+            "chat": chat,
+            "from": {"id": TELEGRAM_USER, "is_bot": False, "first_name": "Ana"},
+            "text": text,
+        },
+    }
+    response = await served.client.post(
+        "/webhooks/telegram",
+        content=json.dumps(update),
+        headers={"content-type": "application/json", "x-telegram-bot-api-secret-token": TELEGRAM_SECRET},
+    )
+    assert response.status_code == 200
+
+
+async def link_as_admin(served: Served, existing: str, new: str) -> str:
+    """Test helper standing in for the identity ledger: ``new`` joins the customer of ``existing``."""
+    async with served.hub.db.session() as session:
+        owner = await session.scalar(select(Identity).where(Identity.address == existing))
+        assert owner is not None
+        session.add(
+            Identity(
+                address=new,
+                channel=new.split(":", 1)[0],
+                customer_id=owner.customer_id,
+                assurance=Assurance.ADMIN_LINKED.value,
+                method="test_helper",
+            )
+        )
+        return owner.customer_id
+
+
+async def test_a_double_charge_told_by_sms_is_known_on_telegram(
+    fakes: tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI], tmp_path: Path
+) -> None:
+    twilio, telegram, llm = fakes
+    settings = app_settings(
+        tmp_path / "data",
+        llm_url=llm.base_url,
+        public_base_url=PUBLIC,
+        twilio=TwilioSettings(
+            account_sid=ACCOUNT_SID,
+            auth_token=SecretStr(AUTH_TOKEN),
+            from_number=OUR_NUMBER,
+            api_base_url=twilio.url,
+        ),
+        telegram=TelegramSettings(
+            bot_token=SecretStr(DEFAULT_TOKEN),
+            secret_token=SecretStr(TELEGRAM_SECRET),
+            api_base_url=telegram.api_base_url,
+        ),
+    )
+    async with serving(settings) as served:
+        await send_sms(served, "SM" + "a" * 32, COMPLAINT)
+        assert await served.hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+        [sms_reply] = twilio.messages
+        assert sms_reply["To"] == CUSTOMER_PHONE and sms_reply["From"] == OUR_NUMBER
+
+        customer = await link_as_admin(served, f"sms:{CUSTOMER_PHONE}", f"telegram:{TELEGRAM_USER}")
+        await send_telegram(served, 9001, "what happened with my bill?")
+        assert await served.hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+
+        [reply] = telegram.sent
+        assert reply["chat"]["id"] == TELEGRAM_USER
+        assert FACT in reply["text"]
+        # the memory came in through recall, attributed to the channel it was told on
+        chat_calls = [c for c in llm.calls if "response_format" not in c]
+        last_prompt = json.dumps(chat_calls[-1]["messages"])
+        assert f"via sms) {FACT}" in last_prompt
+        memories = await served.hub.memory.list(customer)
+        assert [(m.text, m.channel, m.handle) for m in memories] == [(FACT, "sms", f"sms:{CUSTOMER_PHONE}")]
+
+
+async def test_an_unlinked_telegram_user_learns_nothing_of_the_sms_customer(
+    fakes: tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI], tmp_path: Path
+) -> None:
+    twilio, telegram, llm = fakes
+    settings = app_settings(
+        tmp_path / "data",
+        llm_url=llm.base_url,
+        public_base_url=PUBLIC,
+        twilio=TwilioSettings(
+            account_sid=ACCOUNT_SID,
+            auth_token=SecretStr(AUTH_TOKEN),
+            from_number=OUR_NUMBER,
+            api_base_url=twilio.url,
+        ),
+        telegram=TelegramSettings(
+            bot_token=SecretStr(DEFAULT_TOKEN),
+            secret_token=SecretStr(TELEGRAM_SECRET),
+            api_base_url=telegram.api_base_url,
+        ),
+    )
+    async with serving(settings) as served:
+        await send_sms(served, "SM" + "b" * 32, COMPLAINT)
+        await served.hub.wait_idle(timeout=60)
+        await send_telegram(served, 9002, "what happened with my bill?")
+        await served.hub.wait_idle(timeout=60)
+        [reply] = telegram.sent
+        assert reply["text"] == "I have no history for you yet."
+        assert "charged twice" not in json.dumps(
+            [c["messages"] for c in llm.calls if "response_format" not in c][-1]
+        )
