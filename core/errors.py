@@ -12,7 +12,10 @@
     │   └── PermanentDeliveryError  never retried (blocked by user, opted out, unknown chat)
     ├── LLMError                    the language model failed, timed out or answered garbage
     ├── MemoryUnavailable           the memory backend failed; the write is queued and retried
-    └── StoreError                  the database failed in a way the caller should see
+    ├── StoreError                  the database failed in a way the caller should see
+    └── IdentityError               an identity change that cannot be made as asked
+        ├── NotFound                no such customer, address or ledger entry (HTTP 404)
+        └── Conflict                the change contradicts the current state (HTTP 409)
 
 Errors carry what the caller acts on (``retry_after``, ``setting``), never secrets or message text.
 """
@@ -84,3 +87,15 @@ class MemoryUnavailable(ThreadlineError):
 
 class StoreError(ThreadlineError):
     """A database failure the caller must see."""
+
+
+class IdentityError(ThreadlineError):
+    """An identity change (link, unlink, merge, unmerge) that cannot be made; nothing was changed."""
+
+
+class NotFound(IdentityError):
+    """No such customer, address or ledger entry."""
+
+
+class Conflict(IdentityError):
+    """The change contradicts the current state (merging a customer into itself, undoing twice, ...)."""

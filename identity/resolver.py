@@ -4,7 +4,8 @@ A new address gets its own new customer. How far the handle is trusted on first 
 who vouches for the sender: Slack, Telegram and Twilio authenticate their senders, so their handles
 start ``platform_attested``; an email ``From:`` is only a claim, so it starts ``unverified`` unless
 our own MTA reported DMARC pass for it.
-Linking handles of one person together comes with the identity ledger (admin or proof of ownership).
+Every first contact is written to the identity ledger (``identity.ledger``) in the same transaction;
+linking, unlinking and merging are ``identity.linking``'s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from core.messages import Address, Assurance, Resolution
 from core.store.db import Database
 from core.store.models import Customer, Identity
+from identity.ledger import record
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,11 @@ _FIRST_CONTACT_ASSURANCE = {
 
 def new_customer_id() -> str:
     return f"cus_{uuid.uuid4().hex}"
+
+
+def first_contact_assurance(channel: str) -> Assurance:
+    """How far a handle is trusted on its own: the platform's word, or nothing (email, console)."""
+    return _FIRST_CONTACT_ASSURANCE.get(channel, Assurance.UNVERIFIED)
 
 
 class DatabaseResolver:
@@ -53,7 +60,7 @@ class DatabaseResolver:
         if found is not None:
             return found
         customer_id = new_customer_id()
-        assurance = _FIRST_CONTACT_ASSURANCE.get(address.channel, Assurance.UNVERIFIED)
+        assurance = first_contact_assurance(address.channel)
         if authenticated and assurance is Assurance.UNVERIFIED and address.channel == "email":
             # DMARC pass, reported by our own MTA: the provider vouches for the From: address
             assurance = Assurance.PLATFORM_ATTESTED
@@ -69,6 +76,15 @@ class DatabaseResolver:
                         assurance=assurance.value,
                         method="first_contact",
                     )
+                )
+                await record(
+                    session,
+                    kind="create",
+                    actor="system",
+                    address=str(address),
+                    customer_id=customer_id,
+                    assurance=assurance.value,
+                    method="first_contact",
                 )
         except IntegrityError:
             # Another worker created it between our look-up and insert: theirs stands.

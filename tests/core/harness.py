@@ -25,8 +25,8 @@ def make_settings(tmp_path: Path, *, llm_url: str | None = None, **worker: Any) 
 
 
 @asynccontextmanager
-async def running_hub(settings: Settings, sender: Sender) -> AsyncIterator[Hub]:
-    hub = await build_hub(settings, senders={sender.name: sender})
+async def running_hub(settings: Settings, *senders: Sender) -> AsyncIterator[Hub]:
+    hub = await build_hub(settings, senders={sender.name: sender for sender in senders})
     await hub.start()
     try:
         yield hub

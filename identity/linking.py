@@ -1,0 +1,389 @@
+"""Link, unlink, merge and unmerge: every change recorded in the ledger, and memory following it.
+
+Each operation is one database transaction that changes ``identities`` / ``customers``, appends one
+ledger entry, moves our own rows (conversation turns, inbox and outbox rows, memory jobs, link
+challenges) and queues a ``memory_moves`` row for Mem0. The memory move runs right after the commit
+and is re-run (``run_moves``) until it succeeds: Mem0 cannot change a memory's user id, so the
+backend's ``MemoryStore.move`` does it, idempotently, selecting memories by their provenance handle.
+
+- ``link(address, customer)``: the address joins the customer (from wherever it was, with its own
+  history), at ``admin_linked`` assurance unless told otherwise;
+- ``unlink(address)``: the address leaves for a new customer of its own, taking its history along;
+- ``merge(source, target)``: everything of ``source`` moves to ``target``; ``source`` is kept, marked
+  merged, so that
+- ``unmerge(merge_id)`` can move back every address the merge moved, and with them every message and
+  memory whose provenance is one of those addresses (also the ones made after the merge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from core.errors import Conflict, MemoryUnavailable, NotFound
+from core.messages import Address, Assurance
+from core.ports import MemoryStore
+from core.store.db import Database
+from core.store.models import (
+    Customer,
+    Identity,
+    IdentityEvent,
+    InboxRow,
+    LinkChallenge,
+    MemoryJob,
+    MemoryMove,
+    OutboxRow,
+    Turn,
+    utcnow,
+)
+from identity.ledger import record
+from identity.resolver import first_contact_assurance, new_customer_id
+
+log = logging.getLogger(__name__)
+
+# Assurance levels from weakest to strongest: a link never lowers a handle's assurance by accident.
+RANK = {
+    Assurance.UNVERIFIED: 0,
+    Assurance.PLATFORM_ATTESTED: 1,
+    Assurance.VERIFIED: 2,
+    Assurance.ADMIN_LINKED: 3,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """What an operation did: its ledger entry (None when nothing had to change) and where things are."""
+
+    event_id: int | None
+    kind: str
+    customer_id: str
+    from_customer_id: str | None = None
+    addresses: tuple[str, ...] = ()
+    memory_moves_pending: int = 0
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class IdentityLinks:
+    """The identity operations over the store and the memory backend."""
+
+    def __init__(self, db: Database, memory: MemoryStore) -> None:
+        self._db = db
+        self._memory = memory
+        self._moving = asyncio.Lock()
+
+    # ----- the operations ------------------------------------------------------------------------
+
+    async def link(
+        self,
+        address: Address,
+        customer_id: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        assurance: Assurance = Assurance.ADMIN_LINKED,
+        method: str = "admin",
+    ) -> Change:
+        """Make ``address`` a handle of ``customer_id`` (moving it and its history if it had another)."""
+        key = str(address)
+        async with self._db.session() as session:
+            await self._live_customer(session, customer_id)
+            row = await session.scalar(select(Identity).where(Identity.address == key))
+            if row is not None and row.customer_id == customer_id and row.assurance == assurance.value:
+                return Change(event_id=None, kind="link", customer_id=customer_id, addresses=(key,))
+            from_customer = row.customer_id if row is not None else None
+            if row is None:
+                session.add(
+                    Identity(
+                        address=key,
+                        channel=address.channel,
+                        customer_id=customer_id,
+                        assurance=assurance.value,
+                        method=method,
+                    )
+                )
+            else:
+                row.customer_id, row.assurance, row.method = customer_id, assurance.value, method
+                row.updated_at = utcnow()
+            event = await record(
+                session,
+                kind="link",
+                actor=actor,
+                reason=reason,
+                address=key,
+                customer_id=customer_id,
+                from_customer_id=from_customer,
+                assurance=assurance.value,
+                method=method,
+            )
+            if from_customer is not None and from_customer != customer_id:
+                await self._move_rows(session, from_customer, customer_id, handles=[key])
+                self._queue_move(session, event.id, from_customer, customer_id, [key])
+        log.info("identity link %s: a %s handle joined customer %s", event.id, address.channel, customer_id)
+        return await self._finish(
+            Change(
+                event_id=event.id,
+                kind="link",
+                customer_id=customer_id,
+                from_customer_id=from_customer,
+                addresses=(key,),
+            )
+        )
+
+    async def unlink(self, address: Address, *, actor: str, reason: str | None = None) -> Change:
+        """Detach ``address`` from its customer: it becomes a new customer, with its own history."""
+        key = str(address)
+        async with self._db.session() as session:
+            row = await session.scalar(select(Identity).where(Identity.address == key))
+            if row is None:
+                raise NotFound(f"no customer has the address {address.channel}:…")
+            from_customer = row.customer_id
+            others = await session.scalar(
+                select(Identity.id)
+                .where(Identity.customer_id == from_customer, Identity.id != row.id)
+                .limit(1)
+            )
+            if others is None:
+                raise Conflict("this is the customer's only handle: there is nothing to unlink it from")
+            customer_id = new_customer_id()
+            session.add(Customer(id=customer_id))
+            await session.flush()
+            assurance = first_contact_assurance(address.channel)
+            row.customer_id, row.assurance, row.method = customer_id, assurance.value, "unlinked"
+            row.updated_at = utcnow()
+            event = await record(
+                session,
+                kind="unlink",
+                actor=actor,
+                reason=reason,
+                address=key,
+                customer_id=customer_id,
+                from_customer_id=from_customer,
+                assurance=assurance.value,
+                method="unlinked",
+            )
+            await self._move_rows(session, from_customer, customer_id, handles=[key])
+            self._queue_move(session, event.id, from_customer, customer_id, [key])
+        log.info("identity unlink %s: a %s handle left customer %s", event.id, address.channel, from_customer)
+        return await self._finish(
+            Change(
+                event_id=event.id,
+                kind="unlink",
+                customer_id=customer_id,
+                from_customer_id=from_customer,
+                addresses=(key,),
+            )
+        )
+
+    async def merge(self, source: str, target: str, *, actor: str, reason: str | None = None) -> Change:
+        """Move every handle, message and memory of ``source`` to ``target``; ``source`` stays, merged."""
+        if source == target:
+            raise Conflict("a customer cannot be merged into itself")
+        async with self._db.session() as session:
+            source_row = await self._live_customer(session, source)
+            await self._live_customer(session, target)
+            rows = list(await session.scalars(select(Identity).where(Identity.customer_id == source)))
+            moved = {row.address: row.assurance for row in rows}
+            for row in rows:
+                row.customer_id = target
+                row.updated_at = utcnow()
+            source_row.merged_into = target
+            event = await record(
+                session,
+                kind="merge",
+                actor=actor,
+                reason=reason,
+                customer_id=target,
+                from_customer_id=source,
+                addresses=moved,
+            )
+            await self._move_rows(session, source, target, handles=None)
+            self._queue_move(session, event.id, source, target, [])
+        log.info("identity merge %s: customer %s into %s (%d handles)", event.id, source, target, len(moved))
+        return await self._finish(
+            Change(
+                event_id=event.id,
+                kind="merge",
+                customer_id=target,
+                from_customer_id=source,
+                addresses=tuple(moved),
+            )
+        )
+
+    async def unmerge(self, merge_id: int, *, actor: str, reason: str | None = None) -> Change:
+        """Undo merge ``merge_id``: its handles go back with every message and memory they brought or made."""
+        async with self._db.session() as session:
+            merge = await session.get(IdentityEvent, merge_id)
+            if merge is None or merge.kind != "merge":
+                raise NotFound(f"ledger entry {merge_id} is not a merge")
+            undone = await session.scalar(
+                select(IdentityEvent.id).where(
+                    IdentityEvent.kind == "unmerge", IdentityEvent.undoes == merge_id
+                )
+            )
+            if undone is not None:
+                raise Conflict(f"merge {merge_id} was already undone (ledger entry {undone})")
+            assert merge.from_customer_id is not None and merge.customer_id is not None
+            source, target = merge.from_customer_id, merge.customer_id
+            source_row = await session.get(Customer, source)
+            if source_row is None or source_row.merged_into != target:
+                raise Conflict(f"customer {source} is no longer merged into {target}")
+            rows = list(
+                await session.scalars(
+                    select(Identity).where(
+                        Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
+                    )
+                )
+            )
+            back = {row.address: row.assurance for row in rows}
+            for row in rows:
+                row.customer_id = source
+                row.updated_at = utcnow()
+            source_row.merged_into = None
+            event = await record(
+                session,
+                kind="unmerge",
+                actor=actor,
+                reason=reason,
+                customer_id=source,
+                from_customer_id=target,
+                addresses=back,
+                undoes=merge_id,
+            )
+            await self._move_rows(session, target, source, handles=list(back))
+            if back:
+                self._queue_move(session, event.id, target, source, list(back))
+        log.info("identity unmerge %s: %d handles back to customer %s", event.id, len(back), source)
+        return await self._finish(
+            Change(
+                event_id=event.id,
+                kind="unmerge",
+                customer_id=source,
+                from_customer_id=target,
+                addresses=tuple(back),
+            )
+        )
+
+    # ----- memory moves ------------------------------------------------------------------------
+
+    async def run_moves(self) -> int:
+        """Run every pending memory move, oldest first; returns how many are still pending."""
+        async with self._moving:
+            async with self._db.session() as session:
+                pending = list(
+                    await session.scalars(
+                        select(MemoryMove).where(MemoryMove.status == "pending").order_by(MemoryMove.id)
+                    )
+                )
+            for move in pending:
+                handles = move.handles or None
+                try:
+                    await self._memory.move(move.from_customer_id, move.to_customer_id, handles=handles)
+                except MemoryUnavailable as exc:
+                    async with self._db.session() as session:
+                        await session.execute(
+                            update(MemoryMove)
+                            .where(MemoryMove.id == move.id)
+                            .values(attempts=MemoryMove.attempts + 1, last_error=str(exc)[:200])
+                        )
+                    log.warning("memory move %s failed; it stays queued", move.id)
+                    return len(pending)  # later moves may depend on this one: keep the order
+                async with self._db.session() as session:
+                    await session.execute(
+                        update(MemoryMove)
+                        .where(MemoryMove.id == move.id)
+                        .values(status="done", done_at=utcnow(), attempts=MemoryMove.attempts + 1)
+                    )
+            return 0
+
+    async def run_forever(self, interval: float) -> None:
+        """Re-run queued memory moves every ``interval`` seconds (the app runs this in the background)."""
+        while True:
+            try:
+                await self.run_moves()
+            except Exception as exc:  # keep going: the next round retries
+                log.warning("memory moves round failed: %s", type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    # ----- helpers -----------------------------------------------------------------------------
+
+    async def _finish(self, change: Change) -> Change:
+        left = await self.run_moves()
+        if not left:
+            return change
+        return Change(
+            event_id=change.event_id,
+            kind=change.kind,
+            customer_id=change.customer_id,
+            from_customer_id=change.from_customer_id,
+            addresses=change.addresses,
+            memory_moves_pending=left,
+        )
+
+    @staticmethod
+    async def _live_customer(session: AsyncSession, customer_id: str) -> Customer:
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id}")
+        if customer.merged_into is not None:
+            raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}")
+        return customer
+
+    @staticmethod
+    def _queue_move(
+        session: AsyncSession, event_id: int, source: str, target: str, handles: Collection[str]
+    ) -> None:
+        session.add(
+            MemoryMove(
+                event_id=event_id,
+                from_customer_id=source,
+                to_customer_id=target,
+                handles=sorted(handles),
+                status="pending",
+            )
+        )
+
+    @staticmethod
+    async def _move_rows(
+        session: AsyncSession, source: str, target: str, *, handles: Collection[str] | None
+    ) -> None:
+        """Our own rows of ``source`` (all of them, or those of ``handles``) now belong to ``target``."""
+        only = list(handles) if handles is not None else None
+
+        def scoped(customer: InstrumentedAttribute[Any], address: InstrumentedAttribute[Any]) -> Any:
+            condition = customer == source
+            return condition if only is None else condition & address.in_(only)
+
+        await session.execute(
+            update(Turn).where(scoped(Turn.customer_id, Turn.address)).values(customer_id=target)
+        )
+        await session.execute(
+            update(InboxRow).where(scoped(InboxRow.customer_id, InboxRow.sender)).values(customer_id=target)
+        )
+        await session.execute(
+            update(OutboxRow)
+            .where(scoped(OutboxRow.customer_id, OutboxRow.recipient))
+            .values(customer_id=target)
+        )
+        await session.execute(
+            update(LinkChallenge)
+            .where(scoped(LinkChallenge.customer_id, LinkChallenge.requester))
+            .values(customer_id=target)
+        )
+        jobs = list(await session.scalars(select(MemoryJob).where(MemoryJob.customer_id == source)))
+        if only is None:
+            for job in jobs:
+                job.customer_id = target
+            return
+        moved_turns = set(
+            await session.scalars(select(Turn.id).where(Turn.customer_id == target, Turn.address.in_(only)))
+        )
+        for job in jobs:
+            if job.turn_ids and set(job.turn_ids) <= moved_turns:
+                job.customer_id = target
