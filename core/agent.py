@@ -1,5 +1,9 @@
 """The agent: recall the customer's memory and recent turns, ask the LLM (or the offline templates).
 
+Recall is gated by assurance: for a sender that nobody vouches for (``unverified``: an email without
+DMARC pass, a console address), only memories and turns whose provenance is that same handle are used,
+so a handle that merely claims to be a customer learns nothing of that customer's other channels.
+
 Writing memory back is done after the reply is committed, by ``core.memory_writer``, so that a
 crash never leaves a memory without its reply or a reply recorded twice.
 """
@@ -20,12 +24,18 @@ from core.settings import MemorySettings
 log = logging.getLogger(__name__)
 
 
+def vouched_for(assurance: Assurance) -> bool:
+    """Whether a sender at this assurance may see what the customer said on other handles."""
+    return assurance is not Assurance.UNVERIFIED
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentTurn:
     """One customer message to answer."""
 
     customer_id: str
     assurance: Assurance
+    sender: str  # the address, ``channel:handle``
     channel: str
     text: str
     inbox_id: int
@@ -58,15 +68,24 @@ class Agent:
 
     async def recall(self, turn: AgentTurn) -> list[MemoryRecord]:
         """The customer's memories for this message; none if the memory backend is down."""
+        limit = self._settings.recall_limit
+        own_only = not vouched_for(turn.assurance)
         try:
-            found = await self._memory.recall(turn.customer_id, turn.text, limit=self._settings.recall_limit)
+            # an unverified sender sees its own memories only: ask for more, keep those of its handle
+            found = await self._memory.recall(
+                turn.customer_id, turn.text, limit=limit * 4 if own_only else limit
+            )
+            if own_only:
+                found = [m for m in found if m.handle == turn.sender]
             if not found and self.offline:
                 # Templates cannot rephrase a vague question; show the newest memories instead.
-                found = (await self._memory.list(turn.customer_id))[: self._settings.recall_limit]
+                found = await self._memory.list(turn.customer_id)
+                if own_only:
+                    found = [m for m in found if m.handle == turn.sender]
         except MemoryUnavailable:
             log.warning("memory unavailable for inbox %s; answering without memory", turn.inbox_id)
             return []
-        return found
+        return found[:limit]
 
     async def respond(self, turn: AgentTurn) -> AgentReply:
         """Answer ``turn``. Raises ``LLMError`` when the model fails; the caller decides about retries."""
@@ -74,7 +93,10 @@ class Agent:
         if self._model is None:
             return AgentReply(text=offline_reply(memories), memories=tuple(memories), offline=True)
         recent = await self._conversation.recent(
-            turn.customer_id, self._settings.recent_turns, before_inbox_id=turn.inbox_id
+            turn.customer_id,
+            self._settings.recent_turns,
+            before_inbox_id=turn.inbox_id,
+            address=None if vouched_for(turn.assurance) else turn.sender,
         )
         messages = build_messages(text=turn.text, channel=turn.channel, memories=memories, recent=recent)
         text = await self._model.complete(messages)

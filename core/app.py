@@ -11,6 +11,8 @@ and only then answer what the adapter asked for. A failing commit answers 500, s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -28,7 +30,10 @@ from core.messages import Address
 from core.ports import Sender
 from core.settings import Settings
 from core.store.db import Database
+from identity.admin import AdminServices, admin_router
+from identity.linking import IdentityLinks
 from identity.normalize import normalize_address
+from identity.proof import SelfServiceLinking
 from identity.resolver import DatabaseResolver
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,9 @@ async def build_hub(
     db = await Database.open(settings.resolved_database_url)
     memory = build_memory(settings)
     model = build_chat_model(settings.llm)
+    links = IdentityLinks(db, memory)
+    proofs = SelfServiceLinking(db, links, deliverable=chosen, default_region=settings.default_region)
+    moves_every = max(1.0, settings.worker.poll_interval * 10)
     return Hub(
         settings=settings,
         db=db,
@@ -88,6 +96,8 @@ async def build_hub(
         resolver=DatabaseResolver(db),
         senders=chosen,
         inbox_channels=inbox_channels,
+        interceptor=proofs,
+        background=[lambda: links.run_forever(moves_every)],
     )
 
 
@@ -146,7 +156,8 @@ async def _webhook(request: Request, channel: str) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The Threadline web app: webhooks, health, readiness and metrics, with the worker in-process."""
+    """The Threadline web app: webhooks, health, readiness, metrics and the admin API, with the worker
+    (and the memory-move retries) in-process."""
     settings = settings or Settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
@@ -155,14 +166,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = await build_hub(settings, senders=adapters)
         app.state.hub = hub
+        links = IdentityLinks(hub.db, hub.memory)
+        app.state.admin = AdminServices(
+            links=links, db=hub.db, memory=hub.memory, default_region=settings.default_region
+        )
         await hub.start()
+        # memory moves that failed (Mem0 down) are re-run until done
+        mover = asyncio.create_task(links.run_forever(max(1.0, settings.worker.poll_interval * 10)))
         try:
             yield
         finally:
+            mover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mover
             await hub.stop()
 
     app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)
     app.state.adapters = adapters
+    # the services exist once the lifespan has opened the hub; the routes look them up per request
+    app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
 
     @app.post("/webhooks/slack/events", tags=["webhooks"])
     async def slack_events(request: Request) -> Response:

@@ -1,24 +1,38 @@
-"""The ``threadline`` command: serve the hub, chat with it from a terminal, look at memory."""
+"""The ``threadline`` command: serve the hub, chat with it from a terminal, look at memory and customers,
+change identities (link, unlink, merge, unmerge: each recorded in the identity ledger)."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
-from collections.abc import Coroutine
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from channels.console import ConsoleChannel
 from core.app import build_hub, create_app
-from core.errors import ConfigError, InvalidAddress, ThreadlineError
+from core.errors import ConfigError, IdentityError, InvalidAddress, NotFound, ThreadlineError
 from core.logs import setup_logging
 from core.memory import build_memory
 from core.messages import OutboundMessage
-from core.ports import MemoryRecord
+from core.ports import MemoryRecord, MemoryStore
 from core.settings import Settings
 from core.store.db import Database
+from identity.admin import LedgerEntryOut, actor_name, detail_out, page_out, suggestions_out
+from identity.directory import (
+    CustomerDetail,
+    MergeSuggestion,
+    customer_of,
+    ledger_entries,
+    list_customers,
+    merge_suggestions,
+    show_customer,
+)
+from identity.linking import Change, IdentityLinks
 from identity.normalize import normalize_address
 from identity.resolver import DatabaseResolver
 
@@ -27,6 +41,17 @@ memory_app = typer.Typer(help="Look at a customer's memory.", no_args_is_help=Tr
 app.add_typer(memory_app, name="memory")
 setup_app = typer.Typer(help="Point a platform at this hub.", no_args_is_help=True)
 app.add_typer(setup_app, name="setup")
+customers_app = typer.Typer(
+    help="Find customers and see one whole: handles, conversation, memories.", no_args_is_help=True
+)
+app.add_typer(customers_app, name="customers")
+identity_app = typer.Typer(
+    help="Link, unlink, merge and unmerge handles; every change goes into the identity ledger.",
+    no_args_is_help=True,
+)
+app.add_typer(identity_app, name="identity")
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -211,6 +236,300 @@ def memory_search(
         typer.echo(f"threadline: {exc}", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
+
+
+# ----- customers and identity ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    """The database and memory a customers / identity command works on, and the identity service."""
+
+    settings: Settings
+    db: Database
+    memory: MemoryStore
+    links: IdentityLinks
+
+
+def _cli_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return actor_name("cli", user)
+
+
+def _with_store(settings: Settings, work: Callable[[_Store], Awaitable[T]]) -> T:
+    """Run ``work`` on the opened store; a refused identity change or bad address exits 2 in one line."""
+
+    async def run() -> T:
+        db = await Database.open(settings.resolved_database_url)
+        memory = build_memory(settings)
+        try:
+            return await work(_Store(settings, db, memory, IdentityLinks(db, memory)))
+        finally:
+            await memory.aclose()
+            await db.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (IdentityError, InvalidAddress) as exc:
+        typer.echo(f"threadline: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+async def _existing_customer(store: _Store, who: str) -> str:
+    """A customer id given as itself (``cus_...``) or as one of its addresses; ``NotFound`` otherwise."""
+    if who.startswith("cus_"):
+        return who
+    address = normalize_address(who, default_region=store.settings.default_region)
+    found = await customer_of(store.db, address)
+    if found is None:
+        raise NotFound(f"no customer has the address {address}")
+    return found
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def _print_detail(detail: CustomerDetail) -> None:
+    typer.echo(f"customer {detail.id} (since {_when(detail.created_at)})")
+    if detail.merged_into:
+        typer.echo(
+            f"merged into {detail.merged_into} by merge {detail.merge_id} "
+            f"(`threadline identity unmerge {detail.merge_id}` undoes it)"
+        )
+    if detail.merged_from:
+        typer.echo(f"merged into it: {', '.join(detail.merged_from)}")
+    typer.echo("handles:" if detail.identities else "handles: none")
+    for i in detail.identities:
+        changed = f", changed {_when(i.updated_at)}" if i.updated_at else ""
+        typer.echo(f"  {i.address}  {i.assurance} ({i.method}), since {_when(i.created_at)}{changed}")
+    typer.echo(
+        f"conversation (last {len(detail.recent_turns)} turns):"
+        if detail.recent_turns
+        else "conversation: none"
+    )
+    for t in detail.recent_turns:
+        typer.echo(f"  {_when(t.created_at)}  {t.address}  {t.role}: {' '.join(t.text.split())}")
+    if not detail.memories_available:
+        typer.echo("memories: the memory backend did not answer")
+        return
+    typer.echo("memories:" if detail.memories else "memories: none")
+    for m in detail.memories:
+        typer.echo(f"  {m.id}  [{m.category or '-'}] via {m.channel or '?'} from {m.handle or '?'}")
+        typer.echo(f"      messages: {', '.join(m.message_ids) or '-'}")
+        typer.echo(f"      {m.text}")
+
+
+def _print_suggestion(s: MergeSuggestion) -> None:
+    typer.echo(f"{s.kind}: {s.customer_a} ({s.address_a}) ~ {s.customer_b} ({s.address_b})")
+    typer.echo(f"    {s.reason}")
+
+
+def _moves_note(change: Change) -> None:
+    if change.memory_moves_pending:
+        typer.echo(
+            f"{change.memory_moves_pending} memory moves are still queued (the memory backend failed); "
+            "`threadline serve` retries them"
+        )
+
+
+@customers_app.command("list")
+def customers_list(
+    search: Annotated[
+        str | None, typer.Option(help="A handle in any spelling (e.g. '(555) 123-0000'), or part of one.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many customers at most.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="How many to skip.")] = 0,
+    include_merged: Annotated[
+        bool, typer.Option("--include-merged", help="List merged customers too.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Customers, newest first, with their handles."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        page = await list_customers(
+            store.db,
+            search=search,
+            limit=limit,
+            offset=offset,
+            include_merged=include_merged,
+            default_region=settings.default_region,
+        )
+        if as_json:
+            _print_json(page_out(page).model_dump(mode="json"))
+            return
+        for c in page.customers:
+            merged = f"  (merged into {c.merged_into})" if c.merged_into else ""
+            typer.echo(f"{c.id}  {_when(c.created_at)}  {', '.join(c.addresses) or '-'}{merged}")
+        typer.echo(f"{page.total} customers match; {len(page.customers)} shown from {offset}")
+
+    _with_store(settings, work)
+
+
+@customers_app.command("show")
+def customers_show(
+    who: Annotated[str, typer.Argument(help="A customer id (cus_...) or one of its addresses.")],
+    turns: Annotated[int, typer.Option(min=0, help="How many recent turns to show.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One customer: handles with assurance, recent conversation on every channel, memories."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        customer_id = await _existing_customer(store, who)
+        detail = await show_customer(store.db, store.memory, customer_id, turns=turns)
+        if as_json:
+            _print_json(detail_out(detail).model_dump(mode="json"))
+        else:
+            _print_detail(detail)
+
+    _with_store(settings, work)
+
+
+@customers_app.command("suggestions")
+def customers_suggestions(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Customers that look like one person (Gmail variants, claimed handles); nothing is merged."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        found = await merge_suggestions(store.db, default_region=settings.default_region)
+        if as_json:
+            _print_json(suggestions_out(found).model_dump(mode="json")["suggestions"])
+            return
+        for suggestion in found:
+            _print_suggestion(suggestion)
+        typer.echo(f"{len(found)} merge suggestions")
+
+    _with_store(settings, work)
+
+
+Reason = Annotated[str | None, typer.Option(help="Why (kept in the identity ledger).")]
+
+
+@identity_app.command("link")
+def identity_link(
+    address: Annotated[str, typer.Argument(help="The handle, e.g. telegram:42 or sms:+15551230000.")],
+    customer: Annotated[str, typer.Argument(help="The customer it joins: an id, or one of its addresses.")],
+    reason: Reason = None,
+) -> None:
+    """Make ADDRESS a handle of CUSTOMER (admin-linked); its history and memories move along."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        handle = normalize_address(address, default_region=settings.default_region)
+        target = await _existing_customer(store, customer)
+        change = await store.links.link(handle, target, actor=_cli_actor(), reason=reason)
+        if change.event_id is None:
+            typer.echo(f"{handle} is already an admin-linked handle of {target}: nothing changed")
+            return
+        came = f" from customer {change.from_customer_id}" if change.from_customer_id else ""
+        typer.echo(f"linked {handle} to customer {target}{came} (ledger entry {change.event_id})")
+        _moves_note(change)
+
+    _with_store(settings, work)
+
+
+@identity_app.command("unlink")
+def identity_unlink(
+    address: Annotated[str, typer.Argument(help="The handle to detach.")],
+    reason: Reason = None,
+) -> None:
+    """Detach ADDRESS from its customer: it becomes a customer of its own, with its own history."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        handle = normalize_address(address, default_region=settings.default_region)
+        change = await store.links.unlink(handle, actor=_cli_actor(), reason=reason)
+        typer.echo(
+            f"unlinked {handle} from customer {change.from_customer_id}; it is now customer "
+            f"{change.customer_id} (ledger entry {change.event_id})"
+        )
+        _moves_note(change)
+
+    _with_store(settings, work)
+
+
+@identity_app.command("merge")
+def identity_merge(
+    source: Annotated[str, typer.Argument(help="The customer merged away: an id or one of its addresses.")],
+    target: Annotated[str, typer.Argument(help="The customer that receives everything.")],
+    reason: Reason = None,
+) -> None:
+    """Merge SOURCE into TARGET: handles, messages and memories move; `identity unmerge` undoes it."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        from_id = await _existing_customer(store, source)
+        to_id = await _existing_customer(store, target)
+        change = await store.links.merge(from_id, to_id, actor=_cli_actor(), reason=reason)
+        typer.echo(
+            f"merged customer {from_id} into {to_id}: {len(change.addresses)} handles moved "
+            f"(merge {change.event_id}; `threadline identity unmerge {change.event_id}` undoes it)"
+        )
+        _moves_note(change)
+
+    _with_store(settings, work)
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(
+    merge_id: Annotated[int, typer.Argument(help="The merge's ledger entry id.")],
+    reason: Reason = None,
+) -> None:
+    """Undo a merge: its handles go back with every message and memory they brought or made since."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        change = await store.links.unmerge(merge_id, actor=_cli_actor(), reason=reason)
+        typer.echo(
+            f"undid merge {merge_id}: {len(change.addresses)} handles back to customer "
+            f"{change.customer_id} (ledger entry {change.event_id})"
+        )
+        _moves_note(change)
+
+    _with_store(settings, work)
+
+
+@identity_app.command("ledger")
+def identity_ledger(
+    customer: Annotated[
+        str | None, typer.Option(help="Only entries about this customer (an id or one of its addresses).")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Only entries that moved this handle.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="The last this many entries.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The identity ledger, oldest first: who changed which handle, when and why."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        customer_id = await _existing_customer(store, customer) if customer else None
+        handle = normalize_address(address, default_region=settings.default_region) if address else None
+        entries = await ledger_entries(store.db, customer_id=customer_id, address=handle, limit=limit)
+        if as_json:
+            _print_json([LedgerEntryOut.model_validate(e).model_dump(mode="json") for e in entries])
+            return
+        for e in entries:
+            moved = e.address or ", ".join(e.addresses) or "-"
+            came = f" from {e.from_customer_id}" if e.from_customer_id else ""
+            undoes = f" (undoes {e.undoes})" if e.undoes else ""
+            why = f"  reason: {e.reason}" if e.reason else ""
+            typer.echo(f"{e.id}  {_when(e.at)}  {e.kind}{undoes}  {moved} -> {e.customer_id}{came}")
+            typer.echo(f"    by {e.actor}{why}")
+        typer.echo(f"{len(entries)} ledger entries")
+
+    _with_store(settings, work)
 
 
 def _public_url(settings: Settings) -> str:

@@ -39,12 +39,19 @@ class ConversationLog:
         self._db = db
 
     async def recent(
-        self, customer_id: str, limit: int, *, before_inbox_id: int | None = None
+        self,
+        customer_id: str,
+        limit: int,
+        *,
+        before_inbox_id: int | None = None,
+        address: str | None = None,
     ) -> list[LoggedTurn]:
-        """The customer's last ``limit`` turns on every channel, oldest first."""
+        """The customer's last ``limit`` turns on every channel (or of one ``address``), oldest first."""
         if limit <= 0:
             return []
         query = select(Turn).where(Turn.customer_id == customer_id)
+        if address is not None:
+            query = query.where(Turn.address == address)
         if before_inbox_id is not None:
             query = query.where((Turn.inbox_id.is_(None)) | (Turn.inbox_id < before_inbox_id))
         async with self._db.session() as session:

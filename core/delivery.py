@@ -4,7 +4,8 @@ A transient failure (5xx, timeout, 429) is retried with exponential backoff, hon
 ``retry_after``; a permanent one (blocked, opted out, unknown chat) marks the row failed at once.
 After ``worker.max_attempts`` the row is failed too. Nothing is sent to an address that opted out.
 The parts of a split reply that went out before a failure are recorded, and a retry skips them.
-Only channels this process has a sender for are delivered here.
+Only channels this process has a sender for are delivered here. A one-time message (a link code,
+``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from core.store.db import Database
 from core.store.models import OptOut, OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
+
+ONE_TIME_SCRUBBED = "[one-time message: text removed after delivery]"
+
+
+def _scrub(row: OutboxRow) -> None:
+    if row.reply_target.get("one_time"):
+        row.text = ONE_TIME_SCRUBBED
 
 
 class Delivery:
@@ -72,6 +80,8 @@ class Delivery:
             row = await session.get(OutboxRow, outbox_id)
         if row is None or row.status != "pending":
             return
+        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+            return  # a retry is scheduled (a heads list read before it was written is out of date)
         sender = self._senders[row.channel]
         attempts = row.attempts + 1
         if await self._opted_out(row.recipient):
@@ -126,6 +136,7 @@ class Delivery:
                 current.status = "sent"
                 current.sent_at = utcnow()
                 current.last_error = None
+                _scrub(current)
                 if attempts is not None:
                     current.attempts = attempts
             for provider_id in ids:
@@ -159,11 +170,16 @@ class Delivery:
 
     async def _finish(self, outbox_id: int, attempts: int, *, status: str, error: str) -> None:
         async with self._db.session() as session:
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == outbox_id)
-                .values(status=status, attempts=attempts, last_error=error[:200], next_attempt_at=None)
+            row = await session.get(OutboxRow, outbox_id)
+            if row is None:
+                return
+            row.status, row.attempts, row.last_error, row.next_attempt_at = (
+                status,
+                attempts,
+                error[:200],
+                None,
             )
+            _scrub(row)
 
     async def aclose(self) -> None:
         for sender in self._senders.values():

@@ -1,5 +1,7 @@
 """The hub: the store, inbox, worker, delivery and memory writer of one process, started and stopped together.
 
+``background`` coroutines (e.g. re-running queued memory moves) run while the hub runs.
+
 Built only by ``core.app.build_hub`` (the wiring point), which hands in the concrete memory store,
 chat model, identity resolver and channel senders.
 """
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -20,7 +23,7 @@ from core.inbox import Accepted, Inbox
 from core.memory_writer import MemoryWriter
 from core.messages import InboundMessage, StatusUpdate
 from core.metrics import Metrics
-from core.ports import ChatModel, IdentityResolver, InboundServer, MemoryStore, Sender
+from core.ports import ChatModel, IdentityResolver, InboundServer, Interceptor, MemoryStore, Sender
 from core.settings import Settings
 from core.store.db import Database
 from core.store.models import InboxRow, MemoryJob, OutboxRow, utcnow
@@ -40,6 +43,8 @@ class Hub:
         resolver: IdentityResolver,
         senders: Mapping[str, Sender],
         inbox_channels: Collection[str] | None = None,
+        interceptor: Interceptor | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.settings = settings
         self.db = db
@@ -72,7 +77,10 @@ class Hub:
             memory_settings=settings.memory,
             metrics=self.metrics,
             on_reply=[self.delivery.lanes, self.memory_writer.lanes],
+            interceptor=interceptor,
         )
+        self._background = tuple(background)
+        self._background_tasks: list[asyncio.Task[None]] = []
         self.inbox = Inbox(db, on_accept=self.worker.lanes.wake)
         self.started = False
 
@@ -94,11 +102,16 @@ class Hub:
         for sender in self.senders.values():
             if isinstance(sender, InboundServer):
                 await sender.start_inbound(self.accept)
+        self._background_tasks = [asyncio.create_task(run()) for run in self._background]
         self.started = True
         log.info("hub started: channels=%s llm=%s", ",".join(self.channels) or "-", self.model is not None)
 
     async def stop(self) -> None:
         self.started = False
+        for task in self._background_tasks:
+            task.cancel()
+        await asyncio.gather(*self._background_tasks, return_exceptions=True)
+        self._background_tasks = []
         for sender in self.senders.values():
             if isinstance(sender, InboundServer):
                 await sender.stop_inbound()

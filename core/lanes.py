@@ -3,6 +3,9 @@
 A ``LaneLoop`` asks its ``heads`` function for the oldest due item of every key with work waiting,
 starts a task for each key that is not already running (up to ``concurrency``), and sleeps until it
 is woken or the poll interval passes. State lives in the database, so a restart loses nothing.
+
+An item is never handled twice at once, even when its key changes while it runs (an identity merge
+moves a message that is being answered to another customer's lane).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class LaneLoop:
         self._poll = poll_interval
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: set[int] = set()
         self._runner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
 
@@ -52,6 +56,7 @@ class LaneLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._active.clear()
+        self._in_flight.clear()
 
     async def _run(self) -> None:
         while True:
@@ -69,8 +74,9 @@ class LaneLoop:
         for key, item in await self._heads():
             if len(self._active) >= self._concurrency:
                 return
-            if key in self._active:
+            if key in self._active or item in self._in_flight:
                 continue
+            self._in_flight.add(item)
             self._active[key] = asyncio.create_task(self._lane(key, item), name=f"{self.name}:{item}")
 
     async def _lane(self, key: str, item: int) -> None:
@@ -83,4 +89,5 @@ class LaneLoop:
             log.error("%s item %s failed with %s", self.name, item, type(exc).__name__)
         finally:
             self._active.pop(key, None)
+            self._in_flight.discard(item)
             self._wake.set()

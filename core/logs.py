@@ -7,7 +7,7 @@ import logging
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Third-party loggers that print request or memory content at INFO/DEBUG.
-_QUIET = (
+QUIET_LOGGERS = (
     "httpx",
     "httpcore",
     "openai",
@@ -24,5 +24,5 @@ _QUIET = (
 
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT)
-    for name in _QUIET:
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -111,6 +111,8 @@ class MemoryWriter:
             job = await session.get(MemoryJob, job_id)
         if job is None or job.status != "pending":
             return
+        if job.due_at > utcnow():
+            return  # not due (yet, or again after a failure): a heads list read earlier is out of date
         turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
         try:
             if not turns or await self._memory.covers_turns(job.customer_id, [t.id for t in turns]):

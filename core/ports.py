@@ -75,6 +75,55 @@ class IdentityResolver(Protocol):
     async def resolve(self, address: Address, *, authenticated: bool = False) -> Resolution: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncomingTurn:
+    """A customer message as the identity layer sees it before the agent does."""
+
+    inbox_id: int
+    customer_id: str
+    sender: Address
+    channel: str
+    text: str
+    extras: dict[str, Any]
+    # the channel vouched for this very message (e.g. DMARC pass from our own MTA)
+    authenticated: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """A message to another handle of the customer (a one-time code to a claimed address).
+
+    ``one_time``: the text is a secret; the outbox keeps it only until it is sent or has failed.
+    """
+
+    recipient: Address
+    text: str
+    idempotency_key: str
+    one_time: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handled:
+    """The identity layer answered a message itself: it never reaches the agent, the log or memory.
+
+    ``stored_text`` replaces the message text in the inbox row, so that a code or a claimed address
+    does not stay in the store; ``reply`` goes back to the sender; ``notices`` go to other handles.
+    """
+
+    reply: str | None
+    stored_text: str
+    notices: tuple[Notice, ...] = ()
+
+
+class Interceptor(Protocol):
+    """Looks at each customer message first (self-service linking, platform attestation).
+
+    Returns ``Handled`` when it answered the message itself, None to let the agent answer.
+    """
+
+    async def intercept(self, turn: IncomingTurn) -> Handled | None: ...
+
+
 MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
 MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
     "profile",

@@ -11,6 +11,13 @@ customers concurrently, at most ``worker.concurrency`` at once):
 Opt-out keywords (``extras["control"]``, set by the SMS adapter) never reach the agent: STOP records
 an opt-out and is not answered, START lifts it, HELP is answered with a fixed help text.
 
+Before the agent, the interceptor (self-service linking, platform attestation; ``identity.proof``) may
+answer a message itself: then the row's text is replaced by what the interceptor allows to be kept
+(never a one-time code), its reply and notices go to the outbox, and nothing is logged or remembered.
+
+Recall is gated by assurance: a message whose sender is not vouched for (an ``unverified`` handle, or
+an email without DMARC pass from our own MTA) is answered from that handle's own history only.
+
 A crash anywhere before step 3 commits leaves the row pending, and it runs again on restart; after
 step 3 the reply exists exactly once. Delivery (``core.delivery``) and memory writes
 (``core.memory_writer``) are separate lanes over their own tables.
@@ -30,9 +37,9 @@ from core.agent import Agent, AgentTurn
 from core.backoff import next_attempt
 from core.errors import LLMError
 from core.lanes import LaneLoop
-from core.messages import Address
+from core.messages import Address, Assurance
 from core.metrics import Metrics
-from core.ports import IdentityResolver
+from core.ports import Handled, IdentityResolver, IncomingTurn, Interceptor
 from core.settings import MemorySettings, WorkerSettings
 from core.store.db import Database
 from core.store.models import InboxRow, MemoryJob, OptOut, OutboxRow, Turn, utcnow
@@ -65,9 +72,11 @@ class InboxWorker:
         memory_settings: MemorySettings,
         metrics: Metrics,
         on_reply: list[LaneLoop] | None = None,
+        interceptor: Interceptor | None = None,
     ) -> None:
         self._db = db
         self._resolver = resolver
+        self._interceptor = interceptor
         self._agent = agent
         self._channels = tuple(channels)
         self._settings = settings
@@ -134,17 +143,38 @@ class InboxWorker:
             row = await session.get(InboxRow, inbox_id)
             if row is None or row.status != "pending" or row.customer_id is None:
                 return
+            if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+                return  # a retry is scheduled (a heads list read before it was written is out of date)
             customer_id = row.customer_id
         control = row.extras.get("control")
         if control in _CONTROLS:
             await self._control(row, customer_id, str(control))
             return
-        resolution = await self._resolver.resolve(
-            Address.parse(row.sender), authenticated=_authenticated(row.extras)
-        )
+        sender = Address.parse(row.sender)
+        authenticated = _authenticated(row.extras)
+        if self._interceptor is not None:
+            handled = await self._interceptor.intercept(
+                IncomingTurn(
+                    inbox_id=inbox_id,
+                    customer_id=customer_id,
+                    sender=sender,
+                    channel=row.channel,
+                    text=row.text,
+                    extras=dict(row.extras),
+                    authenticated=authenticated,
+                )
+            )
+            if handled is not None:
+                await self._commit_handled(row, handled)
+                return
+        resolution = await self._resolver.resolve(sender, authenticated=authenticated)
+        assurance = resolution.assurance
+        if sender.channel == "email" and not authenticated:
+            assurance = Assurance.UNVERIFIED  # anyone can write any From: line
         turn = AgentTurn(
-            customer_id=customer_id,
-            assurance=resolution.assurance,
+            customer_id=resolution.customer_id,
+            assurance=assurance,
+            sender=row.sender,
             channel=row.channel,
             text=row.text,
             inbox_id=inbox_id,
@@ -161,7 +191,7 @@ class InboxWorker:
                 return
             log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
             text, mode = FALLBACK_REPLY, "fallback"
-        if await self._commit_reply(row, customer_id, text):
+        if await self._commit_reply(row, resolution.customer_id, text):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
             for loop in self._downstream:
@@ -189,6 +219,37 @@ class InboxWorker:
         if control == "help":
             for loop in self._downstream:
                 loop.wake()
+
+    async def _commit_handled(self, row: InboxRow, handled: Handled) -> None:
+        """Write what the interceptor decided, in one transaction: no turn, no memory job."""
+        # the interceptor may have linked the sender elsewhere: the reply belongs to its customer now
+        customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id, InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None, text=handled.stored_text)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            if handled.reply is not None:
+                session.add(self._outbox_row(row, customer_id, handled.reply))
+            for notice in handled.notices:
+                session.add(
+                    OutboxRow(
+                        idempotency_key=notice.idempotency_key,
+                        channel=notice.recipient.channel,
+                        recipient=str(notice.recipient),
+                        customer_id=customer_id,
+                        reply_target={"one_time": True} if notice.one_time else {},
+                        text=notice.text,
+                        status="pending",
+                    )
+                )
+        self._metrics.replies.labels(row.channel, "identity").inc()
+        log.info("inbox %s answered by the identity layer (%d notices)", row.id, len(handled.notices))
+        for loop in self._downstream:
+            loop.wake()
 
     def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
         return OutboxRow(

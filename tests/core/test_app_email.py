@@ -1,4 +1,4 @@
-"""Email end to end: the signed inbound webhook and the SMTP listener → inbox → worker → reply at a fake relay.
+"""Email end to end: signed webhook or SMTP listener → inbox → worker → reply at a fake SMTP relay.
 
 The app is served by uvicorn on a loopback port; the webhook is called over real HTTP with a Mailgun
 "forward with MIME" multipart POST, signed the way Mailgun signs (hex HMAC-SHA256 of ``timestamp`` +
@@ -71,7 +71,7 @@ async def post_mail(
     sender: str,
     fields: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """A Mailgun forward-with-MIME POST (multipart/form-data): envelope, signature, raw MIME in ``body-mime``."""
+    """A Mailgun forward-with-MIME POST (multipart): envelope, signature, raw MIME in ``body-mime``."""
     data = {**(signature_fields() if fields is None else fields), "recipient": OURS, "sender": sender}
     files: dict[str, tuple[str | None, bytes] | tuple[str, bytes, str]] = {
         "attachment-1": ("note.txt", b"an attachment", "text/plain")

@@ -1,4 +1,4 @@
-"""SMS end to end: a signed Twilio webhook → app route → inbox → worker → the real adapter → the fake Twilio API.
+"""SMS end to end: signed Twilio webhook → app route → inbox → worker → real adapter → fake Twilio API.
 
 The app is served by uvicorn on a loopback port and called over real HTTP; ``twilio.rest.Client`` inside
 the adapter talks to ``FakeTwilioAPI``. Webhooks are signed the way Twilio signs them, with the SDK's own
@@ -231,6 +231,7 @@ async def test_a_429_from_twilio_delays_the_reply_which_then_arrives_exactly_onc
     [row] = await outbox_rows(served)
     assert row.status == "sent" and row.attempts == 2 and row.last_error is None
     # the retry was scheduled no earlier than Retry-After, and went out no earlier than scheduled
+    # (a lane head read before the 429 was recorded must not send the row again straight away)
     assert row.next_attempt_at is not None and row.sent_at is not None
     assert row.next_attempt_at >= row.created_at + timedelta(seconds=1)
     assert row.sent_at >= row.next_attempt_at

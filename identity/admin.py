@@ -1,0 +1,392 @@
+"""The admin JSON API: look customers up, link, unlink, merge and undo merges, read the ledger.
+
+``admin_router(services, token=...)`` builds the routes (prefix ``/admin``, tag ``admin``). Every call
+needs ``Authorization: Bearer <THREADLINE_ADMIN_TOKEN>``, compared in constant time: a missing or
+wrong token is 401 (``WWW-Authenticate: Bearer``) and nothing is read or changed; with no token
+configured every call is 403. The glue is thin: convert the request in, call ``identity.directory``
+or ``identity.linking``, convert the answer out; the errors are mapped in one place (``_mapped``):
+``NotFound`` 404, ``Conflict`` 409, ``InvalidAddress`` 422.
+
+The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X-Threadline-Actor``.
+Logs carry ledger and customer ids only, never an address.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run time, and
+# they name dependencies local to ``admin_router``.
+import hmac
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Self
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from core.errors import Conflict, InvalidAddress, NotFound
+from core.messages import Address
+from core.ports import MemoryStore
+from core.store.db import Database
+from identity.directory import (
+    CustomerDetail,
+    CustomerPage,
+    MergeSuggestion,
+    SuggestionKind,
+    ledger_entries,
+    list_customers,
+    merge_suggestions,
+    show_customer,
+)
+from identity.linking import Change, IdentityLinks
+from identity.normalize import normalize_address
+
+log = logging.getLogger(__name__)
+
+ADMIN_SETTING = "THREADLINE_ADMIN_TOKEN"
+_ACTOR_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminServices:
+    """What the admin routes work on (built in the app's lifespan, once the hub is open)."""
+
+    links: IdentityLinks
+    db: Database
+    memory: MemoryStore
+    default_region: str = "US"
+
+
+def actor_name(prefix: str, name: str | None) -> str:
+    """``prefix`` or ``prefix:name``, the name cut to safe characters (at most 64)."""
+    cleaned = _ACTOR_UNSAFE.sub("", name or "")[:64]
+    return f"{prefix}:{cleaned}" if cleaned else prefix
+
+
+# ----- request and response bodies ---------------------------------------------------------------
+
+Reason = Annotated[str | None, Field(max_length=500, description="Why (kept in the ledger).")]
+
+
+class LinkRequest(BaseModel):
+    address: str = Field(description="The handle, channel:handle (e.g. telegram:42); normalised.")
+    customer_id: str = Field(description="The customer it joins.")
+    reason: Reason = None
+
+
+class UnlinkRequest(BaseModel):
+    address: str = Field(description="The handle to detach; it becomes a customer of its own.")
+    reason: Reason = None
+
+
+class MergeRequest(BaseModel):
+    source: str = Field(description="The customer merged away (kept, marked merged, so it can be undone).")
+    target: str = Field(description="The customer that receives every handle, message and memory.")
+    reason: Reason = None
+
+
+class UndoRequest(BaseModel):
+    reason: Reason = None
+
+
+class ChangeOut(BaseModel):
+    """What an identity change did. ``event_id`` is its ledger entry (null when nothing had to change)."""
+
+    event_id: int | None
+    kind: str
+    customer_id: str
+    from_customer_id: str | None
+    addresses: list[str]
+    memory_moves_pending: int = Field(description="Memory moves still queued (the memory backend was down).")
+
+    @classmethod
+    def of(cls, change: Change) -> Self:
+        return cls(
+            event_id=change.event_id,
+            kind=change.kind,
+            customer_id=change.customer_id,
+            from_customer_id=change.from_customer_id,
+            addresses=list(change.addresses),
+            memory_moves_pending=change.memory_moves_pending,
+        )
+
+
+class MergeOut(ChangeOut):
+    merge_id: int = Field(description="The merge's ledger id: POST /admin/merges/{merge_id}/undo undoes it.")
+
+
+class CustomerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    created_at: datetime
+    merged_into: str | None
+    addresses: list[str]
+
+
+class CustomerPageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    total: int
+    limit: int
+    offset: int
+    customers: list[CustomerOut]
+
+
+class IdentityOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    address: str
+    channel: str
+    assurance: str
+    method: str
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class TurnOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    channel: str
+    address: str
+    role: str
+    text: str
+    created_at: datetime
+
+
+class MemoryOut(BaseModel):
+    """A memory with its provenance: the channel and handle it came from, and our message ids."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    text: str
+    category: str | None
+    channel: str | None
+    handle: str | None
+    message_ids: list[str]
+    turn_ids: list[int]
+    created_at: datetime | None
+
+
+class CustomerDetailOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    created_at: datetime
+    merged_into: str | None = Field(description="Set while this customer is merged into another.")
+    merge_id: int | None = Field(description="The ledger id of that merge (undo it to split them again).")
+    merged_from: list[str]
+    identities: list[IdentityOut]
+    recent_turns: list[TurnOut]
+    memories: list[MemoryOut]
+    memories_available: bool
+
+
+class LedgerEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    kind: str
+    actor: str
+    reason: str | None
+    address: str | None
+    customer_id: str | None
+    from_customer_id: str | None
+    assurance: str | None
+    method: str | None
+    addresses: dict[str, str]
+    undoes: int | None
+
+
+class LedgerOut(BaseModel):
+    entries: list[LedgerEntryOut]
+
+
+class SuggestionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: SuggestionKind
+    customer_a: str
+    address_a: str
+    customer_b: str
+    address_b: str
+    reason: str
+
+
+class SuggestionsOut(BaseModel):
+    suggestions: list[SuggestionOut]
+
+
+class ErrorOut(BaseModel):
+    """Why a call was refused; nothing was changed."""
+
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {code: {"model": ErrorOut, "description": _ERROR_MEANINGS[code]} for code in codes}
+
+
+_ERROR_MEANINGS = {
+    401: "Missing or wrong bearer token.",
+    403: f"The admin API is off: {ADMIN_SETTING} is not set.",
+    404: "No such customer, address or merge.",
+    409: "The change contradicts the current state (e.g. already merged, undone, or the only handle).",
+}
+
+
+def page_out(page: CustomerPage) -> CustomerPageOut:
+    return CustomerPageOut.model_validate(page)
+
+
+def detail_out(detail: CustomerDetail) -> CustomerDetailOut:
+    return CustomerDetailOut.model_validate(detail)
+
+
+def suggestions_out(found: list[MergeSuggestion]) -> SuggestionsOut:
+    return SuggestionsOut(suggestions=[SuggestionOut.model_validate(s) for s in found])
+
+
+# ----- the router ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """The one place identity errors become HTTP answers."""
+    try:
+        yield
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    except InvalidAddress as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+
+
+def admin_router(
+    services: AdminServices | Callable[[], AdminServices], *, token: SecretStr | None
+) -> APIRouter:
+    """The ``/admin`` routes over ``services`` (or a callable giving them per request), behind ``token``."""
+    bearer = HTTPBearer(auto_error=False, description=f"The value of {ADMIN_SETTING}.")
+    expected = token.get_secret_value().encode() if token is not None else b""
+
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not expected:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"the admin API is off: set {ADMIN_SETTING} to turn it on",
+            )
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if not hmac.compare_digest(given, expected):
+            log.warning("admin call refused: missing or wrong bearer token")
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="a valid admin bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def get_services() -> AdminServices:
+        return services() if callable(services) else services
+
+    def get_actor(
+        x_threadline_actor: Annotated[
+            str | None, Header(description="Who is acting, recorded as admin:<name>.")
+        ] = None,
+    ) -> str:
+        return actor_name("admin", x_threadline_actor)
+
+    Services = Annotated[AdminServices, Depends(get_services)]
+    Actor = Annotated[str, Depends(get_actor)]
+    router = APIRouter(
+        prefix="/admin", tags=["admin"], dependencies=[Depends(authorize)], responses=_errors(401, 403)
+    )
+
+    def parse(svc: AdminServices, text: str) -> Address:
+        return normalize_address(text, default_region=svc.default_region)
+
+    @router.get("/customers", response_model=CustomerPageOut)
+    async def customers(
+        svc: Services,
+        search: Annotated[str | None, Query(description="A handle in any spelling, or part of one.")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        include_merged: Annotated[bool, Query(description="List merged customers too.")] = False,
+    ) -> CustomerPageOut:
+        """Customers, newest first, found by any of their handles (normalised when it parses)."""
+        page = await list_customers(
+            svc.db,
+            search=search,
+            limit=limit,
+            offset=offset,
+            include_merged=include_merged,
+            default_region=svc.default_region,
+        )
+        return page_out(page)
+
+    @router.get("/customers/{customer_id}", response_model=CustomerDetailOut, responses=_errors(404))
+    async def customer(
+        svc: Services, customer_id: str, turns: Annotated[int, Query(ge=0, le=200)] = 20
+    ) -> CustomerDetailOut:
+        """One customer: handles with assurance, recent conversation on every channel, memories."""
+        with _mapped():
+            return detail_out(await show_customer(svc.db, svc.memory, customer_id, turns=turns))
+
+    @router.post("/identities/link", response_model=ChangeOut, responses=_errors(404, 409))
+    async def link(body: LinkRequest, svc: Services, actor: Actor) -> ChangeOut:
+        """Make a handle one of the customer's (admin-linked); its history and memories move along."""
+        with _mapped():
+            change = await svc.links.link(
+                parse(svc, body.address), body.customer_id, actor=actor, reason=body.reason
+            )
+        log.info("admin link: ledger %s, customer %s", change.event_id, change.customer_id)
+        return ChangeOut.of(change)
+
+    @router.post("/identities/unlink", response_model=ChangeOut, responses=_errors(404, 409))
+    async def unlink(body: UnlinkRequest, svc: Services, actor: Actor) -> ChangeOut:
+        """Detach a handle: it becomes a new customer, taking its own messages and memories."""
+        with _mapped():
+            change = await svc.links.unlink(parse(svc, body.address), actor=actor, reason=body.reason)
+        log.info("admin unlink: ledger %s, new customer %s", change.event_id, change.customer_id)
+        return ChangeOut.of(change)
+
+    @router.post("/customers/merge", response_model=MergeOut, responses=_errors(404, 409))
+    async def merge(body: MergeRequest, svc: Services, actor: Actor) -> MergeOut:
+        """Merge ``source`` into ``target``; the answer's ``merge_id`` undoes it."""
+        with _mapped():
+            change = await svc.links.merge(body.source, body.target, actor=actor, reason=body.reason)
+        assert change.event_id is not None  # a merge always writes its ledger entry
+        log.info("admin merge: ledger %s, %s into %s", change.event_id, body.source, body.target)
+        return MergeOut(**ChangeOut.of(change).model_dump(), merge_id=change.event_id)
+
+    @router.post("/merges/{merge_id}/undo", response_model=ChangeOut, responses=_errors(404, 409))
+    async def undo(merge_id: int, body: UndoRequest, svc: Services, actor: Actor) -> ChangeOut:
+        """Undo a merge: its handles go back with every message and memory they brought or made since."""
+        with _mapped():
+            change = await svc.links.unmerge(merge_id, actor=actor, reason=body.reason)
+        log.info("admin unmerge: ledger %s undoes %s", change.event_id, merge_id)
+        return ChangeOut.of(change)
+
+    @router.get("/ledger", response_model=LedgerOut)
+    async def ledger(
+        svc: Services,
+        customer_id: Annotated[str | None, Query(description="Entries where it is either side.")] = None,
+        address: Annotated[str | None, Query(description="Entries that moved this handle.")] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> LedgerOut:
+        """The identity ledger, oldest first (the last ``limit`` entries that match)."""
+        with _mapped():
+            wanted = parse(svc, address) if address is not None else None
+        entries = await ledger_entries(svc.db, customer_id=customer_id, address=wanted, limit=limit)
+        return LedgerOut(entries=[LedgerEntryOut.model_validate(e) for e in entries])
+
+    @router.get("/merge-suggestions", response_model=SuggestionsOut)
+    async def suggestions(svc: Services) -> SuggestionsOut:
+        """Pairs of live customers that look like one person; for a human to decide, never merged here."""
+        return suggestions_out(await merge_suggestions(svc.db, default_region=svc.default_region))
+
+    return router
