@@ -18,10 +18,23 @@ from core.errors import MemoryUnavailable
 from core.messages import Assurance
 from core.offline import offline_reply
 from core.ports import ChatModel, MemoryRecord, MemoryStore
-from core.prompt import build_messages
+from core.prompt import build_messages, fit_memories
 from core.settings import MemorySettings
 
 log = logging.getLogger(__name__)
+
+
+# A memory line costs at least this many tokens ("- (2024-01-01, via sms) " alone is about 7): asking the
+# store for budget / MIN_LINE_TOKENS candidates is always enough to fill the budget.
+MIN_LINE_TOKENS = 8
+MAX_CANDIDATES = 250
+
+
+def candidates_for(budget_tokens: int, recall_limit: int) -> int:
+    """How many memories to ask the store for: enough to fill the budget, or ``recall_limit`` without one."""
+    if budget_tokens <= 0:
+        return recall_limit
+    return min(MAX_CANDIDATES, max(recall_limit, -(-budget_tokens // MIN_LINE_TOKENS)))
 
 
 def vouched_for(assurance: Assurance) -> bool:
@@ -66,9 +79,15 @@ class Agent:
     def offline(self) -> bool:
         return self._model is None
 
-    async def recall(self, turn: AgentTurn) -> list[MemoryRecord]:
-        """The customer's memories for this message; none if the memory backend is down."""
-        limit = self._settings.recall_limit
+    async def recall(self, turn: AgentTurn, *, budget_tokens: int | None = None) -> list[MemoryRecord]:
+        """The customer's memories for this message, best first; none if the memory backend is down.
+
+        With a budget (``budget_tokens``, by default ``memory.context_tokens``) the best-ranked memories
+        that fit in it, counted as the prompt's memory block shows them (``core.prompt.fit_memories``);
+        with a budget of 0, ``memory.recall_limit`` memories.
+        """
+        budget = self._settings.context_tokens if budget_tokens is None else max(0, budget_tokens)
+        limit = candidates_for(budget, self._settings.recall_limit)
         own_only = not vouched_for(turn.assurance)
         try:
             # an unverified sender sees its own memories only: ask for more, keep those of its handle
@@ -85,6 +104,8 @@ class Agent:
         except MemoryUnavailable:
             log.warning("memory unavailable for inbox %s; answering without memory", turn.inbox_id)
             return []
+        if budget > 0:
+            return fit_memories(found[:limit], budget)
         return found[:limit]
 
     async def respond(self, turn: AgentTurn) -> AgentReply:

@@ -11,8 +11,6 @@ and only then answer what the adapter asked for. A failing commit answers 500, s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -170,15 +168,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.admin = AdminServices(
             links=links, db=hub.db, memory=hub.memory, default_region=settings.default_region
         )
-        await hub.start()
-        # memory moves that failed (Mem0 down) are re-run until done
-        mover = asyncio.create_task(links.run_forever(max(1.0, settings.worker.poll_interval * 10)))
+        await hub.start()  # its background re-runs memory moves that failed (Mem0 down) until done
         try:
             yield
         finally:
-            mover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await mover
             await hub.stop()
 
     app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)

@@ -14,6 +14,7 @@ from core.ports import ChatMessage, MemoryRecord
 
 MAX_TURN_CHARS = 1_000
 MAX_MEMORY_CHARS = 500
+CHARS_PER_TOKEN = 4  # the budget's unit: a token is counted as four characters
 
 SYSTEM_PROMPT = """\
 You are a customer-support assistant. The same customer may write to us on SMS, Telegram, Slack or
@@ -40,14 +41,39 @@ def _defang(text: str) -> str:
     return text.replace(_FENCE_CLOSE, "</ customer_memory>").replace(_FENCE_OPEN, "< customer_memory>")
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens as the memory budget counts them: characters / 4, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def memory_line(memory: MemoryRecord) -> str:
+    """One recalled memory as the prompt shows it: when, which channel, the text (clipped, defanged)."""
+    when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
+    via = memory.channel or "unknown channel"
+    return f"- ({when}, via {via}) {_defang(_clip(memory.text, MAX_MEMORY_CHARS))}"
+
+
 def memory_block(memories: Sequence[MemoryRecord]) -> str:
-    lines = []
-    for memory in memories:
-        when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
-        via = memory.channel or "unknown channel"
-        lines.append(f"- ({when}, via {via}) {_defang(_clip(memory.text, MAX_MEMORY_CHARS))}")
+    lines = [memory_line(memory) for memory in memories]
     body = "\n".join(lines) if lines else "(nothing recalled)"
     return f"{_FENCE_OPEN}\n{body}\n{_FENCE_CLOSE}"
+
+
+def fit_memories(memories: Sequence[MemoryRecord], budget_tokens: int) -> list[MemoryRecord]:
+    """The memories, best first as given, whose ``memory_block`` stays within ``budget_tokens``.
+
+    Greedy in the given order: a memory that does not fit in what is left is skipped, and a later,
+    shorter one may still be taken. Whenever one memory or more is returned,
+    ``estimate_tokens(memory_block(result)) <= budget_tokens``.
+    """
+    room = budget_tokens * CHARS_PER_TOKEN - (len(_FENCE_OPEN) + len(_FENCE_CLOSE) + 2)
+    chosen: list[MemoryRecord] = []
+    for memory in memories:
+        cost = len(memory_line(memory)) + (1 if chosen else 0)  # the newline before every line but the first
+        if cost <= room:
+            chosen.append(memory)
+            room -= cost
+    return chosen
 
 
 def build_messages(

@@ -43,6 +43,9 @@ class MemorySettings(BaseModel):
     quiet_seconds: float = Field(default=300.0, gt=0)
     recall_limit: int = Field(default=8, ge=1, le=100)
     recent_turns: int = Field(default=10, ge=0, le=200)
+    # the memory block's budget in the prompt, in tokens (counted as characters / 4): recall fills it with
+    # the best-ranked memories that fit; 0 turns the budget off (then ``recall_limit`` memories are used)
+    context_tokens: int = Field(default=1000, ge=0, le=32_000)
 
 
 class WorkerSettings(BaseModel):

@@ -21,9 +21,10 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -47,6 +48,9 @@ from identity.ledger import record
 from identity.resolver import first_contact_assurance, new_customer_id
 
 log = logging.getLogger(__name__)
+
+# a memory move claimed longer ago than this belongs to a process that died: another may take it over
+MOVE_CLAIM_TIMEOUT = timedelta(minutes=5)
 
 # Assurance levels from weakest to strongest: a link never lowers a handle's assurance by accident.
 RANK = {
@@ -273,34 +277,66 @@ class IdentityLinks:
     # ----- memory moves ------------------------------------------------------------------------
 
     async def run_moves(self) -> int:
-        """Run every pending memory move, oldest first; returns how many are still pending."""
+        """Run the pending memory moves in ledger order; returns how many are still waiting.
+
+        Several processes may run this at once (the server's background loop, a CLI command): each
+        move is claimed with a conditional update before it runs, and a move claimed by another
+        process stops this round, since later moves may depend on it. A claim older than
+        ``MOVE_CLAIM_TIMEOUT`` (its process died) is taken over.
+        """
         async with self._moving:
-            async with self._db.session() as session:
-                pending = list(
-                    await session.scalars(
-                        select(MemoryMove).where(MemoryMove.status == "pending").order_by(MemoryMove.id)
+            while True:
+                async with self._db.session() as session:
+                    move = await session.scalar(
+                        select(MemoryMove)
+                        .where(MemoryMove.status.in_(("pending", "running")))
+                        .order_by(MemoryMove.id)
+                        .limit(1)
                     )
-                )
-            for move in pending:
-                handles = move.handles or None
+                    if move is None:
+                        return 0
+                    now = utcnow()
+                    stale = move.claimed_at is None or move.claimed_at < now - MOVE_CLAIM_TIMEOUT
+                    if move.status == "running" and not stale:
+                        return await self._waiting(session)
+                    claimed = await session.execute(
+                        update(MemoryMove)
+                        .where(MemoryMove.id == move.id, MemoryMove.status == move.status)
+                        .where(
+                            MemoryMove.claimed_at.is_(None)
+                            if move.claimed_at is None
+                            else MemoryMove.claimed_at == move.claimed_at
+                        )
+                        .values(status="running", claimed_at=now, attempts=MemoryMove.attempts + 1)
+                    )
+                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                        continue  # another process took it first
+                    source, target, handles = move.from_customer_id, move.to_customer_id, move.handles
                 try:
-                    await self._memory.move(move.from_customer_id, move.to_customer_id, handles=handles)
+                    await self._memory.move(source, target, handles=handles or None)
                 except MemoryUnavailable as exc:
                     async with self._db.session() as session:
                         await session.execute(
                             update(MemoryMove)
                             .where(MemoryMove.id == move.id)
-                            .values(attempts=MemoryMove.attempts + 1, last_error=str(exc)[:200])
+                            .values(status="pending", claimed_at=None, last_error=str(exc)[:200])
                         )
+                        left = await self._waiting(session)
                     log.warning("memory move %s failed; it stays queued", move.id)
-                    return len(pending)  # later moves may depend on this one: keep the order
+                    return left
                 async with self._db.session() as session:
                     await session.execute(
                         update(MemoryMove)
                         .where(MemoryMove.id == move.id)
-                        .values(status="done", done_at=utcnow(), attempts=MemoryMove.attempts + 1)
+                        .values(status="done", done_at=utcnow(), last_error=None)
                     )
-            return 0
+
+    @staticmethod
+    async def _waiting(session: AsyncSession) -> int:
+        count = await session.scalar(
+            select(func.count()).where(MemoryMove.status.in_(("pending", "running")))
+        )
+        return int(count or 0)
 
     async def run_forever(self, interval: float) -> None:
         """Re-run queued memory moves every ``interval`` seconds (the app runs this in the background)."""

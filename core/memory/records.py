@@ -53,6 +53,38 @@ def to_record(item: Mapping[str, Any]) -> MemoryRecord:
     )
 
 
+# What Mem0 keeps at the top of a stored payload; everything else in it is the memory's metadata.
+_PAYLOAD_CORE = frozenset(
+    {
+        "id",
+        "data",
+        "hash",
+        "created_at",
+        "updated_at",
+        "text_lemmatized",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "actor_id",
+        "role",
+        "attributed_to",
+        "expiration_date",
+    }
+)
+
+
+def from_payload(memory_id: str, payload: Mapping[str, Any], score: float | None = None) -> MemoryRecord:
+    """A row of our vector store (a Mem0 payload) as a ``MemoryRecord``, as Mem0's own search shapes it."""
+    item: dict[str, Any] = {
+        "id": memory_id,
+        "memory": payload.get("data") or "",
+        "score": score,
+        "created_at": payload.get("created_at"),
+        "metadata": {k: v for k, v in payload.items() if k not in _PAYLOAD_CORE},
+    }
+    return to_record(item)
+
+
 def belongs_to(item: Mapping[str, Any], customer_id: str) -> bool:
     """False when the item says it is someone else's (defence in depth behind the backend's own filter)."""
     owner = item.get("user_id")

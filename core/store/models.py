@@ -156,10 +156,12 @@ class MemoryMove(Base):
     from_customer_id: Mapped[str] = mapped_column(String(36))
     to_customer_id: Mapped[str] = mapped_column(String(36))
     handles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # pending → running (claimed by one process at ``claimed_at``) → done; back to pending on failure
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
