@@ -64,7 +64,14 @@ MAX_TEXT_CHARS = 4_000
 SIGNATURE_WINDOW_SECONDS = 300
 EVENTS_PATH = "/webhooks/slack/events"
 
-BOT_SCOPES = ("app_mentions:read", "channels:history", "chat:write", "im:history", "users:read")
+BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "im:history",
+    "users:read",
+    "users:read.email",  # profile emails of trusted workspaces (THREADLINE_SLACK__TRUSTED_TEAMS)
+)
 BOT_EVENTS = ("app_mention", "message.channels", "message.im")
 
 # Message subtypes that are still a person writing to us; every other subtype is noise.
@@ -318,7 +325,7 @@ class SlackAdapter:
     async def parse(self, request: WebhookRequest) -> Parsed:
         try:
             payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
             raise BadRequest("Slack body is not JSON", status=400) from None
         if not isinstance(payload, dict):
             raise BadRequest("Slack body is not a JSON object", status=400)
@@ -343,6 +350,8 @@ class SlackAdapter:
         if not isinstance(event, dict) or not isinstance(event_id, str) or not event_id:
             raise BadRequest("event_callback without an event or event_id", status=400)
         event_type = event.get("type")
+        if not isinstance(event_type, str) or not isinstance(event.get("subtype"), str | None):
+            raise BadRequest("Slack event with a malformed type or subtype", status=400)
         if event_type not in _EVENT_TYPES:
             log.debug("Slack event %s of type %r ignored", event_id, event_type)
             return None
@@ -417,6 +426,24 @@ class SlackAdapter:
             sent.append(ts)
         log.debug("Slack reply sent to %s in %d part(s)", channel, len(sent))
         return Delivery(provider_message_ids=tuple(sent))
+
+    async def attested_handles(self, sender: Address) -> list[Address]:
+        """The sender's profile email, when its workspace is in ``trusted_teams`` (``core.ports.Attestor``).
+
+        Calls ``users.info`` (scope ``users:read.email``). Any failure, a missing or unreadable email,
+        or an untrusted workspace gives ``[]``: attestation is a bonus, never a reason to fail a message.
+        """
+        team, _, user = sender.handle.partition(":")
+        if sender.channel != "slack" or not user or team.upper() not in self._settings.trusted_teams:
+            return []
+        try:
+            response = await self._get_client().users_info(user=user)
+            profile = (response.get("user") or {}).get("profile") or {}
+            email = profile.get("email")
+            return [self._normalize(f"email:{email}")] if isinstance(email, str) and email else []
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, InvalidAddress) as exc:
+            log.info("Slack profile of a trusted-workspace sender not attested: %s", type(exc).__name__)
+            return []
 
     async def auth_test(self) -> dict[str, str]:
         """Call ``auth.test``: who our token is (team, bot user). Remembers the bot user id."""

@@ -25,7 +25,7 @@ from core.hub import Hub
 from core.llm import build_chat_model
 from core.memory import build_memory
 from core.messages import Address
-from core.ports import Sender
+from core.ports import Attestor, Sender
 from core.settings import Settings
 from core.store.db import Database
 from identity.admin import AdminServices, admin_router
@@ -84,7 +84,10 @@ async def build_hub(
     memory = build_memory(settings)
     model = build_chat_model(settings.llm)
     links = IdentityLinks(db, memory)
-    proofs = SelfServiceLinking(db, links, deliverable=chosen, default_region=settings.default_region)
+    attestors = {name: sender for name, sender in chosen.items() if isinstance(sender, Attestor)}
+    proofs = SelfServiceLinking(
+        db, links, deliverable=chosen, attestors=attestors, default_region=settings.default_region
+    )
     moves_every = max(1.0, settings.worker.poll_interval * 10)
     return Hub(
         settings=settings,

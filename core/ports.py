@@ -115,6 +115,14 @@ class Handled:
     notices: tuple[Notice, ...] = ()
 
 
+@runtime_checkable
+class Attestor(Protocol):
+    """A channel whose platform can vouch that other handles belong to a sender (a Slack workspace
+    that verifies its members' emails). Returns [] when it cannot or will not; raises nothing."""
+
+    async def attested_handles(self, sender: Address) -> list[Address]: ...
+
+
 class Interceptor(Protocol):
     """Looks at each customer message first (self-service linking, platform attestation).
 

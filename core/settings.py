@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
 
@@ -62,6 +62,16 @@ class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     api_base_url: str = "https://slack.com/api/"
+    # workspaces (team ids, comma-separated) whose members' profile emails we accept as theirs: only
+    # a workspace that verifies its members' emails (SSO, an admin-managed domain) belongs here
+    trusted_teams: Annotated[list[str], NoDecode] = []
+
+    @field_validator("trusted_teams", mode="before")
+    @classmethod
+    def _split_teams(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [team.strip().upper() for team in value.split(",") if team.strip()]
+        return value
 
 
 class TelegramSettings(BaseModel):

@@ -13,6 +13,9 @@ The worker shows every customer message to ``SelfServiceLinking.intercept`` befo
   handle simply joins the claimant when it was never seen; the claimed handle is ``verified``.
 - **A Telegram shared contact whose user id is the sender's own**: Telegram vouches that the number
   is the sender's, so it is linked as ``platform_attested`` without a code.
+- **A channel that vouches for other handles** (``core.ports.Attestor``: the Slack profile email in a
+  workspace configured as trusted) is asked once per sender and process; what it vouches for is linked
+  as ``platform_attested``, and the message goes on to the agent.
 
 Codes are random (``secrets``), stored only as salted hashes, never logged, and never reach the
 conversation log or memory: a message this module handles is stored as a placeholder, and the code's
@@ -26,7 +29,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +37,7 @@ from sqlalchemy import func, select, update
 
 from core.errors import IdentityError, InvalidAddress
 from core.messages import Address, Assurance
-from core.ports import Handled, IncomingTurn, Notice
+from core.ports import Attestor, Handled, IncomingTurn, Notice
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge, utcnow
 from identity.linking import RANK, IdentityLinks
@@ -102,11 +105,14 @@ class SelfServiceLinking:
         links: IdentityLinks,
         *,
         deliverable: Collection[str],
+        attestors: Mapping[str, Attestor] | None = None,
         default_region: str = "US",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._links = links
+        self._attestors = dict(attestors or {})
+        self._attested: set[str] = set()  # senders already asked about in this process
         self._deliverable = frozenset(deliverable)
         self._region = default_region
         self._clock = clock
@@ -114,6 +120,7 @@ class SelfServiceLinking:
     async def intercept(self, turn: IncomingTurn) -> Handled | None:
         if turn.extras.get("kind") == "contact":
             return await self._contact(turn)
+        await self._platform_attested(turn)
         if _CODE.match(turn.text):
             handled = await self._code(turn)
             if handled is not None:
@@ -299,6 +306,29 @@ class SelfServiceLinking:
             else "Thanks. I couldn't link your phone number myself; our team will look at it."
         )
         return Handled(reply=reply, stored_text=STORED_CONTACT)
+
+    async def _platform_attested(self, turn: IncomingTurn) -> None:
+        """Link what the sender's platform vouches for (once per sender and process); never answers."""
+        attestor = self._attestors.get(turn.sender.channel)
+        key = str(turn.sender)
+        if attestor is None or key in self._attested:
+            return
+        self._attested.add(key)
+        for handle in await attestor.attested_handles(turn.sender):
+            linked = await self._attach(
+                turn,
+                handle,
+                Assurance.PLATFORM_ATTESTED,
+                method=f"{turn.sender.channel}_profile",
+                reason=f"the trusted {turn.sender.channel} workspace vouches for this {handle.channel}",
+            )
+            log.info(
+                "inbox %s: a %s handle attested by %s (%s)",
+                turn.inbox_id,
+                handle.channel,
+                turn.sender.channel,
+                "linked" if linked else "not linked",
+            )
 
     # ----- helpers -----------------------------------------------------------------------------------
 

@@ -112,6 +112,9 @@ class FakeSlackAPI(LoopbackServer):
         self._posted: list[PostedMessage] = []
         self._forced: collections.deque[ForcedResponse] = collections.deque()
         self._ts = itertools.count(1)
+        # users.info: user id -> profile email (``known_users`` exist without an email)
+        self.profile_emails: dict[str, str] = {}
+        self.known_users: set[str] = set()
         self.app = Starlette(
             routes=[
                 Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
@@ -241,7 +244,24 @@ class FakeSlackAPI(LoopbackServer):
             }
         if method == "chat.postMessage":
             return self._post(params)
+        if method == "users.info":
+            return self._user_info(params)
         return {"ok": False, "error": "unknown_method"}
+
+    def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``users.info`` as Slack answers it with ``users:read.email``: the profile email, if set."""
+        user = params.get("user")
+        with self._lock:
+            email = self.profile_emails.get(user) if isinstance(user, str) else None
+        if not isinstance(user, str) or (email is None and user not in self.known_users):
+            return {"ok": False, "error": "user_not_found"}
+        profile: dict[str, Any] = {"real_name": "Fake Person", "display_name": "fake"}
+        if email is not None:
+            profile["email"] = email
+        return {
+            "ok": True,
+            "user": {"id": user, "team_id": self.team_id, "is_bot": False, "profile": profile},
+        }
 
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel")
