@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from telegram import Bot, Message, ReplyParameters, Update
+from telegram import Bot, Chat, Message, ReplyParameters, Update
 from telegram.constants import ChatType
 from telegram.error import (
     BadRequest as TelegramBadRequest,
@@ -48,6 +48,7 @@ from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookRequest
 from core.errors import (
     BadRequest,
     ConfigError,
+    InvalidAddress,
     PermanentDeliveryError,
     ThreadlineError,
     TransientDeliveryError,
@@ -101,9 +102,10 @@ class TelegramAdapter:
     async def parse(self, request: WebhookRequest) -> Parsed:
         try:
             data = json.loads(request.body)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise BadRequest("the update is not JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
             raise BadRequest("the update is not an object with an integer update_id")
         try:
             update = Update.de_json(data, self._get_bot())
@@ -120,6 +122,9 @@ class TelegramAdapter:
         if message is None:
             log.debug("telegram update %s dropped: not a new message", update_id)
             return None
+        chat = message.chat  # de_json does not insist on the required chat and date
+        if not isinstance(chat, Chat) or not isinstance(chat.type, str) or message.date is None:
+            raise BadRequest("the message lacks a chat or a date")
         user = message.from_user
         if user is None or user.is_bot:
             log.debug("telegram update %s dropped: not from a person", update_id)
@@ -128,11 +133,17 @@ class TelegramAdapter:
             log.debug("telegram update %s dropped: chat type %s", update_id, message.chat.type)
             return None
         text = message.text if message.text is not None else message.caption
+        if text is not None and not isinstance(text, str):
+            raise BadRequest("the message text is not a string")
         if text is None and message.contact is not None:
             text = CONTACT_TEXT
         if not text:
             log.debug("telegram update %s dropped: no text", update_id)
             return None
+        try:
+            sender = self._normalize(f"telegram:{user.id}")
+        except InvalidAddress:
+            raise BadRequest("the sender's id is not a Telegram user id", status=422) from None
         reply_target: dict[str, Any] = {
             "chat_id": message.chat.id,
             "message_id": message.message_id,
@@ -143,7 +154,7 @@ class TelegramAdapter:
         return InboundMessage(
             channel=self.name,
             provider_message_id=f"{self.bot_id}:{update_id}",
-            sender=self._normalize(f"telegram:{user.id}"),
+            sender=sender,
             text=text,
             reply_target=reply_target,
             received_at=_aware(message.date),
