@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -32,6 +33,8 @@ from identity.directory import (
     merge_suggestions,
     show_customer,
 )
+from identity.erasure import export
+from identity.erasure import forget as erase
 from identity.linking import Change, IdentityLinks
 from identity.normalize import normalize_address
 from identity.resolver import DatabaseResolver
@@ -528,6 +531,47 @@ def identity_ledger(
             typer.echo(f"{e.id}  {_when(e.at)}  {e.kind}{undoes}  {moved} -> {e.customer_id}{came}")
             typer.echo(f"    by {e.actor}{why}")
         typer.echo(f"{len(entries)} ledger entries")
+
+    _with_store(settings, work)
+
+
+@app.command()
+def forget(
+    who: Annotated[str, typer.Argument(help="A customer id (cus_...) or one of its addresses.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do it: without --yes nothing is erased.")] = False,
+) -> None:
+    """Erase a customer from every store (ours and Mem0's) and print the receipt; cannot be undone."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        customer_id = await _existing_customer(store, who)
+        if not yes:
+            typer.echo(
+                f"threadline: would erase customer {customer_id} everywhere; add --yes to do it", err=True
+            )
+            raise typer.Exit(1)
+        receipt = await erase(store.db, store.memory, customer_id, actor=_cli_actor())
+        _print_json(receipt.as_dict())
+
+    _with_store(settings, work)
+
+
+@app.command("export")
+def export_customer(
+    who: Annotated[str, typer.Argument(help="A customer id (cus_...) or one of its addresses.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Write everything held about a customer as one JSON document."""
+    settings = _settings()
+
+    async def work(store: _Store) -> None:
+        customer_id = await _existing_customer(store, who)
+        document = json.dumps(await export(store.db, store.memory, customer_id), indent=2)
+        if out is None:
+            typer.echo(document)
+        else:
+            out.write_text(document + "\n", encoding="utf-8")
+            typer.echo(f"customer {customer_id} exported to {out}", err=True)
 
     _with_store(settings, work)
 

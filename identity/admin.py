@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from core.errors import Conflict, InvalidAddress, NotFound
+from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
 from core.messages import Address
 from core.ports import MemoryStore
 from core.store.db import Database
@@ -40,6 +40,7 @@ from identity.directory import (
     merge_suggestions,
     show_customer,
 )
+from identity.erasure import export, forget
 from identity.linking import Change, IdentityLinks
 from identity.normalize import normalize_address
 
@@ -222,6 +223,33 @@ class SuggestionsOut(BaseModel):
     suggestions: list[SuggestionOut]
 
 
+class ReceiptOut(BaseModel):
+    """What an erasure removed, store by store (counts only)."""
+
+    customer_id: str
+    customer_ids: list[str] = Field(description="The customer and every customer merged into it.")
+    removed: dict[str, int] = Field(description="Rows or memories removed, by store.")
+    ledger_event_id: int | None
+    at: datetime
+
+
+class ExportOut(BaseModel):
+    """Everything held about a customer (``threadline-export/1``): what ``threadline export`` writes."""
+
+    format: str
+    exported_at: str
+    customer_id: str
+    customers: list[dict[str, Any]]
+    identities: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
+    messages_received: list[dict[str, Any]]
+    replies_sent: list[dict[str, Any]]
+    memories: list[dict[str, Any]]
+    identity_ledger: list[dict[str, Any]]
+    link_requests: list[dict[str, Any]]
+    opt_outs: list[dict[str, Any]]
+
+
 class ErrorOut(BaseModel):
     """Why a call was refused; nothing was changed."""
 
@@ -237,6 +265,7 @@ _ERROR_MEANINGS = {
     403: f"The admin API is off: {ADMIN_SETTING} is not set.",
     404: "No such customer, address or merge.",
     409: "The change contradicts the current state (e.g. already merged, undone, or the only handle).",
+    503: "The memory backend is unavailable; nothing was erased. Try again.",
 }
 
 
@@ -266,6 +295,8 @@ def _mapped() -> Iterator[None]:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     except InvalidAddress as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    except MemoryUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
 
 
 def admin_router(
@@ -383,6 +414,23 @@ def admin_router(
             wanted = parse(svc, address) if address is not None else None
         entries = await ledger_entries(svc.db, customer_id=customer_id, address=wanted, limit=limit)
         return LedgerOut(entries=[LedgerEntryOut.model_validate(e) for e in entries])
+
+    @router.delete("/customers/{customer_id}", response_model=ReceiptOut, responses=_errors(404, 503))
+    async def forget_customer(customer_id: str, svc: Services, actor: Actor) -> ReceiptOut:
+        """Erase the customer (and the customers merged into it) from every store; returns the receipt.
+
+        Our tables, Mem0's vectors, history and messages, queued jobs; the identity ledger keeps only
+        unreadable tokens in place of the customer's addresses. Cannot be undone.
+        """
+        with _mapped():
+            receipt = await forget(svc.db, svc.memory, customer_id, actor=actor)
+        return ReceiptOut.model_validate(receipt.as_dict())
+
+    @router.get("/customers/{customer_id}/export", response_model=ExportOut, responses=_errors(404))
+    async def export_customer(customer_id: str, svc: Services) -> ExportOut:
+        """Everything held about the customer as one JSON document (``threadline-export/1``)."""
+        with _mapped():
+            return ExportOut.model_validate(await export(svc.db, svc.memory, customer_id))
 
     @router.get("/merge-suggestions", response_model=SuggestionsOut)
     async def suggestions(svc: Services) -> SuggestionsOut:

@@ -12,7 +12,10 @@ The kinds:
   ``from_customer_id``, or was new when that is empty); also used when only the assurance rises;
 - ``unlink``: ``address`` left ``from_customer_id`` for ``customer_id``, a new customer of its own;
 - ``merge``: every address of ``from_customer_id`` (listed in ``addresses``) moved to ``customer_id``;
-- ``unmerge``: undoes the merge ``undoes``: the ``addresses`` listed moved back to ``customer_id``.
+- ``unmerge``: undoes the merge ``undoes``: the ``addresses`` listed moved back to ``customer_id``;
+- ``forget``: ``customer_id`` (and every customer merged into it) was erased; ``addresses`` lists the
+  tokens its addresses were replaced by. Erasure is the one change made to earlier entries: their
+  addresses become those ``forgotten:<digest>`` tokens (``identity.erasure``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.store.models import Customer, Identity, IdentityEvent, utcnow
 
-KINDS = ("create", "link", "unlink", "merge", "unmerge")
+KINDS = ("create", "link", "unlink", "merge", "unmerge", "forget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,15 @@ def replay(events: Iterable[IdentityEvent]) -> IdentityState:
                 state.merged_into[event.from_customer_id] = event.customer_id
             else:
                 state.merged_into.pop(event.customer_id, None)
+        elif event.kind == "forget":
+            assert event.customer_id
+            for address in event.addresses:
+                state.identities.pop(address, None)
+            gone = {event.customer_id}
+            while extra := {c for c, into in state.merged_into.items() if into in gone and c not in gone}:
+                gone |= extra
+            for customer in gone:
+                state.merged_into.pop(customer, None)
     return state
 
 

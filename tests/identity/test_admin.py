@@ -46,6 +46,8 @@ ROUTES = {
     ("post", "/admin/merges/{merge_id}/undo"),
     ("get", "/admin/ledger"),
     ("get", "/admin/merge-suggestions"),
+    ("delete", "/admin/customers/{customer_id}"),
+    ("get", "/admin/customers/{customer_id}/export"),
 }
 
 
@@ -401,6 +403,8 @@ async def test_a_missing_or_wrong_token_is_401_and_changes_nothing(bare: Served)
         ("GET", f"/admin/customers/{ana}", None),
         ("GET", "/admin/ledger", None),
         ("GET", "/admin/merge-suggestions", None),
+        ("DELETE", f"/admin/customers/{ana}", None),
+        ("GET", f"/admin/customers/{ana}/export", None),
     ]
     refused: dict[tuple[str, str], tuple[int, str | None, str]] = {}
     for label, headers in attempts.items():

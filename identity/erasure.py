@@ -1,0 +1,328 @@
+"""Forget and export: everything Threadline holds about one customer, erased with a receipt, or written out.
+
+``forget`` erases a customer (and the customers merged into it, whose data it holds) from every store:
+
+- Mem0, through ``MemoryStore.forget`` (local: vectors, the keyword index merged so no deleted term
+  stays in the file, Mem0's entity rows, its ``history`` and ``messages`` tables; hosted: ``delete_all``);
+- our tables, in one transaction: conversation turns, inbox and outbox rows (and their platform parts),
+  memory jobs and memory moves still queued, link challenges, opt-outs, identities, the customer rows;
+- the identity ledger, which is append-only except for this: the customer's addresses in earlier
+  entries are replaced by ``forgotten:<digest>`` tokens (salted with a random value that is thrown
+  away, so they cannot be reversed by trying phone numbers), and a ``forget`` entry is appended, so
+  replaying the ledger still rebuilds the identities table.
+
+On SQLite, deleted rows are overwritten (``secure_delete``) and the WAL is checkpointed, so the text is
+gone from the files too. Mem0 goes first: if it is down, nothing is erased and the caller may retry.
+What a server process holds in memory (a reply being sent right now, a per-process cache of Slack
+senders already attested) is not reached from another process; it holds ids and addresses, no text.
+
+``export`` writes the same data as one JSON-ready document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import NotFound
+from core.ports import MemoryRecord, MemoryStore
+from core.store.db import Database
+from core.store.models import (
+    Customer,
+    Identity,
+    IdentityEvent,
+    InboxRow,
+    LinkChallenge,
+    MemoryJob,
+    MemoryMove,
+    OptOut,
+    OutboundPart,
+    OutboxRow,
+    Turn,
+    utcnow,
+)
+from identity.ledger import record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """What ``forget`` removed, store by store (counts only: a receipt names no address or text)."""
+
+    customer_id: str
+    customer_ids: tuple[str, ...]
+    removed: dict[str, int] = field(default_factory=dict)
+    ledger_event_id: int | None = None
+    at: datetime = field(default_factory=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "customer_ids": list(self.customer_ids),
+            "removed": dict(self.removed),
+            "ledger_event_id": self.ledger_event_id,
+            "at": self.at.isoformat(),
+        }
+
+
+async def _family(session: AsyncSession, customer_id: str) -> list[str]:
+    """The customer and every customer merged into it (recursively): their data is all held here."""
+    if await session.get(Customer, customer_id) is None:
+        raise NotFound(f"no customer {customer_id}")
+    family, frontier = [customer_id], [customer_id]
+    while frontier:
+        merged = list(await session.scalars(select(Customer.id).where(Customer.merged_into.in_(frontier))))
+        frontier = [c for c in merged if c not in family]
+        family.extend(frontier)
+    return family
+
+
+async def _addresses(session: AsyncSession, family: Collection[str]) -> set[str]:
+    """Every address the family has or had: its identities, and the senders of its messages."""
+    ids = list(family)
+    found = set(await session.scalars(select(Identity.address).where(Identity.customer_id.in_(ids))))
+    found |= set(await session.scalars(select(Turn.address).where(Turn.customer_id.in_(ids))))
+    found |= set(await session.scalars(select(InboxRow.sender).where(InboxRow.customer_id.in_(ids))))
+    return found
+
+
+async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: str) -> Receipt:
+    """Erase ``customer_id`` everywhere; returns the receipt. ``NotFound`` for an unknown customer."""
+    async with db.session() as session:
+        family = await _family(session, customer_id)
+    forgotten_memories = 0
+    for member in family:  # first: a memory outage leaves everything as it was
+        forgotten_memories += await memory.forget(member)
+    removed: dict[str, int] = {"mem0_memories": forgotten_memories}
+    salt = secrets.token_bytes(16)
+
+    def token(address: str) -> str:
+        return "forgotten:" + hashlib.sha256(salt + address.encode()).hexdigest()[:24]
+
+    async with db.session() as session:
+        family = await _family(session, customer_id)
+        addresses = await _addresses(session, family)
+        held = set(await session.scalars(select(Identity.address).where(Identity.customer_id.in_(family))))
+        outbox_ids = list(
+            await session.scalars(
+                select(OutboxRow.id).where(
+                    or_(OutboxRow.customer_id.in_(family), OutboxRow.recipient.in_(addresses))
+                )
+            )
+        )
+        inbox_ids = list(
+            await session.scalars(
+                select(InboxRow.id).where(
+                    or_(InboxRow.customer_id.in_(family), InboxRow.sender.in_(addresses))
+                )
+            )
+        )
+
+        async def drop(name: str, statement: Any) -> None:
+            result = await session.execute(statement)
+            removed[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+        await drop("outbound_parts", delete(OutboundPart).where(OutboundPart.outbox_id.in_(outbox_ids)))
+        await drop("outbox", delete(OutboxRow).where(OutboxRow.id.in_(outbox_ids)))
+        await drop(
+            "turns", delete(Turn).where(or_(Turn.customer_id.in_(family), Turn.inbox_id.in_(inbox_ids)))
+        )
+        await drop("inbox", delete(InboxRow).where(InboxRow.id.in_(inbox_ids)))
+        await drop("memory_jobs", delete(MemoryJob).where(MemoryJob.customer_id.in_(family)))
+        await drop(
+            "memory_moves",
+            delete(MemoryMove).where(
+                or_(MemoryMove.from_customer_id.in_(family), MemoryMove.to_customer_id.in_(family))
+            ),
+        )
+        await drop(
+            "link_challenges",
+            delete(LinkChallenge).where(
+                or_(
+                    LinkChallenge.customer_id.in_(family),
+                    LinkChallenge.requester.in_(addresses),
+                    LinkChallenge.claimed.in_(addresses),
+                )
+            ),
+        )
+        await drop("opt_outs", delete(OptOut).where(OptOut.address.in_(addresses)))
+        await drop("identities", delete(Identity).where(Identity.customer_id.in_(family)))
+        await drop("customers", delete(Customer).where(Customer.id.in_(family)))
+        removed["identity_ledger_redacted"] = await _redact_ledger(session, addresses, token)
+        event = await record(
+            session,
+            kind="forget",
+            actor=actor,
+            reason="erasure requested",
+            customer_id=customer_id,
+            addresses={token(address): "" for address in sorted(held)},
+        )
+        event_id = event.id
+    if db.dialect == "sqlite":
+        async with db.engine.connect() as conn:  # deleted rows are zeroed (secure_delete); now the WAL
+            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    log.info("forgot customer %s (%d merged into it): %s", customer_id, len(family) - 1, removed)
+    return Receipt(
+        customer_id=customer_id, customer_ids=tuple(family), removed=removed, ledger_event_id=event_id
+    )
+
+
+async def _redact_ledger(session: AsyncSession, addresses: set[str], token: Any) -> int:
+    """Replace the addresses in earlier ledger entries by their tokens; returns the entries changed."""
+    changed = 0
+    for event in await session.scalars(select(IdentityEvent).order_by(IdentityEvent.id)):
+        touched = False
+        if event.address in addresses:
+            event.address = token(event.address)
+            touched = True
+        if any(key in addresses for key in event.addresses):
+            event.addresses = {(token(k) if k in addresses else k): v for k, v in event.addresses.items()}
+            touched = True
+        changed += touched
+    return changed
+
+
+def _memory_json(record_: MemoryRecord) -> dict[str, Any]:
+    return {
+        "id": record_.id,
+        "text": record_.text,
+        "channel": record_.channel,
+        "handle": record_.handle,
+        "message_ids": list(record_.message_ids),
+        "turn_ids": list(record_.turn_ids),
+        "category": record_.category,
+        "created_at": record_.created_at.isoformat() if record_.created_at else None,
+    }
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[str, Any]:
+    """Everything held about ``customer_id`` (and the customers merged into it) as one document."""
+    async with db.session() as session:
+        family = await _family(session, customer_id)
+        addresses = await _addresses(session, family)
+        customers = list(await session.scalars(select(Customer).where(Customer.id.in_(family))))
+        identities = list(await session.scalars(select(Identity).where(Identity.customer_id.in_(family))))
+        turns = list(
+            await session.scalars(select(Turn).where(Turn.customer_id.in_(family)).order_by(Turn.id))
+        )
+        inbox = list(
+            await session.scalars(
+                select(InboxRow)
+                .where(or_(InboxRow.customer_id.in_(family), InboxRow.sender.in_(addresses)))
+                .order_by(InboxRow.id)
+            )
+        )
+        outbox = list(
+            await session.scalars(
+                select(OutboxRow)
+                .where(or_(OutboxRow.customer_id.in_(family), OutboxRow.recipient.in_(addresses)))
+                .order_by(OutboxRow.id)
+            )
+        )
+        ledger_entries = list(
+            await session.scalars(
+                select(IdentityEvent)
+                .where(
+                    or_(
+                        IdentityEvent.customer_id.in_(family),
+                        IdentityEvent.from_customer_id.in_(family),
+                        IdentityEvent.address.in_(addresses),
+                    )
+                )
+                .order_by(IdentityEvent.id)
+            )
+        )
+        challenges = list(
+            await session.scalars(
+                select(LinkChallenge).where(
+                    or_(LinkChallenge.customer_id.in_(family), LinkChallenge.requester.in_(addresses))
+                )
+            )
+        )
+        opt_outs = list(await session.scalars(select(OptOut).where(OptOut.address.in_(addresses))))
+    memories = [m for member in family for m in await memory.list(member)]
+    return {
+        "format": "threadline-export/1",
+        "exported_at": utcnow().isoformat(),
+        "customer_id": customer_id,
+        "customers": [
+            {"id": c.id, "created_at": _when(c.created_at), "merged_into": c.merged_into} for c in customers
+        ],
+        "identities": [
+            {
+                "address": i.address,
+                "assurance": i.assurance,
+                "method": i.method,
+                "created_at": _when(i.created_at),
+                "updated_at": _when(i.updated_at),
+            }
+            for i in identities
+        ],
+        "conversation": [
+            {
+                "id": t.id,
+                "channel": t.channel,
+                "address": t.address,
+                "role": t.role,
+                "text": t.text,
+                "at": _when(t.created_at),
+            }
+            for t in turns
+        ],
+        "messages_received": [
+            {
+                "id": m.id,
+                "channel": m.channel,
+                "provider_message_id": m.provider_message_id,
+                "sender": m.sender,
+                "text": m.text,
+                "received_at": _when(m.received_at),
+                "status": m.status,
+            }
+            for m in inbox
+        ],
+        "replies_sent": [
+            {
+                "id": o.id,
+                "channel": o.channel,
+                "recipient": o.recipient,
+                "text": o.text,
+                "status": o.status,
+                "sent_at": _when(o.sent_at),
+            }
+            for o in outbox
+        ],
+        "memories": [_memory_json(m) for m in memories],
+        "identity_ledger": [
+            {
+                "id": e.id,
+                "at": _when(e.at),
+                "kind": e.kind,
+                "actor": e.actor,
+                "reason": e.reason,
+                "address": e.address,
+                "customer_id": e.customer_id,
+                "from_customer_id": e.from_customer_id,
+                "assurance": e.assurance,
+                "addresses": sorted(e.addresses),
+            }
+            for e in ledger_entries
+        ],
+        "link_requests": [
+            {"claimed": c.claimed, "status": c.status, "created_at": _when(c.created_at)} for c in challenges
+        ],
+        "opt_outs": [{"address": o.address, "at": _when(o.opted_out_at)} for o in opt_outs],
+    }
