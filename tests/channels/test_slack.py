@@ -731,6 +731,7 @@ def test_app_manifest() -> None:
         "channels:history",
         "app_mentions:read",
         "users:read",
+        "users:read.email",  # profile emails of trusted workspaces
     }
     json.dumps(manifest)
     with pytest.raises(ValueError, match="https"):
