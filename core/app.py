@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from channels.base import ChannelAdapter, WebhookRequest
+from core.dead_letters import count_dead_letters
 from core.errors import BadRequest, VerificationFailed
 from core.hub import Hub
 from core.llm import build_chat_model
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
         hub: Hub = request.app.state.hub
+        hub.metrics.dead_letters.set(await count_dead_letters(hub.db))
         return Response(hub.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     return app

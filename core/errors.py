@@ -13,8 +13,8 @@
     ├── LLMError                    the language model failed, timed out or answered garbage
     ├── MemoryUnavailable           the memory backend failed; the write is queued and retried
     ├── StoreError                  the database failed in a way the caller should see
-    └── IdentityError               an identity change that cannot be made as asked
-        ├── NotFound                no such customer, address or ledger entry (HTTP 404)
+    └── IdentityError               an admin change (identity, dead-letter retry) that cannot be made
+        ├── NotFound                no such customer, address, ledger entry or reply (HTTP 404)
         └── Conflict                the change contradicts the current state (HTTP 409)
 
 Errors carry what the caller acts on (``retry_after``, ``setting``), never secrets or message text.

@@ -56,6 +56,11 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.dead_letters = Gauge(
+            "threadline_dead_letters",
+            "Replies that failed for good and wait for an admin (see /admin/dead-letters)",
+            registry=self.registry,
+        )
         self.pending = Gauge(
             "threadline_pending", "Rows waiting, by queue", ["queue"], registry=self.registry
         )

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from core.dead_letters import dead_letters, retry_dead_letter
 from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
 from core.messages import Address
 from core.ports import MemoryStore
@@ -250,6 +251,30 @@ class ExportOut(BaseModel):
     opt_outs: list[dict[str, Any]]
 
 
+class DeadLetterOut(BaseModel):
+    """A reply that failed for good (``retryable``: an admin may send it again)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    channel: str
+    customer_id: str | None
+    inbox_id: int | None
+    attempts: int
+    parts_sent: int
+    last_error: str | None
+    created_at: datetime
+    retryable: bool
+
+
+class RetryRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DeadLettersOut(BaseModel):
+    dead_letters: list[DeadLetterOut]
+
+
 class ErrorOut(BaseModel):
     """Why a call was refused; nothing was changed."""
 
@@ -431,6 +456,26 @@ def admin_router(
         """Everything held about the customer as one JSON document (``threadline-export/1``)."""
         with _mapped():
             return ExportOut.model_validate(await export(svc.db, svc.memory, customer_id))
+
+    @router.get("/dead-letters", response_model=DeadLettersOut)
+    async def failed_replies(
+        svc: Services,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> DeadLettersOut:
+        """Replies that failed for good (after bounded retries, or refused by the platform), newest first."""
+        found = await dead_letters(svc.db, limit=limit, offset=offset)
+        return DeadLettersOut(dead_letters=[DeadLetterOut.model_validate(d) for d in found])
+
+    @router.post("/dead-letters/{outbox_id}/retry", response_model=DeadLetterOut, responses=_errors(404, 409))
+    async def retry_failed_reply(
+        outbox_id: int, body: RetryRequest, svc: Services, actor: Actor
+    ) -> DeadLetterOut:
+        """Send a failed reply again (fresh attempts; parts already sent are skipped)."""
+        with _mapped():
+            retried = await retry_dead_letter(svc.db, outbox_id)
+        log.info("reply %s queued again by %s", outbox_id, actor)
+        return DeadLetterOut.model_validate(retried)
 
     @router.get("/merge-suggestions", response_model=SuggestionsOut)
     async def suggestions(svc: Services) -> SuggestionsOut:

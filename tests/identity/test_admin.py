@@ -48,6 +48,8 @@ ROUTES = {
     ("get", "/admin/merge-suggestions"),
     ("delete", "/admin/customers/{customer_id}"),
     ("get", "/admin/customers/{customer_id}/export"),
+    ("get", "/admin/dead-letters"),
+    ("post", "/admin/dead-letters/{outbox_id}/retry"),
 }
 
 
@@ -405,6 +407,8 @@ async def test_a_missing_or_wrong_token_is_401_and_changes_nothing(bare: Served)
         ("GET", "/admin/merge-suggestions", None),
         ("DELETE", f"/admin/customers/{ana}", None),
         ("GET", f"/admin/customers/{ana}/export", None),
+        ("GET", "/admin/dead-letters", None),
+        ("POST", "/admin/dead-letters/1/retry", {}),
     ]
     refused: dict[tuple[str, str], tuple[int, str | None, str]] = {}
     for label, headers in attempts.items():
@@ -433,7 +437,9 @@ async def test_without_a_configured_token_every_admin_call_is_403(tmp_path: Path
         await new_customer(served, TELEGRAM)
         entries = await ledger_length(served)
         for method, path in sorted(ROUTES):
-            concrete = path.replace("{customer_id}", ana).replace("{merge_id}", "1")
+            concrete = (
+                path.replace("{customer_id}", ana).replace("{merge_id}", "1").replace("{outbox_id}", "1")
+            )
             for headers in ({}, AUTH, {"authorization": "Bearer"}):
                 response = await served.client.request(
                     method, concrete, headers=headers, json={"address": TELEGRAM, "customer_id": ana}
