@@ -19,6 +19,7 @@ from core.messages import Assurance
 from core.offline import offline_reply
 from core.ports import ChatModel, MemoryRecord, MemoryStore
 from core.prompt import build_messages, fit_memories
+from core.redaction import redact
 from core.settings import MemorySettings
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ class Agent:
         own_only = not vouched_for(turn.assurance)
         try:
             # an unverified sender sees its own memories only: ask for more, keep those of its handle
+            # the query goes to the memory backend (hosted Mem0 included): no sensitive values in it
             found = await self._memory.recall(
-                turn.customer_id, turn.text, limit=limit * 4 if own_only else limit
+                turn.customer_id, redact(turn.text).text, limit=limit * 4 if own_only else limit
             )
             if own_only:
                 found = [m for m in found if m.handle == turn.sender]

@@ -10,6 +10,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET_LOGGERS = (
     "httpx",
     "httpcore",
+    "httpx2",  # the openai SDK's own fork of httpx logs every request at INFO
+    "httpcore2",
     "openai",
     "mem0",
     "aiosqlite",

@@ -7,6 +7,11 @@ a crash between the write and marking the job done does not write the same turn 
 Policies: ``every_turn`` writes each customer message with its reply as soon as it is answered;
 ``summary`` writes one entry per conversation once it has been quiet for ``memory.quiet_seconds``.
 With an LLM, Mem0 extracts facts (``infer=True``); offline, the customer's words are stored as they are.
+
+Every text handed to ``MemoryStore.remember`` (customer and assistant turns, per turn or as a summary) goes
+through ``core.redaction.redact`` first: card numbers, bank accounts, national ids, passwords, one-time
+codes and secrets never reach Mem0 (nor, with ``infer=True``, the LLM that extracts facts for it). The
+conversation log (``turns``) keeps the words as they were; the prompt redacts them again when it shows them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from core.lanes import LaneLoop
 from core.messages import Address
 from core.metrics import Metrics
 from core.ports import ChatMessage, MemoryStore, Provenance
+from core.redaction import redact
 from core.settings import WorkerSettings
 from core.store.db import Database
 from core.store.models import MemoryJob, utcnow
@@ -44,8 +50,17 @@ def _provenance(turns: list[LoggedTurn]) -> Provenance:
     )
 
 
-def _messages(turns: list[LoggedTurn]) -> list[ChatMessage]:
-    return [ChatMessage(role="user" if t.role == "customer" else "assistant", content=t.text) for t in turns]
+def _messages(turns: list[LoggedTurn]) -> tuple[list[ChatMessage], tuple[str, ...]]:
+    """The turns as Mem0 gets them, sensitive values replaced by placeholders, and the kinds replaced."""
+    messages: list[ChatMessage] = []
+    kinds: dict[str, None] = {}
+    for turn in turns:
+        clean = redact(turn.text)
+        kinds.update(dict.fromkeys(clean.kinds))
+        messages.append(
+            ChatMessage(role="user" if turn.role == "customer" else "assistant", content=clean.text)
+        )
+    return messages, tuple(kinds)
 
 
 class MemoryWriter:
@@ -131,13 +146,14 @@ class MemoryWriter:
         log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
 
     async def _write(self, customer_id: str, turns: list[LoggedTurn]) -> None:
+        messages, kinds = _messages(turns)
+        if kinds:  # the kinds only, never a value
+            log.info("memory for customer %s: removed %s", customer_id, ", ".join(kinds))
         if self._infer:
-            await self._memory.remember(
-                customer_id, _messages(turns), provenance=_provenance(turns), infer=True
-            )
+            await self._memory.remember(customer_id, messages, provenance=_provenance(turns), infer=True)
             return
-        # offline: the customer's own words, stored as they are (one entry per job)
-        words = "\n".join(t.text for t in turns if t.role == "customer")
+        # offline: the customer's own words (redacted), stored as they are (one entry per job)
+        words = "\n".join(m.content for m in messages if m.role == "user")
         if words:
             await self._memory.remember(
                 customer_id,

@@ -3,6 +3,11 @@
 Recalled memories and earlier turns are the customer's own words and may contain anything,
 "ignore previous instructions" included. They go inside a fenced block that the instructions
 call data, attributed to the channel they came from, never as instructions.
+
+Every customer-supplied text (recalled memories, earlier turns and the message itself) is passed through
+``core.redaction.redact`` on its way in: card numbers, bank accounts, national ids, passwords, one-time
+codes and secrets are never sent to the LLM, even when they are in the conversation log or in memories
+written before redaction existed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Sequence
 
 from core.conversation import LoggedTurn
 from core.ports import ChatMessage, MemoryRecord
+from core.redaction import redact
 
 MAX_TURN_CHARS = 1_000
 MAX_MEMORY_CHARS = 500
@@ -47,10 +53,11 @@ def estimate_tokens(text: str) -> int:
 
 
 def memory_line(memory: MemoryRecord) -> str:
-    """One recalled memory as the prompt shows it: when, which channel, the text (clipped, defanged)."""
+    """One recalled memory as the prompt shows it: when, which channel, the text (redacted, clipped,
+    defanged)."""
     when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
     via = memory.channel or "unknown channel"
-    return f"- ({when}, via {via}) {_defang(_clip(memory.text, MAX_MEMORY_CHARS))}"
+    return f"- ({when}, via {via}) {_defang(_clip(redact(memory.text).text, MAX_MEMORY_CHARS))}"
 
 
 def memory_block(memories: Sequence[MemoryRecord]) -> str:
@@ -89,10 +96,10 @@ def build_messages(
         ChatMessage(role="system", content=memory_block(memories)),
     ]
     for turn in recent:
-        content = _clip(turn.text, MAX_TURN_CHARS)
+        content = _clip(redact(turn.text).text, MAX_TURN_CHARS)
         if turn.role == "customer":
             messages.append(ChatMessage(role="user", content=f"[via {turn.channel}] {content}"))
         else:
             messages.append(ChatMessage(role="assistant", content=content))
-    messages.append(ChatMessage(role="user", content=f"[via {channel}] {text}"))
+    messages.append(ChatMessage(role="user", content=f"[via {channel}] {redact(text).text}"))
     return messages

@@ -185,9 +185,9 @@ async def everything_stored(served: Served) -> str:
 async def test_a_code_sent_by_sms_and_returned_on_telegram_links_the_two(
     platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     for name in QUIET_LOGGERS:  # as ``threadline serve`` sets them up
         caplog.set_level(logging.WARNING, logger=name)
+    caplog.set_level(logging.DEBUG)  # last: it also sets the capture handler's level
     await platform.sms("I was charged twice for the March invoice")
     ana = await platform.customer_of(f"sms:{PHONE}")
     await platform.tg("hello")

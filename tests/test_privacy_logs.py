@@ -1,0 +1,187 @@
+"""No personal data in logs: a full multi-channel run logs ids only.
+
+Every log record of a run is captured (the root at DEBUG, the third-party loggers in
+``core.logs.QUIET_LOGGERS`` at WARNING, as ``threadline serve`` sets them): customers write on SMS,
+Telegram, Slack and email, one of them proves an email address with a one-time code (an identity
+link), memories are written and recalled, and replies go out. No message body, phone number, email
+address or code of the run may appear in any line, in any common spelling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from core.logs import QUIET_LOGGERS
+from core.messages import Address, InboundMessage
+from tests.core.harness import make_settings, running_hub
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.recording import RecordingSender
+
+PHONE = "+15551230000"
+OTHER_PHONE = "+447700900123"  # mentioned in a message, never a sender
+EMAIL = "ana.lopez@example.com"
+OTHER_EMAIL = "billing.team@acme-corp.example"  # mentioned in a message
+
+SMS = Address(channel="sms", handle=PHONE)
+TELEGRAM = Address(channel="telegram", handle="777000111")
+SLACK = Address(channel="slack", handle="T0123ABC:U0456DEF")
+MAIL = Address(channel="email", handle=EMAIL)
+
+BODIES = {
+    SMS: [
+        "Hi, I was charged twice for the March invoice, 49.99 each time. Call me on +1 555 123 0000",
+        "Still waiting on the double charge refund",
+    ],
+    TELEGRAM: [
+        "hello, the router keeps dropping the wifi every evening",
+        "this is Ana, my email is Ana.Lopez@Example.com",
+        # the code goes here (read from the email that carries it)
+        "what happened with my router and my bill?",
+    ],
+    SLACK: [
+        f"our finance contact is {OTHER_EMAIL}, please cc them on the refund",
+        "my colleague's number is +44 7700 900123 if you need it",
+    ],
+    MAIL: [
+        "Dear support,\n\nThe export button on the dashboard greys out since Monday.\n\nKind regards,\nAna",
+        "Following up on the greyed-out export button, any news?",
+    ],
+}
+
+
+def phone_spellings(e164: str) -> set[str]:
+    """E.164 and the usual national and international ways of writing the same number."""
+    digits = e164.lstrip("+")
+    if e164.startswith("+1"):
+        n = digits[1:]
+        area, mid, last = n[:3], n[3:6], n[6:]
+        return {
+            e164,
+            digits,
+            n,
+            f"{area}-{mid}-{last}",
+            f"({area}) {mid}-{last}",
+            f"{area} {mid} {last}",
+            f"{area}.{mid}.{last}",
+            f"+1 {area} {mid} {last}",
+            f"+1-{area}-{mid}-{last}",
+            f"{mid}-{last}",
+            quote(e164),
+        }
+    national = "0" + digits[2:]
+    return {
+        e164,
+        digits,
+        national,
+        f"+44 {digits[2:6]} {digits[6:]}",
+        f"0{digits[2:6]} {digits[6:]}",
+        quote(e164),
+    }
+
+
+def email_spellings(address: str) -> set[str]:
+    local, domain = address.split("@")
+    return {address, quote(address), f"{local} at {domain}", f"<{address}>", local}
+
+
+def body_fragments(body: str) -> set[str]:
+    """The body, each of its lines, and every run of four words: a log line may quote a part."""
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    words = body.split()
+    runs = {" ".join(words[i : i + 4]) for i in range(max(0, len(words) - 3))}
+    return {body, *lines, *runs}
+
+
+def leaks_in(text: str, needles: set[str]) -> list[str]:
+    lowered = text.lower()
+    return sorted(n for n in needles if n.strip() and n.lower() in lowered)
+
+
+def message(address: Address, n: int, text: str) -> InboundMessage:
+    return InboundMessage(
+        channel=address.channel,
+        provider_message_id=f"{address.channel}-{n}",
+        sender=address,
+        text=text,
+        reply_target={"to": str(address)},
+    )
+
+
+CODE = re.compile(r"\b(\d{3})[ -]?(\d{3})\b")
+
+
+@pytest.mark.parametrize("llm", [False, True], ids=["offline", "llm"])
+async def test_a_full_multi_channel_run_logs_no_body_phone_or_email(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, llm: bool
+) -> None:
+    for name in QUIET_LOGGERS:  # as ``threadline serve`` sets them up
+        caplog.set_level(logging.WARNING, logger=name)
+    # last: ``set_level`` also sets the capturing handler's level, which must stay at DEBUG
+    caplog.set_level(logging.DEBUG)
+    senders = {name: RecordingSender(name) for name in ("sms", "telegram", "slack", "email")}
+    sent_bodies: list[str] = []
+    with FakeOpenAI() as fake:
+        settings = make_settings(tmp_path, llm_url=fake.base_url if llm else None)
+        async with running_hub(settings, *senders.values()) as hub:
+            n = 0
+
+            async def say(address: Address, text: str) -> None:
+                nonlocal n
+                n += 1
+                sent_bodies.append(text)
+                await hub.accept(message(address, n, text))
+                assert await hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+
+            await say(SMS, BODIES[SMS][0])
+            await say(TELEGRAM, BODIES[TELEGRAM][0])
+            await say(SLACK, BODIES[SLACK][0])
+            await say(MAIL, BODIES[MAIL][0])
+            # an identity link on proof: the code goes to the mailbox, comes back on Telegram
+            await say(TELEGRAM, BODIES[TELEGRAM][1])
+            [code_mail] = [m.text for m in senders["email"].sent if CODE.search(m.text)]
+            code_match = CODE.search(code_mail)
+            assert code_match is not None
+            code = code_match.group(1) + code_match.group(2)
+            await say(TELEGRAM, code)
+            telegram_customer = (await hub.resolver.resolve(TELEGRAM)).customer_id
+            assert (await hub.resolver.resolve(MAIL)).customer_id == telegram_customer, "linked"
+            await say(SMS, BODIES[SMS][1])
+            await say(SLACK, BODIES[SLACK][1])
+            await say(MAIL, BODIES[MAIL][1])
+            await say(TELEGRAM, BODIES[TELEGRAM][2])
+            # memory was written, and the later message recalled it
+            assert await hub.memory.list(telegram_customer)
+            assert await hub.memory.list((await hub.resolver.resolve(SMS)).customer_id)
+        replies = [m.text for s in senders.values() for m in s.sent]
+
+    assert len(replies) >= len(sent_bodies)
+    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert "inbox" in logged and "memory" in logged, "the run was logged (by id)"
+    if llm:  # the capture really runs at DEBUG (core.llm logs each reply's id at DEBUG)
+        assert any(r.levelno == logging.DEBUG and r.name.startswith("core.") for r in caplog.records)
+
+    needles: set[str] = set()
+    for body in sent_bodies:
+        needles |= body_fragments(body)
+    for reply in replies:  # replies quote the customer (offline templates list memories; the fake echoes)
+        needles |= {line.strip() for line in reply.splitlines() if len(line.strip()) >= 20}
+    needles |= phone_spellings(PHONE) | phone_spellings(OTHER_PHONE)
+    needles |= email_spellings(EMAIL) | email_spellings(OTHER_EMAIL)
+    needles |= {code, f"{code[:3]} {code[3:]}", f"{code[:3]}-{code[3:]}"}
+    offending = [line for line in logged.splitlines() if leaks_in(line, needles)]
+    assert offending == [], "\n".join(f"{leaks_in(line, needles)} in: {line}" for line in offending)
+
+
+def test_the_scan_would_see_a_leak(caplog: pytest.LogCaptureFixture) -> None:
+    """The needles match a leaked phone, email or body however it is spelled."""
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("core.worker").info("reply to %s", "(555) 123-0000")
+    logging.getLogger("core.worker").info("from %s", quote(EMAIL))
+    logging.getLogger("core.worker").info("text %r", "the router keeps dropping the wifi")
+    needles = phone_spellings(PHONE) | email_spellings(EMAIL) | body_fragments(BODIES[TELEGRAM][0])
+    assert all(leaks_in(line, needles) for line in caplog.text.splitlines())
