@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -72,6 +72,15 @@ class Change:
     addresses: tuple[str, ...] = ()
     memory_moves_pending: int = 0
     details: dict[str, object] = field(default_factory=dict)
+
+
+def _reassign(rows: Iterable[Identity], customer_id: str) -> dict[str, str]:
+    """Give these identities to ``customer_id``; returns their addresses with their (kept) assurance."""
+    moved = {}
+    for row in rows:
+        row.customer_id, row.updated_at = customer_id, utcnow()
+        moved[row.address] = row.assurance
+    return moved
 
 
 class IdentityLinks:
@@ -192,11 +201,8 @@ class IdentityLinks:
         async with self._db.session() as session:
             source_row = await self._live_customer(session, source)
             await self._live_customer(session, target)
-            rows = list(await session.scalars(select(Identity).where(Identity.customer_id == source)))
-            moved = {row.address: row.assurance for row in rows}
-            for row in rows:
-                row.customer_id = target
-                row.updated_at = utcnow()
+            rows = await session.scalars(select(Identity).where(Identity.customer_id == source))
+            moved = _reassign(rows, target)
             source_row.merged_into = target
             event = await record(
                 session,
@@ -238,17 +244,12 @@ class IdentityLinks:
             source_row = await session.get(Customer, source)
             if source_row is None or source_row.merged_into != target:
                 raise Conflict(f"customer {source} is no longer merged into {target}")
-            rows = list(
-                await session.scalars(
-                    select(Identity).where(
-                        Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
-                    )
+            rows = await session.scalars(
+                select(Identity).where(
+                    Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
                 )
             )
-            back = {row.address: row.assurance for row in rows}
-            for row in rows:
-                row.customer_id = source
-                row.updated_at = utcnow()
+            back = _reassign(rows, source)
             source_row.merged_into = None
             event = await record(
                 session,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from core.messages import Assurance
-from core.settings import TelegramSettings, TwilioSettings
+from core.settings import Settings, TelegramSettings, TwilioSettings
 from core.store.models import Identity
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.openai_server import FakeOpenAI
@@ -56,6 +56,28 @@ def model(request: dict[str, Any]) -> str:
     )
     recalled = re.findall(r"^- \(.*?\) (.*)$", memory, flags=re.MULTILINE)
     return "From your history: " + " | ".join(recalled) if recalled else "I have no history for you yet."
+
+
+def settings_for(
+    twilio: FakeTwilioAPI, telegram: FakeTelegramAPI, llm: FakeOpenAI, tmp_path: Path
+) -> Settings:
+    """SMS and Telegram pointed at the fakes, the LLM at the fake model."""
+    return app_settings(
+        tmp_path / "data",
+        llm_url=llm.base_url,
+        public_base_url=PUBLIC,
+        twilio=TwilioSettings(
+            account_sid=ACCOUNT_SID,
+            auth_token=SecretStr(AUTH_TOKEN),
+            from_number=OUR_NUMBER,
+            api_base_url=twilio.url,
+        ),
+        telegram=TelegramSettings(
+            bot_token=SecretStr(DEFAULT_TOKEN),
+            secret_token=SecretStr(TELEGRAM_SECRET),
+            api_base_url=telegram.api_base_url,
+        ),
+    )
 
 
 @pytest.fixture
@@ -122,22 +144,7 @@ async def test_a_double_charge_told_by_sms_is_known_on_telegram(
     fakes: tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI], tmp_path: Path
 ) -> None:
     twilio, telegram, llm = fakes
-    settings = app_settings(
-        tmp_path / "data",
-        llm_url=llm.base_url,
-        public_base_url=PUBLIC,
-        twilio=TwilioSettings(
-            account_sid=ACCOUNT_SID,
-            auth_token=SecretStr(AUTH_TOKEN),
-            from_number=OUR_NUMBER,
-            api_base_url=twilio.url,
-        ),
-        telegram=TelegramSettings(
-            bot_token=SecretStr(DEFAULT_TOKEN),
-            secret_token=SecretStr(TELEGRAM_SECRET),
-            api_base_url=telegram.api_base_url,
-        ),
-    )
+    settings = settings_for(twilio, telegram, llm, tmp_path)
     async with serving(settings) as served:
         await send_sms(served, "SM" + "a" * 32, COMPLAINT)
         assert await served.hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
@@ -163,22 +170,7 @@ async def test_an_unlinked_telegram_user_learns_nothing_of_the_sms_customer(
     fakes: tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI], tmp_path: Path
 ) -> None:
     twilio, telegram, llm = fakes
-    settings = app_settings(
-        tmp_path / "data",
-        llm_url=llm.base_url,
-        public_base_url=PUBLIC,
-        twilio=TwilioSettings(
-            account_sid=ACCOUNT_SID,
-            auth_token=SecretStr(AUTH_TOKEN),
-            from_number=OUR_NUMBER,
-            api_base_url=twilio.url,
-        ),
-        telegram=TelegramSettings(
-            bot_token=SecretStr(DEFAULT_TOKEN),
-            secret_token=SecretStr(TELEGRAM_SECRET),
-            api_base_url=telegram.api_base_url,
-        ),
-    )
+    settings = settings_for(twilio, telegram, llm, tmp_path)
     async with serving(settings) as served:
         await send_sms(served, "SM" + "b" * 32, COMPLAINT)
         await served.hub.wait_idle(timeout=60)
