@@ -19,6 +19,7 @@ from core.agent import Agent
 from core.conversation import ConversationLog
 from core.delivery import Delivery
 from core.delivery_status import record_status
+from core.flood import SenderLimits
 from core.inbox import Accepted, Inbox
 from core.memory_writer import MemoryWriter
 from core.messages import InboundMessage, StatusUpdate
@@ -82,13 +83,29 @@ class Hub:
         self._background = tuple(background)
         self._background_tasks: list[asyncio.Task[None]] = []
         self.inbox = Inbox(db, on_accept=self.worker.lanes.wake)
+        self.sender_limits = SenderLimits(
+            per_minute=settings.worker.sender_rate_per_minute, burst=settings.worker.sender_burst
+        )
         self.started = False
 
     async def accept(self, message: InboundMessage) -> Accepted:
-        """Commit an inbound message; the caller answers the platform only after this returns."""
-        accepted = await self.inbox.accept(message)
-        counter = self.metrics.inbound_duplicates if accepted.duplicate else self.metrics.inbound_accepted
-        counter.labels(message.channel).inc()
+        """Commit an inbound message; the caller answers the platform only after this returns.
+
+        A message over its sender's rate (``core.flood``) is committed as ``throttled``: never answered.
+        """
+        sender = str(message.sender)
+        control = message.extras.get("control") is not None  # opt-out keywords always count
+        throttled = not control and not self.sender_limits.has_room(sender)
+        accepted = await self.inbox.accept(message, status="throttled" if throttled else "pending")
+        if not accepted.duplicate and not throttled:
+            await self.sender_limits.take(sender)
+        if accepted.duplicate:
+            self.metrics.inbound_duplicates.labels(message.channel).inc()
+        elif throttled:
+            self.metrics.inbound_throttled.labels(message.channel).inc()
+            log.warning("inbox %s throttled: its sender is over the inbound rate", accepted.inbox_id)
+        else:
+            self.metrics.inbound_accepted.labels(message.channel).inc()
         return accepted
 
     async def record_status(self, channel: str, update: StatusUpdate) -> None:

@@ -31,8 +31,11 @@ class Inbox:
         self._db = db
         self._on_accept = on_accept
 
-    async def accept(self, message: InboundMessage) -> Accepted:
-        """Commit ``message``. Returns once the row is durable; only then may the platform be answered."""
+    async def accept(self, message: InboundMessage, *, status: str = "pending") -> Accepted:
+        """Commit ``message``. Returns once the row is durable; only then may the platform be answered.
+
+        ``status="throttled"`` stores it without ever answering it (flood control).
+        """
         try:
             async with self._db.session() as session:
                 row = InboxRow(
@@ -44,7 +47,7 @@ class Inbox:
                     attachments=list(message.attachments),
                     extras=dict(message.extras),
                     received_at=message.received_at,
-                    status="pending",
+                    status=status,
                 )
                 session.add(row)
                 await session.flush()
@@ -55,8 +58,8 @@ class Inbox:
                 raise
             log.info("duplicate delivery on %s for inbox %s ignored", message.channel, existing)
             return Accepted(inbox_id=existing, duplicate=True)
-        log.info("accepted inbox %s on %s", inbox_id, message.channel)
-        if self._on_accept is not None:
+        log.info("accepted inbox %s on %s (%s)", inbox_id, message.channel, status)
+        if self._on_accept is not None and status == "pending":
             self._on_accept()
         return Accepted(inbox_id=inbox_id, duplicate=False)
 

@@ -20,6 +20,12 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.inbound_throttled = Counter(
+            "threadline_inbound_throttled",
+            "Inbound messages stored but not answered: their sender was over the inbound rate",
+            ["channel"],
+            registry=self.registry,
+        )
         self.replies = Counter(
             "threadline_replies",
             "Replies committed to the outbox",

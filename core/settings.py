@@ -56,6 +56,9 @@ class WorkerSettings(BaseModel):
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    # flood control (core.flood): messages per minute one sender may have answered, and its burst
+    sender_rate_per_minute: float = Field(default=30.0, gt=0)
+    sender_burst: int = Field(default=30, ge=1)
 
 
 class SlackSettings(BaseModel):
