@@ -368,7 +368,7 @@ class TwilioSmsAdapter:
         if path == INBOUND_PATH:
             return self._parse_inbound(params)
         if path == STATUS_PATH:
-            return self._parse_status(params)
+            return self._parse_status(params, request.query_string)
         raise BadRequest("not a Twilio webhook path", status=404)
 
     def _parse_inbound(self, params: _Params) -> Parsed:
@@ -428,7 +428,7 @@ class TwilioSmsAdapter:
         return urls
 
     @staticmethod
-    def _parse_status(params: _Params) -> Parsed:
+    def _parse_status(params: _Params, query_string: str = "") -> Parsed:
         sid = params.get("MessageSid")
         status = (params.get("MessageStatus") or "").strip().lower()
         if not sid or not status:
@@ -436,7 +436,16 @@ class TwilioSmsAdapter:
         if status not in STATUS_RANK:
             raise BadRequest("unknown MessageStatus", status=400)
         error_code = (params.get("ErrorCode") or "").strip() or None
-        update = StatusUpdate(provider_message_id=sid, status=status, error_code=error_code)
+        # the status callback URL we gave names the reply and the part (signed with the URL)
+        ours = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
+        part = ours.get("part", "")
+        update = StatusUpdate(
+            provider_message_id=sid,
+            status=status,
+            error_code=error_code,
+            idempotency_key=ours.get("reply") or None,
+            part_index=int(part) if part.isdigit() and len(part) < 6 else None,
+        )
         log.info("sms %s: status %s%s", sid, status, f" (error {error_code})" if error_code else "")
         return Parsed(status_updates=[update], reply=WebhookReply())
 
@@ -462,10 +471,13 @@ class TwilioSmsAdapter:
             raise PermanentDeliveryError("empty SMS reply")
         client = self._ensure_client()
         to = self._destination(message)
-        status_callback = self._public_base_url + STATUS_PATH
         sent: list[str] = []
         for index, part in enumerate(parts[message.parts_sent :], start=message.parts_sent):
             _retry_after.set(None)
+            # the callback names this reply and part: if we crash before recording the send, Twilio's
+            # report still tells the outbox it went out, and a retry skips it
+            ours = urllib.parse.urlencode({"reply": message.idempotency_key, "part": index})
+            status_callback = f"{self._public_base_url}{STATUS_PATH}?{ours}"
             try:
                 async with asyncio.timeout(self._timeout):
                     created = await client.messages.create_async(

@@ -130,8 +130,12 @@ class Delivery:
             current = await session.get(OutboxRow, row.id)
             if current is None:
                 return
-            current.provider_message_ids = [*current.provider_message_ids, *ids]
-            current.parts_sent = current.parts_sent + len(ids)
+            # a status report may have recorded some of these already (core.delivery_status._reconcile)
+            current.provider_message_ids = [
+                *current.provider_message_ids,
+                *(i for i in ids if i not in current.provider_message_ids),
+            ]
+            current.parts_sent = max(current.parts_sent, row.parts_sent + len(ids))
             if done:
                 current.status = "sent"
                 current.sent_at = utcnow()

@@ -55,6 +55,13 @@ async def upsert_part(
     return part
 
 
+def _reconcile(outbox: OutboxRow, provider_message_id: str, part_index: int) -> None:
+    """The platform took part ``part_index`` of this reply: remember it, whether or not we did."""
+    if provider_message_id not in outbox.provider_message_ids:
+        outbox.provider_message_ids = [*outbox.provider_message_ids, provider_message_id]
+    outbox.parts_sent = max(outbox.parts_sent, part_index + 1)
+
+
 async def settle_outbox(session: AsyncSession, outbox_id: int) -> None:
     outbox = await session.get(OutboxRow, outbox_id)
     if outbox is None or outbox.status not in ("sent", "delivered", "undelivered"):
@@ -68,17 +75,32 @@ async def settle_outbox(session: AsyncSession, outbox_id: int) -> None:
 
 
 async def record_status(db: Database, channel: str, update: StatusUpdate) -> None:
-    """Apply a platform status report; safe to repeat and to receive out of order."""
+    """Apply a platform status report; safe to repeat and to receive out of order.
+
+    A report that names its reply and part (``idempotency_key``, ``part_index``) also records the send
+    itself when it was never recorded (a crash right after the platform took the message): the outbox
+    row learns that the part went out, and a retry skips it instead of sending it twice.
+    """
     for attempt in range(2):
         try:
             async with db.session() as session:
+                outbox = None
+                if update.idempotency_key is not None:
+                    outbox = await session.scalar(
+                        select(OutboxRow).where(
+                            OutboxRow.idempotency_key == update.idempotency_key, OutboxRow.channel == channel
+                        )
+                    )
                 part = await upsert_part(
                     session,
                     channel=channel,
                     provider_message_id=update.provider_message_id,
+                    outbox_id=outbox.id if outbox is not None else None,
                     status=update.status,
                     error_code=update.error_code,
                 )
+                if outbox is not None and update.part_index is not None:
+                    _reconcile(outbox, update.provider_message_id, update.part_index)
                 if part.outbox_id is not None:
                     await settle_outbox(session, part.outbox_id)
             return

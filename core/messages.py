@@ -119,6 +119,10 @@ class StatusUpdate:
     provider_message_id: str
     status: str
     error_code: str | None = None
+    # which reply and part this platform message is, when the platform echoes what we told it
+    # (the Twilio status callback URL carries them): lets a send that was never recorded be recognised
+    idempotency_key: str | None = None
+    part_index: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_RANK:

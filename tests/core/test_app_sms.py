@@ -162,7 +162,9 @@ async def test_a_signed_sms_gets_exactly_one_reply_even_when_twilio_delivers_it_
     [sent] = fake.messages
     assert sent["To"] == CUSTOMER and sent["From"] == OUR_NUMBER
     assert sent["Body"]  # the agent's (offline) answer
-    assert sent["StatusCallback"] == PUBLIC + STATUS_PATH
+    async with served.hub.db.session() as session:
+        key = await session.scalar(select(OutboxRow.idempotency_key))
+    assert sent["StatusCallback"] == PUBLIC + STATUS_PATH + "?" + urlencode({"reply": key, "part": 0})
     assert message_calls(fake) == 1
     assert await served.inbox_rows("sms") == 1
     async with served.hub.db.session() as session:
