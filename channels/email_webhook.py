@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import urllib.parse
 from collections import OrderedDict
@@ -115,7 +116,7 @@ class MailgunVerifier:
         except ValueError:
             raise VerificationFailed("unreadable timestamp", status=403) from None
         now = self._clock()
-        if abs(now - signed_at) > self._max_age:
+        if not math.isfinite(signed_at) or abs(now - signed_at) > self._max_age:  # nan compares false
             raise VerificationFailed("stale timestamp", status=403)
         self._forget_expired(now)
         if token in self._seen:

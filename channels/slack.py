@@ -553,7 +553,9 @@ def _extras(payload: Mapping[str, Any], event: Mapping[str, Any], request: Webho
         extras["file_ids"] = [f["id"] for f in files if isinstance(f, dict) and isinstance(f.get("id"), str)]
     retry_num = request.header("x-slack-retry-num")
     if retry_num is not None:
-        extras["retry_num"] = int(retry_num) if retry_num.isdigit() else retry_num
+        # isdigit() alone also takes '²' (latin-1 header bytes) and int() refuses it, or a 5000-digit run
+        digits = retry_num.isascii() and retry_num.isdigit() and len(retry_num) <= 9
+        extras["retry_num"] = int(retry_num) if digits else retry_num
     retry_reason = request.header("x-slack-retry-reason")
     if retry_reason is not None:
         extras["retry_reason"] = retry_reason

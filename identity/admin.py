@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -281,6 +281,17 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class UnprocessableOut(BaseModel):
+    """A 422: FastAPI's validation errors (a list) or an unusable address (a sentence)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# ids are BIGINT (64-bit signed) columns: a larger path id or offset must be a 422, not a driver overflow
+_MAX_BIGINT = 2**63 - 1
+DbId = Annotated[int, Path(ge=-_MAX_BIGINT - 1, le=_MAX_BIGINT)]
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     return {code: {"model": ErrorOut, "description": _ERROR_MEANINGS[code]} for code in codes}
 
@@ -359,7 +370,13 @@ def admin_router(
     Services = Annotated[AdminServices, Depends(get_services)]
     Actor = Annotated[str, Depends(get_actor)]
     router = APIRouter(
-        prefix="/admin", tags=["admin"], dependencies=[Depends(authorize)], responses=_errors(401, 403)
+        prefix="/admin",
+        tags=["admin"],
+        dependencies=[Depends(authorize)],
+        responses={
+            **_errors(401, 403),
+            422: {"model": UnprocessableOut, "description": "Invalid input, or an unusable address."},
+        },
     )
 
     def parse(svc: AdminServices, text: str) -> Address:
@@ -370,7 +387,7 @@ def admin_router(
         svc: Services,
         search: Annotated[str | None, Query(description="A handle in any spelling, or part of one.")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=_MAX_BIGINT)] = 0,
         include_merged: Annotated[bool, Query(description="List merged customers too.")] = False,
     ) -> CustomerPageOut:
         """Customers, newest first, found by any of their handles (normalised when it parses)."""
@@ -420,7 +437,7 @@ def admin_router(
         return MergeOut(**ChangeOut.of(change).model_dump(), merge_id=change.event_id)
 
     @router.post("/merges/{merge_id}/undo", response_model=ChangeOut, responses=_errors(404, 409))
-    async def undo(merge_id: int, body: UndoRequest, svc: Services, actor: Actor) -> ChangeOut:
+    async def undo(merge_id: DbId, body: UndoRequest, svc: Services, actor: Actor) -> ChangeOut:
         """Undo a merge: its handles go back with every message and memory they brought or made since."""
         with _mapped():
             change = await svc.links.unmerge(merge_id, actor=actor, reason=body.reason)
@@ -461,7 +478,7 @@ def admin_router(
     async def failed_replies(
         svc: Services,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=_MAX_BIGINT)] = 0,
     ) -> DeadLettersOut:
         """Replies that failed for good (after bounded retries, or refused by the platform), newest first."""
         found = await dead_letters(svc.db, limit=limit, offset=offset)
@@ -469,7 +486,7 @@ def admin_router(
 
     @router.post("/dead-letters/{outbox_id}/retry", response_model=DeadLetterOut, responses=_errors(404, 409))
     async def retry_failed_reply(
-        outbox_id: int, body: RetryRequest, svc: Services, actor: Actor
+        outbox_id: DbId, body: RetryRequest, svc: Services, actor: Actor
     ) -> DeadLetterOut:
         """Send a failed reply again (fresh attempts; parts already sent are skipped)."""
         with _mapped():

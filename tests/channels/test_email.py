@@ -324,6 +324,18 @@ async def test_verify_stale_timestamp_is_403(adapter: EmailAdapter, offset: int)
     assert caught.value.status == 403
 
 
+@pytest.mark.parametrize("timestamp", ["nan", "inf", "-inf"])
+async def test_verify_a_signed_timestamp_that_is_not_a_time_is_403(
+    adapter: EmailAdapter, timestamp: str
+) -> None:
+    token = secrets.token_hex(25)
+    signature = hmac.new(KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    fields = {"timestamp": timestamp, "token": token, "signature": signature}
+    with pytest.raises(VerificationFailed) as caught:
+        await adapter.verify(webhook(fixture("gmail_reply"), fields=fields))
+    assert caught.value.status == 403
+
+
 async def test_verify_reused_token_is_403(adapter: EmailAdapter) -> None:
     fields = signed_fields()
     await adapter.verify(webhook(fixture("gmail_reply"), fields=fields))
