@@ -10,10 +10,12 @@ Only channels this process has a sender for are delivered here. A one-time messa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from core.backoff import next_attempt
 from core.delivery_status import settle_outbox, upsert_part
@@ -27,6 +29,11 @@ from core.store.db import Database
 from core.store.models import OptOut, OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
+
+# recording a send that happened: retried on a busy database for about a minute and a half
+RECORD_RETRIES = 12
+RECORD_BACKOFF_BASE = 0.05
+RECORD_BACKOFF_MAX = 10.0
 
 ONE_TIME_SCRUBBED = "[one-time message: text removed after delivery]"
 
@@ -112,9 +119,27 @@ class Delivery:
         except Exception as exc:  # an SDK error we did not map: treat as transient, bounded by max_attempts
             await self._retry(row, attempts, retry_after=None, error=type(exc).__name__)
             return
-        await self._record_parts(row, delivery.provider_message_ids, done=True, attempts=attempts)
+        await self._record_sent(row, delivery.provider_message_ids, attempts)
         self._metrics.deliveries.labels(row.channel, "sent").inc()
         log.info("outbox %s sent on %s", outbox_id, row.channel)
+
+    async def _record_sent(self, row: OutboxRow, ids: tuple[str, ...], attempts: int) -> None:
+        """Record a send that happened. It cannot be undone, so a failing write (a busy database) is
+        retried here until it commits: left pending, the row would be sent a second time."""
+        for retry in range(RECORD_RETRIES):
+            try:
+                await self._record_parts(row, ids, done=True, attempts=attempts)
+                return
+            except OperationalError as exc:
+                wait = min(RECORD_BACKOFF_MAX, RECORD_BACKOFF_BASE * 2**retry)
+                log.warning(
+                    "outbox %s sent but not recorded (%s); retrying in %.1fs",
+                    row.id,
+                    type(exc).__name__,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+        await self._record_parts(row, ids, done=True, attempts=attempts)  # the last try raises
 
     async def _opted_out(self, recipient: str) -> bool:
         async with self._db.session() as session:
