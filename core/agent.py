@@ -4,6 +4,10 @@ Recall is gated by assurance: for a sender that nobody vouches for (``unverified
 DMARC pass, a console address), only memories and turns whose provenance is that same handle are used,
 so a handle that merely claims to be a customer learns nothing of that customer's other channels.
 
+Recall fills the prompt's memory block up to a token budget (``memory.context_tokens``, tokens counted as
+characters / 4): the memory backend ranks the customer's memories (the local one hybrid, see
+``core.memory.ranking``) and the best ones go in, in rank order, until the next would not fit.
+
 Writing memory back is done after the reply is committed, by ``core.memory_writer``, so that a
 crash never leaves a memory without its reply or a reply recorded twice.
 """

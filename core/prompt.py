@@ -67,19 +67,20 @@ def memory_block(memories: Sequence[MemoryRecord]) -> str:
 
 
 def fit_memories(memories: Sequence[MemoryRecord], budget_tokens: int) -> list[MemoryRecord]:
-    """The memories, best first as given, whose ``memory_block`` stays within ``budget_tokens``.
+    """The best memories (the given order) whose ``memory_block`` stays within ``budget_tokens``.
 
-    Greedy in the given order: a memory that does not fit in what is left is skipped, and a later,
-    shorter one may still be taken. Whenever one memory or more is returned,
-    ``estimate_tokens(memory_block(result)) <= budget_tokens``.
+    Fills in rank order and stops at the first memory that would not fit: a lower-ranked memory never
+    takes the place of a better one, and only the lines that are used are rendered. Whenever one memory
+    or more is returned, ``estimate_tokens(memory_block(result)) <= budget_tokens``.
     """
     room = budget_tokens * CHARS_PER_TOKEN - (len(_FENCE_OPEN) + len(_FENCE_CLOSE) + 2)
     chosen: list[MemoryRecord] = []
     for memory in memories:
         cost = len(memory_line(memory)) + (1 if chosen else 0)  # the newline before every line but the first
-        if cost <= room:
-            chosen.append(memory)
-            room -= cost
+        if cost > room:
+            break
+        chosen.append(memory)
+        room -= cost
     return chosen
 
 

@@ -1,7 +1,10 @@
 """``LocalMemory``: the ``MemoryStore`` port over Mem0 open source, embedded in the process.
 
 Mem0's synchronous ``Memory`` runs in worker threads (``asyncio.to_thread``); it is built on first use,
-with our SQLite vector store and local embedder inside (see ``mem0_quirks``). Every memory carries the
+with our SQLite vector store and local embedder inside (see ``mem0_quirks``). Mem0 writes, lists and
+forgets; recall ranks the customer's rows of our store itself (``core.memory.ranking``: dense and BM25
+fused by reciprocal rank, smoothed over neighbouring memories), which Mem0's own search cannot do (it
+scores only its dense candidates, and BM25 there only raises them). Every memory carries the
 provenance of the turn it came from in its metadata. Any backend failure surfaces as
 ``MemoryUnavailable``; log lines carry customer ids and counts only.
 """
@@ -17,9 +20,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import MemoryUnavailable
-from core.memory import mem0_quirks
+from core.memory import mem0_quirks, ranking
 from core.memory.embedder import LocalEmbedder, shared_embedder
-from core.memory.records import as_mem0_messages, results_of, to_record, wanted_handles
+from core.memory.ranking import keyword_terms
+from core.memory.records import (
+    as_mem0_messages,
+    expired,
+    from_payload,
+    results_of,
+    to_record,
+    wanted_handles,
+)
 from core.ports import ChatMessage, MemoryRecord, Provenance
 from core.settings import LLMSettings
 
@@ -70,13 +81,34 @@ class LocalMemory:
     # ----- the port ----------------------------------------------------------------------------
 
     async def recall(self, customer_id: str, query: str, *, limit: int) -> list[MemoryRecord]:
+        """The customer's ``limit`` best memories for ``query``, best first (``core.memory.ranking``).
+
+        Hybrid and per customer: the query's cosine to each of the customer's memories (the same embedder
+        that wrote them) and its BM25 score (stemmed, stop words dropped) are smoothed over neighbouring
+        memories of one conversation and fused by reciprocal rank. Expired memories are left out.
+        """
         if not query.strip() or limit <= 0:
             return []
 
         def call() -> list[MemoryRecord]:
-            memory = self._backend().memory
-            found = memory.search(query, filters=self._scope(customer_id), top_k=limit)
-            return [to_record(item) for item in results_of(found)]
+            store = self._backend().store
+            vector = self._embedder.embed_one(" ".join(query.split()))
+            signals = store.scope_signals(vector, keyword_terms(query), self._scope(customer_id))
+            ranked = ranking.rank(signals.dense, signals.keyword, signals.written, limit=len(signals.ids))
+            found: list[MemoryRecord] = []
+            for start in range(0, len(ranked), limit):
+                batch = [(signals.ids[i], score) for i, score in ranked[start : start + limit]]
+                payloads = store.payloads([memory_id for memory_id, _ in batch])
+                for memory_id, score in batch:
+                    payload = payloads.get(memory_id)
+                    if payload is None or not payload.get("data") or expired(payload):
+                        continue
+                    if payload.get("user_id") != customer_id:  # defence in depth behind the scope read
+                        continue
+                    found.append(from_payload(memory_id, payload, score))
+                if len(found) >= limit:
+                    break
+            return found[:limit]
 
         return await self._run("recall", customer_id, call)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from core.ports import ChatMessage, MemoryRecord
@@ -83,6 +83,17 @@ def from_payload(memory_id: str, payload: Mapping[str, Any], score: float | None
         "metadata": {k: v for k, v in payload.items() if k not in _PAYLOAD_CORE},
     }
     return to_record(item)
+
+
+def expired(payload: Mapping[str, Any], *, today: date | None = None) -> bool:
+    """True when the memory carries an ``expiration_date`` (ISO date) before today (UTC), as Mem0 reads it."""
+    value = payload.get("expiration_date")
+    if not value:
+        return False
+    try:
+        return date.fromisoformat(str(value)) < (today or datetime.now(UTC).date())
+    except ValueError:
+        return False
 
 
 def belongs_to(item: Mapping[str, Any], customer_id: str) -> bool:

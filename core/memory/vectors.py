@@ -10,6 +10,9 @@ follows the customer's memory count, not the total.
   equality returns nothing; it never falls back to scanning everyone.
 - Keyword search (Mem0's hybrid BM25 signal): an FTS5 table whose ``scope`` column holds one opaque
   token per scope key, so ``scope : "u…" AND body : (...)`` is answered from the index, then ``bm25()``.
+  The text is stemmed (``porter``); a file indexed before that is re-indexed once when opened.
+- Recall signals (:meth:`scope_signals`): one scope's rows in the order written, each with its cosine
+  to the query and its BM25 score, for ``core.memory.ranking`` to rank.
 - ``turn_ids`` from each payload go to an indexed side table: :meth:`covers_turns` is one index probe.
 - Many processes may open the same file (WAL, ``busy_timeout``); within a process one connection is
   shared by Mem0's threads under a lock. ``secure_delete`` zeroes freed pages and :meth:`forget_scope`
@@ -31,6 +34,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -44,6 +48,14 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 _MAX_QUERY_TERMS = 64
 _TERM = re.compile(r"\w+", re.UNICODE)
+
+# Porter stemming (on unicode61): "painted" and "painting" meet at "paint". A file made before stemming is
+# re-indexed once, when it is opened (``_Connection._migrate_fts``).
+_FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+_FTS_TABLE = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, scope, tokenize='{_FTS_TOKENIZE}')"
+)
+_REINDEX_BATCH = 1000
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS memory_collections (
@@ -64,9 +76,22 @@ _SCHEMA = (
         collection TEXT NOT NULL, user_id TEXT NOT NULL, turn_id INTEGER NOT NULL, rid INTEGER NOT NULL,
         PRIMARY KEY (collection, user_id, turn_id, rid)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS memory_turns_rid ON memory_turns (rid)",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts"
-    " USING fts5(body, scope, tokenize='unicode61 remove_diacritics 2')",
+    _FTS_TABLE,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSignals:
+    """Every row of one scope in the order written, with what recall ranks them by (aligned lists).
+
+    ``dense``: cosine to the query vector; ``keyword``: BM25 (FTS5, higher is better) for the query's
+    terms, 0 where no term matches.
+    """
+
+    ids: list[str]
+    written: list[datetime | None]
+    dense: NDArray[np.float32]
+    keyword: NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +133,17 @@ def _fts_terms(query: str) -> list[str]:
     return terms[:_MAX_QUERY_TERMS]
 
 
+def _written(value: Any) -> datetime | None:
+    """A row's ``created_at`` (ISO 8601, as Mem0 writes it) as an aware datetime; None when unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 class _Connection:
     """One SQLite connection shared by the collections of a store, used by Mem0's threads under a lock."""
 
@@ -125,8 +161,37 @@ class _Connection:
         self._conn: sqlite3.Connection | None = conn
         self._depth = 0  # nesting of ``writing`` in the thread that holds the lock
         with self.writing() as db:
+            self._migrate_fts(db)
             for statement in _SCHEMA:
                 db.execute(statement)
+
+    @staticmethod
+    def _migrate_fts(db: sqlite3.Connection) -> None:
+        """Rebuild a keyword index made with another tokenizer (before stemming) from the stored rows."""
+        row = db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'memory_fts'"
+        ).fetchone()
+        if row is None or _FTS_TOKENIZE in str(row[0]):
+            return
+        db.execute("DROP TABLE memory_fts")
+        db.execute(_FTS_TABLE)
+        last = count = 0
+        while True:
+            batch = db.execute(
+                "SELECT rid, collection, payload FROM memory_vectors WHERE rid > ? ORDER BY rid LIMIT ?",
+                (last, _REINDEX_BATCH),
+            ).fetchall()
+            if not batch:
+                break
+            for rid, collection, raw in batch:
+                payload = json.loads(raw)
+                db.execute(
+                    "INSERT INTO memory_fts (rowid, body, scope) VALUES (?, ?, ?)",
+                    (rid, _body(payload), _scope_tokens(collection, payload)),
+                )
+            last = batch[-1][0]
+            count += len(batch)
+        log.info("vector store: keyword index rebuilt with stemming (%d rows)", count)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -505,6 +570,86 @@ class SQLiteVectorStore:
             if all(str(payload.get(k)) == v for k, v in scope.items()) and matches(payload, extra):
                 hits.append(VectorHit(id=vector_id, score=float(score), payload=payload))
         return hits[:top_k]
+
+    def scope_signals(
+        self, vectors: Any, terms: Sequence[str], filters: Mapping[str, Any] | None
+    ) -> ScopeSignals:
+        """Every row of the filters' scope, oldest first, with its cosine to ``vectors`` and its BM25 score
+        for ``terms`` (any of them; 0 where none matches). Nothing without a scope.
+
+        What recall ranks by (``core.memory.ranking``). The rows are read once, from the scope's index;
+        the keyword scores come from the FTS index, limited to the scope's token, and only rows of the
+        scope read here are kept.
+        """
+        empty = ScopeSignals(
+            ids=[], written=[], dense=np.zeros(0, np.float32), keyword=np.zeros(0, np.float32)
+        )
+        where, params = self._scope_sql(filters)
+        if not where:
+            log.warning("scope read without a user_id/agent_id/run_id refused")
+            return empty
+        extra = self._extra_filters(filters)
+        columns = "rid, id, created_at, vector" + (", payload" if extra else "")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {columns} FROM memory_vectors WHERE {where} ORDER BY rid",  # noqa: S608
+                params,
+            ).fetchall()
+        if extra:
+            rows = [r for r in rows if matches(json.loads(r[4]), extra)]
+        if not rows:
+            return empty
+        written = [_written(r[2]) for r in rows]
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (w.timestamp() if (w := written[i]) is not None else float("-inf"), rows[i][0]),
+        )
+        rows = [rows[i] for i in order]
+        written = [written[i] for i in order]
+        matrix: NDArray[np.float32] = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(
+            len(rows), self.embedding_model_dims
+        )
+        query_vector = np.asarray(vectors, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(query_vector))
+        if norm > 0:
+            query_vector = query_vector / norm
+        dense: NDArray[np.float32] = (matrix @ query_vector).astype(np.float32)
+        keyword = np.zeros(len(rows), dtype=np.float32)
+        position = {int(r[0]): i for i, r in enumerate(rows)}
+        for rid, score in self._keyword_scores(terms, scope_of(filters)):
+            i = position.get(rid)
+            if i is not None and score > 0:
+                keyword[i] = score
+        return ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+
+    def _keyword_scores(self, terms: Sequence[str], scope: Mapping[str, str]) -> list[tuple[int, float]]:
+        """``(rid, -bm25)`` of every row of ``scope`` whose text holds any of ``terms``."""
+        words = list(dict.fromkeys(t for term in terms for t in _fts_terms(term)))[:_MAX_QUERY_TERMS]
+        if not scope or not words:
+            return []
+        scope_match = " AND ".join(f'"{_scope_token(self.collection_name, k, v)}"' for k, v in scope.items())
+        body_match = " OR ".join(f'"{w}"' for w in words)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, -bm25(memory_fts, 1.0, 0.0) FROM memory_fts WHERE memory_fts MATCH ?",
+                (f"scope : ({scope_match}) AND body : ({body_match})",),
+            ).fetchall()
+        return [(int(rid), float(score)) for rid, score in rows]
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of the rows ``ids`` of this collection (missing ids are left out)."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT id, payload FROM memory_vectors WHERE collection = ? AND id IN ({marks})",  # noqa: S608
+                    [self.collection_name, *chunk],
+                ).fetchall()
+            found.update((str(r[0]), json.loads(r[1])) for r in rows)
+        return found
 
     def list(
         self, filters: Mapping[str, Any] | None = None, top_k: int | None = None

@@ -1,0 +1,1 @@
+"""Benchmark scripts (run them as ``python -m bench.<name>`` or ``python bench/<name>.py``)."""

@@ -1,0 +1,136 @@
+"""How the local backend ranks a customer's memories for a message: hybrid, conversation-aware, per customer.
+
+Given, for every memory of ONE customer in the order they were written, its cosine to the message
+(dense, the local MiniLM embedder) and its BM25 score for the message's words (FTS5, 0 when no word
+matches):
+
+1. **Query normalisation** (:func:`keyword_terms`): the keyword side searches the message's words,
+   lower-cased, without English stop words ("what", "did", "the", ...): they match nearly every memory,
+   so they only add noise to BM25 (and cost posting-list reads). Stemming is the index's (FTS5 ``porter``),
+   so "painted" finds "painting".
+2. **Conversations** (:func:`conversations`): consecutive memories written less than
+   :data:`CONVERSATION_GAP` apart belong to one conversation.
+3. **Neighbour smoothing** (:func:`smooth`): within a conversation, each signal of a memory gets
+   :data:`NEIGHBOUR_WEIGHTS` times the same signal of the memories one and two places away. A customer's
+   message often means something only next to the one before or after it (an answer to a question,
+   "yes, that one"), so a memory beside a strong match is likely part of the same exchange.
+4. **Fusion** (:func:`reciprocal_rank_fusion`): the smoothed dense and keyword rankings are fused by
+   reciprocal rank (k = 60, Cormack, Clarke and Buettcher, SIGIR 2009): an exact keyword hit and a
+   paraphrase both rank high, without calibrating BM25 against cosine.
+5. **Floor**: a memory with no (smoothed) keyword match whose smoothed cosine is under
+   :data:`MIN_DENSE` (Mem0's own default search threshold) is left out.
+
+The weights were chosen on two LoCoMo conversations (26 and 30) and the measure is reported on all
+five in ``shared/`` (``bench/locomo.py``, ``docs/locomo.md``). Everything here is per customer: its cost
+follows that customer's memory count, never the size of the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+
+RRF_K = 60.0
+NEIGHBOUR_WEIGHTS = (0.3, 0.1)  # the memories 1 and 2 places away, within a conversation
+CONVERSATION_GAP = timedelta(hours=1)
+MIN_DENSE = 0.1
+MAX_QUERY_TERMS = 64
+
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+# English stop words (the classic list), split the way the FTS5 tokenizer splits ("don't" -> don, t).
+_STOP_WORDS = """
+    a about above after again against all am an and any are aren as at be because been before being below
+    between both but by can cannot could couldn d did didn do does doesn doing don down during each few for
+    from further had hadn has hasn have haven having he her here hers herself him himself his how i if in
+    into is isn it its itself just ll m me more most mustn my myself no nor not now of off on once only or
+    other ought our ours ourselves out over own re s same shan she should shouldn so some such t than that
+    the their theirs them themselves then there these they this those through to too under until up ve very
+    was wasn we were weren what when where which while who whom why will with won would wouldn you your
+    yours yourself yourselves
+"""
+STOP_WORDS = frozenset(_STOP_WORDS.split())
+
+
+def keyword_terms(query: str) -> list[str]:
+    """The words a keyword search looks for: lower-cased, de-duplicated, stop words dropped.
+
+    A message made of stop words only keeps them (there is nothing else to search for).
+    """
+    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(query)))
+    kept = [t for t in terms if t not in STOP_WORDS]
+    return (kept or terms)[:MAX_QUERY_TERMS]
+
+
+def conversations(written: Sequence[datetime | None], gap: timedelta = CONVERSATION_GAP) -> NDArray[np.int64]:
+    """A conversation number per memory (in written order): a new one starts after a gap over ``gap``.
+
+    A memory without a time starts a conversation of its own and ends it.
+    """
+    numbers = np.zeros(len(written), dtype=np.int64)
+    current = 0
+    for i in range(1, len(written)):
+        before, now = written[i - 1], written[i]
+        if before is None or now is None or abs(now - before) > gap:
+            current += 1
+        numbers[i] = current
+    return numbers
+
+
+def smooth(
+    values: NDArray[np.float32],
+    conversation: NDArray[np.int64],
+    weights: Sequence[float] = NEIGHBOUR_WEIGHTS,
+) -> NDArray[np.float32]:
+    """Each value plus ``weights[d - 1]`` times the values ``d`` places before and after it, for
+    d = 1, 2, ..., counting only neighbours in the same conversation."""
+    out = values.astype(np.float32, copy=True)
+    for distance, weight in enumerate(weights, start=1):
+        if distance >= len(values) or weight == 0:
+            break
+        same = conversation[distance:] == conversation[:-distance]
+        out[distance:] += np.where(same, weight * values[:-distance], 0.0).astype(np.float32)
+        out[:-distance] += np.where(same, weight * values[distance:], 0.0).astype(np.float32)
+    return out
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: float = RRF_K) -> dict[int, float]:
+    """RRF: each item scores the sum over rankings of 1 / (k + its 1-based rank there)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for position, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + position)
+    return fused
+
+
+def rank(
+    dense: NDArray[np.float32],
+    keyword: NDArray[np.float32],
+    written: Sequence[datetime | None],
+    *,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """The best ``limit`` memories as ``(index, fused score)``, best first (ties: the newer first).
+
+    ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the
+    order the memories were written.
+    """
+    count = len(dense)
+    if count == 0 or limit <= 0:
+        return []
+    conversation = conversations(written)
+    dense_s = smooth(np.asarray(dense, dtype=np.float32), conversation)
+    keyword_s = smooth(np.asarray(keyword, dtype=np.float32), conversation)
+    newest_first = np.arange(count)[::-1]
+    # stable sorts over newest-first order: equal scores rank the newer memory first
+    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
+    by_keyword = newest_first[np.argsort(-keyword_s[newest_first], kind="stable")]
+    dense_ranking = [int(i) for i in by_dense if dense_s[i] >= MIN_DENSE or keyword_s[i] > 0]
+    keyword_ranking = [int(i) for i in by_keyword if keyword_s[i] > 0]
+    fused = reciprocal_rank_fusion([dense_ranking, keyword_ranking])
+    ordered = sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+    return ordered[:limit]

@@ -1,0 +1,105 @@
+"""Recall ranking (``core.memory.ranking``): query terms, conversations, neighbour smoothing, fusion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from core.memory import ranking
+from core.memory.ranking import (
+    CONVERSATION_GAP,
+    conversations,
+    keyword_terms,
+    rank,
+    reciprocal_rank_fusion,
+    smooth,
+)
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def minutes(*offsets: float) -> list[datetime | None]:
+    return [T0 + timedelta(minutes=m) for m in offsets]
+
+
+def arr(*values: float) -> np.ndarray:
+    return np.array(values, dtype=np.float32)
+
+
+def test_keyword_terms_drop_stop_words_and_repeats() -> None:
+    assert keyword_terms("When did Caroline go to the LGBTQ support group?") == [
+        "caroline",
+        "go",
+        "lgbtq",
+        "support",
+        "group",
+    ]
+    assert keyword_terms("Why doesn't the router work? The ROUTER!") == ["router", "work"]
+    # nothing but stop words: search for them rather than for nothing
+    assert keyword_terms("what is it?") == ["what", "is", "it"]
+    assert keyword_terms("   ") == []
+
+
+def test_conversations_split_on_a_gap_and_on_a_missing_time() -> None:
+    gap = CONVERSATION_GAP.total_seconds() / 60
+    written = [*minutes(0, 5, 5 + gap + 1, 5 + gap + 2), None, *minutes(5 + gap + 3)]
+    assert conversations(written).tolist() == [0, 0, 1, 1, 2, 3]
+    assert conversations([]).tolist() == []
+
+
+def test_smooth_lends_neighbours_a_share_within_a_conversation_only() -> None:
+    conversation = np.array([0, 0, 0, 1, 1], dtype=np.int64)
+    out = smooth(arr(0, 1, 0, 0, 0), conversation, weights=(0.3, 0.1))
+    assert out.tolist() == pytest.approx([0.3, 1.0, 0.3, 0.0, 0.0])
+    out = smooth(arr(1, 0, 0, 0, 0), np.zeros(5, dtype=np.int64), weights=(0.3, 0.1))
+    assert out.tolist() == pytest.approx([1.0, 0.3, 0.1, 0.0, 0.0])
+    assert smooth(arr(2.0), np.zeros(1, dtype=np.int64)).tolist() == [2.0]
+
+
+def test_reciprocal_rank_fusion_adds_up_ranks() -> None:
+    fused = reciprocal_rank_fusion([[1, 2], [2, 3]], k=60)
+    assert fused[2] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[1] == pytest.approx(1 / 61) and fused[3] == pytest.approx(1 / 62)
+    assert max(fused, key=lambda i: fused[i]) == 2
+
+
+def test_an_exact_keyword_hit_and_a_paraphrase_both_rank_above_the_rest() -> None:
+    # 0: the exact keyword hit (an order number: no meaning for the embedder); 1: the paraphrase
+    # (no word in common, closest in meaning); 2-5: neither
+    dense = arr(0.12, 0.71, 0.35, 0.30, 0.28, 0.33)
+    keyword = arr(7.5, 0.0, 0.0, 0.0, 0.0, 0.0)
+    written = minutes(0, 120, 240, 360, 480, 600)  # six separate conversations: no smoothing
+    top = [i for i, _ in rank(dense, keyword, written, limit=6)]
+    assert set(top[:2]) == {0, 1}
+    # each signal alone misses one of them: the keyword hit is the least similar, the paraphrase has no word
+    assert dense[0] == dense.min() and keyword[1] == 0
+
+
+def test_a_neighbour_of_a_strong_match_rises_in_the_same_conversation_only() -> None:
+    # 1 matches strongly; 2 answers it ("yes, that one"), 4 is as weak as 2 but in another conversation
+    dense = arr(0.20, 0.80, 0.22, 0.23, 0.22)
+    keyword = arr(0.0, 6.0, 0.0, 0.0, 0.0)
+    written = minutes(0, 1, 2, 300, 301)
+    order = [i for i, _ in rank(dense, keyword, written, limit=5)]
+    assert order[0] == 1
+    assert order.index(2) < order.index(4) and order.index(0) < order.index(4)
+
+
+def test_rank_honours_the_limit_and_leaves_out_what_matches_nothing() -> None:
+    dense = arr(0.5, 0.4, 0.01, 0.3)
+    keyword = arr(0.0, 0.0, 0.0, 0.0)
+    written = minutes(0, 120, 240, 360)
+    assert [i for i, _ in rank(dense, keyword, written, limit=2)] == [0, 1]
+    everything = [i for i, _ in rank(dense, keyword, written, limit=10)]
+    assert 2 not in everything  # cosine under the floor, no keyword match
+    assert ranking.MIN_DENSE > 0.01
+    assert rank(arr(), arr(), [], limit=3) == []
+    assert rank(dense, keyword, written, limit=0) == []
+
+
+def test_ties_go_to_the_newer_memory() -> None:
+    dense = arr(0.5, 0.5)
+    keyword = arr(0.0, 0.0)
+    assert [i for i, _ in rank(dense, keyword, minutes(0, 300), limit=2)] == [1, 0]
