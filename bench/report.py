@@ -73,9 +73,18 @@ def machine_line(env: Envelope) -> str:
     return "*Machine:* " + "; ".join(parts) + "."
 
 
+def _shown(value: Any) -> Any:
+    """A parameter as the page shows it: absolute file paths by their names."""
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return Path(value).name
+    return value
+
+
 def _params(env: Envelope) -> str:
     params = env.get("params") or env.get("args") or {}
-    shown = ", ".join(f"`{k}={v}`" for k, v in params.items() if not isinstance(v, dict))
+    shown = ", ".join(f"`{k}={_shown(v)}`" for k, v in params.items() if not isinstance(v, dict))
     return f"*Sizes:* {shown}." if shown else ""
 
 
