@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import ChannelAdapter, WebhookRequest
 from core.dead_letters import count_dead_letters
@@ -27,6 +28,7 @@ from core.llm import build_chat_model
 from core.memory import build_memory
 from core.messages import Address
 from core.ports import Attestor, Sender
+from core.retention import Retention
 from core.settings import Settings
 from core.store.db import Database
 from identity.admin import AdminServices, admin_router
@@ -81,7 +83,7 @@ async def build_hub(
     settings.check()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     chosen: Mapping[str, Sender] = senders if senders is not None else build_adapters(settings)
-    db = await Database.open(settings.resolved_database_url)
+    db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
     memory = build_memory(settings)
     model = build_chat_model(settings.llm)
     links = IdentityLinks(db, memory)
@@ -90,6 +92,10 @@ async def build_hub(
         db, links, deliverable=chosen, attestors=attestors, default_region=settings.default_region
     )
     moves_every = max(1.0, settings.worker.poll_interval * 10)
+    background = [lambda: links.run_forever(moves_every)]
+    retention = Retention(db=db, memory=memory, settings=settings.retention)
+    if retention.enabled:
+        background.append(retention.run_forever)
     return Hub(
         settings=settings,
         db=db,
@@ -99,7 +105,7 @@ async def build_hub(
         senders=chosen,
         inbox_channels=inbox_channels,
         interceptor=proofs,
-        background=[lambda: links.run_forever(moves_every)],
+        background=background,
     )
 
 
@@ -147,10 +153,15 @@ async def _webhook(request: Request, channel: str) -> Response:
         hub.metrics.webhooks_rejected.labels(channel, "bad_request").inc()
         log.info("%s webhook unreadable: %s", channel, exc)
         return Response(status_code=exc.status)
-    for message in parsed.messages:
-        await hub.accept(message)
-    for update in parsed.status_updates:
-        await hub.record_status(channel, update)
+    try:
+        for message in parsed.messages:
+            await hub.accept(message)
+        for update in parsed.status_updates:
+            await hub.record_status(channel, update)
+    except SQLAlchemyError as exc:  # locked, busy or down: not stored, so not acknowledged
+        hub.metrics.webhooks_rejected.labels(channel, "store_unavailable").inc()
+        log.warning("%s webhook not stored (%s); answered 503 for a retry", channel, type(exc).__name__)
+        return Response(status_code=503, headers={"Retry-After": "1"})
     reply = parsed.reply
     return Response(
         reply.body, status_code=reply.status, media_type=reply.content_type, headers=reply.headers

@@ -21,6 +21,7 @@ from core.logs import setup_logging
 from core.memory import build_memory
 from core.messages import OutboundMessage
 from core.ports import MemoryRecord, MemoryStore
+from core.retention import Retention
 from core.settings import Settings
 from core.store.db import Database
 from identity.admin import LedgerEntryOut, actor_name, detail_out, page_out, suggestions_out
@@ -191,7 +192,7 @@ async def _customer_of(settings: Settings, db: Database, who: str) -> str | None
 
 async def _memory_command(who: str, query: str | None, as_json: bool, limit: int) -> int:
     settings = _settings()
-    db = await Database.open(settings.resolved_database_url)
+    db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
     memory = build_memory(settings)
     try:
         customer_id = await _customer_of(settings, db, who)
@@ -266,7 +267,7 @@ def _with_store(settings: Settings, work: Callable[[_Store], Awaitable[T]]) -> T
     """Run ``work`` on the opened store; a refused identity change or bad address exits 2 in one line."""
 
     async def run() -> T:
-        db = await Database.open(settings.resolved_database_url)
+        db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
         memory = build_memory(settings)
         try:
             return await work(_Store(settings, db, memory, IdentityLinks(db, memory)))
@@ -572,6 +573,27 @@ def export_customer(
         else:
             out.write_text(document + "\n", encoding="utf-8")
             typer.echo(f"customer {customer_id} exported to {out}", err=True)
+
+    _with_store(settings, work)
+
+
+@app.command()
+def retention(
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, help="Override THREADLINE_RETENTION__DAYS for this run."),
+    ] = None,
+) -> None:
+    """Delete conversation logs and memories older than the retention period now; print what went."""
+    settings = _settings()
+    chosen = settings.retention.model_copy(update={"days": days}) if days else settings.retention
+    if chosen.days is None:
+        typer.echo("threadline: THREADLINE_RETENTION__DAYS is not set (or pass --days)", err=True)
+        raise typer.Exit(2)
+
+    async def work(store: _Store) -> None:
+        report = await Retention(db=store.db, memory=store.memory, settings=chosen).run_once()
+        _print_json(report.as_dict())
 
     _with_store(settings, work)
 

@@ -54,14 +54,14 @@ class ConversationLog:
             query = query.where(Turn.address == address)
         if before_inbox_id is not None:
             query = query.where((Turn.inbox_id.is_(None)) | (Turn.inbox_id < before_inbox_id))
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = list(await session.scalars(query.order_by(Turn.id.desc()).limit(limit)))
         return [_logged(row) for row in reversed(rows)]
 
     async def by_ids(self, customer_id: str, turn_ids: list[int]) -> list[LoggedTurn]:
         if not turn_ids:
             return []
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = await session.scalars(
                 select(Turn).where(Turn.customer_id == customer_id, Turn.id.in_(turn_ids)).order_by(Turn.id)
             )

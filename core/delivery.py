@@ -68,7 +68,7 @@ class Delivery:
             .group_by(OutboxRow.customer_id, OutboxRow.recipient)
         )
         now = utcnow()
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
                 select(OutboxRow.customer_id, OutboxRow.recipient, OutboxRow.id, OutboxRow.next_attempt_at)
                 .where(OutboxRow.id.in_(oldest))
@@ -83,7 +83,7 @@ class Delivery:
         return heads
 
     async def _handle(self, outbox_id: int) -> None:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             row = await session.get(OutboxRow, outbox_id)
         if row is None or row.status != "pending":
             return
@@ -142,7 +142,7 @@ class Delivery:
         await self._record_parts(row, ids, done=True, attempts=attempts)  # the last try raises
 
     async def _opted_out(self, recipient: str) -> bool:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             return await session.get(OptOut, recipient) is not None
 
     async def _record_parts(

@@ -142,7 +142,7 @@ class Hub:
 
     async def ready(self) -> bool:
         try:
-            async with self.db.session() as session:
+            async with self.db.read() as session:
                 await session.execute(text("SELECT 1"))
         except Exception as exc:
             log.warning("readiness check failed: %s", type(exc).__name__)

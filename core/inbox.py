@@ -1,19 +1,30 @@
-"""The inbox: an inbound message is committed under its unique key before the platform is answered."""
+"""The inbox: an inbound message is committed under its unique key before the platform is answered.
+
+Group commit: webhooks that arrive while a commit is in flight wait for the next one, and that one
+writes them all in a single transaction (one multi-row ``INSERT … ON CONFLICT DO NOTHING``). Each caller
+still returns only once its own row is durable, so nothing is acknowledged before it is committed; under
+load the cost of a transaction is shared by every webhook that arrived during the previous one. If a
+batch fails as a whole, its messages are retried one by one, so one bad message cannot fail the others.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.messages import InboundMessage
 from core.store.db import Database
 from core.store.models import InboxRow
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 200  # rows per transaction (well under SQLite's limit on bound parameters)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,51 +35,138 @@ class Accepted:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    message: InboundMessage
+    status: str
+    done: asyncio.Future[Accepted]
+
+
+def _key(message: InboundMessage) -> tuple[str, str]:
+    return (message.channel, message.provider_message_id)
+
+
+def _values(waiting: _Waiting) -> dict[str, Any]:
+    message = waiting.message
+    return {
+        "channel": message.channel,
+        "provider_message_id": message.provider_message_id,
+        "sender": str(message.sender),
+        "text": message.text,
+        "reply_target": dict(message.reply_target),
+        "attachments": list(message.attachments),
+        "extras": dict(message.extras),
+        "received_at": message.received_at,
+        "status": waiting.status,
+        "attempts": 0,
+    }
+
+
 class Inbox:
     """Commits inbound messages; a repeat of (channel, provider message id) is a no-op."""
 
     def __init__(self, db: Database, *, on_accept: Callable[[], None] | None = None) -> None:
         self._db = db
         self._on_accept = on_accept
+        self._queue: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+        dialect = postgresql if db.dialect == "postgresql" else sqlite
+        self._insert = dialect.insert
 
     async def accept(self, message: InboundMessage, *, status: str = "pending") -> Accepted:
         """Commit ``message``. Returns once the row is durable; only then may the platform be answered.
 
-        ``status="throttled"`` stores it without ever answering it (flood control).
+        ``status="throttled"`` stores it without ever answering it (flood control). Raises what the
+        database raised when the row could not be committed (the caller answers non-2xx: a retry comes).
         """
-        try:
-            async with self._db.session() as session:
-                row = InboxRow(
-                    channel=message.channel,
-                    provider_message_id=message.provider_message_id,
-                    sender=str(message.sender),
-                    text=message.text,
-                    reply_target=dict(message.reply_target),
-                    attachments=list(message.attachments),
-                    extras=dict(message.extras),
-                    received_at=message.received_at,
-                    status=status,
-                )
-                session.add(row)
-                await session.flush()
-                inbox_id = row.id
-        except IntegrityError:
-            existing = await self._existing(message)
-            if existing is None:
-                raise
-            log.info("duplicate delivery on %s for inbox %s ignored", message.channel, existing)
-            return Accepted(inbox_id=existing, duplicate=True)
-        log.info("accepted inbox %s on %s (%s)", inbox_id, message.channel, status)
-        if self._on_accept is not None and status == "pending":
-            self._on_accept()
-        return Accepted(inbox_id=inbox_id, duplicate=False)
+        waiting = _Waiting(message, status, asyncio.get_running_loop().create_future())
+        self._queue.append(waiting)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inbox:group-commit")
+        # shielded: a caller that goes away (the platform hung up) does not take the commit with it
+        return await asyncio.shield(waiting.done)
 
-    async def _existing(self, message: InboundMessage) -> int | None:
+    async def _flush(self) -> None:
+        batch: list[_Waiting] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._flush_batch(batch)
+        except asyncio.CancelledError:  # shutting down: nobody is left waiting without an answer
+            _settle([*batch, *self._queue], RuntimeError("the inbox is shutting down"))
+            self._queue = []
+            raise
+
+    async def _flush_batch(self, batch: list[_Waiting]) -> None:
+        try:
+            results = await self._commit(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch, exc)
+                return
+            log.warning("inbox batch of %d failed (%s); one by one now", len(batch), type(exc).__name__)
+            results = []
+            for one in batch:
+                try:
+                    results.extend(await self._commit([one]))
+                except Exception as single:
+                    _settle([one], single)
+            batch = [w for w in batch if not w.done.done()]
+        _deliver(batch, results)
+        if self._on_accept is not None and any(
+            not r.duplicate and w.status == "pending" for w, r in zip(batch, results, strict=True)
+        ):
+            self._on_accept()
+
+    async def _commit(self, batch: Sequence[_Waiting]) -> list[Accepted]:
+        table = InboxRow.__table__
+        statement = (
+            self._insert(table)
+            .values([_values(w) for w in batch])
+            .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+            .returning(table.c.id, table.c.channel, table.c.provider_message_id)
+        )
         async with self._db.session() as session:
-            found: int | None = await session.scalar(
-                select(InboxRow.id).where(
-                    InboxRow.channel == message.channel,
-                    InboxRow.provider_message_id == message.provider_message_id,
-                )
+            inserted = {(str(c), str(p)): int(i) for i, c, p in await session.execute(statement)}
+            missing = {_key(w.message) for w in batch} - set(inserted)
+            existing = await self._existing(session, missing) if missing else {}
+        results: list[Accepted] = []
+        fresh: set[tuple[str, str]] = set()
+        for waiting in batch:
+            key = _key(waiting.message)
+            if key in inserted and key not in fresh:
+                fresh.add(key)
+                results.append(Accepted(inbox_id=inserted[key], duplicate=False))
+                log.info("accepted inbox %s on %s (%s)", inserted[key], key[0], waiting.status)
+            elif key in inserted or key in existing:
+                found = inserted.get(key) or existing[key]
+                results.append(Accepted(inbox_id=found, duplicate=True))
+                log.info("duplicate delivery on %s for inbox %s ignored", key[0], found)
+            else:  # neither inserted nor there: the conflict target did not match (never expected)
+                raise RuntimeError("an inbox row was neither inserted nor found")
+        return results
+
+    @staticmethod
+    async def _existing(session: Any, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        condition = or_(
+            *(
+                and_(InboxRow.channel == channel, InboxRow.provider_message_id == provider_id)
+                for channel, provider_id in keys
             )
-            return found
+        )
+        rows = await session.execute(
+            select(InboxRow.id, InboxRow.channel, InboxRow.provider_message_id).where(condition)
+        )
+        return {(str(c), str(p)): int(i) for i, c, p in rows}
+
+
+def _deliver(batch: Sequence[_Waiting], results: Sequence[Accepted]) -> None:
+    for waiting, result in zip(batch, results, strict=True):
+        if not waiting.done.done():
+            waiting.done.set_result(result)
+
+
+def _settle(batch: Sequence[_Waiting], exc: BaseException) -> None:
+    for waiting in batch:
+        if not waiting.done.done():
+            waiting.done.set_exception(exc)

@@ -97,7 +97,7 @@ class MemoryWriter:
             .where(MemoryJob.status == "pending", MemoryJob.channel.in_(self._channels))
             .group_by(MemoryJob.customer_id)
         )
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
                 select(MemoryJob.customer_id, MemoryJob.id, MemoryJob.due_at)
                 .where(MemoryJob.id.in_(oldest))
@@ -122,7 +122,7 @@ class MemoryWriter:
         self.lanes.wake()
 
     async def _handle(self, job_id: int) -> None:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             job = await session.get(MemoryJob, job_id)
         if job is None or job.status != "pending":
             return

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from core.attribution import STATEMENT_METADATA
 from core.messages import Address, Delivery, InboundMessage, OutboundMessage, Resolution
 
 if TYPE_CHECKING:
@@ -152,7 +153,9 @@ class Provenance:
     turn_ids: tuple[int, ...] = ()
 
     def as_metadata(self) -> dict[str, Any]:
+        """The memory's metadata: where it came from, and that it is the customer's unverified statement."""
         return {
+            **STATEMENT_METADATA,
             "source_channel": self.channel,
             "source_handle": self.handle,
             "message_ids": list(self.message_ids),
@@ -207,6 +210,10 @@ class MemoryStore(Protocol):
         ...
 
     async def forget(self, customer_id: str) -> int: ...
+
+    async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
+        """Retention: delete the customer's memories written before ``cutoff``; returns how many."""
+        ...
 
     async def move(
         self, from_customer: str, to_customer: str, *, handles: Collection[str] | None = None

@@ -61,6 +61,13 @@ class WorkerSettings(BaseModel):
     sender_burst: int = Field(default=30, ge=1)
 
 
+class RetentionSettings(BaseModel):
+    """How long conversation logs and memories are kept (``core.retention``). No ``days``: forever."""
+
+    days: int | None = Field(default=None, ge=1)
+    interval_seconds: float = Field(default=3600.0, gt=0)
+
+
 class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -140,6 +147,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".threadline")
     database_url: str | None = None
+    # SQLite only: how long a write waits for another process (the CLI) to release the file
+    database_busy_timeout: float = Field(default=10.0, gt=0, le=600)
     public_base_url: str | None = None
     admin_token: SecretStr | None = None
     default_region: str = "US"
@@ -148,6 +157,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     memory: MemorySettings = MemorySettings()
     worker: WorkerSettings = WorkerSettings()
+    retention: RetentionSettings = RetentionSettings()
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()

@@ -93,7 +93,7 @@ class InboxWorker:
 
     async def _stamp_customers(self) -> None:
         """Resolve the sender of every pending row that has no customer yet, oldest first."""
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = list(
                 await session.execute(
                     select(InboxRow.id, InboxRow.sender, InboxRow.extras)
@@ -128,7 +128,7 @@ class InboxWorker:
             .group_by(InboxRow.customer_id)
         )
         now = utcnow()
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
                 select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at)
                 .where(InboxRow.id.in_(oldest))
@@ -139,7 +139,7 @@ class InboxWorker:
         return heads
 
     async def _handle(self, inbox_id: int) -> None:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             row = await session.get(InboxRow, inbox_id)
             if row is None or row.status != "pending" or row.customer_id is None:
                 return

@@ -198,7 +198,7 @@ async def list_customers(
 
 async def customer_of(db: Database, address: Address) -> str | None:
     """The customer holding ``address``, or None."""
-    async with db.session() as session:
+    async with db.read() as session:
         found: str | None = await session.scalar(
             select(Identity.customer_id).where(Identity.address == str(address))
         )

@@ -106,6 +106,12 @@ class LocalEmbedder:
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token name, not a secret
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            # One thread per run, no spinning: concurrent runs (one per worker thread) use the cores, and
+            # an idle pool never spins on the core the event loop needs to acknowledge webhooks.
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )

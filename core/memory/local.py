@@ -16,6 +16,7 @@ import builtins
 import logging
 import threading
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,6 +189,20 @@ class LocalMemory:
 
         count = await self._run("forget", customer_id, call)
         log.info("memory: forgot %d for customer %s", count, customer_id)
+        return count
+
+    async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
+        def call() -> int:
+            oss = self._backend()
+            scope = self._scope(customer_id)
+            ids = oss.store.forget_written_before(scope, cutoff)
+            oss.entities.forget_written_before(scope, cutoff)
+            mem0_quirks.erase_history_before(oss.memory, user_id=customer_id, memory_ids=ids, cutoff=cutoff)
+            return len(ids)
+
+        count = await self._run("retention", customer_id, call)
+        if count:
+            log.info("memory: retention removed %d for customer %s", count, customer_id)
         return count
 
     async def move(

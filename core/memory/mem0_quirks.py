@@ -48,10 +48,12 @@ import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from core.attribution import EXTRACTION_INSTRUCTIONS
 from core.memory.embedder import DIMS, LocalEmbedder
 from core.memory.vectors import SQLiteVectorStore, VectorHit
 from core.settings import LLMSettings
@@ -232,6 +234,7 @@ def mem0_config(data_dir: Path, llm: LLMSettings) -> dict[str, Any]:
         llm_config["openai_base_url"] = llm.base_url
     return {
         "history_db_path": str(mem0_dir(data_dir) / "history.db"),
+        "custom_instructions": EXTRACTION_INSTRUCTIONS,
         "llm": {"provider": "openai", "config": llm_config},
         # stand-ins, replaced after construction (see the module docstring)
         "embedder": {
@@ -325,6 +328,27 @@ def erase_leftovers(memory: Any, *, user_id: str, memory_ids: Iterable[str]) -> 
         try:
             conn.executemany("DELETE FROM history WHERE memory_id = ?", ids)
             conn.execute("DELETE FROM messages WHERE session_scope = ?", (session_scope(user_id),))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def erase_history_before(memory: Any, *, user_id: str, memory_ids: Iterable[str], cutoff: datetime) -> None:
+    """Retention's share of Mem0's own tables: the history of deleted memories, and the user's raw
+    messages (Mem0's extraction context) written before ``cutoff``."""
+    ids = [(str(i),) for i in memory_ids]
+    db = memory.db
+    with db._lock:
+        conn = db.connection
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM history WHERE memory_id = ?", ids)
+            conn.execute(
+                "DELETE FROM messages WHERE session_scope = ? AND created_at < ?",
+                (session_scope(user_id), cutoff.astimezone(UTC).isoformat()),
+            )
         except BaseException:
             conn.execute("ROLLBACK")
             raise

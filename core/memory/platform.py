@@ -18,6 +18,7 @@ import asyncio
 import builtins
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,6 +172,22 @@ class PlatformMemory:
 
         count = await self._run("forget", customer_id, call)
         log.info("hosted memory: forgot %d for customer %s", count, customer_id)
+        return count
+
+    async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
+        async def call(client: Any) -> int:
+            old = [
+                str(item["id"])
+                for item in await self._all_items(client, customer_id)
+                if "id" in item and (written := to_record(item).created_at) is not None and written < cutoff
+            ]
+            for memory_id in old:
+                await self._delete(client, memory_id)
+            return len(old)
+
+        count = await self._run("retention", customer_id, call)
+        if count:
+            log.info("hosted memory: retention removed %d for customer %s", count, customer_id)
         return count
 
     async def move(

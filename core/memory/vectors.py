@@ -463,6 +463,27 @@ class SQLiteVectorStore:
         self.compact()
         return [r[1] for r in rows]
 
+    def forget_written_before(self, filters: Mapping[str, Any], cutoff: datetime) -> list[str]:
+        """Delete the scope's rows written before ``cutoff`` (retention); returns their ids.
+
+        A row whose ``created_at`` cannot be read is kept. Refuses an empty scope, like ``forget_scope``.
+        """
+        where, params = self._scope_sql(filters)
+        if not where:
+            raise ValueError("forget_written_before needs a user_id, agent_id or run_id")
+        with self._writing() as conn:
+            sql = f"SELECT rid, id, created_at FROM memory_vectors WHERE {where}"  # noqa: S608
+            rows = conn.execute(sql, params).fetchall()
+            old = [
+                (rid, vector_id)
+                for rid, vector_id, written in rows
+                if (w := _written(written)) and w < cutoff
+            ]
+            self._delete_rids(conn, [rid for rid, _ in old])
+        if old:
+            self.compact()
+        return [vector_id for _, vector_id in old]
+
     def compact(self) -> None:
         """Merge the FTS index (drops deleted entries) and checkpoint the WAL into the main file."""
         with self._writing() as conn:

@@ -1,10 +1,20 @@
-"""Engine, sessions and migrations for the store."""
+"""Engine, sessions and migrations for the store.
+
+SQLite allows one writer at a time. Left to itself, a second writer polls the file lock with growing
+sleeps (``busy_timeout``), so under load a webhook's insert could wait hundreds of milliseconds behind a
+worker's commit. Within one process, ``Database.session()`` therefore queues SQLite transactions on an
+``asyncio.Lock`` (first come, first served, no sleeping); ``read()`` is for read-only work and does not
+queue. Across processes (the CLI beside a running hub) ``busy_timeout`` still applies. PostgreSQL needs
+neither: its sessions run side by side.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +29,36 @@ log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten: forget means gone from disk
-    cursor.close()
+DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a SQLite writer waits for another process's lock before failing
 
 
-def create_engine(url: str) -> AsyncEngine:
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten: forget means gone from disk
+        cursor.close()
+
+    return on_connect
+
+
+def create_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys, and its folder is created."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 10}
+        kwargs["connect_args"] = {"timeout": busy_timeout}
     else:
         kwargs["pool_pre_ping"] = True
     # hide_parameters: SQL errors must never print message text, phone numbers or emails
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout))
     return engine
 
 
@@ -65,22 +81,48 @@ async def migrate(engine: AsyncEngine) -> None:
     log.debug("store migrated to head")
 
 
+# Set while a task holds its database's write queue: a session opened inside another one does not queue
+# again (it would wait for itself).
+_holding: ContextVar[frozenset[int]] = ContextVar("threadline_db_holding", default=frozenset())
+
+
 class Database:
     """The engine and a session factory; ``session()`` commits on success, rolls back on error."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._writers = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str, *, run_migrations: bool = True) -> Database:
-        engine = create_engine(url)
+    async def open(
+        cls, url: str, *, run_migrations: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> Database:
+        engine = create_engine(url, busy_timeout=busy_timeout)
         if run_migrations:
             await migrate(engine)
         return cls(engine)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that may write; on SQLite it waits for the process's earlier writers first."""
+        key = id(self)
+        held = _holding.get()
+        if self._writers is None or key in held:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._writers:
+            token = _holding.set(held | {key})
+            try:
+                async with self.sessions() as session, session.begin():
+                    yield session
+            finally:
+                _holding.reset(token)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A transaction for reading only: it never waits for writers (SQLite readers do not block)."""
         async with self.sessions() as session, session.begin():
             yield session
 

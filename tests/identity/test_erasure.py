@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
 
 from core.errors import NotFound
 from core.hub import Hub
@@ -16,6 +15,7 @@ from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
+from tests.scan import files_holding, tables_holding
 
 CANARY = "zqx7canary4forget"
 PHONE = "+15551230000"
@@ -56,24 +56,6 @@ async def say(hub: Hub, *messages: InboundMessage) -> None:
 
 async def customer_of(hub: Hub, address: str) -> str:
     return (await hub.resolver.resolve(Address.parse(address))).customer_id
-
-
-def files_holding(folder: Path, needle: bytes) -> list[str]:
-    return sorted(
-        str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()
-    )
-
-
-async def tables_holding(hub: Hub, needle: str) -> list[str]:
-    """Tables with a row whose text (any column, cast to text) contains ``needle``."""
-    async with hub.db.engine.connect() as conn:
-        tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
-        found = []
-        for table in tables:
-            rows = (await conn.execute(text(f'SELECT * FROM "{table}"'))).fetchall()  # noqa: S608
-            if any(needle in str(value) for row in rows for value in row):
-                found.append(table)
-    return found
 
 
 async def test_forget_erases_the_canary_from_every_store_and_leaves_others_alone(

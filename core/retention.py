@@ -1,0 +1,150 @@
+"""Retention: conversation logs and memories older than ``retention.days`` are deleted, periodically.
+
+What goes, once older than the cutoff:
+
+- ``turns`` (the conversation log), by when they were said;
+- ``inbox`` rows that are finished (answered, throttled, …) and no longer referenced by a reply or a turn;
+- ``outbox`` rows (and their ``outbound_parts``) that are no longer pending: sent, failed, dead letters;
+- finished ``memory_jobs`` and finished ``link_challenges``;
+- memories, per customer, by when they were written (``MemoryStore.forget_before``: for the local store
+  that includes Mem0's history of them and its raw-message table).
+
+What stays: anything still pending (a message not yet answered, a reply not yet sent: nothing
+acknowledged is dropped), customers and their handles, the identity ledger (the audit of who is who; a
+forgotten customer's entries are already redacted by ``identity.erasure``), and opt-outs (STOP must keep
+working). A memory outage skips the memories this round; the next round catches up.
+
+``Retention.run_forever`` is a hub background task when ``retention.days`` is set; ``threadline retention``
+runs one round by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, text
+
+from core.errors import MemoryUnavailable
+from core.ports import MemoryStore
+from core.settings import RetentionSettings
+from core.store.db import Database
+from core.store.models import (
+    Customer,
+    InboxRow,
+    LinkChallenge,
+    MemoryJob,
+    OutboundPart,
+    OutboxRow,
+    Turn,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionReport:
+    """One round: the cutoff, and how many rows or memories each store lost."""
+
+    cutoff: datetime
+    removed: dict[str, int] = field(default_factory=dict)
+    memory_unavailable: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "removed": dict(self.removed),
+            "memory_unavailable": self.memory_unavailable,
+        }
+
+
+class Retention:
+    def __init__(self, *, db: Database, memory: MemoryStore, settings: RetentionSettings) -> None:
+        self._db = db
+        self._memory = memory
+        self._settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.days is not None
+
+    def cutoff(self, now: datetime | None = None) -> datetime:
+        if self._settings.days is None:
+            raise ValueError("retention.days is not set")
+        return (now or utcnow()) - timedelta(days=self._settings.days)
+
+    async def run_once(self, *, now: datetime | None = None) -> RetentionReport:
+        """Delete what is older than the cutoff, everywhere; returns what went."""
+        cutoff = self.cutoff(now)
+        removed = await self._purge_tables(cutoff)
+        removed["memories"] = 0
+        unavailable = False
+        async with self._db.read() as session:
+            customers = list(await session.scalars(select(Customer.id).order_by(Customer.id)))
+        for customer_id in customers:
+            try:
+                removed["memories"] += await self._memory.forget_before(customer_id, cutoff)
+            except MemoryUnavailable:
+                unavailable = True
+                log.warning("retention: memory unavailable; memories are left for the next round")
+                break
+        if self._db.dialect == "sqlite" and any(removed.values()):
+            async with (
+                self._db.engine.connect() as conn
+            ):  # deleted rows are zeroed (secure_delete); the WAL too
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        log.info("retention: removed %s older than %s", removed, cutoff.date().isoformat())
+        return RetentionReport(cutoff=cutoff, removed=removed, memory_unavailable=unavailable)
+
+    async def _purge_tables(self, cutoff: datetime) -> dict[str, int]:
+        removed: dict[str, int] = {}
+        async with self._db.session() as session:
+
+            async def drop(name: str, statement: Any) -> None:
+                result = await session.execute(statement)
+                removed[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+            old_outbox = select(OutboxRow.id).where(
+                OutboxRow.status != "pending", OutboxRow.created_at < cutoff
+            )
+            await drop("outbound_parts", delete(OutboundPart).where(OutboundPart.outbox_id.in_(old_outbox)))
+            await drop("outbox", delete(OutboxRow).where(OutboxRow.id.in_(old_outbox)))
+            await drop("turns", delete(Turn).where(Turn.created_at < cutoff))
+            referenced_by_reply = select(OutboxRow.inbox_id).where(OutboxRow.inbox_id.is_not(None))
+            referenced_by_turn = select(Turn.inbox_id).where(Turn.inbox_id.is_not(None))
+            await drop(
+                "inbox",
+                delete(InboxRow).where(
+                    InboxRow.status != "pending",
+                    InboxRow.received_at < cutoff,
+                    InboxRow.id.not_in(referenced_by_reply),
+                    InboxRow.id.not_in(referenced_by_turn),
+                ),
+            )
+            await drop(
+                "memory_jobs",
+                delete(MemoryJob).where(MemoryJob.status != "pending", MemoryJob.created_at < cutoff),
+            )
+            await drop(
+                "link_challenges",
+                delete(LinkChallenge).where(
+                    LinkChallenge.created_at < cutoff,
+                    or_(LinkChallenge.status != "pending", LinkChallenge.expires_at < cutoff),
+                ),
+            )
+        return removed
+
+    async def run_forever(self) -> None:
+        """A round now, then one every ``retention.interval_seconds``; a failed round is logged."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("retention round failed: %s", type(exc).__name__)
+            await asyncio.sleep(self._settings.interval_seconds)
