@@ -130,6 +130,11 @@ async def _webhook(request: Request, channel: str) -> Response:
     adapter: ChannelAdapter | None = request.app.state.adapters.get(channel)
     if adapter is None:
         return Response(status_code=404)
+    with hub.ingress.receiving():  # background lanes yield while a webhook is being acknowledged
+        return await _receive(request, hub, adapter, channel)
+
+
+async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel: str) -> Response:
     try:
         body = await _read_body(request, adapter.max_body_bytes)
     except _TooLarge:

@@ -21,6 +21,7 @@ from core.delivery import Delivery
 from core.delivery_status import record_status
 from core.flood import SenderLimits
 from core.inbox import Accepted, Inbox
+from core.ingress import IngressGate
 from core.memory_writer import MemoryWriter
 from core.messages import InboundMessage, StatusUpdate
 from core.metrics import Metrics
@@ -86,6 +87,9 @@ class Hub:
         self.sender_limits = SenderLimits(
             per_minute=settings.worker.sender_rate_per_minute, burst=settings.worker.sender_burst
         )
+        self.ingress = IngressGate()
+        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+            loop.pace = self.ingress.yield_to_ingress
         self.started = False
 
     async def accept(self, message: InboundMessage) -> Accepted:
@@ -96,7 +100,8 @@ class Hub:
         sender = str(message.sender)
         control = message.extras.get("control") is not None  # opt-out keywords always count
         throttled = not control and not self.sender_limits.has_room(sender)
-        accepted = await self.inbox.accept(message, status="throttled" if throttled else "pending")
+        with self.ingress.receiving():
+            accepted = await self.inbox.accept(message, status="throttled" if throttled else "pending")
         if not accepted.duplicate and not throttled:
             await self.sender_limits.take(sender)
         if accepted.duplicate:

@@ -1,10 +1,11 @@
 """The inbox: an inbound message is committed under its unique key before the platform is answered.
 
 Group commit: webhooks that arrive while a commit is in flight wait for the next one, and that one
-writes them all in a single transaction (one multi-row ``INSERT … ON CONFLICT DO NOTHING``). Each caller
-still returns only once its own row is durable, so nothing is acknowledged before it is committed; under
-load the cost of a transaction is shared by every webhook that arrived during the previous one. If a
-batch fails as a whole, its messages are retried one by one, so one bad message cannot fail the others.
+writes them all in a single transaction (one ``INSERT … ON CONFLICT DO NOTHING``, compiled once and run
+for every row, in arrival order). Each caller still returns only once its own row is durable, so nothing
+is acknowledged before it is committed; under load the cost of a transaction is shared by every webhook
+that arrived during the previous one. If a batch fails as a whole, its messages are retried one by one,
+so one bad message cannot fail the others.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.messages import InboundMessage
@@ -71,7 +72,9 @@ class Inbox:
         self._queue: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         dialect = postgresql if db.dialect == "postgresql" else sqlite
-        self._insert = dialect.insert
+        self._insert_row = dialect.insert(InboxRow.__table__).on_conflict_do_nothing(
+            index_elements=["channel", "provider_message_id"]
+        )
 
     async def accept(self, message: InboundMessage, *, status: str = "pending") -> Accepted:
         """Commit ``message``. Returns once the row is durable; only then may the platform be answered.
@@ -119,27 +122,29 @@ class Inbox:
             self._on_accept()
 
     async def _commit(self, batch: Sequence[_Waiting]) -> list[Accepted]:
-        table = InboxRow.__table__
-        statement = (
-            self._insert(table)
-            .values([_values(w) for w in batch])
-            .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
-            .returning(table.c.id, table.c.channel, table.c.provider_message_id)
-        )
+        """One transaction for the batch: look up the keys already held, insert the rest (one cached
+        statement, executed for many rows), read back their ids."""
+        keys = list(dict.fromkeys(_key(w.message) for w in batch))
         async with self._db.session() as session:
-            inserted = {(str(c), str(p)): int(i) for i, c, p in await session.execute(statement)}
-            missing = {_key(w.message) for w in batch} - set(inserted)
-            existing = await self._existing(session, missing) if missing else {}
+            held = await self._ids(session, keys)
+            fresh: dict[tuple[str, str], _Waiting] = {}
+            for waiting in batch:  # in arrival order (ids follow it), the first of repeated keys
+                if _key(waiting.message) not in held:
+                    fresh.setdefault(_key(waiting.message), waiting)
+            if fresh:
+                # ON CONFLICT DO NOTHING: another process may have stored one meanwhile; both are fine
+                await session.execute(self._insert_row, [_values(w) for w in fresh.values()])
+                inserted = await self._ids(session, list(fresh))
+            else:
+                inserted = {}
         results: list[Accepted] = []
-        fresh: set[tuple[str, str]] = set()
         for waiting in batch:
             key = _key(waiting.message)
-            if key in inserted and key not in fresh:
-                fresh.add(key)
+            if key in inserted and fresh.get(key) is waiting:
                 results.append(Accepted(inbox_id=inserted[key], duplicate=False))
                 log.info("accepted inbox %s on %s (%s)", inserted[key], key[0], waiting.status)
-            elif key in inserted or key in existing:
-                found = inserted.get(key) or existing[key]
+            elif key in held or key in inserted:
+                found = held.get(key) or inserted[key]
                 results.append(Accepted(inbox_id=found, duplicate=True))
                 log.info("duplicate delivery on %s for inbox %s ignored", key[0], found)
             else:  # neither inserted nor there: the conflict target did not match (never expected)
@@ -147,15 +152,14 @@ class Inbox:
         return results
 
     @staticmethod
-    async def _existing(session: Any, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        condition = or_(
-            *(
-                and_(InboxRow.channel == channel, InboxRow.provider_message_id == provider_id)
-                for channel, provider_id in keys
-            )
-        )
+    async def _ids(session: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The ids of the rows held under ``keys`` (those that exist)."""
+        if not keys:
+            return {}
         rows = await session.execute(
-            select(InboxRow.id, InboxRow.channel, InboxRow.provider_message_id).where(condition)
+            select(InboxRow.id, InboxRow.channel, InboxRow.provider_message_id).where(
+                tuple_(InboxRow.channel, InboxRow.provider_message_id).in_(keys)
+            )
         )
         return {(str(c), str(p)): int(i) for i, c, p in rows}
 

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 Heads = Callable[[], Awaitable[list[tuple[str, int]]]]
 Handle = Callable[[int], Awaitable[None]]
+Pace = Callable[[], Awaitable[None]]
+
+
+async def _no_pace() -> None:
+    return None
 
 
 class LaneLoop:
@@ -35,6 +40,8 @@ class LaneLoop:
         self._in_flight: set[int] = set()
         self._runner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        # awaited before each dispatch and each item: the hub sets it so lanes yield to webhooks
+        self.pace: Pace = _no_pace
 
     def wake(self) -> None:
         self._wake.set()
@@ -62,6 +69,7 @@ class LaneLoop:
         while True:
             self._wake.clear()
             try:
+                await self.pace()
                 await self._dispatch()
             except asyncio.CancelledError:
                 raise
@@ -81,6 +89,7 @@ class LaneLoop:
 
     async def _lane(self, key: str, item: int) -> None:
         try:
+            await self.pace()
             await self._handle(item)
         except asyncio.CancelledError:
             raise
