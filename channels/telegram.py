@@ -86,6 +86,7 @@ class TelegramAdapter:
         self._bot: ExtBot[int] | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
+        self._get_bot()  # built now (no network): not inside the first webhook's acknowledgement
 
     def __repr__(self) -> str:
         return f"TelegramAdapter(bot_id={self.bot_id!r}, api_base_url={self._api_base_url!r})"

@@ -196,8 +196,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)
     app.state.adapters = adapters
-    # the services exist once the lifespan has opened the hub; the routes look them up per request
-    app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
 
     @app.post("/webhooks/slack/events", tags=["webhooks"])
     async def slack_events(request: Request) -> Response:
@@ -243,5 +241,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub: Hub = request.app.state.hub
         hub.metrics.dead_letters.set(await count_dead_letters(hub.db))
         return Response(hub.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    # after the webhooks: routes are matched in order, and a webhook should not be tried against every
+    # admin route first. The services exist once the lifespan has opened the hub; looked up per request.
+    app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
 
     return app
