@@ -22,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ _holding: ContextVar[frozenset[int]] = ContextVar("threadline_db_holding", defau
 class Database:
     """The engine and a session factory; ``session()`` commits on success, rolls back on error."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.engine = engine
+        self._busy_timeout = busy_timeout
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._writers = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
@@ -101,7 +103,7 @@ class Database:
         engine = create_engine(url, busy_timeout=busy_timeout)
         if run_migrations:
             await migrate(engine)
-        return cls(engine)
+        return cls(engine, busy_timeout=busy_timeout)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -112,13 +114,17 @@ class Database:
             async with self.sessions() as session, session.begin():
                 yield session
             return
-        async with self._writers:
-            token = _holding.set(held | {key})
-            try:
-                async with self.sessions() as session, session.begin():
-                    yield session
-            finally:
-                _holding.reset(token)
+        try:  # as SQLite's own busy timeout would: a writer that waits too long fails, never hangs
+            await asyncio.wait_for(self._writers.acquire(), timeout=self._busy_timeout)
+        except TimeoutError as exc:
+            raise OperationalError("queued for the SQLite write lock", None, exc) from exc
+        token = _holding.set(held | {key})
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        finally:
+            _holding.reset(token)
+            self._writers.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
