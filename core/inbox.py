@@ -142,13 +142,16 @@ class Inbox:
             key = _key(waiting.message)
             if key in inserted and fresh.get(key) is waiting:
                 results.append(Accepted(inbox_id=inserted[key], duplicate=False))
-                log.info("accepted inbox %s on %s (%s)", inserted[key], key[0], waiting.status)
+                log.debug("accepted inbox %s on %s (%s)", inserted[key], key[0], waiting.status)
             elif key in held or key in inserted:
                 found = held.get(key) or inserted[key]
                 results.append(Accepted(inbox_id=found, duplicate=True))
-                log.info("duplicate delivery on %s for inbox %s ignored", key[0], found)
+                log.debug("duplicate delivery on %s for inbox %s ignored", key[0], found)
             else:  # neither inserted nor there: the conflict target did not match (never expected)
                 raise RuntimeError("an inbox row was neither inserted nor found")
+        # one line per commit, not per message: under load it is the acknowledgement's own cost
+        repeats = sum(r.duplicate for r in results)
+        log.info("inbox committed %d (%d new, %d repeats)", len(results), len(results) - repeats, repeats)
         return results
 
     @staticmethod

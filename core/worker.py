@@ -53,6 +53,9 @@ FALLBACK_REPLY = (
 
 HELP_REPLY = "This is our support assistant: write your question and we will answer. Reply STOP to opt out."
 _CONTROLS = frozenset({"stop", "start", "help"})
+# senders resolved per pass of the dispatcher: a burst of new senders is resolved in slices, between
+# which the lanes yield to webhooks being acknowledged (``core.ingress``)
+STAMP_BATCH = 64
 
 
 def _authenticated(extras: dict[str, object] | None) -> bool:
@@ -103,10 +106,12 @@ class InboxWorker:
                         InboxRow.channel.in_(self._channels),
                     )
                     .order_by(InboxRow.id)
-                    .limit(1000)
+                    .limit(STAMP_BATCH)
                 )
             )
-        for inbox_id, sender, extras in rows:
+        for done, (inbox_id, sender, extras) in enumerate(rows):
+            if done and done % 8 == 0:
+                await self.lanes.pace()  # let webhooks being acknowledged go first
             resolution = await self._resolver.resolve(
                 Address.parse(sender), authenticated=_authenticated(extras)
             )
