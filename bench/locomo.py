@@ -231,7 +231,7 @@ def _reply_target(channel: str, address: Address) -> dict[str, Any]:
 def hub_settings(data_dir: Path) -> Settings:
     """Offline (no LLM), the local memory backend, fast polling; nothing read from a developer's .env."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=data_dir,
         database_url=None,
         llm=LLMSettings(),
@@ -280,8 +280,8 @@ async def ingest(hub: Hub, conversation: Conversation, addresses: dict[str, Addr
     left = await hub.wait_idle(timeout=3600)
     if any(left.values()):
         raise RuntimeError(f"the hub did not finish ingesting {conversation.name}: {left}")
-    async with hub.db.session() as session:
-        statuses = list(await session.scalars(select(InboxRow.status)))
+    async with hub.db.read() as reading:
+        statuses = list(await reading.scalars(select(InboxRow.status)))
     unanswered = len(statuses) - statuses.count("done")
     if unanswered:
         raise RuntimeError(
