@@ -1,6 +1,8 @@
 """The hub: the store, inbox, worker, delivery and memory writer of one process, started and stopped together.
 
-``background`` coroutines (e.g. re-running queued memory moves) run while the hub runs.
+``background`` coroutines (e.g. re-running queued memory moves, retention rounds) run while the hub
+runs. Acknowledgements come first: while ``accept`` (or a webhook route, through ``ingress``) is
+receiving, the worker, delivery and memory lanes hold back new work (``core.ingress``).
 
 Built only by ``core.app.build_hub`` (the wiring point), which hands in the concrete memory store,
 chat model, identity resolver and channel senders.
@@ -139,6 +141,7 @@ class Hub:
                 await sender.stop_inbound()
         for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
             await loop.stop()
+        await self.inbox.aclose()
         await self.delivery.aclose()
         if self.model is not None:
             await self.model.aclose()

@@ -89,6 +89,12 @@ class Inbox:
         # shielded: a caller that goes away (the platform hung up) does not take the commit with it
         return await asyncio.shield(waiting.done)
 
+    async def aclose(self) -> None:
+        """Let a commit in progress finish (its callers are waiting for it) before the store closes."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            await asyncio.gather(flusher, return_exceptions=True)
+
     async def _flush(self) -> None:
         batch: list[_Waiting] = []
         try:
