@@ -320,35 +320,30 @@ def session_scope(user_id: str) -> str:
 
 def erase_leftovers(memory: Any, *, user_id: str, memory_ids: Iterable[str]) -> None:
     """Delete what ``delete_all`` leaves behind: history rows of those memories, the user's raw messages."""
-    ids = [(str(i),) for i in memory_ids]
-    db = memory.db
-    with db._lock:
-        conn = db.connection
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("DELETE FROM history WHERE memory_id = ?", ids)
-            conn.execute("DELETE FROM messages WHERE session_scope = ?", (session_scope(user_id),))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _erase_history(memory, memory_ids=memory_ids, user_id=user_id, before=None)
 
 
 def erase_history_before(memory: Any, *, user_id: str, memory_ids: Iterable[str], cutoff: datetime) -> None:
     """Retention's share of Mem0's own tables: the history of deleted memories, and the user's raw
     messages (Mem0's extraction context) written before ``cutoff``."""
+    _erase_history(memory, memory_ids=memory_ids, user_id=user_id, before=cutoff)
+
+
+def _erase_history(memory: Any, *, memory_ids: Iterable[str], user_id: str, before: datetime | None) -> None:
+    """One transaction on Mem0's history database, then a WAL checkpoint so nothing deleted lingers."""
     ids = [(str(i),) for i in memory_ids]
+    messages = "DELETE FROM messages WHERE session_scope = ?"
+    params: tuple[str, ...] = (session_scope(user_id),)
+    if before is not None:
+        messages += " AND created_at < ?"  # Mem0 writes UTC ISO 8601: the text order is the time order
+        params += (before.astimezone(UTC).isoformat(),)
     db = memory.db
     with db._lock:
         conn = db.connection
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("DELETE FROM history WHERE memory_id = ?", ids)
-            conn.execute(
-                "DELETE FROM messages WHERE session_scope = ? AND created_at < ?",
-                (session_scope(user_id), cutoff.astimezone(UTC).isoformat()),
-            )
+            conn.execute(messages, params)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

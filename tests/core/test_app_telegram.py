@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from core.settings import TelegramSettings
+from core.settings import Settings, TelegramSettings
 from core.store.models import OutboxRow
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
@@ -102,12 +103,16 @@ async def fake() -> AsyncIterator[FakeTelegramAPI]:
         yield server
 
 
-@pytest.fixture
-async def served(fake: FakeTelegramAPI, tmp_path: Path) -> AsyncIterator[Served]:
+def telegram_app(fake: FakeTelegramAPI, tmp_path: Path) -> Settings:
     telegram = TelegramSettings(
         bot_token=SecretStr(DEFAULT_TOKEN), secret_token=SecretStr(SECRET), api_base_url=fake.api_base_url
     )
-    async with serving(app_settings(tmp_path / "data", telegram=telegram)) as app:
+    return app_settings(tmp_path / "data", telegram=telegram)
+
+
+@pytest.fixture
+async def served(fake: FakeTelegramAPI, tmp_path: Path) -> AsyncIterator[Served]:
+    async with serving(telegram_app(fake, tmp_path)) as app:
         yield app
 
 
@@ -329,3 +334,32 @@ async def test_noise_is_acknowledged_but_never_stored_or_answered(
     await settle(served)
     assert chats(fake) == [2222222]
     assert await served.inbox_rows() == 1
+
+
+# ----- the store is locked -----------------------------------------------------------------------
+
+
+async def test_a_locked_database_gets_503_and_the_retry_is_answered_once(
+    fake: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    """Another process (say, the CLI) holds SQLite's write lock past the busy timeout: the webhook is
+    refused with 503 and nothing is stored; Telegram's retry, once the lock is gone, is answered once."""
+    settings = telegram_app(fake, tmp_path).model_copy(update={"database_busy_timeout": 0.3})
+    async with serving(settings) as served:
+        other = sqlite3.connect(tmp_path / "data" / "threadline.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            refused = await deliver(served, update(901, "my router keeps dropping the wifi"))
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert await served.inbox_rows("telegram") == 0  # nothing stored, nothing acknowledged
+        metrics = (await served.client.get("/metrics")).text
+        refused_series = 'threadline_webhooks_rejected_total{channel="telegram",reason="store_unavailable"}'
+        assert f"{refused_series} 1.0" in metrics
+
+        assert await post(served, update(901, "my router keeps dropping the wifi")) == 200
+        await settle(served)
+        assert chats(fake) == [1111111]
+        assert await served.inbox_rows("telegram") == 1

@@ -20,20 +20,11 @@ from core.store.models import Customer, Identity, InboxRow, MemoryJob, OutboxRow
 from tests.conftest import subprocess_env, threadline_cmd
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
+from tests.messages import sms_message
 from tests.scan import files_holding, tables_holding
 
 OLD = "zqx7oldcanary"
 NEW = "zqx7newcanary"
-
-
-def sms(sid: str, text_: str, phone: str) -> InboundMessage:
-    return InboundMessage(
-        channel="sms",
-        provider_message_id=sid,
-        sender=Address(channel="sms", handle=phone),
-        text=text_,
-        reply_target={"to": phone},
-    )
 
 
 @pytest.fixture
@@ -56,11 +47,11 @@ async def count(hub: Hub, model: type, customer_id: str) -> int:
 
 
 async def test_retention_removes_what_is_older_than_the_cutoff_everywhere(hub: Hub, tmp_path: Path) -> None:
-    await say(hub, sms("SM1", f"my code word is {OLD} and the router is broken", "+15551110000"))
+    await say(hub, sms_message("SM1", f"my code word is {OLD} and the router is broken", "+15551110000"))
     await asyncio.sleep(0.05)
     split = utcnow()  # everything above was written before this moment, everything below after it
     await asyncio.sleep(0.05)
-    await say(hub, sms("SM2", f"my code word is {NEW} and the printer jams", "+15552220000"))
+    await say(hub, sms_message("SM2", f"my code word is {NEW} and the printer jams", "+15552220000"))
     old = (await hub.resolver.resolve(Address.parse("sms:+15551110000"))).customer_id
     new = (await hub.resolver.resolve(Address.parse("sms:+15552220000"))).customer_id
     assert OLD in " ".join(m.text for m in await hub.memory.list(old))
@@ -93,7 +84,7 @@ async def test_retention_removes_what_is_older_than_the_cutoff_everywhere(hub: H
 
 
 async def test_retention_never_drops_a_message_that_is_not_answered_yet(hub: Hub) -> None:
-    await say(hub, sms("SM1", "an old conversation", "+15551110000"))
+    await say(hub, sms_message("SM1", "an old conversation", "+15551110000"))
     async with hub.db.session() as session:  # a message accepted but not answered (e.g. the LLM is down)
         session.add(
             InboxRow(

@@ -15,6 +15,7 @@ from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
+from tests.messages import sms_message, telegram_message
 from tests.scan import files_holding, tables_holding
 
 CANARY = "zqx7canary4forget"
@@ -22,23 +23,11 @@ PHONE = "+15551230000"
 
 
 def sms(sid: str, text_: str, phone: str = PHONE) -> InboundMessage:
-    return InboundMessage(
-        channel="sms",
-        provider_message_id=sid,
-        sender=Address(channel="sms", handle=phone),
-        text=text_,
-        reply_target={"to": phone},
-    )
+    return sms_message(sid, text_, phone)
 
 
 def tg(update: int, text_: str, user: int = 42) -> InboundMessage:
-    return InboundMessage(
-        channel="telegram",
-        provider_message_id=str(update),
-        sender=Address(channel="telegram", handle=str(user)),
-        text=text_,
-        reply_target={"chat_id": user},
-    )
+    return telegram_message(update, text_, user)
 
 
 @pytest.fixture
