@@ -23,16 +23,11 @@ from core.worker import FALLBACK_REPLY
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.recording import RecordingSender
+from tests.messages import telegram_message
 
 
 def tg(user: int, update: int, text: str) -> InboundMessage:
-    return InboundMessage(
-        channel="telegram",
-        provider_message_id=str(update),
-        sender=Address(channel="telegram", handle=str(user)),
-        text=text,
-        reply_target={"chat_id": user},
-    )
+    return telegram_message(update, text, user)
 
 
 def user_texts(fake: FakeOpenAI) -> list[str]:

@@ -17,6 +17,7 @@ from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
+from tests.messages import sms_message, telegram_message
 
 PHONE = "+15551230000"
 SMS = f"sms:{PHONE}"
@@ -24,23 +25,10 @@ TELEGRAM = "telegram:42"
 
 
 def sms(sid: str, text: str) -> InboundMessage:
-    return InboundMessage(
-        channel="sms",
-        provider_message_id=sid,
-        sender=Address(channel="sms", handle=PHONE),
-        text=text,
-        reply_target={"to": PHONE},
-    )
+    return sms_message(sid, text, PHONE)
 
 
-def tg(update: int, text: str, user: int = 42) -> InboundMessage:
-    return InboundMessage(
-        channel="telegram",
-        provider_message_id=str(update),
-        sender=Address(channel="telegram", handle=str(user)),
-        text=text,
-        reply_target={"chat_id": user},
-    )
+tg = telegram_message
 
 
 @pytest.fixture
