@@ -11,6 +11,7 @@ so one bad message cannot fail the others.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,10 @@ class Inbox:
         waiting = _Waiting(message, status, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="inbox:group-commit")
+            # a fresh context: the flusher writes for everyone, never as part of the caller's transaction
+            self._flusher = asyncio.create_task(
+                self._flush(), name="inbox:group-commit", context=contextvars.Context()
+            )
         # shielded: a caller that goes away (the platform hung up) does not take the commit with it
         return await asyncio.shield(waiting.done)
 

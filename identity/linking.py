@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -354,14 +354,7 @@ class IdentityLinks:
         left = await self.run_moves()
         if not left:
             return change
-        return Change(
-            event_id=change.event_id,
-            kind=change.kind,
-            customer_id=change.customer_id,
-            from_customer_id=change.from_customer_id,
-            addresses=change.addresses,
-            memory_moves_pending=left,
-        )
+        return replace(change, memory_moves_pending=left)
 
     @staticmethod
     async def _live_customer(session: AsyncSession, customer_id: str) -> Customer:
