@@ -152,22 +152,9 @@ async def _await_reply(console: ConsoleChannel, key: str) -> None:
             return
 
 
-def _record_json(record: MemoryRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "text": record.text,
-        "score": record.score,
-        "category": record.category,
-        "channel": record.channel,
-        "handle": record.handle,
-        "message_ids": list(record.message_ids),
-        "created_at": record.created_at.isoformat() if record.created_at else None,
-    }
-
-
 def _print_records(records: list[MemoryRecord], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps([_record_json(r) for r in records], indent=2))
+        typer.echo(json.dumps([r.as_json() for r in records], indent=2))
         return
     if not records:
         typer.echo("no memories")

@@ -179,6 +179,22 @@ class MemoryRecord:
     created_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def as_json(self) -> dict[str, Any]:
+        """The memory as ``threadline memory --json`` and an export show it: text, provenance, metadata
+        (who said it, whether it was verified), and the recall score when it came from a search."""
+        return {
+            "id": self.id,
+            "text": self.text,
+            "score": self.score,
+            "category": self.category,
+            "channel": self.channel,
+            "handle": self.handle,
+            "message_ids": list(self.message_ids),
+            "turn_ids": list(self.turn_ids),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "metadata": dict(self.metadata),
+        }
+
 
 class MemoryStore(Protocol):
     """Long-term memory of customers, keyed by the canonical customer id (never by a handle).

@@ -33,7 +33,7 @@ from sqlalchemy import delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
-from core.ports import MemoryRecord, MemoryStore
+from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import (
     Customer,
@@ -191,19 +191,6 @@ async def _redact_ledger(session: AsyncSession, addresses: set[str], token: Any)
     return changed
 
 
-def _memory_json(record_: MemoryRecord) -> dict[str, Any]:
-    return {
-        "id": record_.id,
-        "text": record_.text,
-        "channel": record_.channel,
-        "handle": record_.handle,
-        "message_ids": list(record_.message_ids),
-        "turn_ids": list(record_.turn_ids),
-        "category": record_.category,
-        "created_at": record_.created_at.isoformat() if record_.created_at else None,
-    }
-
-
 def _when(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -305,7 +292,7 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
             }
             for o in outbox
         ],
-        "memories": [_memory_json(m) for m in memories],
+        "memories": [m.as_json() for m in memories],
         "identity_ledger": [
             {
                 "id": e.id,

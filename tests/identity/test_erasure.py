@@ -67,6 +67,8 @@ async def test_forget_erases_the_canary_from_every_store_and_leaves_others_alone
     assert sum(CANARY in turn["text"] for turn in document["conversation"]) == 2
     assert sum(CANARY in memory["text"] for memory in document["memories"]) == 2
     assert all(memory["handle"] for memory in document["memories"])
+    assert all(m["metadata"]["said_by"] == "customer" for m in document["memories"])  # attributed
+    assert all(m["metadata"]["verified"] is False for m in document["memories"])
     assert "printer" not in str(document)
     assert await tables_holding(hub, CANARY)  # it is there before
 
