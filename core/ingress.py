@@ -50,5 +50,6 @@ class IngressGate:
         async with self._turnstile:
             if self._in_flight == 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._quiet.wait(), timeout=self._max_defer)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancellation
+                async with asyncio.timeout(self._max_defer):
+                    await self._quiet.wait()

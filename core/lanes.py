@@ -59,9 +59,9 @@ class LaneLoop:
         tasks = [runner, *self._active.values()] if runner else list(self._active.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # gather, not "suppress CancelledError around await": a cancellation of stop() itself is not
+        # swallowed with those of the tasks it stops
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._active.clear()
         self._in_flight.clear()
 
@@ -75,8 +75,11 @@ class LaneLoop:
                 raise
             except Exception as exc:  # a database hiccup must not kill the loop
                 log.warning("%s dispatcher failed (%s); retrying", self.name, type(exc).__name__)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the wake-up does (a lane finishing just before stop()), and stop() hung
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
 
     async def _dispatch(self) -> None:
         for key, item in await self._heads():

@@ -115,7 +115,8 @@ class Database:
                 yield session
             return
         try:  # as SQLite's own busy timeout would: a writer that waits too long fails, never hangs
-            await asyncio.wait_for(self._writers.acquire(), timeout=self._busy_timeout)
+            async with asyncio.timeout(self._busy_timeout):
+                await self._writers.acquire()
         except TimeoutError as exc:
             raise OperationalError("queued for the SQLite write lock", None, exc) from exc
         token = _holding.set(held | {key})
