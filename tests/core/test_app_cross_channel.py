@@ -16,17 +16,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from core.messages import Assurance
-from core.settings import Settings, TelegramSettings, TwilioSettings
+from core.settings import Settings
 from core.store.models import Identity
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.platforms import telegram_settings, twilio_settings
 
 PUBLIC = "https://bot.example.com"
 ACCOUNT_SID = "AC" + "7" * 32
@@ -66,17 +66,10 @@ def settings_for(
         tmp_path / "data",
         llm_url=llm.base_url,
         public_base_url=PUBLIC,
-        twilio=TwilioSettings(
-            account_sid=ACCOUNT_SID,
-            auth_token=SecretStr(AUTH_TOKEN),
-            from_number=OUR_NUMBER,
-            api_base_url=twilio.url,
+        twilio=twilio_settings(
+            twilio, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER
         ),
-        telegram=TelegramSettings(
-            bot_token=SecretStr(DEFAULT_TOKEN),
-            secret_token=SecretStr(TELEGRAM_SECRET),
-            api_base_url=telegram.api_base_url,
-        ),
+        telegram=telegram_settings(telegram, secret=TELEGRAM_SECRET),
     )
 
 

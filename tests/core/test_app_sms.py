@@ -15,16 +15,15 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from channels.sms import INBOUND_PATH, STATUS_PATH
-from core.settings import TwilioSettings
 from core.store.models import InboxRow, OptOut, OutboundPart, OutboxRow
 from core.worker import HELP_REPLY
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.platforms import twilio_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "fixtures" / "sms"
 ACCOUNT_SID = "AC" + "7" * 32
@@ -131,12 +130,7 @@ async def fake() -> AsyncIterator[FakeTwilioAPI]:
 
 @pytest.fixture
 async def served(fake: FakeTwilioAPI, tmp_path: Path) -> AsyncIterator[Served]:
-    twilio = TwilioSettings(
-        account_sid=ACCOUNT_SID,
-        auth_token=SecretStr(AUTH_TOKEN),
-        from_number=OUR_NUMBER,
-        api_base_url=fake.url,
-    )
+    twilio = twilio_settings(fake, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER)
     settings = app_settings(tmp_path / "data", twilio=twilio, public_base_url=PUBLIC)
     async with serving(settings) as app:
         yield app

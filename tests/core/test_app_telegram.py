@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from core.settings import Settings, TelegramSettings
+from core.settings import Settings
 from core.store.models import OutboxRow
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.platforms import telegram_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "fixtures" / "telegram"
 PATH = "/webhooks/telegram"
@@ -104,9 +104,7 @@ async def fake() -> AsyncIterator[FakeTelegramAPI]:
 
 
 def telegram_app(fake: FakeTelegramAPI, tmp_path: Path) -> Settings:
-    telegram = TelegramSettings(
-        bot_token=SecretStr(DEFAULT_TOKEN), secret_token=SecretStr(SECRET), api_base_url=fake.api_base_url
-    )
+    telegram = telegram_settings(fake, secret=SECRET)
     return app_settings(tmp_path / "data", telegram=telegram)
 
 

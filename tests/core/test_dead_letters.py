@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from core.settings import TelegramSettings
 from tests.apphost import Served, app_settings, serving
-from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.platforms import telegram_settings
 
 SECRET = "dead-letter-secret"
 TOKEN = "admin-token-dead-letters"
@@ -26,9 +26,7 @@ async def fake() -> AsyncIterator[FakeTelegramAPI]:
 
 @pytest.fixture
 async def served(fake: FakeTelegramAPI, tmp_path: Path) -> AsyncIterator[Served]:
-    telegram = TelegramSettings(
-        bot_token=SecretStr(DEFAULT_TOKEN), secret_token=SecretStr(SECRET), api_base_url=fake.api_base_url
-    )
+    telegram = telegram_settings(fake, secret=SECRET)
     settings = app_settings(tmp_path / "data", telegram=telegram, admin_token=SecretStr(TOKEN))
     async with serving(settings) as app:
         yield app

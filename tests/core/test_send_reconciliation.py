@@ -12,7 +12,6 @@ import functools
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from pydantic import SecretStr
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -20,11 +19,11 @@ from channels.base import WebhookRequest
 from channels.sms import STATUS_PATH, TwilioSmsAdapter
 from core.hub import Hub
 from core.messages import Address, InboundMessage
-from core.settings import TwilioSettings
 from core.store.models import OutboxRow
 from identity.normalize import normalize_address
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.platforms import twilio_settings
 
 PUBLIC = "https://bot.example.com"
 ACCOUNT_SID = "AC" + "9" * 32
@@ -34,12 +33,7 @@ CUSTOMER = "+15551230000"
 
 
 def adapter_for(fake: FakeTwilioAPI) -> TwilioSmsAdapter:
-    settings = TwilioSettings(
-        account_sid=ACCOUNT_SID,
-        auth_token=SecretStr(AUTH_TOKEN),
-        from_number=OUR_NUMBER,
-        api_base_url=fake.url,
-    )
+    settings = twilio_settings(fake, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER)
     normalize = functools.partial(normalize_address, default_region="US")
     return TwilioSmsAdapter(settings, public_base_url=PUBLIC, normalize=normalize, timeout=0.5)
 

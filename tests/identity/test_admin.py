@@ -18,12 +18,12 @@ from twilio.request_validator import RequestValidator
 
 from core.errors import MemoryUnavailable
 from core.messages import Address
-from core.settings import TelegramSettings, TwilioSettings
 from core.store.models import Customer, IdentityEvent, InboxRow, MemoryJob, MemoryMove, OutboxRow, Turn
 from identity.ledger import current_state, ledger, replay
 from tests.apphost import Served, app_settings, serving
-from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.platforms import telegram_settings, twilio_settings
 
 TOKEN = "admin-token-0123456789abcdef"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -73,17 +73,10 @@ async def served(platforms: tuple[FakeTwilioAPI, FakeTelegramAPI], tmp_path: Pat
         tmp_path / "data",
         admin_token=SecretStr(TOKEN),
         public_base_url=PUBLIC,
-        twilio=TwilioSettings(
-            account_sid=ACCOUNT_SID,
-            auth_token=SecretStr(AUTH_TOKEN),
-            from_number=OUR_NUMBER,
-            api_base_url=twilio.url,
+        twilio=twilio_settings(
+            twilio, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER
         ),
-        telegram=TelegramSettings(
-            bot_token=SecretStr(DEFAULT_TOKEN),
-            secret_token=SecretStr(TELEGRAM_SECRET),
-            api_base_url=telegram.api_base_url,
-        ),
+        telegram=telegram_settings(telegram, secret=TELEGRAM_SECRET),
     )
     async with serving(settings) as app:
         yield app

@@ -27,14 +27,15 @@ from twilio.request_validator import RequestValidator
 
 from core.logs import QUIET_LOGGERS
 from core.messages import Address, Assurance
-from core.settings import EmailSettings, TelegramSettings, TwilioSettings
+from core.settings import EmailSettings
 from core.store.models import IdentityEvent, InboxRow, LinkChallenge, OutboxRow, Turn, utcnow
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.smtp_relay import FakeSmtpRelay
-from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.platforms import telegram_settings, twilio_settings
 
 PUBLIC = "https://bot.example.com"
 ACCOUNT_SID = "AC" + "5" * 32
@@ -146,17 +147,10 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
             settings = app_settings(
                 tmp_path / "data",
                 public_base_url=PUBLIC,
-                twilio=TwilioSettings(
-                    account_sid=ACCOUNT_SID,
-                    auth_token=SecretStr(AUTH_TOKEN),
-                    from_number=OUR_NUMBER,
-                    api_base_url=twilio.url,
+                twilio=twilio_settings(
+                    twilio, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER
                 ),
-                telegram=TelegramSettings(
-                    bot_token=SecretStr(DEFAULT_TOKEN),
-                    secret_token=SecretStr(TG_SECRET),
-                    api_base_url=telegram.api_base_url,
-                ),
+                telegram=telegram_settings(telegram, secret=TG_SECRET),
                 email=EmailSettings(
                     address=f"Support <{OURS}>",
                     smtp_host="127.0.0.1",
