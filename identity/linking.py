@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -83,13 +84,19 @@ def _reassign(rows: Iterable[Identity], customer_id: str) -> dict[str, str]:
     return moved
 
 
+# One memory-move runner at a time per database in a process, however many ``IdentityLinks`` use it
+# (the app has the hub's and the admin API's): a second one would find the move the first is running
+# and report it as still pending instead of waiting for it.
+_MOVERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 class IdentityLinks:
     """The identity operations over the store and the memory backend."""
 
     def __init__(self, db: Database, memory: MemoryStore) -> None:
         self._db = db
         self._memory = memory
-        self._moving = asyncio.Lock()
+        self._moving = _MOVERS.setdefault(db, asyncio.Lock())
 
     # ----- the operations ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,43 @@ async def test_a_memory_outage_queues_the_move_until_it_is_back(
         [move] = list(await session.scalars(select(MemoryMove)))
         event = await session.get(IdentityEvent, move.event_id)
     assert move.status == "done" and move.attempts == 2 and event is not None and event.kind == "merge"
+
+
+class _HeldMove:
+    """The hub's memory, with ``move`` held until released (a move another runner is busy with)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def move(self, *args: Any, **kwargs: Any) -> Any:
+        self.started.set()
+        await self.release.wait()
+        return await self._inner.move(*args, **kwargs)
+
+
+async def test_two_runners_in_one_process_wait_for_each_other_instead_of_reporting_a_move_pending(
+    hub: Hub,
+) -> None:
+    """The app has two ``IdentityLinks`` on one database (the hub's background loop, the admin API):
+    one asking while the other runs a move waits for it and reports nothing pending."""
+    await say(hub, sms("SM1", "my router is broken"), tg(1, "hello from telegram"))
+    held = _HeldMove(hub.memory)
+    background = IdentityLinks(hub.db, held)  # type: ignore[arg-type]
+    admin = IdentityLinks(hub.db, hub.memory)
+    merging = asyncio.create_task(
+        background.merge(await customer_of(hub, TELEGRAM), await customer_of(hub, SMS), actor="admin:test")
+    )
+    await held.started.wait()
+    asking = asyncio.create_task(admin.run_moves())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not asking.done()  # waiting for the move in progress, not reporting it pending
+    held.release.set()
+    assert await asking == 0
+    assert (await merging).memory_moves_pending == 0
+    assert "hello from telegram" in await memory_texts(hub, await customer_of(hub, SMS))
