@@ -20,11 +20,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
+from ipaddress import ip_address
 
 import aiosmtplib
 
 from channels.base import AcceptFn, Parsed, WebhookRequest
-from channels.email_parse import ParseContext, parse_email
+from channels.email_parse import HeaderTrust, ParseContext, parse_email
 from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
 from channels.email_smtp import SmtpListener
 from channels.email_webhook import FormError, MailgunVerifier, read_form
@@ -89,7 +90,9 @@ class EmailAdapter:
         sender = fields.get("sender")
         mail_from = sender.decode("utf-8", errors="replace").strip() if sender is not None else None
         try:
-            message = await self._parse(raw, mail_from, [recipient] if recipient else [])
+            message = await self._parse(
+                raw, mail_from, [recipient] if recipient else [], trust=HeaderTrust.PROVIDER
+            )
         except BadRequest:
             raise
         except Exception as exc:
@@ -98,12 +101,28 @@ class EmailAdapter:
         return Parsed(messages=[message] if message is not None else [])
 
     async def _parse(
-        self, raw: bytes, mail_from: str | None, recipients: Sequence[str]
+        self, raw: bytes, mail_from: str | None, recipients: Sequence[str], *, trust: HeaderTrust
     ) -> InboundMessage | None:
         # A thread: a 10 MiB message and the reply splitter's regexes must not stall the event loop.
         return await asyncio.to_thread(
-            parse_email, raw, mail_from=mail_from, recipients=recipients, context=self._context
+            parse_email, raw, mail_from=mail_from, recipients=recipients, context=self._context, trust=trust
         )
+
+    async def _parse_smtp(
+        self, raw: bytes, mail_from: str | None, recipients: Sequence[str], peer: str | None
+    ) -> InboundMessage | None:
+        """A message from the listener: our own relay's Authentication-Results count, nobody else's."""
+        return await self._parse(raw, mail_from, recipients, trust=self._trust_of(peer))
+
+    def _trust_of(self, peer: str | None) -> HeaderTrust:
+        if peer is None:
+            return HeaderTrust.NONE
+        try:
+            ip = ip_address(peer)
+        except ValueError:
+            return HeaderTrust.NONE
+        relayed = any(ip in network for network in self._settings.trusted_relays)
+        return HeaderTrust.RELAY if relayed else HeaderTrust.NONE
 
     # --- inbound: SMTP listener ---------------------------------------------------------------------
 
@@ -124,7 +143,7 @@ class EmailAdapter:
                 address=self._address,
                 hostname=self._domain,
                 max_bytes=self.max_body_bytes,
-                parse=self._parse,
+                parse=self._parse_smtp,
             )
         except ValueError as exc:
             raise ConfigError(str(exc), setting=env_name("email", "smtp_listen")) from exc

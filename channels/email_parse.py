@@ -15,17 +15,30 @@ The text is the ``text/plain`` body (or a rendering of ``text/html`` when there 
 history and signatures stripped by mail-parser-reply; when stripping leaves nothing the full text is
 kept. The raw message stays in ``extras["raw_mime"]`` for audit.
 
-``extras["sender_authenticated"]`` is ``True`` only when the topmost ``Authentication-Results`` header
-whose authserv-id is ours (``settings.authserv_id``) says ``dmarc=pass`` with ``header.from`` equal to the
-``From`` domain. Headers from any other authserv-id are claims anyone can write and are ignored; our
-MTA is expected to strip incoming headers that carry its own id (RFC 8601 §5), and only the topmost
-one, the one it prepended, is read.
+``extras["sender_authenticated"]`` is ``True`` only when an ``Authentication-Results`` field that our own
+receiving path wrote, with our authserv-id (``settings.authserv_id``), says ``dmarc=pass`` with
+``header.from`` equal to the ``From`` domain. Anyone can write such a header into their own mail, so
+every field naming our id is discarded before one is trusted (RFC 8601 §5), and which one (if any) may
+be trusted depends on how the message reached us (``HeaderTrust``):
+
+- ``NONE``: our SMTP listener received it from a peer that is not a trusted relay. The listener is then
+  the border of our domain and checks nothing itself, so no field naming our id can be ours: none is
+  trusted, the sender is unauthenticated.
+- ``RELAY``: the listener received it from one of ``THREADLINE_EMAIL__TRUSTED_RELAYS``, our own MTA that
+  checks DMARC and strips forged copies (RFC 8601 §5): its field, the topmost naming our id, is trusted.
+- ``PROVIDER``: the signed inbound-parse webhook. The provider is the border; whatever the sender wrote
+  sits below the ``Received`` trace field the provider's MTA prepended, so only a field above the first
+  ``Received`` is the provider's; every field naming our id below it is discarded. A provider that writes
+  no such field above its trace authenticates nobody (fail closed).
+
+Fields of any other authserv-id are claims anyone can write and are always ignored.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import enum
 import hashlib
 import logging
 import re
@@ -55,6 +68,14 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _AUTH_RESULTS = authres.FeatureContext(authres.dmarc, authres.arc)
 
 
+class HeaderTrust(enum.Enum):
+    """Which ``Authentication-Results`` field naming our authserv-id, if any, our receiving path wrote."""
+
+    NONE = "none"
+    RELAY = "relay"
+    PROVIDER = "provider"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParseContext:
     """What parsing needs to know about us: our address (an addr-spec), the trusted authserv-id."""
@@ -74,11 +95,12 @@ def parse_email(
     mail_from: str | None,
     recipients: Sequence[str],
     context: ParseContext,
+    trust: HeaderTrust,
 ) -> InboundMessage | None:
     """Parse one message; ``None`` for noise that must never be answered.
 
     ``mail_from`` is the envelope sender (``"<>"`` or ``""`` for the null sender; ``None`` when the
-    transport did not say), ``recipients`` the envelope recipients.
+    transport did not say), ``recipients`` the envelope recipients, ``trust`` how it reached us.
     """
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)  # policy.default builds EmailMessage
@@ -117,7 +139,7 @@ def parse_email(
             "thread_id": references[0] if references else own_id,
             "in_reply_to": _first_id(msg.get("In-Reply-To")),
             "raw_mime": raw.decode("utf-8", errors="replace"),
-            "sender_authenticated": _dmarc_pass(msg, from_addr, context.authserv_id),
+            "sender_authenticated": _dmarc_pass(msg, from_addr, context.authserv_id, trust),
         },
     )
 
@@ -230,25 +252,56 @@ def _attachment_names(msg: EmailMessage) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _dmarc_pass(msg: EmailMessage, from_addr: str | None, authserv_id: str | None) -> bool:
-    """DMARC pass from our own MTA's (topmost) Authentication-Results, aligned with ``From``."""
-    if not authserv_id or from_addr is None:
+def _dmarc_pass(
+    msg: EmailMessage, from_addr: str | None, authserv_id: str | None, trust: HeaderTrust
+) -> bool:
+    """DMARC pass, aligned with ``From``, in the one Authentication-Results field our path wrote."""
+    if not authserv_id or from_addr is None or trust is HeaderTrust.NONE:
         return False
-    from_domain = from_addr.rpartition("@")[2].lower()
-    for value in msg.get_all("Authentication-Results") or ():
-        try:
-            parsed = _AUTH_RESULTS.parse_value(" ".join(str(value).split()))
-        except authres.AuthResError:
-            continue
-        if str(parsed.authserv_id).lower() != authserv_id.lower():
-            continue
-        return any(
-            result.method == "dmarc"
-            and result.result == "pass"
-            and any(
-                prop.type == "header" and prop.name == "from" and str(prop.value).lower() == from_domain
-                for prop in result.properties
-            )
-            for result in parsed.results
+    ours = _our_results(msg, authserv_id.lower())
+    if not ours:
+        return False
+    position, parsed = ours[0]  # the topmost field naming our id; every other one is discarded
+    if trust is HeaderTrust.PROVIDER:
+        first_trace = next(
+            (index for index, (name, _) in enumerate(msg.items()) if name.lower() == "received"), None
         )
-    return False
+        if first_trace is None or position > first_trace:
+            return False  # written by the sender, below the provider's trace (or no trace at all)
+    from_domain = from_addr.rpartition("@")[2].lower()
+    return any(
+        result.method == "dmarc"
+        and result.result == "pass"
+        and any(
+            prop.type == "header" and prop.name == "from" and str(prop.value).lower() == from_domain
+            for prop in result.properties
+        )
+        for result in parsed.results
+    )
+
+
+def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any]]:
+    """Every Authentication-Results field that names ``authserv_id`` (readable or not), topmost first,
+    with its position among the header fields. An unreadable one naming us still counts (as no pass)."""
+    found: list[tuple[int, Any]] = []
+    for index, (name, value) in enumerate(msg.items()):
+        if name.lower() != "authentication-results":
+            continue
+        text = " ".join(str(value).split())
+        try:
+            parsed = _AUTH_RESULTS.parse_value(text)
+        except authres.AuthResError:
+            if text.split(";", 1)[0].strip().lower() == authserv_id:
+                found.append((index, _UNREADABLE))
+            continue
+        if str(parsed.authserv_id).lower() == authserv_id:
+            found.append((index, parsed))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    results: tuple[Any, ...] = ()
+
+
+_UNREADABLE = _Unreadable()

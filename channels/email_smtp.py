@@ -26,7 +26,8 @@ from core.messages import InboundMessage
 
 log = logging.getLogger(__name__)
 
-ParseFn = Callable[[bytes, str | None, Sequence[str]], Awaitable[InboundMessage | None]]
+# (raw message, envelope sender, envelope recipients, the connecting peer's IP address or None)
+ParseFn = Callable[[bytes, str | None, Sequence[str], str | None], Awaitable[InboundMessage | None]]
 
 OK = "250 2.0.0 OK"
 TRY_LATER = "451 4.3.0 try again later"
@@ -62,7 +63,7 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            message = await self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos))
+            message = await self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos), _peer_ip(session))
         except BadRequest:
             log.info("smtp: unreadable message refused")
             return UNREADABLE
@@ -78,6 +79,13 @@ class _Handler:
             return TRY_LATER
         log.info("smtp: message committed as inbox %s (duplicate=%s)", accepted.inbox_id, accepted.duplicate)
         return OK
+
+
+def _peer_ip(session: Session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return None
 
 
 class SmtpListener:

@@ -7,6 +7,7 @@ A channel is on when its credentials are set. Partly set credentials stop start-
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -105,9 +106,25 @@ class EmailSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     inbound_signing_key: SecretStr | None = None
-    # the authserv-id of our own MTA's Authentication-Results header: the only one trusted
+    # the authserv-id of our own MTA's (or inbound provider's) Authentication-Results header: the only
+    # one trusted, and only where our receiving path wrote it (channels.email_parse.HeaderTrust)
     authserv_id: str | None = None
+    # peers of the SMTP listener (IPs or CIDRs, comma-separated) that are our own MTA: it checks DMARC and
+    # strips forged Authentication-Results (RFC 8601 §5). From any other peer nothing naming us is trusted
+    trusted_relays: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
     max_replies_per_hour: int = 20
+
+    @field_validator("trusted_relays", mode="before")
+    @classmethod
+    def _split_relays(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            try:
+                return [ip_network(str(part), strict=False) for part in value]
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {exc}") from None
+        return value
 
 
 # Per channel: the settings that switch it on, in the order they are reported missing.
@@ -151,6 +168,16 @@ class Settings(BaseSettings):
     database_busy_timeout: float = Field(default=10.0, gt=0, le=600)
     public_base_url: str | None = None
     admin_token: SecretStr | None = None
+    docs_public: bool = Field(
+        default=False,
+        description="THREADLINE_DOCS_PUBLIC: serve the API documentation (/docs, /redoc, /openapi.json) "
+        "to anyone. Off: they need the admin bearer token (401 without it, 403 when no token is set).",
+    )
+    metrics_public: bool = Field(
+        default=True,
+        description="THREADLINE_METRICS_PUBLIC: serve /metrics to anyone (for a scraper on a private "
+        "network). Off: /metrics needs the admin bearer token, as the admin API does.",
+    )
     default_region: str = "US"
     log_level: str = "INFO"
 

@@ -25,7 +25,8 @@ from core.store.models import Customer, Identity, IdentityEvent, LinkChallenge, 
 from identity.normalize import normalize_address, normalize_phone
 
 # Link challenges that never completed: the claim is still a hint that the two handles are one person.
-OPEN_CLAIM_STATUSES = ("pending", "expired", "locked")
+# "attested": a Telegram contact attested by the platform but held by another customer (identity.proof)
+OPEN_CLAIM_STATUSES = ("pending", "expired", "locked", "attested")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 SuggestionKind = Literal["gmail_variant", "claimed_phone", "claimed_email"]

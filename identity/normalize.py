@@ -46,6 +46,15 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     return formatted
 
 
+def international_phone(raw: str) -> str:
+    """E.164 form of a number a platform gives in international form, with or without its ``+``
+    (Telegram's shared contacts): never read in a default region. ``InvalidAddress`` otherwise."""
+    digits = raw.strip()
+    if not digits.startswith("+"):
+        digits = "+" + digits
+    return normalize_phone(digits)
+
+
 def normalize_email(raw: str) -> str:
     """Normalised email address (lowercase), or ``InvalidAddress``."""
     try:

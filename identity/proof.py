@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import IdentityError, InvalidAddress
 from core.messages import Address, Assurance
@@ -41,7 +42,7 @@ from core.ports import Attestor, Handled, IncomingTurn, Notice
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge, utcnow
 from identity.linking import RANK, IdentityLinks
-from identity.normalize import normalize_address, normalize_email, normalize_phone
+from identity.normalize import international_phone, normalize_address, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ MAX_REQUESTS_PER_CUSTOMER = 5
 STORED_CLAIM = "[link request]"
 STORED_CODE = "[verification code]"
 STORED_CONTACT = "[shared their own contact]"
+# a link challenge row for a contact Telegram attested but that another customer holds: a suggestion only
+ATTESTED_CLAIM = "attested"
 
 _LINK_COMMAND = re.compile(r"^\s*/link(?:@\w+)?(?:\s+(?P<target>\S.*?))?\s*$", re.IGNORECASE)
 _EMAIL_CLAIM = re.compile(
@@ -284,15 +287,35 @@ class SelfServiceLinking:
     # ----- attested by the platform ----------------------------------------------------------------
 
     async def _contact(self, turn: IncomingTurn) -> Handled | None:
-        """A Telegram contact: linked without a code only when it is the sender's own."""
+        """A Telegram contact: linked without a code only when it is the sender's own.
+
+        Telegram gives the number in international form, with or without the ``+``: it is never read in
+        the default region (``5016001234`` is +501 6001234, not +1 501-600-1234). A number that already
+        belongs to another customer is not merged on Telegram's word: it becomes a merge suggestion for
+        an admin (``identity.directory``), and the sender is told so.
+        """
         if turn.extras.get("contact_is_sender") is not True or not turn.extras.get("contact_phone"):
             return None
         try:
-            phone = Address(
-                channel="sms", handle=normalize_phone(str(turn.extras["contact_phone"]), self._region)
-            )
+            phone = Address(channel="sms", handle=international_phone(str(turn.extras["contact_phone"])))
         except InvalidAddress:
             return None
+        async with self._db.session() as session:
+            holder = await session.scalar(select(Identity.customer_id).where(Identity.address == str(phone)))
+            own = await session.scalar(
+                select(Identity.customer_id).where(Identity.address == str(turn.sender))
+            )
+            own = own or turn.customer_id
+            if holder is not None and holder != own:
+                await self._suggest(session, turn, own, phone)
+                log.info(
+                    "inbox %s: a shared contact held by another customer left as a suggestion", turn.inbox_id
+                )
+                return Handled(
+                    reply="Thanks. That number is already on file with us, so our team will check it "
+                    "before linking it to this chat.",
+                    stored_text=STORED_CONTACT,
+                )
         linked = await self._attach(
             turn,
             phone,
@@ -306,6 +329,30 @@ class SelfServiceLinking:
             else "Thanks. I couldn't link your phone number myself; our team will look at it."
         )
         return Handled(reply=reply, stored_text=STORED_CONTACT)
+
+    async def _suggest(self, session: AsyncSession, turn: IncomingTurn, own: str, phone: Address) -> None:
+        """Record the attested claim (no code, never verifiable by one) for ``merge_suggestions``."""
+        existing = await session.scalar(
+            select(LinkChallenge).where(LinkChallenge.request_inbox_id == turn.inbox_id)
+        )
+        if existing is not None:
+            return
+        now = self._clock()
+        session.add(
+            LinkChallenge(
+                request_inbox_id=turn.inbox_id,
+                customer_id=own,
+                requester=str(turn.sender),
+                claimed=str(phone),
+                code_hash="",
+                salt="",
+                status=ATTESTED_CLAIM,
+                attempts=0,
+                created_at=now,
+                expires_at=now,
+                finished_at=now,
+            )
+        )
 
     async def _platform_attested(self, turn: IncomingTurn) -> None:
         """Link what the sender's platform vouches for (once per sender and process); never answers."""

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from channels.base import ChannelAdapter, InboundServer, WebhookRequest
 from channels.email import EmailAdapter
-from channels.email_parse import ParseContext, parse_email
+from channels.email_parse import HeaderTrust, ParseContext, parse_email
 from channels.email_send import reply_subject
 from core.errors import BadRequest, PermanentDeliveryError, TransientDeliveryError, VerificationFailed
 from core.inbox import Accepted
@@ -74,8 +74,10 @@ def context() -> ParseContext:
     return ParseContext(address=OURS, normalize=normalize_address, authserv_id=AUTHSERV)
 
 
-def parse(raw: bytes, *, mail_from: str | None = "someone@example.com") -> InboundMessage | None:
-    return parse_email(raw, mail_from=mail_from, recipients=[OURS], context=context())
+def parse(
+    raw: bytes, *, mail_from: str | None = "someone@example.com", trust: HeaderTrust = HeaderTrust.PROVIDER
+) -> InboundMessage | None:
+    return parse_email(raw, mail_from=mail_from, recipients=[OURS], context=context(), trust=trust)
 
 
 # --- the Mailgun-style webhook: signing exactly as Mailgun does -------------------------------------
@@ -270,9 +272,52 @@ def test_dmarc_pass_must_be_ours_aligned_and_topmost(headers: str) -> None:
     assert message is not None and message.extras["sender_authenticated"] is False
 
 
+FORGED_PASS = f"Authentication-Results: {AUTHSERV}; dmarc=pass header.from=example.com\r\n"
+PROVIDER_TRACE = "Received: from attacker.example ([203.0.113.66]) by mx.provider.example; 1 Dec 2026\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # the attack: the sender writes our id into its own headers, below the provider's trace
+        PROVIDER_TRACE + FORGED_PASS,
+        # ... or the provider adds no trace at all: nothing can be told apart from the sender's own
+        FORGED_PASS,
+        # the provider's own field says fail; the sender's pass below the trace is discarded
+        f"Authentication-Results: {AUTHSERV}; dmarc=fail header.from=example.com\r\n"
+        + PROVIDER_TRACE
+        + FORGED_PASS,
+    ],
+)
+def test_webhook_trusts_no_authentication_results_written_by_the_sender(headers: str) -> None:
+    raw = PLAIN.format(sender="ana@example.com", extra=headers).encode()
+    message = parse(raw, trust=HeaderTrust.PROVIDER)
+    assert message is not None and message.extras["sender_authenticated"] is False
+
+
+def test_webhook_trusts_the_providers_field_above_its_trace() -> None:
+    raw = PLAIN.format(sender="ana@example.com", extra=FORGED_PASS + PROVIDER_TRACE)
+    message = parse(raw.encode(), trust=HeaderTrust.PROVIDER)
+    assert message is not None and message.extras["sender_authenticated"] is True
+
+
+def test_listener_from_an_untrusted_peer_trusts_no_authentication_results() -> None:
+    # our listener is the border and checks nothing itself: a field naming us was written by the sender
+    message = parse(fixture("dmarc_pass"), trust=HeaderTrust.NONE)
+    assert message is not None and message.extras["sender_authenticated"] is False
+    relayed = parse(fixture("dmarc_pass"), trust=HeaderTrust.RELAY)
+    assert relayed is not None and relayed.extras["sender_authenticated"] is True
+
+
 def test_without_an_authserv_id_nothing_is_trusted() -> None:
     ctx = ParseContext(address=OURS, normalize=normalize_address, authserv_id=None)
-    message = parse_email(fixture("dmarc_pass"), mail_from="a@example.com", recipients=[OURS], context=ctx)
+    message = parse_email(
+        fixture("dmarc_pass"),
+        mail_from="a@example.com",
+        recipients=[OURS],
+        context=ctx,
+        trust=HeaderTrust.RELAY,
+    )
     assert message is not None and message.extras["sender_authenticated"] is False
 
 

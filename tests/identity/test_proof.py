@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiosmtplib
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
@@ -29,6 +30,7 @@ from core.logs import QUIET_LOGGERS
 from core.messages import Address, Assurance
 from core.settings import EmailSettings
 from core.store.models import IdentityEvent, InboxRow, LinkChallenge, OutboxRow, Turn, utcnow
+from identity.directory import merge_suggestions
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from tests.apphost import Served, app_settings, serving
@@ -47,6 +49,13 @@ MAIL_KEY = "key-proof-0123456789abcdef"
 OURS = "support@threadline.example"
 ANA_MAIL = "ana@example.com"
 TG_USER = 42
+AUTHSERV = "mx.threadline.example"
+# what the sender writes into its own mail: our authserv-id vouching for the From: domain
+FORGED_PASS = f"Authentication-Results: {AUTHSERV}; dmarc=pass header.from=example.com\r\n"
+# the trace field a receiving MTA prepends; the provider's A-R stands above it, the sender's below
+TRACE = (
+    "Received: from mail.example.com ([198.51.100.7]) by mx.threadline.example; 1 Dec 2026 10:00 +0000\r\n"
+)
 
 
 @dataclass
@@ -90,13 +99,28 @@ class Platform:
         assert response.status_code == 200
         await self.idle()
 
-    async def email(self, text: str, *, sender: str = ANA_MAIL) -> None:
+    async def email(
+        self, text: str, *, sender: str = ANA_MAIL, headers: str = "", via: str = "webhook"
+    ) -> None:
+        """A mail from ``sender`` (``headers`` written first, as the sender wrote them), by the signed
+        webhook or through the app's own SMTP listener (``via="smtp"``, connecting from 127.0.0.1)."""
         message_id = f"<{secrets.token_hex(8)}@example.com>"
         raw = (
-            f"From: {sender}\r\nTo: {OURS}\r\nSubject: help\r\nMessage-ID: {message_id}\r\n"
+            f"{headers}From: {sender}\r\nTo: {OURS}\r\nSubject: help\r\nMessage-ID: {message_id}\r\n"
             "Date: Mon, 3 Mar 2025 09:30:51 -0800\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"\r\n{text}\r\n"
         ).encode()
+        if via == "smtp":
+            adapter = self.served.app.state.adapters["email"]
+            assert adapter.smtp_port is not None
+            client = aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=adapter.smtp_port, start_tls=False, timeout=30
+            )
+            async with client:
+                errors, _ = await client.sendmail(sender, [OURS], raw)
+            assert not errors
+            await self.idle()
+            return
         ts, token = str(int(time.time())), secrets.token_hex(25)
         signature = hmac.new(MAIL_KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
         fields = {
@@ -137,7 +161,7 @@ def code_in(text: str) -> str:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
     async with (
         FakeTwilioAPI(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN) as twilio,
         FakeTelegramAPI() as telegram,
@@ -156,6 +180,9 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
                     smtp_host="127.0.0.1",
                     smtp_port=relay.port,
                     inbound_signing_key=SecretStr(MAIL_KEY),
+                    authserv_id=AUTHSERV,
+                    smtp_listen="127.0.0.1:0",
+                    trusted_relays=request.param if hasattr(request, "param") else [],
                 ),
             )
             async with serving(settings) as served:
@@ -267,16 +294,48 @@ async def test_an_unverified_email_cannot_claim_a_phone(platform: Platform) -> N
 
 
 async def test_telegram_vouches_for_the_senders_own_phone(platform: Platform) -> None:
-    await platform.sms("I was charged twice for the March invoice")
-    contact = {"phone_number": "15551230000", "first_name": "Ana", "user_id": TG_USER}
+    contact = {"phone_number": "15551230000", "first_name": "Ana", "user_id": TG_USER}  # no "+", as Telegram
     await platform.tg(contact=contact)
     assert "phone number is now linked" in platform.telegram_replies()[-1]
+    await platform.sms("I was charged twice for the March invoice")
     assert await platform.customer_of(f"telegram:{TG_USER}") == await platform.customer_of(f"sms:{PHONE}")
     assert await platform.assurance_of(f"sms:{PHONE}") is Assurance.PLATFORM_ATTESTED
 
     someone_else = {"phone_number": "+15559990000", "first_name": "Bo", "user_id": 777}
     await platform.tg(contact=someone_else)
     assert await platform.customer_of("sms:+15559990000") != await platform.customer_of(f"telegram:{TG_USER}")
+
+
+async def test_a_contact_without_plus_is_never_read_in_the_default_region(platform: Platform) -> None:
+    """The attack: a Telegram user shares their own contact, 5016001234 (Belize, +501), and the hub read it
+    as +1 501-600-1234, a US customer's number, merging the attacker into that customer."""
+    victim = "+15016001234"
+    await platform.sms("my order 7731 goes to 12 Elm Street", phone=victim)
+    attacker = 777
+    contact = {"phone_number": "5016001234", "first_name": "Mallory", "user_id": attacker}
+    await platform.tg(contact=contact, user=attacker)
+    assert await platform.customer_of(f"telegram:{attacker}") != await platform.customer_of(f"sms:{victim}")
+    assert await platform.customer_of("sms:+5016001234") == await platform.customer_of(f"telegram:{attacker}")
+    await platform.tg("where is my order going?", user=attacker)
+    assert not any("Elm" in reply or "7731" in reply for reply in platform.telegram_replies(attacker))
+
+
+async def test_a_contact_held_by_another_customer_is_a_suggestion_not_a_merge(platform: Platform) -> None:
+    await platform.sms("my order 7731 goes to 12 Elm Street")
+    owner = await platform.customer_of(f"sms:{PHONE}")
+    contact = {"phone_number": PHONE, "first_name": "Ana", "user_id": TG_USER}
+    await platform.tg(contact=contact)
+    assert "our team will check it" in platform.telegram_replies()[-1]
+    sharer = await platform.customer_of(f"telegram:{TG_USER}")
+    assert sharer != owner
+    await platform.tg("where is my order going?")
+    assert not any("Elm" in reply for reply in platform.telegram_replies())
+    suggestions = await merge_suggestions(platform.served.hub.db)
+    assert [(s.customer_a, s.address_a, s.customer_b, s.address_b) for s in suggestions] == [
+        (owner, f"sms:{PHONE}", sharer, f"telegram:{TG_USER}")
+    ]
+    async with platform.served.hub.db.session() as session:
+        assert "merge" not in [event.kind for event in await ledger(session)]
 
 
 async def test_an_unverified_email_learns_nothing_from_the_other_channels(platform: Platform) -> None:
@@ -292,3 +351,50 @@ async def test_an_unverified_email_learns_nothing_from_the_other_channels(platfo
 
     await platform.sms("and what was my billing issue?")
     assert "charged twice" in platform.sms_to()[-1]
+
+
+async def _victim_with_a_linked_mailbox(platform: Platform) -> str:
+    await platform.sms("I was charged twice for the March invoice; my card ends 4242")
+    victim = await platform.customer_of(f"sms:{PHONE}")
+    links = IdentityLinks(platform.served.hub.db, platform.served.hub.memory)
+    await links.link(Address.parse(f"email:{ANA_MAIL}"), victim, actor="admin:test")
+    return victim
+
+
+@pytest.mark.parametrize(
+    ("via", "forged"),
+    [
+        pytest.param("webhook", TRACE + FORGED_PASS, id="webhook-below-trace"),
+        pytest.param("webhook", FORGED_PASS, id="webhook-no-trace"),
+        pytest.param("smtp", FORGED_PASS, id="listener"),
+        pytest.param("smtp", TRACE + FORGED_PASS, id="listener-below-trace"),
+    ],
+)
+async def test_a_forged_authentication_results_header_takes_over_nothing(
+    platform: Platform, via: str, forged: str
+) -> None:
+    """The attack: a mail from anywhere, ``From: ana@example.com`` and our authserv-id saying dmarc=pass,
+    asks to link the attacker's phone; the code would go to the attacker, who sends it back the same way."""
+    victim = await _victim_with_a_linked_mailbox(platform)
+    attacker_phone = "+15559990000"
+    await platform.email(f"/link {attacker_phone}", headers=forged, via=via)
+    codes = [text for text in platform.sms_to(attacker_phone) if "verification code" in text]
+    if codes:  # what the old code did: finish the takeover
+        await platform.email(code_in(codes[-1]), headers=forged, via=via)
+    assert codes == []
+    assert await platform.customer_of(f"sms:{attacker_phone}") != victim
+    async with platform.served.hub.db.session() as session:
+        assert list(await session.scalars(select(LinkChallenge))) == []
+
+
+@pytest.mark.parametrize("platform", [["127.0.0.1/32"]], indirect=True)
+async def test_our_own_relays_authentication_results_is_trusted(platform: Platform) -> None:
+    await _victim_with_a_linked_mailbox(platform)
+    await platform.email("/link +15559990000", headers=FORGED_PASS, via="smtp")  # from the trusted relay
+    assert any("verification code" in text for text in platform.sms_to("+15559990000"))
+
+
+async def test_the_providers_authentication_results_above_its_trace_is_trusted(platform: Platform) -> None:
+    await _victim_with_a_linked_mailbox(platform)
+    await platform.email("/link +15559990000", headers=FORGED_PASS + TRACE, via="webhook")
+    assert any("verification code" in text for text in platform.sms_to("+15559990000"))
