@@ -275,6 +275,8 @@ async def ingest(hub: Hub, conversation: Conversation, addresses: dict[str, Addr
                     text=turn.text,
                     reply_target=_reply_target(channel, sender),
                     received_at=turn.at,
+                    sender_assurance=Assurance.PLATFORM_ATTESTED,
+                    private=True,
                 )
             )
     left = await hub.wait_idle(timeout=3600)

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from core.messages import Address, Delivery, InboundMessage, OutboundMessage
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
 
 ReplyHandler = Callable[[OutboundMessage], Awaitable[None]]
 
@@ -29,6 +29,9 @@ class ConsoleChannel:
             provider_message_id=f"console-{uuid.uuid4().hex}",
             sender=sender,
             text=text,
+            # whoever runs the console can type any address: nothing vouches for it
+            sender_assurance=Assurance.UNVERIFIED,
+            private=True,
         )
 
     async def send(self, message: OutboundMessage) -> Delivery:

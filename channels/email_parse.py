@@ -53,7 +53,7 @@ import authres.dmarc  # type: ignore[import-untyped]
 
 from channels.email_text import html_to_text, newest_reply
 from core.errors import BadRequest, InvalidAddress
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage, ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ def parse_email(
     full_text = _body_text(msg) or subject
     text = newest_reply(full_text) or full_text
     own_id = message_id or f"<sha256:{hashlib.sha256(raw).hexdigest()}>"
+    authenticated = _dmarc_pass(msg, from_addr, context.authserv_id, trust)
     return InboundMessage(
         channel=CHANNEL,
         provider_message_id=_provider_id(own_id, recipient),
@@ -135,11 +136,15 @@ def parse_email(
             "to": sender.handle,
         },
         attachments=_attachment_names(msg),
+        sender_assurance=Assurance.PLATFORM_ATTESTED if authenticated else Assurance.UNVERIFIED,
+        private=True,
+        # anyone can write any From: line: without DMARC pass, one fixed acknowledgement at most
+        reply_policy=ReplyPolicy.ANSWER if authenticated else ReplyPolicy.ACKNOWLEDGE,
         extras={
             "thread_id": references[0] if references else own_id,
             "in_reply_to": _first_id(msg.get("In-Reply-To")),
             "raw_mime": raw.decode("utf-8", errors="replace"),
-            "sender_authenticated": _dmarc_pass(msg, from_addr, context.authserv_id, trust),
+            "sender_authenticated": authenticated,
         },
     )
 

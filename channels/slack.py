@@ -48,7 +48,7 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Delivery, InboundMessage, OutboundMessage
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
 from core.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -390,6 +390,9 @@ class SlackAdapter:
             text=text,
             reply_target={"channel": channel, "thread_ts": thread_ts if isinstance(thread_ts, str) else ts},
             received_at=_received_at(payload, ts),
+            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Slack signs the event and names the member
+            # a direct message only: a channel message or an app_mention is read by the whole channel
+            private=event_type == "message" and event.get("channel_type") == "im",
             extras=_extras(payload, event, request),
         )
 

@@ -59,6 +59,7 @@ from core.errors import (
 from core.messages import (
     STATUS_RANK,
     Address,
+    Assurance,
     Delivery,
     InboundMessage,
     OutboundMessage,
@@ -403,6 +404,8 @@ class TwilioSmsAdapter:
             text=body,
             reply_target={"to": sender, "from": params.get("To", "")},
             attachments=attachments,
+            sender_assurance=Assurance.PLATFORM_ATTESTED,  # the carrier delivered it from that number
+            private=True,
             extras=extras,
         )
         log.info(

@@ -54,7 +54,7 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Delivery, InboundMessage, OutboundMessage
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,8 @@ class TelegramAdapter:
             reply_target=reply_target,
             received_at=_aware(message.date),
             attachments=tuple(_attachment_ids(message)),
+            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
+            private=message.chat.type == ChatType.PRIVATE,  # a group reads every reply
             extras=_extras(message),
         )
 

@@ -20,6 +20,7 @@ class LoggedTurn:
     text: str
     created_at: datetime
     inbox_id: int | None
+    vouched: bool = True
 
 
 def _logged(row: Turn) -> LoggedTurn:
@@ -31,6 +32,7 @@ def _logged(row: Turn) -> LoggedTurn:
         text=row.text,
         created_at=row.created_at,
         inbox_id=row.inbox_id,
+        vouched=row.vouched is not False,
     )
 
 
@@ -45,13 +47,17 @@ class ConversationLog:
         *,
         before_inbox_id: int | None = None,
         address: str | None = None,
+        vouched_only: bool = False,
     ) -> list[LoggedTurn]:
-        """The customer's last ``limit`` turns on every channel (or of one ``address``), oldest first."""
+        """The customer's last ``limit`` turns on every channel (or of one ``address``), oldest first;
+        ``vouched_only`` leaves out turns of messages nobody vouched for."""
         if limit <= 0:
             return []
         query = select(Turn).where(Turn.customer_id == customer_id)
         if address is not None:
             query = query.where(Turn.address == address)
+        if vouched_only:
+            query = query.where(Turn.vouched.is_(True))
         if before_inbox_id is not None:
             query = query.where((Turn.inbox_id.is_(None)) | (Turn.inbox_id < before_inbox_id))
         async with self._db.read() as session:

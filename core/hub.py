@@ -31,6 +31,7 @@ from core.ports import ChatModel, IdentityResolver, InboundServer, Interceptor, 
 from core.settings import Settings
 from core.store.db import Database
 from core.store.models import InboxRow, MemoryJob, OutboxRow, utcnow
+from core.strangers import Strangers
 from core.worker import InboxWorker
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Hub:
             metrics=self.metrics,
             on_reply=[self.delivery.lanes, self.memory_writer.lanes],
             interceptor=interceptor,
+            strangers=Strangers(settings.strangers),
         )
         self._background = tuple(background)
         self._background_tasks: list[asyncio.Task[None]] = []

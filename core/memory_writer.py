@@ -47,7 +47,17 @@ def _provenance(turns: list[LoggedTurn]) -> Provenance:
         message_ids=tuple(dict.fromkeys(f"inbox:{t.inbox_id}" for t in turns if t.inbox_id is not None)),
         category=categorize(" ".join(t.text for t in customer_turns)),
         turn_ids=tuple(t.id for t in turns),
+        sender_vouched=all(t.vouched for t in turns),
     )
+
+
+def _groups(turns: list[LoggedTurn]) -> list[list[LoggedTurn]]:
+    """The turns split by handle and by whether their message was vouched for, in order: a memory never
+    mixes what an unvouched sender said with what the customer said on a vouched channel."""
+    groups: dict[tuple[str, bool], list[LoggedTurn]] = {}
+    for turn in turns:
+        groups.setdefault((turn.address, turn.vouched), []).append(turn)
+    return list(groups.values())
 
 
 def _messages(turns: list[LoggedTurn]) -> tuple[list[ChatMessage], tuple[str, ...]]:
@@ -130,10 +140,11 @@ class MemoryWriter:
             return  # not due (yet, or again after a failure): a heads list read earlier is out of date
         turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
         try:
-            if not turns or await self._memory.covers_turns(job.customer_id, [t.id for t in turns]):
-                outcome = "already_written" if turns else "nothing_to_write"
-            else:
-                await self._write(job.customer_id, turns)
+            outcome = "nothing_to_write" if not turns else "already_written"
+            for group in _groups(turns):  # each group is one write: a re-run skips the ones done
+                if await self._memory.covers_turns(job.customer_id, [t.id for t in group]):
+                    continue
+                await self._write_group(job.customer_id, group)
                 outcome = "written"
         except MemoryUnavailable:
             await self._retry(job)
@@ -145,7 +156,7 @@ class MemoryWriter:
         self._metrics.memory_writes.labels(outcome).inc()
         log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
 
-    async def _write(self, customer_id: str, turns: list[LoggedTurn]) -> None:
+    async def _write_group(self, customer_id: str, turns: list[LoggedTurn]) -> None:
         messages, kinds = _messages(turns)
         if kinds:  # the kinds only, never a value
             log.info("memory for customer %s: removed %s", customer_id, ", ".join(kinds))

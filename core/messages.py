@@ -45,6 +45,24 @@ class Address:
         return cls(channel=channel.strip().lower(), handle=handle.strip())
 
 
+class Assurance(enum.StrEnum):
+    """How well we know that a handle belongs to its customer."""
+
+    UNVERIFIED = "unverified"
+    PLATFORM_ATTESTED = "platform_attested"
+    VERIFIED = "verified"
+    ADMIN_LINKED = "admin_linked"
+
+
+class ReplyPolicy(enum.StrEnum):
+    """How the hub may answer a message: ``answer`` with the agent, or ``acknowledge`` it with one fixed
+    text at most (``core.strangers``), for a sender the channel cannot vouch for and whose reply address
+    anyone can write (an email without DMARC pass: answering it would be backscatter)."""
+
+    ANSWER = "answer"
+    ACKNOWLEDGE = "acknowledge"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
     """One customer message as a channel adapter parsed it.
@@ -53,6 +71,15 @@ class InboundMessage:
     Telegram ``update_id``, Twilio ``MessageSid``, email ``Message-ID``); with ``channel`` it is
     the inbox's unique key, so a platform retry is a no-op.
     ``reply_target`` is what the adapter needs to answer (chat id, thread ts, email thread).
+
+    What the core acts on, each declared by the adapter (defaults fail closed):
+    ``sender_assurance``: how far the channel vouches for the sender of this very message
+    (``platform_attested`` where Slack, Telegram or Twilio authenticate the sender, or an email with DMARC
+    pass from our own receiving path; ``unverified`` for a bare email ``From:`` and the console). What an
+    unvouched message says is kept under its handle and recalled only for that handle.
+    ``private``: a one-to-one conversation; outside one (a group chat, a Slack channel, an ``app_mention``)
+    the answer is made without the customer's personal memory, which everyone there would read.
+    ``reply_policy``: see ``ReplyPolicy``.
     """
 
     channel: str
@@ -62,6 +89,9 @@ class InboundMessage:
     reply_target: dict[str, Any] = field(default_factory=dict)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     attachments: tuple[str, ...] = ()
+    sender_assurance: Assurance = Assurance.UNVERIFIED
+    private: bool = False
+    reply_policy: ReplyPolicy = ReplyPolicy.ANSWER
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,15 +165,6 @@ class Delivery:
 
     provider_message_ids: tuple[str, ...] = ()
     status: DeliveryStatus = DeliveryStatus.SENT
-
-
-class Assurance(enum.StrEnum):
-    """How well we know that a handle belongs to its customer."""
-
-    UNVERIFIED = "unverified"
-    PLATFORM_ATTESTED = "platform_attested"
-    VERIFIED = "verified"
-    ADMIN_LINKED = "admin_linked"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from core.attribution import STATEMENT_METADATA
-from core.messages import Address, Delivery, InboundMessage, OutboundMessage, Resolution
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage, Resolution
 
 if TYPE_CHECKING:
     from core.inbox import Accepted
@@ -69,11 +69,11 @@ class InboundServer(Protocol):
 class IdentityResolver(Protocol):
     """Maps a normalised address to its customer, creating a customer for an unknown address.
 
-    ``authenticated`` is the channel's word on the sender of this message (an email with DMARC pass
-    from our own MTA); it matters only when the address is seen for the first time.
+    ``assurance`` is the channel's word on the sender of this message (``InboundMessage.sender_assurance``);
+    it is the new handle's assurance when the address is seen for the first time, and changes nothing else.
     """
 
-    async def resolve(self, address: Address, *, authenticated: bool = False) -> Resolution: ...
+    async def resolve(self, address: Address, *, assurance: Assurance | None = None) -> Resolution: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +86,7 @@ class IncomingTurn:
     channel: str
     text: str
     extras: dict[str, Any]
-    # the channel vouched for this very message (e.g. DMARC pass from our own MTA)
+    # the channel vouched for this very message (InboundMessage.sender_assurance is not unverified)
     authenticated: bool = False
 
 
@@ -151,11 +151,15 @@ class Provenance:
     message_ids: tuple[str, ...]
     category: MemoryCategory
     turn_ids: tuple[int, ...] = ()
+    # False: from a message nobody vouched for (an email without DMARC pass, the console): recalled only
+    # for that same handle, never for the customer's other channels
+    sender_vouched: bool = True
 
     def as_metadata(self) -> dict[str, Any]:
         """The memory's metadata: where it came from, and that it is the customer's unverified statement."""
         return {
             **STATEMENT_METADATA,
+            "sender_vouched": self.sender_vouched,
             "source_channel": self.channel,
             "source_handle": self.handle,
             "message_ids": list(self.message_ids),

@@ -69,6 +69,18 @@ class RetentionSettings(BaseModel):
     interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+class StrangerSettings(BaseModel):
+    """Caps on senders nobody vouches for (``core.strangers``): new customers they make, and the one
+    fixed acknowledgement an unauthenticated email may get. Per hour, overall and per email domain."""
+
+    new_per_hour: int = Field(default=100, ge=0)
+    new_per_domain_per_hour: int = Field(default=20, ge=0)
+    acks_per_hour: int = Field(default=60, ge=0)
+    acks_per_domain_per_hour: int = Field(default=10, ge=0)
+    # one acknowledgement per sender per this many hours at most
+    ack_every_hours: float = Field(default=24.0, gt=0)
+
+
 class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -185,6 +197,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = MemorySettings()
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
+    strangers: StrangerSettings = StrangerSettings()
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()

@@ -15,8 +15,14 @@ Before the agent, the interceptor (self-service linking, platform attestation; `
 answer a message itself: then the row's text is replaced by what the interceptor allows to be kept
 (never a one-time code), its reply and notices go to the outbox, and nothing is logged or remembered.
 
-Recall is gated by assurance: a message whose sender is not vouched for (an ``unverified`` handle, or
-an email without DMARC pass from our own MTA) is answered from that handle's own history only.
+Every message carries the channel's word on its sender (``InboundMessage.sender_assurance``). A message
+nobody vouches for (a bare email ``From:``, the console) is answered from that handle's own history only,
+and what it says is logged and remembered as unvouched: recalled only for that handle, never for the
+customer's other channels (``core.agent``). Strangers are capped (``core.strangers``): an unvouched first
+contact makes a customer only within the new-customer caps (else the row is stored ``throttled``), and a
+message whose reply policy is ``acknowledge`` (an email without DMARC pass) never reaches the agent or the
+interceptor: it gets one fixed acknowledgement at most. Outside a private conversation the agent recalls
+nothing personal.
 
 A crash anywhere before step 3 commits leaves the row pending, and it runs again on restart; after
 step 3 the reply exists exactly once. Delivery (``core.delivery``) and memory writes
@@ -37,12 +43,13 @@ from core.agent import Agent, AgentTurn
 from core.backoff import next_attempt
 from core.errors import LLMError
 from core.lanes import LaneLoop
-from core.messages import Address, Assurance
+from core.messages import Address, Assurance, ReplyPolicy
 from core.metrics import Metrics
 from core.ports import Handled, IdentityResolver, IncomingTurn, Interceptor
-from core.settings import MemorySettings, WorkerSettings
+from core.settings import MemorySettings, StrangerSettings, WorkerSettings
 from core.store.db import Database
-from core.store.models import InboxRow, MemoryJob, OptOut, OutboxRow, Turn, utcnow
+from core.store.models import Identity, InboxRow, MemoryJob, OptOut, OutboxRow, Turn, utcnow
+from core.strangers import Strangers
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +65,12 @@ _CONTROLS = frozenset({"stop", "start", "help"})
 STAMP_BATCH = 64
 
 
-def _authenticated(extras: dict[str, object] | None) -> bool:
-    """Whether the channel vouched for this sender (e.g. DMARC pass reported by our own MTA)."""
-    return bool(extras and extras.get("sender_authenticated") is True)
+def _assurance(value: str | None) -> Assurance:
+    """The channel's word on a row's sender; a row from before it was recorded counts as unverified."""
+    try:
+        return Assurance(value) if value else Assurance.UNVERIFIED
+    except ValueError:
+        return Assurance.UNVERIFIED
 
 
 class InboxWorker:
@@ -76,8 +86,10 @@ class InboxWorker:
         metrics: Metrics,
         on_reply: list[LaneLoop] | None = None,
         interceptor: Interceptor | None = None,
+        strangers: Strangers | None = None,
     ) -> None:
         self._db = db
+        self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
         self._interceptor = interceptor
         self._agent = agent
@@ -99,7 +111,7 @@ class InboxWorker:
         async with self._db.read() as session:
             rows = list(
                 await session.execute(
-                    select(InboxRow.id, InboxRow.sender, InboxRow.extras)
+                    select(InboxRow.id, InboxRow.sender, InboxRow.sender_assurance)
                     .where(
                         InboxRow.status == "pending",
                         InboxRow.customer_id.is_(None),
@@ -109,16 +121,34 @@ class InboxWorker:
                     .limit(STAMP_BATCH)
                 )
             )
-        for done, (inbox_id, sender, extras) in enumerate(rows):
+        for done, (inbox_id, sender, assurance) in enumerate(rows):
             if done and done % 8 == 0:
                 await self.lanes.pace()  # let webhooks being acknowledged go first
-            resolution = await self._resolver.resolve(
-                Address.parse(sender), authenticated=_authenticated(extras)
-            )
+            address, vouched_by = Address.parse(sender), _assurance(assurance)
+            if vouched_by is Assurance.UNVERIFIED and not await self._may_create(address):
+                await self._refuse_stranger(inbox_id)
+                continue
+            resolution = await self._resolver.resolve(address, assurance=vouched_by)
             async with self._db.session() as session:
                 await session.execute(
                     update(InboxRow).where(InboxRow.id == inbox_id).values(customer_id=resolution.customer_id)
                 )
+
+    async def _may_create(self, address: Address) -> bool:
+        """An unseen unvouched sender makes a customer only within the caps (``core.strangers``)."""
+        async with self._db.read() as session:
+            known = await session.scalar(select(Identity.id).where(Identity.address == str(address)))
+            return known is not None or await self._strangers.may_create(session, address)
+
+    async def _refuse_stranger(self, inbox_id: int) -> None:
+        async with self._db.session() as session:
+            row = await session.get(InboxRow, inbox_id)
+            if row is None or row.status != "pending":
+                return
+            row.status, row.last_error, row.finished_at = "throttled", "new_sender_cap", utcnow()
+            channel = row.channel
+        self._metrics.inbound_throttled.labels(channel).inc()
+        log.warning("inbox %s throttled: the cap on new unverified senders is reached", inbox_id)
 
     async def _heads(self) -> list[tuple[str, int]]:
         """The oldest pending row of each customer, if it is due."""
@@ -156,7 +186,11 @@ class InboxWorker:
             await self._control(row, customer_id, str(control))
             return
         sender = Address.parse(row.sender)
-        authenticated = _authenticated(row.extras)
+        vouched_by = _assurance(row.sender_assurance)
+        authenticated = vouched_by is not Assurance.UNVERIFIED
+        if row.reply_policy == ReplyPolicy.ACKNOWLEDGE.value:
+            await self._acknowledge(row, customer_id)
+            return
         if self._interceptor is not None:
             handled = await self._interceptor.intercept(
                 IncomingTurn(
@@ -172,10 +206,9 @@ class InboxWorker:
             if handled is not None:
                 await self._commit_handled(row, handled)
                 return
-        resolution = await self._resolver.resolve(sender, authenticated=authenticated)
-        assurance = resolution.assurance
-        if sender.channel == "email" and not authenticated:
-            assurance = Assurance.UNVERIFIED  # anyone can write any From: line
+        resolution = await self._resolver.resolve(sender, assurance=vouched_by)
+        # a vouched handle writing on a message its channel does not vouch for is not vouched for
+        assurance = resolution.assurance if authenticated else Assurance.UNVERIFIED
         turn = AgentTurn(
             customer_id=resolution.customer_id,
             assurance=assurance,
@@ -183,6 +216,7 @@ class InboxWorker:
             channel=row.channel,
             text=row.text,
             inbox_id=inbox_id,
+            private=row.private is True,
         )
         started = time.perf_counter()
         try:
@@ -196,9 +230,18 @@ class InboxWorker:
                 return
             log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
             text, mode = FALLBACK_REPLY, "fallback"
-        if await self._commit_reply(row, resolution.customer_id, text):
+        if await self._commit_reply(row, resolution.customer_id, text, vouched=authenticated):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
+            for loop in self._downstream:
+                loop.wake()
+
+    async def _acknowledge(self, row: InboxRow, customer_id: str) -> None:
+        """A message from a sender anyone could forge: logged and remembered as unvouched, answered with
+        one fixed acknowledgement at most (``core.strangers``), never by the agent."""
+        resolution = await self._resolver.resolve(Address.parse(row.sender))
+        if await self._commit_reply(row, resolution.customer_id, None, vouched=False):
+            self._metrics.replies.labels(row.channel, "acknowledgement").inc()
             for loop in self._downstream:
                 loop.wake()
 
@@ -280,8 +323,14 @@ class InboxWorker:
             )
         log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
 
-    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str) -> bool:
-        """Mark the row done and write the reply, turns and memory job in one transaction."""
+    async def _commit_reply(
+        self, row: InboxRow, customer_id: str, text: str | None, *, vouched: bool = True
+    ) -> bool:
+        """Mark the row done and write the reply, turns and memory job in one transaction.
+
+        ``text=None``: the fixed acknowledgement, if ``core.strangers`` allows one now (else no reply).
+        ``vouched=False``: both turns are logged as unvouched (recalled only for this handle).
+        """
         now = utcnow()
         async with self._db.session() as session:
             claimed = await session.execute(
@@ -301,19 +350,27 @@ class InboxWorker:
                 inbox_id=row.id,
                 provider_message_id=row.provider_message_id,
                 created_at=row.received_at,
+                vouched=vouched,
             )
-            reply_turn = Turn(
-                customer_id=customer_id,
-                channel=row.channel,
-                address=row.sender,
-                role="assistant",
-                text=text,
-                inbox_id=row.id,
-                created_at=now,
-            )
-            session.add_all([customer_turn, reply_turn, self._outbox_row(row, customer_id, text)])
+            session.add(customer_turn)
+            if text is None:
+                text = await self._strangers.acknowledgement(session, row.sender)
+            turns = [customer_turn]
+            if text is not None:
+                reply_turn = Turn(
+                    customer_id=customer_id,
+                    channel=row.channel,
+                    address=row.sender,
+                    role="assistant",
+                    text=text,
+                    inbox_id=row.id,
+                    created_at=now,
+                    vouched=vouched,
+                )
+                turns.append(reply_turn)
+                session.add_all([reply_turn, self._outbox_row(row, customer_id, text)])
             await session.flush()
-            await self._queue_memory(session, customer_id, row.channel, [customer_turn.id, reply_turn.id])
+            await self._queue_memory(session, customer_id, row.channel, [turn.id for turn in turns])
         return True
 
     async def _queue_memory(

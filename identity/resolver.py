@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.messages import Address, Assurance, Resolution
 from core.store.db import Database
-from core.store.models import Customer, Identity
+from core.store.models import Customer, Identity, utcnow
 from identity.ledger import record
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,21 @@ class DatabaseResolver:
                 return None
             return Resolution(customer_id=row.customer_id, assurance=Assurance(row.assurance))
 
-    async def resolve(self, address: Address, *, authenticated: bool = False) -> Resolution:
+    async def resolve(self, address: Address, *, assurance: Assurance | None = None) -> Resolution:
+        """The customer behind ``address``; an unseen address gets a new customer, its handle at
+        ``assurance`` (the channel's word on this message) or the channel's default.
+
+        A handle first seen unvouched (an email without DMARC pass, a console address) is raised to
+        ``platform_attested`` by the first message its channel vouches for: what it said while unvouched
+        stays recallable only for it (``core.agent``), so raising the handle proves none of that.
+        """
         found = await self.lookup(address)
         if found is not None:
+            if found.assurance is Assurance.UNVERIFIED and assurance is Assurance.PLATFORM_ATTESTED:
+                return await self._vouched_at_last(address, found)
             return found
         customer_id = new_customer_id()
-        assurance = first_contact_assurance(address.channel)
-        if authenticated and assurance is Assurance.UNVERIFIED and address.channel == "email":
-            # DMARC pass, reported by our own MTA: the provider vouches for the From: address
-            assurance = Assurance.PLATFORM_ATTESTED
+        assurance = assurance or first_contact_assurance(address.channel)
         try:
             async with self._db.session() as session:
                 session.add(Customer(id=customer_id))
@@ -94,6 +100,29 @@ class DatabaseResolver:
             return found
         log.info("created customer %s for a new %s handle", customer_id, address.channel)
         return Resolution(customer_id=customer_id, assurance=assurance, created=True)
+
+    async def _vouched_at_last(self, address: Address, found: Resolution) -> Resolution:
+        raised = Assurance.PLATFORM_ATTESTED
+        async with self._db.session() as session:
+            changed = await session.execute(
+                update(Identity)
+                .where(Identity.address == str(address), Identity.assurance == Assurance.UNVERIFIED.value)
+                .values(assurance=raised.value, method="vouched_message", updated_at=utcnow())
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return await self.lookup(address) or found
+            await record(
+                session,
+                kind="link",
+                actor="system",
+                reason="the channel vouched for a message from this handle",
+                address=str(address),
+                customer_id=found.customer_id,
+                assurance=raised.value,
+                method="vouched_message",
+            )
+        log.info("a %s handle of customer %s is now vouched for", address.channel, found.customer_id)
+        return Resolution(customer_id=found.customer_id, assurance=raised)
 
     async def addresses_of(self, customer_id: str) -> list[Address]:
         """Every address that resolves to ``customer_id``."""

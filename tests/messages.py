@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 
 
 def sms_message(sid: str, text: str, phone: str = "+15551230000") -> InboundMessage:
@@ -13,6 +13,8 @@ def sms_message(sid: str, text: str, phone: str = "+15551230000") -> InboundMess
         sender=Address(channel="sms", handle=phone),
         text=text,
         reply_target={"to": phone},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 
@@ -24,4 +26,6 @@ def telegram_message(update: int, text: str, user: int = 42) -> InboundMessage:
         sender=Address(channel="telegram", handle=str(user)),
         text=text,
         reply_target={"chat_id": user},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from core.logs import QUIET_LOGGERS
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.recording import RecordingSender
@@ -109,6 +109,8 @@ def message(address: Address, n: int, text: str) -> InboundMessage:
         sender=address,
         text=text,
         reply_target={"to": str(address)},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -180,6 +182,13 @@ class InboxRow(Base):
     reply_target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attachments: Mapped[list[str]] = mapped_column(JSON, default=list)
     extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # how far the channel vouches for the sender of this very message (core.messages.Assurance);
+    # None (rows from before it was recorded) counts as unverified
+    sender_assurance: Mapped[str | None] = mapped_column(String(32))
+    # a one-to-one conversation (None counts as not private: no personal memory in the answer)
+    private: Mapped[bool | None] = mapped_column(Boolean)
+    # "answer" (the agent answers) or "acknowledge" (one fixed acknowledgement at most: core.strangers)
+    reply_policy: Mapped[str | None] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -224,6 +233,8 @@ class Turn(Base):
     text: Mapped[str] = mapped_column(Text)
     inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id"), index=True)
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    # False: said (or answered) on a message nobody vouched for; recalled only for that same handle
+    vouched: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

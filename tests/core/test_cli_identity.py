@@ -18,7 +18,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from core.cli import app
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.store.db import Database
 from core.store.models import IdentityEvent
 from identity.resolver import DatabaseResolver
@@ -73,6 +73,8 @@ def seed_conversation(tmp_path: Path) -> None:
                     sender=Address(channel="sms", handle=PHONE),
                     text="my router keeps dropping the wifi",
                     reply_target={"to": PHONE},
+                    sender_assurance=Assurance.PLATFORM_ATTESTED,
+                    private=True,
                 )
             )
             await hub.accept(
@@ -82,6 +84,8 @@ def seed_conversation(tmp_path: Path) -> None:
                     sender=Address(channel="telegram", handle="42"),
                     text="please write after 6pm",
                     reply_target={"chat_id": 42},
+                    sender_assurance=Assurance.PLATFORM_ATTESTED,
+                    private=True,
                 )
             )
             assert await hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}

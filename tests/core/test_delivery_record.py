@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.delivery import Delivery
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.store.models import OutboxRow
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
@@ -38,6 +38,8 @@ async def test_a_busy_database_after_the_send_does_not_send_it_again(
                 sender=Address(channel="telegram", handle="42"),
                 text="hello",
                 reply_target={"chat_id": 42},
+                sender_assurance=Assurance.PLATFORM_ATTESTED,
+                private=True,
             )
         )
         assert await hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.flood import SenderLimits
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.store.models import InboxRow
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
@@ -26,6 +26,8 @@ def sms(update: int, text: str, control: str | None = None) -> InboundMessage:
         text=text,
         reply_target={"to": "+15551230000"},
         extras={"control": control} if control else {},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 

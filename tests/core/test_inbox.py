@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.inbox import Accepted, Inbox
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.store.db import Database
 from core.store.models import InboxRow
 
@@ -22,6 +22,8 @@ def sms(sid: str, *, extras: dict[str, object] | None = None) -> InboundMessage:
         sender=Address(channel="sms", handle="+15551230000"),
         text=f"message {sid}",
         extras=extras or {},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.delivery_status import record_status
 from core.errors import TransientDeliveryError
-from core.messages import Address, InboundMessage, StatusUpdate
+from core.messages import Address, Assurance, InboundMessage, StatusUpdate
 from core.store.db import Database
 from core.store.models import OptOut, OutboundPart, OutboxRow, Turn
 from core.worker import HELP_REPLY
@@ -24,6 +24,8 @@ def sms(update: str, text: str, control: str | None = None) -> InboundMessage:
         text=text,
         reply_target={"to": "+15551230000"},
         extras={"control": control} if control else {},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 

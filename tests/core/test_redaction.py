@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.ports import MemoryRecord
 from core.prompt import build_messages, memory_block
 from core.redaction import KINDS, Redacted, placeholder, redact
@@ -216,6 +216,8 @@ def inbound(channel: str, n: int, text: str) -> InboundMessage:
         sender=address,
         text=text,
         reply_target={"to": str(address)},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 

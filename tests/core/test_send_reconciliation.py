@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from channels.base import WebhookRequest
 from channels.sms import STATUS_PATH, TwilioSmsAdapter
 from core.hub import Hub
-from core.messages import Address, InboundMessage
+from core.messages import Address, Assurance, InboundMessage
 from core.store.models import OutboxRow
 from identity.normalize import normalize_address
 from tests.core.harness import make_settings, running_hub
@@ -48,6 +48,8 @@ async def sent_but_not_recorded(hub: Hub, fake: FakeTwilioAPI) -> dict[str, str]
             sender=Address(channel="sms", handle=CUSTOMER),
             text="is my refund on its way?",
             reply_target={"to": CUSTOMER},
+            sender_assurance=Assurance.PLATFORM_ATTESTED,
+            private=True,
         )
     )
     for _ in range(1200):  # bounded: a minute at most

@@ -21,6 +21,8 @@ def _message(provider_id: str, text: str = "hello", handle: str = "42") -> Inbou
         sender=Address(channel="telegram", handle=handle),
         text=text,
         reply_target={"chat_id": 42},
+        sender_assurance=Assurance.PLATFORM_ATTESTED,
+        private=True,
     )
 
 
@@ -98,6 +100,8 @@ async def test_same_provider_id_on_another_channel_is_another_message(database_u
                 provider_message_id="1",
                 sender=Address(channel="sms", handle="+15551230000"),
                 text="x",
+                sender_assurance=Assurance.PLATFORM_ATTESTED,
+                private=True,
             )
         )
         assert not a.duplicate and not b.duplicate and a.inbox_id != b.inbox_id
@@ -130,6 +134,8 @@ async def test_times_come_back_as_utc(database_url: str) -> None:
                 sender=Address(channel="telegram", handle="42"),
                 text="x",
                 received_at=sent,
+                sender_assurance=Assurance.PLATFORM_ATTESTED,
+                private=True,
             )
         )
         async with db.session() as session:
