@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,11 +32,23 @@ _MSG_ID = re.compile(r"<[^<>\s]+>")
 # RFC 5322 lets References be shortened; keep the thread root and the most recent ids.
 _MAX_REFERENCES = 20
 NEW_SUBJECT = "Your message to support"
+MAX_SUBJECT_CHARS = 200
+# control characters (CR, LF, NUL, ...), format characters (zero-width, bidi), line and paragraph separators
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def clean_subject(subject: str | None) -> str:
+    """A customer's subject as one line of printable text: control and invisible format characters
+    (a CR/LF decoded from ``=?utf-8?q?...=0D=0A...?=`` would be header injection, and the email package
+    refuses it) become spaces, runs of whitespace one space, and it is cut to ``MAX_SUBJECT_CHARS``."""
+    text = (subject or "")[: MAX_SUBJECT_CHARS * 4]
+    text = "".join(" " if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+    return " ".join(text.split())[:MAX_SUBJECT_CHARS]
 
 
 def reply_subject(subject: str | None) -> str:
-    """``Re: <subject>`` without stacking prefixes (``Re: RE: Re[2]: x`` → ``Re: x``)."""
-    base = _RE_PREFIX.sub("", subject or "").strip()
+    """``Re: <subject>`` without stacking prefixes (``Re: RE: Re[2]: x`` → ``Re: x``), cleaned."""
+    base = _RE_PREFIX.sub("", clean_subject(subject)).strip()
     return f"Re: {base}" if base else "Re: your message"
 
 

@@ -279,3 +279,14 @@ def test_list_search_and_suggestions(runner: CliRunner, tmp_path: Path) -> None:
         plain,
     )
     assert len(as_json(runner, "customers", "list")["customers"]) == 3  # suggested, not merged
+
+
+def test_chat_as_an_address_is_an_unverified_sender(runner: CliRunner, tmp_path: Path) -> None:
+    """Whoever runs the console can type any address: it recalls that handle's own history at most,
+    never what the customer said on their other handles."""
+    seed_conversation(tmp_path)
+    ok(runner, "identity", "link", TELEGRAM, SMS, "--reason", "same person")
+    result = runner.invoke(app, ["chat", "--as", SMS], input="what do you know about me?\n")
+    assert result.exit_code == 0, result.output
+    assert "router keeps dropping the wifi" in result.stdout  # this handle's own words
+    assert "6pm" not in result.stdout  # the Telegram handle's, same customer
