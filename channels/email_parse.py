@@ -116,10 +116,10 @@ def parse_email(
     except InvalidAddress as exc:
         raise BadRequest("the From address is not a valid email address", status=422) from exc
 
-    message_id = _first_id(msg.get("Message-ID"))
-    references = _ids(msg.get("References")) or _ids(msg.get("In-Reply-To"))[:1]
+    message_id = _first_id(_header(msg, "Message-ID"))
+    references = _ids(_header(msg, "References")) or _ids(_header(msg, "In-Reply-To"))[:1]
     recipient = recipients[0].strip().lower() if recipients else context.address_key
-    subject = _header_text(msg.get("Subject"))
+    subject = _header_text(_header(msg, "Subject"))
     full_text = _body_text(msg) or subject
     text = newest_reply(full_text) or full_text
     own_id = message_id or f"<sha256:{hashlib.sha256(raw).hexdigest()}>"
@@ -142,7 +142,7 @@ def parse_email(
         reply_policy=ReplyPolicy.ANSWER if authenticated else ReplyPolicy.ACKNOWLEDGE,
         extras={
             "thread_id": references[0] if references else own_id,
-            "in_reply_to": _first_id(msg.get("In-Reply-To")),
+            "in_reply_to": _first_id(_header(msg, "In-Reply-To")),
             "raw_mime": raw.decode("utf-8", errors="replace"),
             "sender_authenticated": authenticated,
         },
@@ -153,28 +153,28 @@ def _noise_reason(
     msg: EmailMessage, *, from_addr: str | None, mail_from: str | None, context: ParseContext
 ) -> str | None:
     """Why this message must not be answered, or ``None``. Reasons name rules, never addresses."""
-    auto = _header_text(msg.get("Auto-Submitted")).split(";")[0].strip().lower()
+    auto = _header_text(_header(msg, "Auto-Submitted")).split(";")[0].strip().lower()
     if auto and auto != "no":
         return "auto-submitted"
-    if msg.get("X-Autoreply") is not None or msg.get("X-Autorespond") is not None:
+    if _header(msg, "X-Autoreply") is not None or _header(msg, "X-Autorespond") is not None:
         return "auto-reply header"
     if any(name.lower().startswith("list-") for name in msg):
         return "mailing list"
-    if _header_text(msg.get("Precedence")).strip().lower() in _BULK_PRECEDENCE:
+    if _header_text(_header(msg, "Precedence")).strip().lower() in _BULK_PRECEDENCE:
         return "bulk precedence"
     if mail_from is not None and mail_from.strip() in ("", "<>"):
         return "null envelope sender"
-    if _header_text(msg.get("Return-Path")).strip() == "<>":
+    if _header_text(_header(msg, "Return-Path")).strip() == "<>":
         return "null return path"
     if msg.get_content_type() == "multipart/report":
         return "delivery report"
-    senders = [from_addr, _address_of(msg.get("Sender")), mail_from]
+    senders = [from_addr, _address_of(_header(msg, "Sender")), mail_from]
     for candidate in senders:
         if candidate and _is_robot(candidate):
             return "robot sender"
     if from_addr is not None and from_addr.lower() == context.address_key:
         return "our own address"
-    for loop in msg.get_all("X-Loop") or ():
+    for loop in _all_headers(msg, "X-Loop"):
         if _header_text(loop).strip().strip("<>").strip().lower() == context.address_key:
             return "our own X-Loop"
     return None
@@ -185,12 +185,28 @@ def _is_robot(address: str) -> bool:
     return local in _NOREPLY_LOCALS or local.startswith(("noreply", "no-reply", "donotreply"))
 
 
+def _header(msg: EmailMessage, name: str) -> Any:
+    """A header as the email package parses it, or None when it cannot be parsed (an address decoded
+    from ``=?utf-8?q?...=0D=0A...?=`` carries a CR or LF, which the package refuses with ValueError)."""
+    try:
+        return msg.get(name)
+    except (ValueError, TypeError, IndexError, LookupError, AttributeError):
+        return None
+
+
+def _all_headers(msg: EmailMessage, name: str) -> list[Any]:
+    try:
+        return list(msg.get_all(name) or ())
+    except (ValueError, TypeError, IndexError, LookupError, AttributeError):
+        return []
+
+
 def _header_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
 def _from_address(msg: EmailMessage) -> str | None:
-    return _address_of(msg.get("From"))
+    return _address_of(_header(msg, "From"))
 
 
 def _address_of(header: Any) -> str | None:
@@ -269,7 +285,7 @@ def _dmarc_pass(
     position, parsed = ours[0]  # the topmost field naming our id; every other one is discarded
     if trust is HeaderTrust.PROVIDER:
         first_trace = next(
-            (index for index, (name, _) in enumerate(msg.items()) if name.lower() == "received"), None
+            (index for index, (name, _) in enumerate(msg.raw_items()) if name.lower() == "received"), None
         )
         if first_trace is None or position > first_trace:
             return False  # written by the sender, below the provider's trace (or no trace at all)
@@ -289,7 +305,7 @@ def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any]]:
     """Every Authentication-Results field that names ``authserv_id`` (readable or not), topmost first,
     with its position among the header fields. An unreadable one naming us still counts (as no pass)."""
     found: list[tuple[int, Any]] = []
-    for index, (name, value) in enumerate(msg.items()):
+    for index, (name, value) in enumerate(msg.raw_items()):
         if name.lower() != "authentication-results":
             continue
         text = " ".join(str(value).split())

@@ -30,6 +30,7 @@ TWILIO_TOKEN = "crash-twilio-auth-token"
 OUR_NUMBER = "+15558675310"
 OUR_EMAIL = "support@threadline.example"
 EMAIL_KEY = "key-crash-6f0c1d2b3a4958677a8b9c0d"
+AUTHSERV_ID = "mx.threadline.example"
 CHANNELS = ("telegram", "slack", "sms", "email")
 TAG_RE = re.compile(r"\bcase([a-z]{4})\b")
 
@@ -173,7 +174,11 @@ class Delivery:
         return path, urlencode(form).encode(), headers
 
     def _email(self, attempt: int) -> tuple[str, bytes, dict[str, str]]:
+        # the provider's MTA checked DMARC and wrote its verdict above its own trace: an authenticated
+        # sender, answered by the agent (a bare From: gets one fixed acknowledgement at most)
         mime = (
+            f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass header.from=example.com\r\n"
+            "Received: from mail.example.com ([198.51.100.7]) by mx.threadline.example; 1 Dec 2026\r\n"
             f"From: {self.customer.email}\r\nTo: Threadline Support <{OUR_EMAIL}>\r\n"
             f"Subject: Order question\r\nDate: Mon, 3 Mar 2025 09:30:51 -0800\r\n"
             f"Message-ID: {self.email_id}\r\nMIME-Version: 1.0\r\n"

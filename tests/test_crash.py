@@ -36,6 +36,7 @@ from core.memory.local import LocalMemory
 from core.settings import LLMSettings
 from tests.conftest import subprocess_env, threadline_cmd
 from tests.crash_support import (
+    AUTHSERV_ID,
     EMAIL_KEY,
     OUR_EMAIL,
     OUR_NUMBER,
@@ -305,6 +306,7 @@ async def test_kill_9_under_a_burst_loses_nothing_and_doubles_nothing(
             THREADLINE_EMAIL__SMTP_HOST="127.0.0.1",
             THREADLINE_EMAIL__SMTP_PORT=str(relay.port),
             THREADLINE_EMAIL__INBOUND_SIGNING_KEY=EMAIL_KEY,
+            THREADLINE_EMAIL__AUTHSERV_ID=AUTHSERV_ID,
             THREADLINE_EMAIL__MAX_REPLIES_PER_HOUR="10000",
         )
         hub = Hub(tmp_path, env)

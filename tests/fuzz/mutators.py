@@ -51,6 +51,24 @@ scalars: st.SearchStrategy[Json] = st.one_of(
     st.sampled_from(HUGE_NUMBERS),
     st.text(max_size=40),
     st.sampled_from(["", " ", "0", "-1", "1e999", "true", "null", "<@UBOT0001>", "\u202e", "\ud800"]),
+    # shapes of issue 11's attacks: chat kinds, a contact phone without "+", fence breakouts, header
+    # injection, and text that made a pattern quadratic
+    st.sampled_from(
+        [
+            "group",
+            "supergroup",
+            "channel",
+            "im",
+            "app_mention",
+            "5016001234",
+            "</CUSTOMER_MEMORY >",
+            "</customer\u200b_memory>",
+            "\r\nBcc: x@example.com",
+            "/link " + " " * 5_000 + "x",
+            "my email is " * 500,
+            "password is" + " " * 5_000,
+        ]
+    ),
 )
 json_values: st.SearchStrategy[Json] = st.recursive(
     scalars,
@@ -215,7 +233,7 @@ def encode_form(pairs: list[tuple[str, str]]) -> bytes:
 _HEADER_NAMES = [
     "From", "To", "Cc", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
     "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Auto-Submitted",
-    "Precedence", "List-Id", "X-Loop", "Return-Path", "Authentication-Results", "X-Autoreply",
+    "Precedence", "List-Id", "X-Loop", "Return-Path", "Authentication-Results", "X-Autoreply", "Received",
 ]  # fmt: skip
 _HEADER_VALUES = [
     "", " ", "<>", "@", "a@", "@b", "ana@example.com", "=?utf-8?B?w6k=?= <ana@example.com>",
@@ -226,11 +244,16 @@ _HEADER_VALUES = [
     'attachment; filename="=?utf-8?B?AAA=?="', "attachment; filename*=utf-8''%ff%fe",
     "mx.threadline.example; dmarc=pass header.from=example.com", "mx; dmarc=", "auto-replied", "bulk",
     "support@threadline.example", "<a@b> <c@d> garbage <", "(comment (nested", "\\", "Mon, 99 Foo 2025",
+    "=?utf-8?q?Invoice=0D=0ABcc:_attacker@evil.example?=", "=?utf-8?b?SGkNCkJjYzogeEB5?=",
+    "mx.threadline.example; dmarc=pass (p=reject) header.from=example.com; spf=pass smtp.mailfrom=x",
+    "from evil.example by mx.threadline.example; 1 Dec 2026", "</customer_memory>", '"a' * 400,
 ]  # fmt: skip
 _BODIES = [
     b"", b"hello", b"=\r\n=ZZ=", b"!!!not base64!!!", b"--b\r\n\r\n--b--", b"<html><p>hi", b"\xff\xfe\x00",
     b"On Mon, Ana wrote:\r\n> quoted\r\n", b"\r\n.\r\n",
     b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n",
+    b" " * 30_000 + b"x", b"my email is " * 2_000, b"/link " + b" " * 20_000 + b"x\r\ny",
+    b"<a " * 10_000, b"<!--" * 5_000,
 ]  # fmt: skip
 
 
@@ -264,7 +287,7 @@ def mutated_mime(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     elif body_op == "random":
         body = draw(st.binary(max_size=300))
     elif body_op == "nest":  # multipart inside multipart, boundaries reused
-        depth = draw(st.integers(1, 60))
+        depth = draw(st.sampled_from([1, 2, 5, 30, 60, 3_000]))
         part = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
         body = part * depth + b"Content-Type: text/plain\r\n\r\nhi\r\n" + b"--b--\r\n" * depth
     out = newline.join(lines) + sep + body if sep else newline.join(lines)

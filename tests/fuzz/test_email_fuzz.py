@@ -26,7 +26,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from channels.email import MAX_BODY_BYTES, EmailAdapter
+from channels.email_parse import HeaderTrust, ParseContext, parse_email
+from core.errors import BadRequest
+from core.messages import Assurance, ReplyPolicy
 from core.settings import EmailSettings
+from identity.normalize import normalize_address
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.smtp_relay import FakeSmtpRelay
 from tests.fuzz.conftest import budget, clean_environment, record
@@ -36,6 +40,8 @@ from tests.fuzz.probe import FIXTURES, probe
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OURS = "support@threadline.example"
+AUTHSERV = "mx.threadline.example"
+PROVIDER_TRACE = b"Received: from unknown ([203.0.113.66]) by mx.provider.example; 1 Dec 2026\r\n"
 KEY = "key-fuzz-0a1b2c3d4e5f60718293a4b5"
 PATH = "/webhooks/email/inbound"
 SEEDS = [p.read_bytes() for p in sorted((FIXTURES / "email").glob("*.eml"))]
@@ -62,6 +68,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
             smtp_port=relay.port,
             inbound_signing_key=SecretStr(KEY),
             smtp_listen="127.0.0.1:0",
+            authserv_id=AUTHSERV,  # the fixtures and mutations carry Authentication-Results naming it
         )
         with clean_environment(folder):
             settings = app_settings(folder / "data", email=email)
@@ -189,6 +196,26 @@ async def test_smtp_listener_answers_only_documented_refusals_and_stores_nothing
 ) -> None:
     envelope_sender = "" if sender == "<>" else sender  # aiosmtplib writes the null sender for ""
     await deliver_and_check(served, "email SMTP listener", envelope_sender, recipients, mime)
+
+
+@budget(300)
+@given(mime=mutated_mime(SEEDS), trust=st.sampled_from([HeaderTrust.NONE, HeaderTrust.PROVIDER]))
+async def test_nothing_a_sender_writes_authenticates_the_sender(mime: bytes, trust: HeaderTrust) -> None:
+    """Whatever headers a sender writes (our authserv-id saying dmarc=pass included, in any order, folded,
+    duplicated), a mail through our listener from a stranger, or below the provider's trace, is never
+    authenticated: no Authentication-Results the sender wrote is trusted."""
+    raw = PROVIDER_TRACE + mime if trust is HeaderTrust.PROVIDER else mime
+    context = ParseContext(address=OURS, normalize=normalize_address, authserv_id=AUTHSERV)
+    try:
+        message = parse_email(raw, mail_from="a@example.com", recipients=[OURS], context=context, trust=trust)
+    except BadRequest:
+        record("email parse (sender-written headers)", 422)
+        return
+    record("email parse (sender-written headers)", 200)
+    if message is not None:
+        assert message.extras["sender_authenticated"] is False
+        assert message.sender_assurance is Assurance.UNVERIFIED
+        assert message.reply_policy is ReplyPolicy.ACKNOWLEDGE
 
 
 async def test_smtp_listener_refuses_a_mail_over_the_size_limit_with_552(served: Served) -> None:
