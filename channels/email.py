@@ -4,7 +4,9 @@
   message is committed, ``451`` when committing fails, ``550`` for other recipients, ``552`` over 10 MiB.
 - Inbound webhook ``/webhooks/email/inbound`` (Mailgun "forward with MIME", see ``channels.email_webhook``):
   form fields ``timestamp``/``token``/``signature``, the raw message in ``body-mime``, the envelope in
-  ``recipient`` and ``sender``. No ``inbound_signing_key`` → every POST is refused (403).
+  ``recipient`` and ``sender``. No ``inbound_signing_key`` → every POST is refused (403). ``verify``
+  reads only the three signature fields (in a thread when the body is large); the whole form is
+  decoded, in a thread, only by ``parse``, after verification passed.
 - Both paths share ``channels.email_parse.parse_email``: noise per RFC 3834 is dropped (never answered),
   quoted history and signatures are stripped, ``provider_message_id`` is ``<Message-ID>|<recipient>``.
 - ``send`` writes a threaded reply with loop guards (``channels.email_send``) through aiosmtplib:
@@ -28,7 +30,7 @@ from channels.base import AcceptFn, Parsed, WebhookRequest
 from channels.email_parse import HeaderTrust, ParseContext, parse_email
 from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
 from channels.email_smtp import SmtpListener
-from channels.email_webhook import FormError, MailgunVerifier, read_form
+from channels.email_webhook import FormError, MailgunVerifier, read_form, signature_fields
 from core.errors import BadRequest, ConfigError, PermanentDeliveryError, VerificationFailed
 from core.messages import Address, Delivery, InboundMessage, OutboundMessage
 from core.settings import EmailSettings, env_name
@@ -72,15 +74,15 @@ class EmailAdapter:
     async def verify(self, request: WebhookRequest) -> None:
         if not self._verifier.configured:
             raise VerificationFailed("no inbound signing key is configured", status=403)
-        try:
-            fields = read_form(request.body, request.header("content-type"))
+        try:  # the three signature fields only, before the rest of the form is decoded
+            fields = await signature_fields(request.body, request.header("content-type"))
         except FormError:
             raise VerificationFailed("no readable signature fields", status=401) from None
         self._verifier.verify(fields)
 
     async def parse(self, request: WebhookRequest) -> Parsed:
-        try:
-            fields = read_form(request.body, request.header("content-type"))
+        try:  # the whole form, once verified, in a thread: 10 MiB of fields must not stall the event loop
+            fields = await asyncio.to_thread(read_form, request.body, request.header("content-type"))
         except FormError as exc:
             raise BadRequest("the webhook body is not a readable form", status=400) from exc
         raw = fields.get("body-mime")
@@ -165,19 +167,22 @@ class EmailAdapter:
         host = self._settings.smtp_host
         if not host:
             raise PermanentDeliveryError(f"{env_name('email', 'smtp_host')} is not set")
+        try:  # built before a slot of the recipient's cap is taken: a reply that cannot be built takes none
+            reply = build_reply(
+                from_header=self._settings.address or self._address,
+                loop_address=self._address,
+                to=to,
+                text=message.text,
+                message_id=message_id,
+                reply_target=message.reply_target,
+            )
+        except (ValueError, TypeError) as exc:
+            raise PermanentDeliveryError(f"the reply could not be built ({type(exc).__name__})") from exc
         recipient_key = to.lower()
         stamp = self._cap.reserve(recipient_key)
         if stamp is None:
             log.warning("email reply %s not sent: the per-recipient hourly cap is reached", message_id)
             raise PermanentDeliveryError("reply cap reached for this recipient")
-        reply = build_reply(
-            from_header=self._settings.address or self._address,
-            loop_address=self._address,
-            to=to,
-            text=message.text,
-            message_id=message_id,
-            reply_target=message.reply_target,
-        )
         port = self._settings.smtp_port
         password = self._settings.smtp_password
         try:

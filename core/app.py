@@ -7,6 +7,12 @@ Every webhook route is the same thin glue: read the body (413 past the channel's
 framework-free ``WebhookRequest`` to the adapter's ``verify`` (401/403, nothing stored) and ``parse``
 (4xx for a body it cannot read), commit every parsed message to the inbox and every status report,
 and only then answer what the adapter asked for. A failing commit answers 500, so the platform retries.
+
+In front of every route sits ``core.web_guard.WebGuard``: the admin token is checked for ``/admin``
+(and for the API documentation and ``/metrics`` when ``THREADLINE_DOCS_PUBLIC`` /
+``THREADLINE_METRICS_PUBLIC`` keep them private) before any body byte is read, and every route has a
+body limit (a webhook its channel's ``max_body_bytes``, the admin API 1 MiB, the rest 64 KiB). The data
+dir is created (or tightened to) 0700 (``core.private_files``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from core.dead_letters import count_dead_letters
 from core.errors import BadRequest, VerificationFailed
 from core.hub import Hub
 from core.llm import build_chat_model
+from core.logs import hide_query_strings
 from core.memory import build_memory
 from core.messages import Address
 from core.ports import Attestor, Sender
+from core.private_files import private_dir
 from core.retention import Retention
 from core.settings import Settings
 from core.store.db import Database
+from core.web_guard import BodyTooLarge, WebGuard
 from identity.admin import AdminServices, admin_router
 from identity.linking import IdentityLinks
 from identity.normalize import normalize_address
@@ -40,6 +49,15 @@ from identity.resolver import DatabaseResolver
 log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# every webhook path and the channel whose adapter answers it (the body limit there is the adapter's)
+WEBHOOKS = {
+    "/webhooks/slack/events": "slack",
+    "/webhooks/telegram": "telegram",
+    "/webhooks/twilio/sms": "sms",
+    "/webhooks/twilio/status": "sms",
+    "/webhooks/email/inbound": "email",
+}
 
 
 def normalizer(settings: Settings) -> functools.partial[Address]:
@@ -81,7 +99,7 @@ async def build_hub(
 ) -> Hub:
     """Open the store (migrating it), memory, LLM and channels described by ``settings``."""
     settings.check()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # 0700, and tightened to it (logged) when it was looser
     chosen: Mapping[str, Sender] = senders if senders is not None else build_adapters(settings)
     db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
     memory = build_memory(settings)
@@ -137,7 +155,7 @@ async def _webhook(request: Request, channel: str) -> Response:
 async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel: str) -> Response:
     try:
         body = await _read_body(request, adapter.max_body_bytes)
-    except _TooLarge:
+    except (_TooLarge, BodyTooLarge):  # declared too long, or (WebGuard) streamed past the limit
         hub.metrics.webhooks_rejected.labels(channel, "too_large").inc()
         return Response(status_code=413)
     incoming = WebhookRequest(
@@ -179,6 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
+    hide_query_strings()  # whoever serves the app: no query string (handles) in uvicorn's access log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +215,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)
     app.state.adapters = adapters
+
+    def webhook_too_large(path: str) -> None:
+        hub: Hub | None = getattr(app.state, "hub", None)
+        if path in WEBHOOKS and hub is not None:
+            hub.metrics.webhooks_rejected.labels(WEBHOOKS[path], "too_large").inc()
+
+    docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+    private = [path for path in docs if path and not settings.docs_public]
+    if not settings.metrics_public:
+        private.append("/metrics")
+    app.add_middleware(
+        WebGuard,
+        admin_token=settings.admin_token,
+        private=private,
+        body_limits={path: adapters[ch].max_body_bytes for path, ch in WEBHOOKS.items() if ch in adapters},
+        on_too_large=webhook_too_large,
+    )
 
     @app.post("/webhooks/slack/events", tags=["webhooks"])
     async def slack_events(request: Request) -> Response:

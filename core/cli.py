@@ -1,5 +1,9 @@
 """The ``threadline`` command: serve the hub, chat with it from a terminal, look at memory and customers,
-change identities (link, unlink, merge, unmerge: each recorded in the identity ledger)."""
+change identities (link, unlink, merge, unmerge: each recorded in the identity ledger).
+
+``serve`` logs through ``core.logs.setup_logging``: uvicorn's access log shows no query string.
+``export --out FILE`` writes a file of mode 0600 (everything held about a person is in it).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from core.logs import setup_logging
 from core.memory import build_memory
 from core.messages import OutboundMessage
 from core.ports import MemoryRecord, MemoryStore
+from core.private_files import write_private
 from core.retention import Retention
 from core.settings import Settings
 from core.store.db import Database
@@ -549,7 +554,7 @@ def export_customer(
     who: Annotated[str, typer.Argument(help="A customer id (cus_...) or one of its addresses.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
 ) -> None:
-    """Write everything held about a customer as one JSON document."""
+    """Write everything held about a customer as one JSON document (``--out``: a file of mode 0600)."""
     settings = _settings()
 
     async def work(store: _Store) -> None:
@@ -558,7 +563,7 @@ def export_customer(
         if out is None:
             typer.echo(document)
         else:
-            out.write_text(document + "\n", encoding="utf-8")
+            write_private(out, document + "\n")  # 0600: it is everything held about a person
             typer.echo(f"customer {customer_id} exported to {out}", err=True)
 
     _with_store(settings, work)

@@ -1,4 +1,10 @@
-"""Logging set-up. Threadline logs ids only: never a message body, phone number, email or secret."""
+"""Logging set-up. Threadline logs ids only: never a message body, phone number, email or secret.
+
+uvicorn's access log (logger ``uvicorn.access``) would print each request's query string, and admin
+calls carry handles there (``?search=...``, ``?address=sms:%2B1555...``): ``HideQueryStrings`` replaces
+every query with ``?…`` (``GET /admin/customers?… HTTP/1.1 200``). ``setup_logging`` installs it, and so
+does ``core.app.create_app``, so the app never lets a query into the access log however it is served.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,35 @@ QUIET_LOGGERS = (
 )
 
 
+ACCESS_LOGGER = "uvicorn.access"
+HIDDEN_QUERY = "?…"
+
+
+class HideQueryStrings(logging.Filter):
+    """Cuts the query off every text argument of a record (uvicorn's access line: the request target)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(_hidden(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg and not record.args:
+            record.msg = _hidden(record.msg)
+        return True
+
+
+def _hidden(text: str) -> str:
+    path, mark, _ = text.partition("?")
+    return path + HIDDEN_QUERY if mark else text
+
+
+def hide_query_strings() -> None:
+    """Install ``HideQueryStrings`` on uvicorn's access logger (once)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
+        logger.addFilter(HideQueryStrings())
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    hide_query_strings()

@@ -3,9 +3,11 @@
 ``admin_router(services, token=...)`` builds the routes (prefix ``/admin``, tag ``admin``). Every call
 needs ``Authorization: Bearer <THREADLINE_ADMIN_TOKEN>``, compared in constant time: a missing or
 wrong token is 401 (``WWW-Authenticate: Bearer``) and nothing is read or changed; with no token
-configured every call is 403. The glue is thin: convert the request in, call ``identity.directory``
-or ``identity.linking``, convert the answer out; the errors are mapped in one place (``_mapped``):
-``NotFound`` 404, ``Conflict`` 409, ``InvalidAddress`` 422.
+configured every call is 403. ``core.web_guard.WebGuard`` makes the same check in front of the app,
+before the request body is read (and limits the body to 1 MiB); this dependency is the second check.
+The glue is thin: convert the request in, call ``identity.directory`` or ``identity.linking``, convert
+the answer out; the errors are mapped in one place (``_mapped``): ``NotFound`` 404, ``Conflict`` 409,
+``InvalidAddress`` 422.
 
 The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X-Threadline-Actor``.
 Logs carry ledger and customer ids only, never an address.
@@ -31,6 +33,7 @@ from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
 from core.messages import Address
 from core.ports import MemoryStore
 from core.store.db import Database
+from core.web_guard import ADMIN_OFF_DETAIL, ADMIN_TOKEN_SETTING, UNAUTHORIZED_DETAIL
 from identity.directory import (
     CustomerDetail,
     CustomerPage,
@@ -47,7 +50,7 @@ from identity.normalize import normalize_address
 
 log = logging.getLogger(__name__)
 
-ADMIN_SETTING = "THREADLINE_ADMIN_TOKEN"
+ADMIN_SETTING = ADMIN_TOKEN_SETTING
 _ACTOR_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
 
 
@@ -346,14 +349,14 @@ def admin_router(
         if not expected:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"the admin API is off: set {ADMIN_SETTING} to turn it on",
+                detail=ADMIN_OFF_DETAIL,
             )
         given = credentials.credentials.encode() if credentials is not None else b""
         if not hmac.compare_digest(given, expected):
             log.warning("admin call refused: missing or wrong bearer token")
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                detail="a valid admin bearer token is required",
+                detail=UNAUTHORIZED_DETAIL,
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

@@ -266,6 +266,8 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
                 "role": t.role,
                 "text": t.text,
                 "at": _when(t.created_at),
+                # False: said on a message nobody vouched for (recalled only for this address)
+                "vouched": t.vouched is not False,
             }
             for t in turns
         ],

@@ -56,10 +56,13 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Served]:
-    """The app under uvicorn (lifespan on: the hub and worker run) until the block ends."""
+async def serving(settings: Settings, *, log_level: str = "warning") -> AsyncIterator[Served]:
+    """The app under uvicorn (lifespan on: the hub and worker run) until the block ends.
+
+    ``log_level="info"`` turns uvicorn's access log on (logger ``uvicorn.access``).
+    """
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -5,6 +5,9 @@ Every log record of a run is captured (the root at DEBUG, the third-party logger
 Telegram, Slack and email, one of them proves an email address with a one-time code (an identity
 link), memories are written and recalled, and replies go out. No message body, phone number, email
 address or code of the run may appear in any line, in any common spelling.
+
+uvicorn's access log too: admin calls that carry a handle in their query string are logged with the
+path only (``?…``), by the filter ``core.logs`` installs (the app installs it, and ``setup_logging``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from pydantic import SecretStr
 
-from core.logs import QUIET_LOGGERS
+from core.logs import ACCESS_LOGGER, QUIET_LOGGERS, HideQueryStrings, setup_logging
 from core.messages import Address, Assurance, InboundMessage
+from tests.apphost import app_settings, serving
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.recording import RecordingSender
@@ -187,3 +192,70 @@ def test_the_scan_would_see_a_leak(caplog: pytest.LogCaptureFixture) -> None:
     logging.getLogger("core.worker").info("text %r", "the router keeps dropping the wifi")
     needles = phone_spellings(PHONE) | email_spellings(EMAIL) | body_fragments(BODIES[TELEGRAM][0])
     assert all(leaks_in(line, needles) for line in caplog.text.splitlines())
+
+
+# ----- uvicorn's access log ----------------------------------------------------------------------------
+
+ADMIN_TOKEN = "privacy-admin-token-0123456789abcdef"
+# the issue's requests: an admin search by email and a ledger lookup by phone, as a browser encodes them
+QUERIES = ("/admin/customers?search=victim%40example.com", "/admin/ledger?address=sms:%2B15551234567")
+ACCESS_NEEDLES = ("%40", "@", "victim", "example.com", "%2B1555", "+1555", "5551234567")
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_the_access_log_shows_no_query_string(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for name in QUIET_LOGGERS:  # as ``threadline serve`` sets them up (aiosqlite logs SQL parameters)
+        caplog.set_level(logging.WARNING, logger=name)
+    caplog.set_level(logging.DEBUG)
+    kept = _Kept()
+    access = logging.getLogger(ACCESS_LOGGER)
+    settings = app_settings(tmp_path / "data", admin_token=SecretStr(ADMIN_TOKEN))
+    async with serving(settings, log_level="info") as served:  # access log on
+        access.addHandler(kept)
+        try:
+            auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+            answers = [(await served.client.get(url, headers=auth)).status_code for url in QUERIES]
+            answers += [(await served.client.get(url)).status_code for url in QUERIES]  # refused: logged too
+        finally:
+            access.removeHandler(kept)
+    assert answers == [200, 200, 401, 401]
+
+    access_lines = [record.getMessage() for record in kept.records]
+    assert len(access_lines) == 4, access_lines  # every request was logged...
+    lines = access_lines + [record.getMessage() for record in caplog.records] + caplog.text.splitlines()
+    offending = [line for line in lines if any(needle in line for needle in ACCESS_NEEDLES)]
+    assert offending == []  # ...and no line shows what was searched for
+    assert sum('"GET /admin/customers?… HTTP/1.1" 200' in line for line in access_lines) == 1
+    assert sum('"GET /admin/ledger?… HTTP/1.1" 401' in line for line in access_lines) == 1
+
+
+def test_setup_logging_installs_the_access_log_filter_once() -> None:
+    access = logging.getLogger(ACCESS_LOGGER)
+    touched = [logging.getLogger(), *(logging.getLogger(name) for name in QUIET_LOGGERS)]
+    levels = [logger.level for logger in touched]
+    try:
+        setup_logging("INFO")
+        setup_logging("INFO")
+    finally:  # the levels are process-wide: leave them as the other tests expect
+        for logger, level in zip(touched, levels, strict=True):
+            logger.setLevel(level)
+    assert sum(isinstance(f, HideQueryStrings) for f in access.filters) == 1
+    record = logging.LogRecord(
+        ACCESS_LOGGER,
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", QUERIES[0], "1.1", 200),
+        None,
+    )
+    assert access.filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /admin/customers?… HTTP/1.1" 200'

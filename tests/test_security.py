@@ -31,6 +31,7 @@ from core.messages import Address
 from core.settings import EmailSettings, SlackSettings, StrangerSettings
 from core.store.models import Customer, InboxRow, OutboxRow, Turn
 from core.strangers import ACKNOWLEDGEMENT
+from identity.erasure import export
 from identity.linking import IdentityLinks
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.openai_server import FakeOpenAI
@@ -259,6 +260,8 @@ async def test_a_forged_email_never_reaches_the_real_customers_prompt(hub: Hub) 
     async with hub.served.hub.db.session() as session:
         vouched = await session.scalars(select(Turn.vouched).where(Turn.text.contains("SYSTEM NOTE")))
         assert list(vouched) == [False]
+    document = await export(hub.served.hub.db, hub.served.hub.memory, customer)  # the export says so too
+    assert [t["vouched"] for t in document["conversation"] if "SYSTEM NOTE" in t["text"]] == [False]
 
 
 # ----- 5. no private memory where others read the answer ---------------------------------------------

@@ -6,6 +6,8 @@ importing it has side effects that must be steered first:
 - ``MEM0_TELEMETRY`` and ``MEM0_DIR`` are read once, at import. Telemetry is forced off (it would also
   fetch a notice config from GitHub) and ``MEM0_DIR`` (where mem0 writes its ``config.json``) goes to
   ``<data_dir>/mem0``. Both are process-wide: the first data dir to import mem0 wins ``MEM0_DIR``.
+  That folder is 0700 and the files we know Mem0 writes there (``config.json``, ``history.db``, the
+  latter created by us before Mem0 opens it, so its ``-wal``/``-shm`` follow) are 0600.
 - mem0 logs memory text and message content (``Skipping invalid message format: {message}``,
   ``Updating memory ... {data=}``, exception texts holding replies). Its loggers are cut off from the
   root logger and re-emitted through ours with the text withheld (:class:`_WithheldMem0Log`): only the
@@ -56,6 +58,7 @@ from typing import Any
 from core.attribution import EXTRACTION_INSTRUCTIONS
 from core.memory.embedder import DIMS, LocalEmbedder
 from core.memory.vectors import SQLiteVectorStore, VectorHit
+from core.private_files import private_dir, private_file, private_sqlite
 from core.settings import LLMSettings
 
 log = logging.getLogger(__name__)
@@ -124,10 +127,11 @@ def import_mem0(data_dir: Path) -> ModuleType:
         if "mem0" not in sys.modules:
             os.environ["MEM0_TELEMETRY"] = "False"
             directory = mem0_dir(data_dir)
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             os.environ["MEM0_DIR"] = str(directory)
         _withhold_mem0_logs()  # before the import: mem0 may log while it loads
         mem0 = importlib.import_module("mem0")
+        _private_config(data_dir)
         _force_telemetry_off()
         _never_load_spacy()
         return mem0
@@ -279,7 +283,8 @@ def build_oss_memory(*, data_dir: Path, llm: LLMSettings, embedder: LocalEmbedde
     from mem0.configs.base import MemoryConfig
     from qdrant_client import QdrantClient
 
-    mem0_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(mem0_dir(data_dir))
+    private_sqlite(mem0_dir(data_dir) / "history.db")  # 0600 before Mem0's SQLite creates it
     config = mem0_config(data_dir, llm)
     store = mem0_vector_store(mem0_dir(data_dir) / "vectors.sqlite3")
     standin = QdrantClient(location=":memory:")
@@ -304,7 +309,15 @@ def build_oss_memory(*, data_dir: Path, llm: LLMSettings, embedder: LocalEmbedde
     memory.llm = _StrictExtraction(memory.llm)
     memory.config.vector_store.config.client = None
     _tune_history_db(memory)
+    _private_config(data_dir)
     return OssMemory(memory=memory, store=store, entities=entities)
+
+
+def _private_config(data_dir: Path) -> None:
+    """Mem0's ``config.json`` (an anonymous id it writes in ``MEM0_DIR``) 0600, when it is there."""
+    config = mem0_dir(data_dir) / "config.json"
+    if config.is_file():
+        private_file(config)
 
 
 # ----- forgetting ------------------------------------------------------------------------------

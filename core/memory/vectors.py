@@ -14,6 +14,7 @@ follows the customer's memory count, not the total.
 - Recall signals (:meth:`scope_signals`): one scope's rows in the order written, each with its cosine
   to the query and its BM25 score, for ``core.memory.ranking`` to rank.
 - ``turn_ids`` from each payload go to an indexed side table: :meth:`covers_turns` is one index probe.
+- The file is created 0600 (its ``-wal``/``-shm`` follow), a folder made for it 0700.
 - Many processes may open the same file (WAL, ``busy_timeout``); within a process one connection is
   shared by Mem0's threads under a lock. ``secure_delete`` zeroes freed pages and :meth:`forget_scope`
   merges the FTS index, so deleted text does not linger in the file.
@@ -42,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.memory.filters import SCOPE_KEYS, matches, scope_of
+from core.private_files import private_dir, private_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,8 @@ class _Connection:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent, tighten=False)
+        private_sqlite(path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )

@@ -6,6 +6,10 @@ worker's commit. Within one process, ``Database.session()`` therefore queues SQL
 ``asyncio.Lock`` (first come, first served, no sleeping); ``read()`` is for read-only work and does not
 queue. Across processes (the CLI beside a running hub) ``busy_timeout`` still applies. PostgreSQL needs
 neither: its sessions run side by side.
+
+A SQLite database file is created 0600 before SQLAlchemy opens it (an existing one is tightened to
+0600), so its ``-wal`` and ``-shm`` files, which SQLite creates with the database's mode, are 0600 too;
+a folder created for it is 0700 (``core.private_files``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from core.private_files import private_dir, private_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +53,14 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
 
 
 def create_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and foreign keys, and its folder is created."""
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys, its folder 0700 and file 0600."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            database = Path(parsed.database)
+            private_dir(database.parent, tighten=False)  # not ours to tighten: it may be a shared folder
+            private_sqlite(database)
         kwargs["connect_args"] = {"timeout": busy_timeout}
     else:
         kwargs["pool_pre_ping"] = True

@@ -123,12 +123,16 @@ def test_serve_answers_health_readiness_and_metrics(tmp_path: Path) -> None:
         status, metrics = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and "threadline_inbound_accepted" in metrics
         assert (tmp_path / "data" / "threadline.db").exists()
+        # a handle in a query string (the admin API is off here: 403) stays out of the access log
+        assert _get(f"http://127.0.0.1:{port}/admin/customers?search=victim%40example.com")[0] == 403
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out
+    assert "victim" not in out and "%40" not in out
+    assert '"GET /admin/customers?… HTTP/1.1" 403' in out  # the access log is on, without the query
     no_network_used(tmp_path)
 
 

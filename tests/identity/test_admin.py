@@ -538,7 +538,7 @@ def schema_of(document: dict[str, Any], content: dict[str, Any]) -> dict[str, An
 
 
 async def test_the_openapi_document_lists_every_admin_route_with_its_schemas(bare: Served) -> None:
-    response = await bare.client.get("/openapi.json")
+    response = await bare.client.get("/openapi.json", headers=AUTH)  # private by default (DOCS_PUBLIC)
     assert response.status_code == 200
     document = response.json()
     admin = {
