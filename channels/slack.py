@@ -525,9 +525,14 @@ def _mentions(text: str, user_ids: set[str]) -> bool:
 
 
 def _strip_mentions(text: str, user_ids: set[str]) -> str:
-    """The text without mentions of our own bot user (``<@U…>`` / ``<@U…|name>``)."""
+    """The text without mentions of our own bot user (``<@U…>`` / ``<@U…|name>``).
+
+    The label stops at the next ``<`` as well as at ``>`` (Slack escapes both in text as ``&lt;`` and
+    ``&gt;``): a mention left open would otherwise be searched to the end of the text from every one of
+    its repeats, quadratic time on the event loop for a 40,000-character message.
+    """
     for uid in user_ids:
-        text = re.sub(rf"<@{re.escape(uid)}(?:\|[^>]*)?>[ \t]?", "", text)
+        text = re.sub(rf"<@{re.escape(uid)}(?:\|[^<>]*+)?>[ \t]?", "", text)
     return text.strip()
 
 

@@ -27,6 +27,12 @@ merely looks like a card, an IBAN or an SSN is kept: order numbers, phone number
 ordinary support text. Where two findings overlap, the one that starts first (then the longer) wins.
 
 Redaction is one-way: the placeholder says what was there, never any part of the value.
+
+Redaction runs in the worker on the event loop (prompts, memory writes, recall queries), so it is bounded:
+every pattern runs in linear time (possessive quantifiers, ``*+``, where two optional runs of whitespace
+met and backtracked quadratically over a long run of spaces), and a text longer than
+``core.textlimits.MAX_TEXT_CHARS`` (32,000 characters) is searched only up to that bound, plus a small
+margin, and comes back clipped to it (see ``redact``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from dataclasses import dataclass
 
 from stdnum import iban, luhn
 from stdnum.us import ssn
+
+from core.textlimits import MAX_TEXT_CHARS, clip_text
 
 __all__ = ["KINDS", "Redacted", "placeholder", "redact"]
 
@@ -94,7 +102,7 @@ def _card_layout(groups: list[str]) -> bool:
 _IBAN_HEAD = re.compile(r"\b[A-Za-z]{2}\d{2}[ \-]$")
 # device and parcel numbers that are Luhn-checked too (an IMEI: 15 digits, Luhn-valid)
 _NOT_A_CARD_BEFORE = re.compile(
-    r"\b(?:imei|meid|serial|tracking)(?:\s+(?:number|no\.?|#))?\s*(?:is|:|#)?\s*$", re.IGNORECASE
+    r"\b(?:imei|meid|serial|tracking)(?:\s++(?:number|no\.?|#))?+\s*+(?:is|:|#)?\s*+$", re.IGNORECASE
 )
 
 
@@ -116,8 +124,8 @@ def _cards(text: str) -> Iterator[_Span]:
 # the longest run that could be an IBAN; the valid one is found by trimming from the end
 _IBAN_RE = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]){11,32}")
 _ACCOUNT_RE = re.compile(
-    r"\b(?:(?:bank\s+)?account|acct|a/c|routing|sort)\.?\s*"
-    r"(?:number|num|no\.?|nr\.?|#|code)\s*(?:is|was|:|=)?\s*"
+    r"\b(?:(?:bank\s++)?account|acct|a/c|routing|sort)\.?\s*+"
+    r"(?:number|num|no\.?|nr\.?|#|code)\s*+(?:is|was|:|=)?\s*+"
     r"(?P<value>\d(?:[ \-]?\d){5,33})(?![\w\-])",
     re.IGNORECASE,
 )
@@ -127,12 +135,31 @@ def _ibans(text: str) -> Iterator[_Span]:
     for match in _IBAN_RE.finditer(text):
         candidate = match.group()
         # shrink to the longest prefix that ends on a word boundary and is a valid IBAN
+        checksum_ok = _iban_checksum_ends(candidate)
         for end in range(len(candidate), 14, -1):
             if (end < len(candidate) and candidate[end].isalnum()) or not candidate[end - 1].isalnum():
                 continue
-            if iban.is_valid(candidate[:end]):
+            if end in checksum_ok and iban.is_valid(candidate[:end]):
                 yield _Span(match.start(), match.start() + end, BANK_ACCOUNT)
                 break
+
+
+def _iban_checksum_ends(candidate: str) -> set[int]:
+    """The ends of the prefixes of ``candidate`` whose ISO 7064 mod 97-10 checksum is right, found in one
+    pass: ``iban.is_valid`` fails on every other prefix, and is only called on these (a run of
+    single-character groups has some thirty prefixes to try, and redaction runs on the event loop)."""
+    head = int("".join(str(int(char, 36)) for char in candidate[:4]))  # moved to the end: six digits
+    remainder = 0
+    ends: set[int] = set()
+    for index in range(4, len(candidate)):
+        char = candidate[index]
+        if char in " -":
+            continue
+        value = int(char, 36)
+        remainder = (remainder * (100 if value >= 10 else 10) + value) % 97
+        if (remainder * 1_000_000 + head) % 97 == 1:
+            ends.add(index + 1)
+    return ends
 
 
 def _accounts(text: str) -> Iterator[_Span]:
@@ -144,7 +171,7 @@ def _accounts(text: str) -> Iterator[_Span]:
 
 _SSN_RE = re.compile(r"(?<![\w\-])\d{3}-\d{2}-\d{4}(?![\w\-])")
 _SSN_PHRASE_RE = re.compile(
-    r"\b(?:ssn|social\s+security(?:\s+(?:number|num|no\.?|#))?)\s*(?:is|was|:|=|#)?\s*"
+    r"\b(?:ssn|social\s++security(?:\s++(?:number|num|no\.?|#))?+)\s*+(?:is|was|:|=|#)?\s*+"
     r"(?P<value>\d{3}[ \-]?\d{2}[ \-]?\d{4})(?![\w\-])",
     re.IGNORECASE,
 )
@@ -163,7 +190,7 @@ def _ssns(text: str) -> Iterator[_Span]:
 
 _PASSWORD_RE = re.compile(
     r"\b(?P<word>password|passwort|passcode|passphrase|passwd|pwd|pw|pin)"
-    r"(?:\s+(?:is|was|would\s+be|will\s+be)\b|\s*[:=])\s*"
+    r"(?:\s++(?:is|was|would\s++be|will\s++be)\b|\s*+[:=])\s*+"
     r"(?P<quote>[\"'“‘`]?)(?P<value>[^\s\"'”’`\[][^\s\"'”’`]*)",  # "[" starts a placeholder
     re.IGNORECASE,
 )
@@ -194,8 +221,8 @@ def _passwords(text: str) -> Iterator[_Span]:
 
 _CODE_RE = re.compile(
     r"\b(?:(?P<before>[A-Za-z]+)[ \-])?"
-    r"(?:(?P<otp>otp|2fa|mfa|totp)(?:\s+code)?|code)"
-    r"\s*(?:is|was|:|=|#)?\s*(?P<value>\d{3}[ \-]\d{3}|\d{4,8})(?![\w\-])",
+    r"(?:(?P<otp>otp|2fa|mfa|totp)(?:\s++code)?+|code)"
+    r"\s*+(?:is|was|:|=|#)?\s*+(?P<value>\d{3}[ \-]\d{3}|\d{4,8})(?![\w\-])",
     re.IGNORECASE,
 )
 # codes that are not secrets: "zip code 94107", "error code 5001", "promo code 2024"
@@ -219,19 +246,19 @@ def _codes(text: str) -> Iterator[_Span]:
 
 _SECRET_PREFIX_RE = re.compile(
     r"(?<![\w\-])(?:"
-    r"sk-[A-Za-z0-9_\-]{20,}"  # OpenAI, Anthropic (sk-proj-..., sk-ant-...)
-    r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe secret and restricted keys
+    r"sk-[A-Za-z0-9_\-]{20,}+"  # OpenAI, Anthropic (sk-proj-..., sk-ant-...)
+    r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}+"  # Stripe secret and restricted keys
     r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key ids
-    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
-    r"|github_pat_[A-Za-z0-9_]{30,}"
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack tokens
+    r"|gh[pousr]_[A-Za-z0-9]{30,}+"  # GitHub tokens
+    r"|github_pat_[A-Za-z0-9_]{30,}+"
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,}+"  # Slack tokens
     r"|AIza[A-Za-z0-9_\-]{35}"  # Google API keys
-    r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWTs
+    r"|eyJ[A-Za-z0-9_\-]{8,}+\.eyJ[A-Za-z0-9_\-]{8,}+\.[A-Za-z0-9_\-]{8,}+"  # JWTs
     r")(?![\w\-])"
 )
 _SECRET_PHRASE_RE = re.compile(
     r"\b(?:api[ _\-]?key|access[ _\-]?key|secret[ _\-]?key|private[ _\-]?key|key|token|secret|bearer)"
-    r"\s*(?:is|was|:|=)?\s*[\"'`]?(?P<value>[A-Za-z0-9_\-+/.=]{20,})",
+    r"\s*+(?:is|was|:|=)?\s*+[\"'`]?(?P<value>[A-Za-z0-9_\-+/.=]{20,})",
     re.IGNORECASE,
 )
 MIN_TOKEN_ENTROPY = 3.5  # bits per character; English words score lower, random base64/hex higher
@@ -271,12 +298,28 @@ _DETECTORS: tuple[Callable[[str], Iterator[_Span]], ...] = (
 )
 
 
+# how far past the bound a long text is still searched, so that a value the final cut passes through is
+# found whole (and replaced) before the cut: more than any finding and the context before it
+_CLIP_MARGIN = 1_000
+
+
 def redact(text: str) -> Redacted:
     """``text`` with every sensitive value replaced by ``[<kind> removed]``, and the kinds found.
+
+    A text longer than ``MAX_TEXT_CHARS`` comes back clipped to that many characters (``clip_text``):
+    it is searched a little past the bound and clipped after redaction, so no value is cut in half and
+    left behind.
 
     >>> redact("card 4111 1111 1111 1111, order 4411")
     Redacted(text='card [card number removed], order 4411', kinds=('card number',))
     """
+    if len(text) > MAX_TEXT_CHARS:
+        found = _redact(text[: MAX_TEXT_CHARS + _CLIP_MARGIN])
+        return Redacted(clip_text(found.text), found.kinds)
+    return _redact(text)
+
+
+def _redact(text: str) -> Redacted:
     spans = sorted((span for detect in _DETECTORS for span in detect(text)), key=lambda s: (s.start, -s.end))
     if not spans:
         return Redacted(text)

@@ -20,6 +20,10 @@ The worker shows every customer message to ``SelfServiceLinking.intercept`` befo
 Codes are random (``secrets``), stored only as salted hashes, never logged, and never reach the
 conversation log or memory: a message this module handles is stored as a placeholder, and the code's
 outbox row is scrubbed once sent. Requests are rate limited per claimed handle and per customer.
+
+``intercept`` runs in the worker on the event loop, so what it matches is bounded: a message longer than
+``MAX_COMMAND_CHARS`` (2,000 characters) is neither a /link command nor a code, claims are looked for
+in the first ``MAX_CLAIM_SCAN_CHARS`` (4,000) characters only, and every pattern runs in linear time.
 """
 
 from __future__ import annotations
@@ -60,16 +64,25 @@ STORED_CONTACT = "[shared their own contact]"
 # a link challenge row for a contact Telegram attested but that another customer holds: a suggestion only
 ATTESTED_CLAIM = "attested"
 
-_LINK_COMMAND = re.compile(r"^\s*/link(?:@\w+)?(?:\s+(?P<target>\S.*?))?\s*$", re.IGNORECASE)
+# The patterns run on the event loop, so they are linear (possessive quantifiers, no lazy run followed by
+# an optional run) and see a bounded text: a /link command or a code is a short message on its own, and a
+# claim ("my email is ...") is looked for near the start of a message only.
+MAX_COMMAND_CHARS = 2_000
+MAX_CLAIM_SCAN_CHARS = 4_000
+
+# matched whole against the stripped message
+_LINK_COMMAND = re.compile(r"/link(?:@\w++)?(?:\s++(?P<target>\S.*))?", re.IGNORECASE)
+# the address is the whole run of address characters, followed by whitespace or the end (``_email_target``)
 _EMAIL_CLAIM = re.compile(
-    r"\bmy\s+e-?mail(?:\s+address)?\s*(?:is|:|=)\s*(?P<target>[^\s,;<>]+@[^\s,;<>]+?)[.!?)]*(?=\s|$)",
+    r"\bmy\s++e-?mail(?:\s++address)?+\s*+(?:is|:|=)\s*+(?P<target>[^\s,;<>]++)(?=\s|$)",
     re.IGNORECASE,
 )
+# the number is the run of digits and separators, up to its last digit (``_phone_target``)
 _PHONE_CLAIM = re.compile(
-    r"\bmy\s+(?:(?:mobile|cell|phone)(?:\s+number)?|number)\s*(?:is|:|=)\s*(?P<target>\+?\d[\d\s().-]{5,}\d)",
+    r"\bmy\s++(?:(?:mobile|cell|phone)(?:\s++number)?+|number)\s*+(?:is|:|=)\s*+(?P<target>\+?\d[\d\s().-]*+)",
     re.IGNORECASE,
 )
-_CODE = re.compile(r"^\s*(?:/verify(?:@\w+)?\s+)?(?P<code>\d{3})[\s-]?(?P<rest>\d{3})\s*[.!]?\s*$")
+_CODE = re.compile(r"^\s*+(?:/verify(?:@\w++)?\s++)?(?P<code>\d{3})[\s-]?(?P<rest>\d{3})\s*+[.!]?\s*+$")
 # where a code can be delivered: the claimed handle's own channel
 _DELIVERABLE_BY = {"email": "email", "sms": "sms", "telegram": "telegram", "slack": "slack"}
 
@@ -124,7 +137,7 @@ class SelfServiceLinking:
         if turn.extras.get("kind") == "contact":
             return await self._contact(turn)
         await self._platform_attested(turn)
-        if _CODE.match(turn.text):
+        if _code_in(turn.text):
             handled = await self._code(turn)
             if handled is not None:
                 return handled
@@ -235,7 +248,7 @@ class SelfServiceLinking:
     # ----- the code comes back ---------------------------------------------------------------------
 
     async def _code(self, turn: IncomingTurn) -> Handled | None:
-        match = _CODE.match(turn.text)
+        match = _code_in(turn.text)
         assert match is not None
         code = match["code"] + match["rest"]
         now = self._clock()
@@ -432,12 +445,50 @@ class SelfServiceLinking:
 _LOCKED = "Too many wrong codes: this link request is locked. Send /link again in an hour."
 
 
+def _code_in(text: str) -> re.Match[str] | None:
+    """``text`` as a verification code ("123456", "123 456", "/verify 123-456"), or ``None``."""
+    return _CODE.match(text) if len(text) <= MAX_COMMAND_CHARS else None
+
+
 def _claim_in(text: str) -> _Claim | None:
-    command = _LINK_COMMAND.match(text)
-    if command is not None:
-        return _Claim(target=command["target"], explicit=True)
-    for pattern in (_EMAIL_CLAIM, _PHONE_CLAIM):
-        found = pattern.search(text)
-        if found is not None:
-            return _Claim(target=found["target"], explicit=False)
+    if len(text) <= MAX_COMMAND_CHARS:
+        command = _LINK_COMMAND.fullmatch(text.strip())
+        if command is not None:
+            return _Claim(target=command["target"], explicit=True)
+    head = _head(text, MAX_CLAIM_SCAN_CHARS)
+    for pattern, target_of in ((_EMAIL_CLAIM, _email_target), (_PHONE_CLAIM, _phone_target)):
+        found = pattern.search(head)
+        while found is not None:
+            target = target_of(found["target"])
+            if target is not None:
+                return _Claim(target=target, explicit=False)
+            found = pattern.search(head, found.start() + 1)
     return None
+
+
+def _head(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, less the word the cut passes through (if any)."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if head[-1].isspace() or text[limit].isspace():
+        return head
+    return head.rsplit(maxsplit=1)[0]
+
+
+def _email_target(run: str) -> str | None:
+    """The address in a run of address characters: trailing ``.!?)`` left out, but one character at least
+    after its last ``@`` that has characters on both sides (``x@y``)."""
+    at = run.rfind("@", 1, len(run) - 1)
+    if at < 0:
+        return None
+    return run[: max(len(run.rstrip(".!?)")), at + 2)]
+
+
+def _phone_target(run: str) -> str | None:
+    """The number in a run of digits and separators: up to its last digit, seven characters at least."""
+    end = len(run)
+    while not run[end - 1].isdecimal():
+        end -= 1
+    number = run[:end]
+    return number if len(number.removeprefix("+")) >= 7 else None

@@ -19,9 +19,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from channels import email_parse
 from channels.base import ChannelAdapter, InboundServer, WebhookRequest
 from channels.email import EmailAdapter
-from channels.email_parse import HeaderTrust, ParseContext, parse_email
+from channels.email_parse import MAX_MIME_DEPTH, MAX_MIME_PARTS, HeaderTrust, ParseContext, parse_email
 from channels.email_send import reply_subject
 from core.errors import BadRequest, PermanentDeliveryError, TransientDeliveryError, VerificationFailed
 from core.inbox import Accepted
@@ -336,6 +337,64 @@ def test_unreadable_mail_is_a_bad_request() -> None:
     with pytest.raises(BadRequest) as caught:
         parse(b"this is not an email at all")
     assert caught.value.status == 422
+
+
+def nested_mail(depth: int, *, kind: str = "multipart") -> bytes:
+    """A message whose text sits ``depth`` multiparts (or enclosed messages) deep."""
+    head = "From: ana@example.com\r\nTo: support@threadline.example\r\nMessage-ID: <deep@example.com>\r\n"
+    if kind == "multipart":
+        opening = "".join(
+            f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth)
+        )
+        closing = "".join(f"\r\n--b{i}--\r\n" for i in reversed(range(depth)))
+    else:
+        opening, closing = "Content-Type: message/rfc822\r\n\r\n" * depth, ""
+    return f"{head}MIME-Version: 1.0\r\n{opening}Content-Type: text/plain\r\n\r\nhello\r\n{closing}".encode()
+
+
+@pytest.mark.parametrize("kind", ["multipart", "message"])
+def test_mail_nested_3000_levels_deep_is_refused_for_good(kind: str) -> None:
+    # the standard library's parser recursed into RecursionError here, which the listener answered 451
+    with pytest.raises(BadRequest) as caught:
+        parse(nested_mail(3_000, kind=kind))
+    assert caught.value.status == 422
+
+
+@pytest.mark.parametrize("kind", ["multipart", "message"])
+def test_mail_nested_as_deep_as_allowed_is_read(kind: str) -> None:
+    message = parse(nested_mail(MAX_MIME_DEPTH - 1, kind=kind))
+    assert message is not None
+    if kind == "multipart":
+        assert message.text == "hello"
+
+
+def test_a_recursion_error_the_structure_check_missed_is_a_bad_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(email_parse, "MAX_MIME_DEPTH", 1_000_000)  # as if the check could be fooled
+    with pytest.raises(BadRequest) as caught:
+        parse(nested_mail(3_000))
+    assert caught.value.status == 422
+
+
+def test_mail_with_too_many_parts_is_refused() -> None:
+    parts = "".join("--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(MAX_MIME_PARTS + 1))
+    raw = PLAIN.format(
+        sender="ana@example.com", extra=f'Content-Type: multipart/mixed; boundary="b"\r\n\r\n{parts}--b--'
+    ).encode()
+    with pytest.raises(BadRequest) as caught:
+        parse(raw)
+    assert caught.value.status == 422
+
+
+def test_overlong_header_fields_are_cut_and_the_mail_still_read() -> None:
+    # each of these took seconds to parse at 16 KB (quadratic), so a 10 MiB header took hours
+    extra = (
+        "Sender: " + '"a' * 8_000 + "\r\n" + "Content-Type: text/plain; charset=utf-8" + ";" * 16_000 + "\r\n"
+    )
+    message = parse(PLAIN.format(sender="ana@example.com", extra=extra).encode())
+    assert message is not None and message.text == "Please help with my order."
+    assert message.sender.handle == "ana@example.com"
 
 
 # --- webhook verification ---------------------------------------------------------------------------

@@ -266,6 +266,35 @@ async def test_a_mail_through_the_smtp_listener_is_answered_once(
     assert await served.inbox_rows("email") == 1
 
 
+def deeply_nested_mail(depth: int) -> bytes:
+    """A mail whose text sits ``depth`` multiparts deep (3,000 raised RecursionError in the stdlib parser)."""
+    opening = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth)
+    )
+    closing = "".join(f"\r\n--b{i}--\r\n" for i in reversed(range(depth)))
+    return (
+        f"From: fay@example.com\r\nTo: {OURS}\r\nSubject: deep\r\nMessage-ID: <deep-1@example.com>\r\n"
+        f"MIME-Version: 1.0\r\n{opening}Content-Type: text/plain\r\n\r\nhello\r\n{closing}"
+    ).encode()
+
+
+async def test_a_mail_nested_3000_parts_deep_is_refused_for_good_and_stores_nothing(
+    served: Served, relay: FakeSmtpRelay
+) -> None:
+    raw = deeply_nested_mail(3_000)
+
+    # a 5xx, not the 451 that had the sending MTA retry it for days
+    with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+        await smtp_deliver(served, raw, sender="fay@example.com")
+    by_webhook = await post_mail(served, raw, sender="fay@example.com")
+
+    assert 500 <= caught.value.code < 600
+    assert by_webhook.status_code == 422
+    await settle(served)
+    assert await served.inbox_rows() == 0
+    assert relay.attempts == 0
+
+
 async def test_auto_replies_and_bounces_are_accepted_but_never_stored_or_answered(
     served: Served, relay: FakeSmtpRelay
 ) -> None:
