@@ -12,7 +12,9 @@ In front of every route sits ``core.web_guard.WebGuard``: the admin token is che
 (and for the API documentation and ``/metrics`` when ``THREADLINE_DOCS_PUBLIC`` /
 ``THREADLINE_METRICS_PUBLIC`` keep them private) before any body byte is read, and every route has a
 body limit (a webhook its channel's ``max_body_bytes``, the admin API 1 MiB, the rest 64 KiB). The data
-dir is created (or tightened to) 0700 (``core.private_files``).
+dir is created (or tightened to) 0700 (``core.private_files``). ``/docs`` and ``/redoc`` are served from
+local assets (``core.docs``): no CDN. Settings read from the environment that do not parse are a
+``ConfigError`` naming the variable (``core.settings.load_settings``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import ChannelAdapter, WebhookRequest
 from core.dead_letters import count_dead_letters
+from core.docs import add_docs
 from core.errors import BadRequest, VerificationFailed
 from core.hub import Hub
 from core.llm import build_chat_model
@@ -37,7 +40,7 @@ from core.messages import Address
 from core.ports import Attestor, Sender
 from core.private_files import private_dir
 from core.retention import Retention
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from core.store.db import Database
 from core.web_guard import BodyTooLarge, WebGuard
 from identity.admin import AdminServices, admin_router
@@ -193,8 +196,8 @@ async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The Threadline web app: webhooks, health, readiness, metrics and the admin API, with the worker
-    (and the memory-move retries) in-process."""
-    settings = settings or Settings()
+    (and the memory-move retries) in-process. Bad settings raise ``ConfigError`` naming the variable."""
+    settings = settings or load_settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
     hide_query_strings()  # whoever serves the app: no query string (handles) in uvicorn's access log
@@ -213,16 +216,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await hub.stop()
 
-    app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan)
+    # the documentation pages are core.docs's: served from local assets, no CDN
+    app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.adapters = adapters
+    docs = add_docs(app)
 
     def webhook_too_large(path: str) -> None:
         hub: Hub | None = getattr(app.state, "hub", None)
         if path in WEBHOOKS and hub is not None:
             hub.metrics.webhooks_rejected.labels(WEBHOOKS[path], "too_large").inc()
 
-    docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-    private = [path for path in docs if path and not settings.docs_public]
+    private = [path for path in docs if not settings.docs_public]
     if not settings.metrics_public:
         private.append("/metrics")
     app.add_middleware(

@@ -4,6 +4,7 @@
 
     ThreadlineError
     ├── ConfigError                 settings are missing, partial or inconsistent; names the setting
+    ├── AlreadyServing              another process serves this SQLite data dir; ``pid`` names it
     ├── InvalidAddress              a handle that cannot be normalised (bad phone, email, ...)
     ├── VerificationFailed          an inbound request failed its signature / secret check
     ├── BadRequest                  an inbound request could not be parsed
@@ -33,6 +34,15 @@ class ConfigError(ThreadlineError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class AlreadyServing(ThreadlineError):
+    """Another ``threadline serve`` holds this data dir (SQLite has one serving process). ``pid`` is its
+    process id, when it wrote one."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class InvalidAddress(ThreadlineError, ValueError):

@@ -3,7 +3,8 @@
 ``OpenAIChatModel`` implements ``core.ports.ChatModel``. Every failure (HTTP status errors after the
 SDK's own retries, timeouts, connection errors, and garbage answers) becomes an ``LLMError`` whose
 message names the kind of failure only: never a prompt, a reply or the API key.
-``build_chat_model`` returns ``None`` when no key is configured (offline mode).
+``build_chat_model`` returns ``None`` when no key is configured (offline mode); when a base URL is set
+without a key it logs one warning that says so (``LLMSettings.offline_notice``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from core.settings import LLMSettings, env_name
 
 logger = logging.getLogger(__name__)
 
+UNREACHABLE = "LLM endpoint unreachable"  # the LLMError of a connection that could not be made
+
 
 def _to_param(message: ChatMessage) -> ChatCompletionMessageParam:
     if message.role == "system":
@@ -36,7 +39,7 @@ def _to_param(message: ChatMessage) -> ChatCompletionMessageParam:
     return ChatCompletionUserMessageParam(role="user", content=message.content)
 
 
-def _host_of(base_url: str | None) -> str:
+def endpoint_of(base_url: str | None) -> str:
     """Scheme, host and port only: a base URL may carry credentials in its user info or query."""
     if not base_url:
         return "default"
@@ -80,7 +83,7 @@ class OpenAIChatModel:
             )
         self._model = settings.model
         self._max_tokens = settings.max_tokens
-        self._host = _host_of(settings.base_url)
+        self._host = endpoint_of(settings.base_url)
         self._client = openai.AsyncOpenAI(
             api_key=settings.api_key.get_secret_value(),
             base_url=settings.base_url,
@@ -112,7 +115,7 @@ class OpenAIChatModel:
             raise LLMError("LLM request timed out") from exc
         except openai.APIConnectionError as exc:
             logger.warning("LLM call to %s could not connect", self._host)
-            raise LLMError("LLM endpoint unreachable") from exc
+            raise LLMError(UNREACHABLE) from exc
         except openai.APIStatusError as exc:
             logger.warning(
                 "LLM call to %s failed with HTTP %s (request id %s)",
@@ -152,6 +155,9 @@ def _id_of(completion: object) -> str:
 def build_chat_model(settings: LLMSettings) -> ChatModel | None:
     """The configured chat model, or ``None`` in offline mode (no API key)."""
     if not settings.configured:
-        logger.info("no LLM API key configured: offline mode")
+        if settings.offline_notice:  # an endpoint was meant to be used: say why it is not
+            logger.warning("%s", settings.offline_notice)
+        else:
+            logger.info("no LLM API key configured: offline mode")
         return None
     return OpenAIChatModel(settings)

@@ -105,15 +105,18 @@ class Notice:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Handled:
-    """The identity layer answered a message itself: it never reaches the agent, the log or memory.
+    """The identity layer answered a message itself: it never reaches the agent.
 
     ``stored_text`` replaces the message text in the inbox row, so that a code or a claimed address
     does not stay in the store; ``reply`` goes back to the sender; ``notices`` go to other handles.
+    ``keep``: the message is also an ordinary customer message ("my name is Ana and my email is ..."):
+    it and the reply are logged and remembered like any answered message (never set for a code).
     """
 
     reply: str | None
     stored_text: str
     notices: tuple[Notice, ...] = ()
+    keep: bool = False
 
 
 @runtime_checkable

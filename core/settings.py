@@ -2,17 +2,23 @@
 
 A channel is on when its credentials are set. Partly set credentials stop start-up with a
 ``ConfigError`` that names the missing variable. Secrets are ``SecretStr``: never in a repr or log.
+
+``load_settings()`` reads them: a value that does not parse or is out of range (``THREADLINE_WORKER__
+CONCURRENCY=abc``, ``THREADLINE_LOG_LEVEL=LOUD``, a database URL without a driver, an unknown region) is a
+``ConfigError`` whose one-line message names the variable and what is wrong, and shows the value given
+unless it may hold a secret (``SecretStr`` fields and the database URL never are shown).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
 
@@ -32,6 +38,17 @@ class LLMSettings(BaseModel):
     @property
     def configured(self) -> bool:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+    @property
+    def offline_notice(self) -> str | None:
+        """Why the hub runs offline although an endpoint is set (a base URL without a key), or None."""
+        if self.configured or not self.base_url:
+            return None
+        return (
+            f"{env_name('llm', 'base_url')} is set but {env_name('llm', 'api_key')} is not: the hub runs in "
+            f"offline mode (template replies). For an endpoint that needs no key (Ollama, llama.cpp) set "
+            f"{env_name('llm', 'api_key')} to any value, e.g. 'local'"
+        )
 
 
 class MemorySettings(BaseModel):
@@ -220,6 +237,44 @@ class Settings(BaseSettings):
                 data[section] = current
         return data
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            level = value.strip().upper()
+            if level not in LOG_LEVELS:
+                raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+            return level
+        return value
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _known_region(cls, value: object) -> object:
+        if isinstance(value, str):
+            import phonenumbers  # only when the setting is given: the library's tables take a while to load
+
+            region = value.strip().upper()
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError("must be a region code that has phone numbers, such as US, GB or DE")
+            return region
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _async_driver(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip():
+            scheme, sep, _ = value.strip().partition("://")
+            if not sep:
+                raise ValueError(
+                    f"must be a database URL such as {_DATABASE_URL_EXAMPLES} (got no scheme://)"
+                )
+            if scheme.lower() not in DATABASE_SCHEMES:
+                raise ValueError(
+                    f"must be a database URL such as {_DATABASE_URL_EXAMPLES} (got the scheme {scheme!r})"
+                )
+            return value.strip()
+        return value or None
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -262,6 +317,7 @@ class Settings(BaseSettings):
                 f"{_PREFIX}PUBLIC_BASE_URL is required with SMS: Twilio signatures are computed over it",
                 setting=f"{_PREFIX}PUBLIC_BASE_URL",
             )
+        self._check_data_dir()
         if self.memory.backend == "platform" and not _is_set(self.memory.api_key):
             raise ConfigError(
                 f"{env_name('memory', 'api_key')} (or MEM0_API_KEY) is required when "
@@ -269,7 +325,101 @@ class Settings(BaseSettings):
                 setting=env_name("memory", "api_key"),
             )
 
+    def _check_data_dir(self) -> None:
+        """The data dir must be a folder, or one that can be made: nothing on its way may be a file."""
+        wanted = self.data_dir.absolute()
+        for place in (wanted, *wanted.parents):
+            if not place.exists():
+                continue
+            if not place.is_dir():
+                where = "is a file" if place == wanted else f"is under {place}, a file"
+                raise ConfigError(
+                    f"{_PREFIX}DATA_DIR: must be a folder, and {wanted} {where}", setting=f"{_PREFIX}DATA_DIR"
+                )
+            if place != wanted and not os.access(place, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    f"{_PREFIX}DATA_DIR: {wanted} cannot be made: {place} is not writable",
+                    setting=f"{_PREFIX}DATA_DIR",
+                )
+            return
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# the SQLAlchemy dialects with the async drivers the store runs on
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+_DATABASE_URL_EXAMPLES = "postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE or sqlite+aiosqlite:///PATH"
+
 
 def env_name(section: str, key: str) -> str:
     """The environment variable behind ``settings.<section>.<key>``."""
     return f"{_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def load_settings(**values: Any) -> Settings:
+    """``Settings()`` from the environment (and ``values``); a bad value is a ``ConfigError`` in one line
+    that names the variable and says what is wrong (all of them, when several are)."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = [_problem(error) for error in exc.errors(include_url=False)]
+        raise ConfigError("; ".join(text for _, text in problems), setting=problems[0][0]) from None
+    except SettingsError as exc:  # a nested section given as JSON that does not parse
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"{_PREFIX}{found.group(1).upper()}" if found else f"{_PREFIX}*"
+        raise ConfigError(f"{name}: must be JSON (or use the {name}__KEY variables)", setting=name) from None
+
+
+_MEANINGS = {
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be text",
+    "missing": "is required",
+}
+_BOUNDS = {
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "literal_error": "must be {expected}",
+}
+
+
+def _problem(error: Any) -> tuple[str, str]:
+    """``(variable, "VARIABLE: what is wrong (got 'value')")`` for one pydantic error."""
+    loc = [str(part) for part in error.get("loc", ()) if isinstance(part, str)]
+    name = _PREFIX + "__".join(part.upper() for part in loc) if loc else f"{_PREFIX}*"
+    kind = str(error.get("type", ""))
+    context = error.get("ctx") or {}
+    if kind in _BOUNDS:
+        meaning = _BOUNDS[kind].format(**{k: str(v) for k, v in context.items()})
+    elif kind == "value_error":
+        meaning = str(error.get("msg", "")).removeprefix("Value error, ")
+    else:
+        meaning = _MEANINGS.get(kind) or str(error.get("msg", "is not valid")).lower()
+    given = error.get("input")
+    said = kind == "missing" or "(got " in meaning or _shown(given) in meaning
+    shown = "" if said or _secret(loc) else f" (got {_shown(given)})"
+    return name, f"{name}: {meaning}{shown}"
+
+
+def _secret(loc: list[str]) -> bool:
+    """Whether the value at ``loc`` may hold a secret (never echoed): a ``SecretStr``, the database URL."""
+    model: type[BaseModel] = Settings
+    for depth, part in enumerate(loc):
+        field = model.model_fields.get(part)
+        if field is None:
+            return True  # unknown: better unsaid
+        annotation = field.annotation
+        if depth == len(loc) - 1:
+            return part == "database_url" or "SecretStr" in str(annotation)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return True
+        model = annotation
+    return True
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else repr(str(value))
+    return text if len(text) <= 60 else text[:57] + "...'"

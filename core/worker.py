@@ -53,9 +53,10 @@ from core.strangers import Strangers
 
 log = logging.getLogger(__name__)
 
+# promises nothing the hub cannot do: there is no handoff to a person yet, so none is offered
 FALLBACK_REPLY = (
-    "Sorry, I can't answer properly right now. Your message is saved,"
-    " and a person from our team will follow up."
+    "Sorry, I can't answer right now because of a technical problem. Your message is saved;"
+    " please write again in a little while."
 )
 
 HELP_REPLY = "This is our support assistant: write your question and we will answer. Reply STOP to opt out."
@@ -98,6 +99,8 @@ class InboxWorker:
         self._memory_settings = memory_settings
         self._metrics = metrics
         self._downstream = on_reply or []
+        # the last failure of the LLM, for a front end that tells its user why a reply was the fallback
+        self.last_llm_error: LLMError | None = None
         self.lanes = LaneLoop(
             "inbox",
             heads=self._heads,
@@ -222,8 +225,9 @@ class InboxWorker:
         try:
             reply = await self._agent.respond(turn)
             text, mode = reply.text, ("offline" if reply.offline else "llm")
-        except LLMError:
+        except LLMError as exc:
             self._metrics.llm_failures.inc()
+            self.last_llm_error = exc
             attempts = row.attempts + 1
             if attempts < self._settings.max_attempts:
                 await self._retry_later(inbox_id, attempts, "llm_error")
@@ -269,7 +273,8 @@ class InboxWorker:
                 loop.wake()
 
     async def _commit_handled(self, row: InboxRow, handled: Handled) -> None:
-        """Write what the interceptor decided, in one transaction: no turn, no memory job."""
+        """Write what the interceptor decided, in one transaction: no turn and no memory job, unless
+        ``handled.keep`` (the message is also an ordinary one: both turns logged, memory queued)."""
         # the interceptor may have linked the sender elsewhere: the reply belongs to its customer now
         customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
         async with self._db.session() as session:
@@ -282,6 +287,8 @@ class InboxWorker:
                 return
             if handled.reply is not None:
                 session.add(self._outbox_row(row, customer_id, handled.reply))
+            if handled.keep:
+                await self._log_turns(session, row, customer_id, handled.stored_text, handled.reply)
             for notice in handled.notices:
                 session.add(
                     OutboxRow(
@@ -298,6 +305,41 @@ class InboxWorker:
         log.info("inbox %s answered by the identity layer (%d notices)", row.id, len(handled.notices))
         for loop in self._downstream:
             loop.wake()
+
+    async def _log_turns(
+        self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None
+    ) -> None:
+        """Log what the customer said (and the reply) and queue its memory write."""
+        vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
+        turns = [
+            Turn(
+                customer_id=customer_id,
+                channel=row.channel,
+                address=row.sender,
+                role="customer",
+                text=said,
+                inbox_id=row.id,
+                provider_message_id=row.provider_message_id,
+                created_at=row.received_at,
+                vouched=vouched,
+            )
+        ]
+        if reply is not None:
+            turns.append(
+                Turn(
+                    customer_id=customer_id,
+                    channel=row.channel,
+                    address=row.sender,
+                    role="assistant",
+                    text=reply,
+                    inbox_id=row.id,
+                    created_at=utcnow(),
+                    vouched=vouched,
+                )
+            )
+        session.add_all(turns)
+        await session.flush()
+        await self._queue_memory(session, customer_id, row.channel, [turn.id for turn in turns])
 
     def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
         return OutboxRow(

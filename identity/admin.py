@@ -9,6 +9,11 @@ The glue is thin: convert the request in, call ``identity.directory`` or ``ident
 the answer out; the errors are mapped in one place (``_mapped``): ``NotFound`` 404, ``Conflict`` 409,
 ``InvalidAddress`` 422.
 
+Wherever a customer is named (the ``{customer_id}`` of a path, ``customer_id``, ``source`` and ``target``
+of a body, the ledger's ``customer_id`` query), an address does as well as the id, as on the command line:
+``/admin/customers/sms:%2B15551230000`` is the customer holding that number. It is only looked up, never
+made: an address nobody holds is 404 ("no customer for ..."), one that cannot be normalised 422.
+
 The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X-Threadline-Actor``.
 Logs carry ledger and customer ids only, never an address.
 """
@@ -39,6 +44,7 @@ from identity.directory import (
     CustomerPage,
     MergeSuggestion,
     SuggestionKind,
+    find_customer,
     ledger_entries,
     list_customers,
     merge_suggestions,
@@ -75,9 +81,12 @@ def actor_name(prefix: str, name: str | None) -> str:
 Reason = Annotated[str | None, Field(max_length=500, description="Why (kept in the ledger).")]
 
 
+CUSTOMER_OR_ADDRESS = "A customer id (cus_...) or one of the customer's addresses (e.g. sms:+15551230000)."
+
+
 class LinkRequest(BaseModel):
     address: str = Field(description="The handle, channel:handle (e.g. telegram:42); normalised.")
-    customer_id: str = Field(description="The customer it joins.")
+    customer_id: str = Field(description=f"The customer it joins. {CUSTOMER_OR_ADDRESS}")
     reason: Reason = None
 
 
@@ -87,8 +96,13 @@ class UnlinkRequest(BaseModel):
 
 
 class MergeRequest(BaseModel):
-    source: str = Field(description="The customer merged away (kept, marked merged, so it can be undone).")
-    target: str = Field(description="The customer that receives every handle, message and memory.")
+    source: str = Field(
+        description="The customer merged away (kept, marked merged, so it can be undone). "
+        + CUSTOMER_OR_ADDRESS
+    )
+    target: str = Field(
+        description="The customer that receives every handle, message and memory. " + CUSTOMER_OR_ADDRESS
+    )
     reason: Reason = None
 
 
@@ -293,6 +307,9 @@ class UnprocessableOut(BaseModel):
 # ids are BIGINT (64-bit signed) columns: a larger path id or offset must be a 422, not a driver overflow
 _MAX_BIGINT = 2**63 - 1
 DbId = Annotated[int, Path(ge=-_MAX_BIGINT - 1, le=_MAX_BIGINT)]
+CustomerRef = Annotated[
+    str, Path(description=CUSTOMER_OR_ADDRESS + " An address is URL-encoded: sms:%2B15551230000.")
+]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -385,6 +402,10 @@ def admin_router(
     def parse(svc: AdminServices, text: str) -> Address:
         return normalize_address(text, default_region=svc.default_region)
 
+    async def named(svc: AdminServices, who: str) -> str:
+        """The id of the customer ``who`` names (an id or an address); ``NotFound`` when none."""
+        return await find_customer(svc.db, who, default_region=svc.default_region)
+
     @router.get("/customers", response_model=CustomerPageOut)
     async def customers(
         svc: Services,
@@ -406,18 +427,20 @@ def admin_router(
 
     @router.get("/customers/{customer_id}", response_model=CustomerDetailOut, responses=_errors(404))
     async def customer(
-        svc: Services, customer_id: str, turns: Annotated[int, Query(ge=0, le=200)] = 20
+        svc: Services, customer_id: CustomerRef, turns: Annotated[int, Query(ge=0, le=200)] = 20
     ) -> CustomerDetailOut:
         """One customer: handles with assurance, recent conversation on every channel, memories."""
         with _mapped():
-            return detail_out(await show_customer(svc.db, svc.memory, customer_id, turns=turns))
+            found = await named(svc, customer_id)
+            return detail_out(await show_customer(svc.db, svc.memory, found, turns=turns))
 
     @router.post("/identities/link", response_model=ChangeOut, responses=_errors(404, 409))
     async def link(body: LinkRequest, svc: Services, actor: Actor) -> ChangeOut:
         """Make a handle one of the customer's (admin-linked); its history and memories move along."""
         with _mapped():
+            handle = parse(svc, body.address)
             change = await svc.links.link(
-                parse(svc, body.address), body.customer_id, actor=actor, reason=body.reason
+                handle, await named(svc, body.customer_id), actor=actor, reason=body.reason
             )
         log.info("admin link: ledger %s, customer %s", change.event_id, change.customer_id)
         return ChangeOut.of(change)
@@ -434,9 +457,10 @@ def admin_router(
     async def merge(body: MergeRequest, svc: Services, actor: Actor) -> MergeOut:
         """Merge ``source`` into ``target``; the answer's ``merge_id`` undoes it."""
         with _mapped():
-            change = await svc.links.merge(body.source, body.target, actor=actor, reason=body.reason)
+            source, target = await named(svc, body.source), await named(svc, body.target)
+            change = await svc.links.merge(source, target, actor=actor, reason=body.reason)
         assert change.event_id is not None  # a merge always writes its ledger entry
-        log.info("admin merge: ledger %s, %s into %s", change.event_id, body.source, body.target)
+        log.info("admin merge: ledger %s, %s into %s", change.event_id, source, target)
         return MergeOut(**ChangeOut.of(change).model_dump(), merge_id=change.event_id)
 
     @router.post("/merges/{merge_id}/undo", response_model=ChangeOut, responses=_errors(404, 409))
@@ -447,35 +471,39 @@ def admin_router(
         log.info("admin unmerge: ledger %s undoes %s", change.event_id, merge_id)
         return ChangeOut.of(change)
 
-    @router.get("/ledger", response_model=LedgerOut)
+    @router.get("/ledger", response_model=LedgerOut, responses=_errors(404))
     async def ledger(
         svc: Services,
-        customer_id: Annotated[str | None, Query(description="Entries where it is either side.")] = None,
+        customer_id: Annotated[
+            str | None, Query(description="Entries where it is either side. " + CUSTOMER_OR_ADDRESS)
+        ] = None,
         address: Annotated[str | None, Query(description="Entries that moved this handle.")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> LedgerOut:
         """The identity ledger, oldest first (the last ``limit`` entries that match)."""
         with _mapped():
             wanted = parse(svc, address) if address is not None else None
-        entries = await ledger_entries(svc.db, customer_id=customer_id, address=wanted, limit=limit)
+            about = await named(svc, customer_id) if customer_id is not None else None
+        entries = await ledger_entries(svc.db, customer_id=about, address=wanted, limit=limit)
         return LedgerOut(entries=[LedgerEntryOut.model_validate(e) for e in entries])
 
     @router.delete("/customers/{customer_id}", response_model=ReceiptOut, responses=_errors(404, 503))
-    async def forget_customer(customer_id: str, svc: Services, actor: Actor) -> ReceiptOut:
+    async def forget_customer(customer_id: CustomerRef, svc: Services, actor: Actor) -> ReceiptOut:
         """Erase the customer (and the customers merged into it) from every store; returns the receipt.
 
         Our tables, Mem0's vectors, history and messages, queued jobs; the identity ledger keeps only
         unreadable tokens in place of the customer's addresses. Cannot be undone.
         """
         with _mapped():
-            receipt = await forget(svc.db, svc.memory, customer_id, actor=actor)
+            receipt = await forget(svc.db, svc.memory, await named(svc, customer_id), actor=actor)
         return ReceiptOut.model_validate(receipt.as_dict())
 
     @router.get("/customers/{customer_id}/export", response_model=ExportOut, responses=_errors(404))
-    async def export_customer(customer_id: str, svc: Services) -> ExportOut:
+    async def export_customer(customer_id: CustomerRef, svc: Services) -> ExportOut:
         """Everything held about the customer as one JSON document (``threadline-export/1``)."""
         with _mapped():
-            return ExportOut.model_validate(await export(svc.db, svc.memory, customer_id))
+            found = await named(svc, customer_id)
+            return ExportOut.model_validate(await export(svc.db, svc.memory, found))
 
     @router.get("/dead-letters", response_model=DeadLettersOut)
     async def failed_replies(

@@ -206,6 +206,22 @@ async def customer_of(db: Database, address: Address) -> str | None:
         return found
 
 
+async def find_customer(db: Database, who: str, *, default_region: str = "US") -> str:
+    """The customer ``who`` names: its id (``cus_...``) or one of its addresses, in any spelling that
+    normalises. Never makes a customer. ``NotFound`` ("no customer for WHO") when there is none,
+    ``InvalidAddress`` for an address that cannot be normalised."""
+    if who.startswith("cus_"):
+        async with db.read() as session:
+            if await session.get(Customer, who) is None:
+                raise NotFound(f"no customer for {who}")
+        return who
+    address = normalize_address(who, default_region=default_region)
+    found = await customer_of(db, address)
+    if found is None:
+        raise NotFound(f"no customer for {address}")
+    return found
+
+
 async def show_customer(
     db: Database, memory: MemoryStore, customer_id: str, *, turns: int = 20
 ) -> CustomerDetail:
@@ -213,7 +229,7 @@ async def show_customer(
     async with db.session() as session:
         customer = await session.get(Customer, customer_id)
         if customer is None:
-            raise NotFound(f"no customer {customer_id}")
+            raise NotFound(f"no customer for {customer_id}")
         identities = list(
             await session.scalars(
                 select(Identity).where(Identity.customer_id == customer_id).order_by(Identity.id)

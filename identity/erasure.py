@@ -77,7 +77,7 @@ class Receipt:
 async def _family(session: AsyncSession, customer_id: str) -> list[str]:
     """The customer and every customer merged into it (recursively): their data is all held here."""
     if await session.get(Customer, customer_id) is None:
-        raise NotFound(f"no customer {customer_id}")
+        raise NotFound(f"no customer for {customer_id}")
     family, frontier = [customer_id], [customer_id]
     while frontier:
         merged = list(await session.scalars(select(Customer.id).where(Customer.merged_into.in_(frontier))))

@@ -251,6 +251,24 @@ class IdentityLinks:
             source_row = await session.get(Customer, source)
             if source_row is None or source_row.merged_into != target:
                 raise Conflict(f"customer {source} is no longer merged into {target}")
+            target_row = await session.get(Customer, target)
+            if target_row is not None and target_row.merged_into is not None:
+                # the handles this merge took went on with the target: undoing this one first would
+                # give back nothing now and the wrong handles later (chained merges undo in reverse)
+                later = await session.scalar(
+                    select(IdentityEvent.id)
+                    .where(
+                        IdentityEvent.kind == "merge",
+                        IdentityEvent.from_customer_id == target,
+                        IdentityEvent.customer_id == target_row.merged_into,
+                    )
+                    .order_by(IdentityEvent.id.desc())
+                    .limit(1)
+                )
+                raise Conflict(
+                    f"customer {target} was merged into {target_row.merged_into} afterwards "
+                    f"(ledger entry {later}): undo merge {later} first"
+                )
             rows = await session.scalars(
                 select(Identity).where(
                     Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
@@ -367,7 +385,7 @@ class IdentityLinks:
     async def _live_customer(session: AsyncSession, customer_id: str) -> Customer:
         customer = await session.get(Customer, customer_id)
         if customer is None:
-            raise NotFound(f"no customer {customer_id}")
+            raise NotFound(f"no customer for {customer_id}")
         if customer.merged_into is not None:
             raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}")
         return customer

@@ -28,6 +28,7 @@ in the first ``MAX_CLAIM_SCAN_CHARS`` (4,000) characters only, and every pattern
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -143,7 +144,12 @@ class SelfServiceLinking:
                 return handled
         claim = _claim_in(turn.text)
         if claim is not None:
-            return await self._claim(turn, claim)
+            handled = await self._claim(turn, claim)
+            if handled is not None and not claim.explicit:
+                # "my name is Ana and my email is ...": the customer's own words, not a command; what
+                # else they say is kept (logged and remembered), as for any message
+                return dataclasses.replace(handled, stored_text=turn.text, keep=True)
+            return handled
         return None
 
     # ----- a claim: send a code to the claimed handle ----------------------------------------------

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Creates .venv (Python >= 3.11) and installs Threadline with its test tools. Safe to run again.
+#
+#   scripts/setup.sh         Threadline and its test tools (scripts/test.sh, scripts/bench.sh)
+#   scripts/setup.sh --hub   only what the hub needs to run (scripts/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+target=".[test]"
+case "${1:-}" in
+  --hub) target="." ;;
+  "") ;;
+  *) echo "setup: unknown argument $1 (--hub installs only what the hub needs)" >&2; exit 2 ;;
+esac
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
@@ -18,8 +28,12 @@ if [ -z "$PYTHON" ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PYTHON" >&2
   "$PYTHON" -m venv .venv
 fi
 # uv installs in seconds where pip takes minutes; both read the same pyproject.toml
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.4"
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test]"
+# uv shows its own progress (resolving, downloading, installing); compiled bytecode makes the first start
+# as quick as the next ones
+echo "setup: installing Threadline ($target) into .venv; the first time takes a minute or two" >&2
+.venv/bin/uv pip install --python .venv/bin/python --compile-bytecode -e "$target"

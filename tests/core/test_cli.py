@@ -7,12 +7,16 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from core.cli import CHAT_MAX_ATTEMPTS
+from core.worker import FALLBACK_REPLY
 from tests.conftest import subprocess_env, threadline_cmd
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -70,7 +74,7 @@ def test_chat_remembers_across_sessions_and_keeps_customers_apart(tmp_path: Path
 
 def test_unknown_address_and_bad_address(tmp_path: Path) -> None:
     missing = run(tmp_path, "memory", "list", "telegram:999")
-    assert missing.returncode == 1 and "no customer" in missing.stderr
+    assert (missing.returncode, missing.stderr) == (2, "threadline: no customer for telegram:999\n")
     bad = run(tmp_path, "chat", "--as", "telegram:@ana", stdin="hi\n")
     assert bad.returncode == 2 and "numeric user id" in bad.stderr
 
@@ -182,4 +186,216 @@ def test_killed_mid_answer_every_message_gets_exactly_one_reply(tmp_path: Path) 
         outbox = conn.execute("SELECT inbox_id, status FROM outbox ORDER BY inbox_id").fetchall()
     assert inbox == [(1, "done"), (2, "done"), (3, "done")]
     assert outbox == [(1, "sent"), (2, "sent"), (3, "sent")]
+    no_network_used(tmp_path)
+
+
+# ----- the front door: start-up, settings, chat, serve ----------------------------------------------
+
+# what `threadline --help` and the light commands must not load: the web app, the SDKs, the store, the model
+HEAVY = (
+    "core.app",
+    "core.hub",
+    "core.memory",
+    "core.store",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "openai",
+    "mem0",
+    "qdrant_client",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "sqlalchemy",
+    "alembic",
+    "slack_sdk",
+    "telegram",
+    "twilio",
+    "aiohttp",
+    "aiosmtpd",
+    "phonenumbers",
+)
+IMPORTED = """
+import json, sys
+sys.argv = ["threadline", *sys.argv[1:]]
+try:
+    from core.cli import main
+    if len(sys.argv) > 1:
+        main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("--help",), ("--version",), ("memory", "list", "--help")])
+def test_help_and_version_load_no_web_app_sdk_store_or_model(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """What is imported, not how long it takes: the heavy packages stay out of ``--help``."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(tmp_path),
+        check=True,
+    )
+    modules = json.loads(done.stderr.splitlines()[-1])
+    loaded = sorted({m for m in modules for heavy in HEAVY if m == heavy or m.startswith(heavy + ".")})
+    assert loaded == [], loaded
+    if args == ("--version",):
+        assert done.stdout == f"threadline {version('threadline')}\n"
+
+
+BAD_SETTINGS = [
+    ("THREADLINE_WORKER__CONCURRENCY", "abc", "must be an integer (got 'abc')"),
+    ("THREADLINE_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got 'LOUD')"),
+    ("THREADLINE_DATABASE_URL", "garbage", "must be a database URL such as postgresql+asyncpg://"),
+    ("THREADLINE_MEMORY__BACKEND", "foo", "must be 'local' or 'platform' (got 'foo')"),
+    ("THREADLINE_DEFAULT_REGION", "ZZ", "must be a region code that has phone numbers"),
+    ("THREADLINE_DATA_DIR", "{file}/data", "must be a folder, and {file}/data is under {file}, a file"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "said"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_naming_it_and_exit_2_for_every_command(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder\n")
+    env = subprocess_env(tmp_path, **{name: value.format(file=a_file)})
+    for command in (("serve",), ("chat", "--as", "telegram:42"), ("memory", "list", "telegram:42")):
+        result = run(tmp_path, *command, stdin="hello\n", env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"threadline: {name}: {said.format(file=a_file)}"), (command, line)
+        assert result.stdout == ""
+
+
+def test_a_base_url_without_a_key_says_the_hub_runs_offline(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path, THREADLINE_LLM__BASE_URL="http://127.0.0.1:11434/v1")
+    result = run(tmp_path, "chat", "--as", "telegram:42", stdin="hello\n", env=env)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "threadline: THREADLINE_LLM__BASE_URL is set but THREADLINE_LLM__API_KEY is not: "
+        "the hub runs in offline mode"
+    )
+    assert "Offline mode" in result.stdout
+    no_network_used(tmp_path)
+
+
+def test_chat_with_an_unreachable_llm_answers_the_fallback_after_few_attempts_and_says_why(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()  # nothing listens there: every connection is refused
+    env = subprocess_env(
+        tmp_path, THREADLINE_LLM__API_KEY="sk-test", THREADLINE_LLM__BASE_URL=f"http://127.0.0.1:{port}/v1"
+    )
+    result = run(tmp_path, "chat", "--as", "telegram:42", stdin="is anyone there?\nhello?\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [FALLBACK_REPLY, FALLBACK_REPLY]
+    # said once, in one line, naming the endpoint (no log line per attempt, no traceback)
+    assert result.stderr.splitlines() == [
+        f"threadline: the LLM at http://127.0.0.1:{port} is unreachable: that reply is the fallback "
+        "(check THREADLINE_LLM__BASE_URL, or unset THREADLINE_LLM__API_KEY for offline mode)"
+    ]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "threadline.db") as conn:
+        rows = conn.execute("SELECT attempts, status FROM inbox ORDER BY id").fetchall()
+    # ``attempts`` counts the failed tries that were retried: one retry, then the fallback
+    assert rows == [(CHAT_MAX_ATTEMPTS - 1, "done")] * 2
+    no_network_used(tmp_path)
+
+
+def _interrupted(proc: subprocess.Popen[str]) -> str:
+    """SIGINT (Ctrl-C) to a chat whose stdin stays open, as at a terminal: it must end on the signal, not
+    on end of input (``communicate()`` would close stdin). Returns stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)  # a hang guard, not a timing: it ends long before
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("chat did not end on Ctrl-C")
+    _, err = proc.communicate()
+    assert proc.returncode in (130, 0), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    return err
+
+
+def _chat_process(env: dict[str, str], first_line: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        threadline_cmd("chat", "--as", "telegram:42"),
+        env=env,
+        stdin=subprocess.PIPE,  # left open
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(first_line + "\n")
+    proc.stdin.flush()
+    return proc
+
+
+def test_ctrl_c_ends_chat_at_once_while_it_waits_for_the_next_line(tmp_path: Path) -> None:
+    proc = _chat_process(subprocess_env(tmp_path), "hello")
+    assert proc.stdout is not None
+    assert "Offline mode" in proc.stdout.readline()  # answered: now it waits for the next line
+    _interrupted(proc)
+    no_network_used(tmp_path)
+
+
+def test_ctrl_c_ends_chat_at_once_while_an_answer_is_pending(tmp_path: Path) -> None:
+    with FakeOpenAI(delay=10) as fake:
+        env = subprocess_env(
+            tmp_path, THREADLINE_LLM__API_KEY="sk-test", THREADLINE_LLM__BASE_URL=fake.base_url
+        )
+        proc = _chat_process(env, "a question the LLM is slow to answer")
+        deadline = time.monotonic() + 60
+        while not fake.calls:
+            assert time.monotonic() < deadline, "the question never reached the LLM"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        _interrupted(proc)
+    no_network_used(tmp_path)
+
+
+def _ready(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "serve did not become ready"
+        time.sleep(0.2)
+
+
+def test_a_second_serve_on_the_same_sqlite_data_dir_refuses(tmp_path: Path) -> None:
+    port = _free_port()
+    first = subprocess.Popen(
+        threadline_cmd("serve", "--port", str(port)),
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _ready(port, first)
+        second = run(tmp_path, "serve", "--port", str(_free_port()))
+        assert second.returncode == 2, second.stderr
+        assert second.stderr == (
+            f"threadline: another threadline process is serving data dir {tmp_path / 'data'} "
+            f"(pid {first.pid})\n"
+        )
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # the first one serves on
+        # the other commands still run beside it
+        assert run(tmp_path, "customers", "list").returncode == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
     no_network_used(tmp_path)

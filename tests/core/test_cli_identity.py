@@ -185,7 +185,7 @@ def test_merge_and_unmerge_put_everything_back(runner: CliRunner, tmp_path: Path
     out = ok(runner, "identity", "merge", SMS, target["id"], "--reason", "one person")
 
     match = re.fullmatch(
-        rf"merged customer {source['id']} into {target['id']}: 1 handles moved "
+        rf"merged customer {source['id']} into {target['id']}: 1 handle moved "
         r"\(merge (\d+); `threadline identity unmerge \1` undoes it\)\n",
         out,
     )
@@ -205,7 +205,7 @@ def test_merge_and_unmerge_put_everything_back(runner: CliRunner, tmp_path: Path
     out = ok(runner, "identity", "unmerge", merge_id, "--reason", "two people")
 
     assert re.fullmatch(
-        rf"undid merge {merge_id}: 1 handles back to customer {source['id']} \(ledger entry \d+\)\n", out
+        rf"undid merge {merge_id}: 1 handle back to customer {source['id']} \(ledger entry \d+\)\n", out
     )
     assert whole(as_json(runner, "customers", "show", source["id"])) == whole(source)
     assert whole(as_json(runner, "customers", "show", target["id"])) == whole(target)
@@ -226,31 +226,33 @@ def test_refused_changes_exit_2_with_one_line_and_change_nothing(runner: CliRunn
     ana, bea = seed_customers(tmp_path, SMS, TELEGRAM)
     before = ledger_kinds(tmp_path)
 
-    assert refused(runner, "identity", "link", TELEGRAM, "cus_nobody") == "threadline: no customer cus_nobody"
-    assert refused(runner, "identity", "link", TELEGRAM, "telegram:7") == (
-        "threadline: no customer has the address telegram:7"
+    assert (
+        refused(runner, "identity", "link", TELEGRAM, "cus_nobody")
+        == "threadline: no customer for cus_nobody"
+    )
+    assert (
+        refused(runner, "identity", "link", TELEGRAM, "telegram:7")
+        == "threadline: no customer for telegram:7"
     )
     assert "numeric user id" in refused(runner, "identity", "link", "telegram:@ana", ana)
     assert "channel:handle" in refused(runner, "identity", "unlink", "pager:42")
     assert refused(runner, "identity", "unlink", SMS).startswith(
         "threadline: this is the customer's only handle"
     )
-    assert (
-        refused(runner, "identity", "unlink", "telegram:99")
-        == "threadline: no customer has the address telegram:…"
-    )
+    assert refused(runner, "identity", "unlink", "telegram:99") == "threadline: no customer for telegram:99"
     assert (
         refused(runner, "identity", "merge", ana, ana)
         == "threadline: a customer cannot be merged into itself"
     )
-    assert refused(runner, "identity", "merge", "cus_nobody", bea) == "threadline: no customer cus_nobody"
+    assert refused(runner, "identity", "merge", "cus_nobody", bea) == "threadline: no customer for cus_nobody"
     assert refused(runner, "identity", "unmerge", "1") == "threadline: ledger entry 1 is not a merge"
-    assert refused(runner, "customers", "show", "cus_nobody") == "threadline: no customer cus_nobody"
+    assert refused(runner, "customers", "show", "cus_nobody") == "threadline: no customer for cus_nobody"
     assert refused(runner, "customers", "show", "sms:12").startswith(
         "threadline: not a possible phone number"
     )
-    assert refused(runner, "identity", "ledger", "--customer", "telegram:7").startswith(
-        "threadline: no customer"
+    assert (
+        refused(runner, "identity", "ledger", "--customer", "telegram:7")
+        == "threadline: no customer for telegram:7"
     )
 
     assert ledger_kinds(tmp_path) == before
@@ -260,9 +262,9 @@ def test_list_search_and_suggestions(runner: CliRunner, tmp_path: Path) -> None:
     ana, dotted, plain = seed_customers(tmp_path, SMS, "email:a.na+x@gmail.com", "email:ana@googlemail.com")
 
     listing = ok(runner, "customers", "list", "--search", "(555) 123-0000")
-    assert re.fullmatch(rf"{ana}  \S+ \S+  {re.escape(SMS)}\n1 customers match; 1 shown from 0\n", listing)
+    assert re.fullmatch(rf"{ana}  \S+ \S+  {re.escape(SMS)}\n1 customer matches; 1 shown from 0\n", listing)
     assert ok(runner, "customers", "list", "--search", "nobody@example.com").endswith(
-        "0 customers match; 0 shown from 0\n"
+        "no customers match; 0 shown from 0\n"
     )
 
     text = ok(runner, "customers", "suggestions")
@@ -270,7 +272,7 @@ def test_list_search_and_suggestions(runner: CliRunner, tmp_path: Path) -> None:
         f"gmail_variant: {dotted} (email:a.na+x@gmail.com) ~ {plain} (email:ana@googlemail.com)",
         "    email:a.na+x@gmail.com and email:ana@googlemail.com are one Gmail mailbox (ana@gmail.com): "
         "Gmail ignores dots and +tags, and googlemail.com is gmail.com",
-        "1 merge suggestions",
+        "1 merge suggestion",
     ]
     [suggestion] = as_json(runner, "customers", "suggestions")
     assert (suggestion["kind"], suggestion["customer_a"], suggestion["customer_b"]) == (
@@ -290,3 +292,85 @@ def test_chat_as_an_address_is_an_unverified_sender(runner: CliRunner, tmp_path:
     assert result.exit_code == 0, result.output
     assert "router keeps dropping the wifi" in result.stdout  # this handle's own words
     assert "6pm" not in result.stdout  # the Telegram handle's, same customer
+
+
+def test_an_unknown_customer_or_address_is_the_same_refusal_for_every_command(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """One rule: ``threadline: no customer for WHO`` on stderr, exit 2, nothing made or changed."""
+    ana, _ = seed_customers(tmp_path, SMS, TELEGRAM)
+    before = ledger_kinds(tmp_path)
+    for who in ("telegram:7", "cus_nobody"):
+        commands = [
+            ("memory", "list", who),
+            ("memory", "search", who, "router"),
+            ("customers", "show", who),
+            ("export", who),
+            ("forget", who, "--yes"),
+            ("forget", who),
+            ("identity", "link", "telegram:8", who),
+            ("identity", "merge", who, ana),
+            ("identity", "merge", ana, who),
+            ("identity", "ledger", "--customer", who),
+        ]
+        if who.startswith("telegram:"):
+            commands.append(("identity", "unlink", who))
+        for command in commands:
+            assert refused(runner, *command) == f"threadline: no customer for {who}", command
+    assert refused(runner, "memory", "list", "telegram:@ana").startswith("threadline: ")  # not an address
+    assert ledger_kinds(tmp_path) == before
+    assert len(as_json(runner, "customers", "list")["customers"]) == 2  # looked up, never made
+
+
+def test_counts_read_as_english(runner: CliRunner, tmp_path: Path) -> None:
+    seed_conversation(tmp_path)
+    listing = ok(runner, "memory", "list", SMS)
+    first = listing.splitlines()[0]
+    assert re.fullmatch(r"customer cus_\w+: 1 memory", first), first
+    assert ok(runner, "identity", "ledger", "--customer", SMS).endswith("1 ledger entry\n")
+    assert ok(runner, "customers", "suggestions") == "no merge suggestions\n"
+    assert "conversation (last 2 turns):" in ok(runner, "customers", "show", SMS)
+
+
+def help_of(runner: CliRunner, *command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], prog_name="threadline", terminal_width=120)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("memory", "list"),
+        ("memory", "search"),
+        ("customers", "show"),
+        ("customers", "list"),
+        ("identity", "link"),
+        ("identity", "merge"),
+        ("identity", "ledger"),
+        ("forget",),
+        ("export",),
+        ("chat",),
+        ("serve",),
+        (),
+    ],
+)
+def test_help_names_arguments_and_values(runner: CliRunner, command: tuple[str, ...]) -> None:
+    text = help_of(runner, *command)
+    assert not re.search(r"\{\w+\}|<bool>", text), text
+    assert "Usage: threadline" in text
+
+
+def test_help_shows_what_each_argument_is(runner: CliRunner) -> None:
+    assert "Usage: threadline memory search [OPTIONS] CUSTOMER_OR_ADDRESS QUERY" in help_of(
+        runner, "memory", "search"
+    )
+    assert "Usage: threadline identity link [OPTIONS] ADDRESS CUSTOMER" in help_of(runner, "identity", "link")
+    assert re.search(r"--as +ADDRESS", help_of(runner, "chat"))
+    assert re.search(r"--out +FILE", help_of(runner, "export"))
+
+
+def test_version(runner: CliRunner) -> None:
+    from importlib.metadata import version
+
+    assert ok(runner, "--version") == f"threadline {version('threadline')}\n"

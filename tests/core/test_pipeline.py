@@ -163,6 +163,13 @@ async def test_llm_failures_are_retried_then_answered_with_the_fallback(tmp_path
             assert row is not None and row.status == "done" and row.attempts == 2
 
 
+def test_the_fallback_reply_promises_no_person_while_there_is_no_handoff() -> None:
+    """No handoff to a human exists yet: the fallback must not say someone will follow up."""
+    words = FALLBACK_REPLY.lower()
+    assert not any(promise in words for promise in ("person", "team", "follow up", "agent", "human"))
+    assert "saved" in words  # what is true: the message is kept
+
+
 async def test_delivery_retries_transient_errors_and_stops_on_permanent_ones(tmp_path: Path) -> None:
     sender = RecordingSender("telegram")
     sender.fail_next(TransientDeliveryError("503"), TransientDeliveryError("429", retry_after=0.2))

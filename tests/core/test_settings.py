@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.settings import Settings
+from core.settings import Settings, load_settings
 
 
 def test_defaults_are_the_embedded_default() -> None:
@@ -99,3 +99,98 @@ def test_dotenv_is_read(tmp_path: Path) -> None:
     settings = Settings()
     assert settings.default_region == "GB"
     assert settings.worker.concurrency == 3
+
+
+# ----- a bad value is one line naming the variable --------------------------------------------------
+
+BAD_VALUES = [
+    (
+        "THREADLINE_WORKER__CONCURRENCY",
+        "abc",
+        "THREADLINE_WORKER__CONCURRENCY: must be an integer (got 'abc')",
+    ),
+    ("THREADLINE_WORKER__CONCURRENCY", "0", "THREADLINE_WORKER__CONCURRENCY: must be at least 1 (got '0')"),
+    (
+        "THREADLINE_LOG_LEVEL",
+        "LOUD",
+        "THREADLINE_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    ),
+    (
+        "THREADLINE_MEMORY__BACKEND",
+        "foo",
+        "THREADLINE_MEMORY__BACKEND: must be 'local' or 'platform' (got 'foo')",
+    ),
+    (
+        "THREADLINE_DEFAULT_REGION",
+        "ZZ",
+        "THREADLINE_DEFAULT_REGION: must be a region code that has phone numbers",
+    ),
+    ("THREADLINE_DATABASE_URL", "garbage", "THREADLINE_DATABASE_URL: must be a database URL such as"),
+    ("THREADLINE_DOCS_PUBLIC", "perhaps", "THREADLINE_DOCS_PUBLIC: must be true or false (got 'perhaps')"),
+    ("THREADLINE_LLM__TIMEOUT", "soon", "THREADLINE_LLM__TIMEOUT: must be a number (got 'soon')"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "said"), BAD_VALUES)
+def test_a_bad_value_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.setting == name
+    assert str(caught.value).startswith(said), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_values_that_may_hold_a_secret_are_never_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADLINE_DATABASE_URL", "mysql://root:hunter2@db/threadline")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value) and "'mysql'" in str(caught.value)
+
+
+def test_several_bad_values_are_all_named_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADLINE_WORKER__CONCURRENCY", "abc")
+    monkeypatch.setenv("THREADLINE_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "THREADLINE_WORKER__CONCURRENCY" in text and "THREADLINE_LOG_LEVEL" in text and "\n" not in text
+
+
+def test_good_values_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADLINE_LOG_LEVEL", "debug")
+    monkeypatch.setenv("THREADLINE_DEFAULT_REGION", "gb")
+    monkeypatch.setenv("THREADLINE_DATABASE_URL", "postgresql+asyncpg://127.0.0.1/threadline")
+    settings = load_settings()
+    assert (settings.log_level, settings.default_region) == ("DEBUG", "GB")
+
+
+def test_a_data_dir_under_a_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    for data_dir in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "data"):
+        with pytest.raises(ConfigError) as caught:
+            Settings(data_dir=data_dir).check()
+        assert caught.value.setting == "THREADLINE_DATA_DIR"
+        assert str(caught.value).startswith("THREADLINE_DATA_DIR: must be a folder")
+    Settings(data_dir=tmp_path / "new" / "data").check()  # not there yet: made at start
+
+
+def test_the_app_refuses_a_bad_environment_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.app import create_app
+
+    monkeypatch.setenv("THREADLINE_MEMORY__BACKEND", "foo")
+    with pytest.raises(ConfigError) as caught:
+        create_app()
+    assert caught.value.setting == "THREADLINE_MEMORY__BACKEND"
+
+
+def test_a_base_url_without_a_key_says_the_hub_is_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().llm.offline_notice is None  # nothing asked for: nothing to say
+    monkeypatch.setenv("THREADLINE_LLM__BASE_URL", "http://127.0.0.1:11434/v1")
+    notice = Settings().llm.offline_notice
+    assert notice is not None and "offline mode" in notice
+    assert "THREADLINE_LLM__BASE_URL" in notice and "THREADLINE_LLM__API_KEY" in notice
+    monkeypatch.setenv("THREADLINE_LLM__API_KEY", "local")
+    assert Settings().llm.offline_notice is None and Settings().llm.configured

@@ -452,16 +452,23 @@ async def test_errors_map_to_404_409_and_422_and_change_nothing(bare: Served) ->
     before, entries = await snapshot(bare), await ledger_length(bare)
     link, unlink, merge = "/admin/identities/link", "/admin/identities/unlink", "/admin/customers/merge"
     refusals: list[tuple[str, str, dict[str, Any] | None, int, str]] = [
-        ("GET", "/admin/customers/cus_nobody", None, 404, "no customer cus_nobody"),
+        ("GET", "/admin/customers/cus_nobody", None, 404, "no customer for cus_nobody"),
+        ("GET", "/admin/customers/telegram:99", None, 404, "no customer for telegram:99"),
+        ("GET", "/admin/customers/telegram:99/export", None, 404, "no customer for telegram:99"),
+        ("DELETE", "/admin/customers/telegram:99", None, 404, "no customer for telegram:99"),
+        ("GET", "/admin/customers/pager:42", None, 422, "channel:handle"),
+        ("GET", "/admin/ledger?customer_id=telegram:99", None, 404, "no customer for telegram:99"),
         (
             "POST",
             link,
             {"address": "telegram:43", "customer_id": "cus_nobody"},
             404,
-            "no customer cus_nobody",
+            "no customer for cus_nobody",
         ),
+        ("POST", link, {"address": "telegram:43", "customer_id": "telegram:99"}, 404, "no customer for"),
         ("POST", unlink, {"address": "telegram:43"}, 404, "no customer has the address telegram:…"),
-        ("POST", merge, {"source": "cus_nobody", "target": ana}, 404, "no customer cus_nobody"),
+        ("POST", merge, {"source": "cus_nobody", "target": ana}, 404, "no customer for cus_nobody"),
+        ("POST", merge, {"source": ana, "target": "email:nobody@example.com"}, 404, "no customer for"),
         ("POST", "/admin/merges/999/undo", {}, 404, "ledger entry 999 is not a merge"),
         ("POST", "/admin/merges/1/undo", {}, 404, "ledger entry 1 is not a merge"),  # a create
         ("POST", merge, {"source": ana, "target": ana}, 409, "a customer cannot be merged into itself"),
@@ -485,6 +492,32 @@ async def test_errors_map_to_404_409_and_422_and_change_nothing(bare: Served) ->
     assert await ledger_length(bare) == entries + 2
     after = await snapshot(bare)
     assert (after["identities"], after["merged"]) == (before["identities"], before["merged"])
+
+
+async def test_an_address_names_a_customer_wherever_an_id_does(bare: Served) -> None:
+    """As on the command line: ``/admin/customers/sms:%2B1555...`` is the customer holding that number,
+    in any spelling that normalises; an address is looked up, never made into a customer."""
+    ana = await new_customer(bare, SMS)
+    bea = await new_customer(bare, TELEGRAM)
+    customers = len((await snapshot(bare))["identities"])
+
+    for spelling in ("sms:%2B15551230000", "sms:+15551230000", "sms:(555)%20123-0000"):
+        assert (await call(bare, "GET", f"/admin/customers/{spelling}"))["id"] == ana, spelling
+    assert (await call(bare, "GET", "/admin/customers/sms:%2B15551230000/export"))["customer_id"] == ana
+    entries = await call(bare, "GET", "/admin/ledger", params={"customer_id": TELEGRAM})
+    assert {e["customer_id"] for e in entries["entries"]} == {bea}
+    await call(bare, "GET", "/admin/customers/telegram:777", expect=404)
+    assert len((await snapshot(bare))["identities"]) == customers  # looked up, not made
+
+    linked = await call(
+        bare, "POST", "/admin/identities/link", json={"address": "telegram:43", "customer_id": SMS}
+    )
+    assert linked["customer_id"] == ana
+    merged = await call(bare, "POST", "/admin/customers/merge", json={"source": TELEGRAM, "target": SMS})
+    assert (merged["from_customer_id"], merged["customer_id"]) == (bea, ana)
+    receipt = await call(bare, "DELETE", "/admin/customers/telegram:43")
+    assert receipt["customer_id"] == ana and bea in receipt["customer_ids"]
+    await call(bare, "GET", f"/admin/customers/{SMS}", expect=404)  # forgotten, with its handles
 
 
 # ----- search and suggestions -------------------------------------------------------------------

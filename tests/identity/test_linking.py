@@ -248,3 +248,30 @@ async def test_two_runners_in_one_process_wait_for_each_other_instead_of_reporti
     assert await asking == 0
     assert (await merging).memory_moves_pending == 0
     assert "hello from telegram" in await memory_texts(hub, await customer_of(hub, SMS))
+
+
+async def test_chained_merges_undo_in_reverse_order_or_say_which_first(
+    hub: Hub, links: IdentityLinks
+) -> None:
+    """Merge A into B, then B into C: undoing the first would give back nothing now (A's handles went on
+    to C) and the wrong handles later; it is refused, naming the later merge, and in reverse order both
+    undo exactly."""
+    await say(hub, sms("SM1", "my router keeps dropping the wifi"), tg(1, "write after 6pm"), tg(2, "hi", 43))
+    a, b, c = (
+        await customer_of(hub, SMS),
+        await customer_of(hub, TELEGRAM),
+        await customer_of(hub, "telegram:43"),
+    )
+    before = await snapshot(hub)
+    first = await links.merge(a, b, actor="admin:test")
+    second = await links.merge(b, c, actor="admin:test")
+    assert first.event_id is not None and second.event_id is not None
+
+    with pytest.raises(Conflict, match=f"undo merge {second.event_id} first"):
+        await links.unmerge(first.event_id, actor="admin:test")
+    assert await customer_of(hub, SMS) == c  # nothing moved by the refusal
+
+    await links.unmerge(second.event_id, actor="admin:test")
+    await links.unmerge(first.event_id, actor="admin:test")
+    assert await snapshot(hub) == before
+    await assert_ledger_replays(hub)

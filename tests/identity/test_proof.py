@@ -255,6 +255,22 @@ async def test_a_code_by_email_links_the_mailbox(platform: Platform) -> None:
     assert await platform.assurance_of(f"email:{ANA_MAIL}") is Assurance.VERIFIED
 
 
+async def test_a_claim_that_also_tells_a_fact_keeps_the_fact(platform: Platform) -> None:
+    said = "my name is Ana Souza and my email is ana@example.com. The router is broken"
+    await platform.tg(said)
+    assert len(platform.relay.messages) == 1  # the code went to the mailbox
+    customer = await platform.customer_of(f"telegram:{TG_USER}")
+    memories = " ".join(m.text for m in await platform.served.hub.memory.list(customer))
+    assert "Ana Souza" in memories and "router is broken" in memories.lower()
+    async with platform.served.hub.db.session() as session:
+        logged = list(await session.scalars(select(Turn.text).where(Turn.role == "customer")))
+    assert logged == [said]
+    code = code_in(platform.relay.messages[0].raw.decode())
+    await platform.tg(code)
+    assert platform.telegram_replies()[-1].startswith("Done:")
+    assert code not in await everything_stored(platform.served)  # the code message is still scrubbed
+
+
 async def test_five_wrong_codes_lock_the_request(platform: Platform) -> None:
     await platform.sms("my router keeps dropping the wifi")
     await platform.tg("/link +15551230000")
