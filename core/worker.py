@@ -13,7 +13,8 @@ an opt-out and is not answered, START lifts it, HELP is answered with a fixed he
 
 Before the agent, the interceptor (self-service linking, platform attestation; ``identity.proof``) may
 answer a message itself: then the row's text is replaced by what the interceptor allows to be kept
-(never a one-time code), its reply and notices go to the outbox, and nothing is logged or remembered.
+(never a one-time code), its reply and notices go to the outbox, and nothing is logged or remembered,
+unless the interceptor says the message is also an ordinary one (a claim that tells a fact: ``keep``).
 
 Every message carries the channel's word on its sender (``InboundMessage.sender_assurance``). A message
 nobody vouches for (a bare email ``From:``, the console) is answered from that handle's own history only,
