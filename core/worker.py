@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
-from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,12 +43,13 @@ from core.agent import Agent, AgentTurn
 from core.backoff import next_attempt
 from core.errors import LLMError
 from core.lanes import LaneLoop
+from core.memory.policy import queue_memory_write
 from core.messages import Address, Assurance, ReplyPolicy
 from core.metrics import Metrics
 from core.ports import Handled, IdentityResolver, IncomingTurn, Interceptor
 from core.settings import MemorySettings, StrangerSettings, WorkerSettings
 from core.store.db import Database
-from core.store.models import Identity, InboxRow, MemoryJob, OptOut, OutboxRow, Turn, utcnow
+from core.store.models import Identity, InboxRow, OptOut, OutboxRow, Turn, utcnow
 from core.strangers import Strangers
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class InboxWorker:
                 return
             log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
             text, mode = FALLBACK_REPLY, "fallback"
-        if await self._commit_reply(row, resolution.customer_id, text, vouched=authenticated):
+        if await self._commit_reply(row, resolution.customer_id, text):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
             for loop in self._downstream:
@@ -245,7 +245,7 @@ class InboxWorker:
         """A message from a sender anyone could forge: logged and remembered as unvouched, answered with
         one fixed acknowledgement at most (``core.strangers``), never by the agent."""
         resolution = await self._resolver.resolve(Address.parse(row.sender))
-        if await self._commit_reply(row, resolution.customer_id, None, vouched=False):
+        if await self._commit_reply(row, resolution.customer_id, None):
             self._metrics.replies.labels(row.channel, "acknowledgement").inc()
             for loop in self._downstream:
                 loop.wake()
@@ -310,7 +310,8 @@ class InboxWorker:
     async def _log_turns(
         self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None
     ) -> None:
-        """Log what the customer said (and the reply) and queue its memory write."""
+        """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
+        Both turns are vouched for as far as the channel vouched for the message."""
         vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
         turns = [
             Turn(
@@ -340,7 +341,13 @@ class InboxWorker:
             )
         session.add_all(turns)
         await session.flush()
-        await self._queue_memory(session, customer_id, row.channel, [turn.id for turn in turns])
+        await queue_memory_write(
+            session,
+            self._memory_settings,
+            customer_id=customer_id,
+            channel=row.channel,
+            turn_ids=[turn.id for turn in turns],
+        )
 
     def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
         return OutboxRow(
@@ -366,86 +373,23 @@ class InboxWorker:
             )
         log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
 
-    async def _commit_reply(
-        self, row: InboxRow, customer_id: str, text: str | None, *, vouched: bool = True
-    ) -> bool:
+    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str | None) -> bool:
         """Mark the row done and write the reply, turns and memory job in one transaction.
 
         ``text=None``: the fixed acknowledgement, if ``core.strangers`` allows one now (else no reply).
-        ``vouched=False``: both turns are logged as unvouched (recalled only for this handle).
         """
-        now = utcnow()
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
                 .where(InboxRow.id == row.id, InboxRow.status == "pending")
-                .values(status="done", finished_at=now, last_error=None)
+                .values(status="done", finished_at=utcnow(), last_error=None)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 log.info("inbox %s was already answered; nothing written", row.id)
                 return False
-            customer_turn = Turn(
-                customer_id=customer_id,
-                channel=row.channel,
-                address=row.sender,
-                role="customer",
-                text=row.text,
-                inbox_id=row.id,
-                provider_message_id=row.provider_message_id,
-                created_at=row.received_at,
-                vouched=vouched,
-            )
-            session.add(customer_turn)
             if text is None:
                 text = await self._strangers.acknowledgement(session, row.sender)
-            turns = [customer_turn]
             if text is not None:
-                reply_turn = Turn(
-                    customer_id=customer_id,
-                    channel=row.channel,
-                    address=row.sender,
-                    role="assistant",
-                    text=text,
-                    inbox_id=row.id,
-                    created_at=now,
-                    vouched=vouched,
-                )
-                turns.append(reply_turn)
-                session.add_all([reply_turn, self._outbox_row(row, customer_id, text)])
-            await session.flush()
-            await self._queue_memory(session, customer_id, row.channel, [turn.id for turn in turns])
+                session.add(self._outbox_row(row, customer_id, text))
+            await self._log_turns(session, row, customer_id, row.text, text)
         return True
-
-    async def _queue_memory(
-        self, session: AsyncSession, customer_id: str, channel: str, turn_ids: list[int]
-    ) -> None:
-        now = utcnow()
-        if self._memory_settings.write_policy == "every_turn":
-            session.add(
-                MemoryJob(
-                    customer_id=customer_id, channel=channel, kind="turn", turn_ids=turn_ids, due_at=now
-                )
-            )
-            return
-        # summary: one pending job per customer, pushed back while the conversation goes on
-        due = now + timedelta(seconds=self._memory_settings.quiet_seconds)
-        job = await session.scalar(
-            select(MemoryJob)
-            .where(
-                MemoryJob.customer_id == customer_id,
-                MemoryJob.channel == channel,
-                MemoryJob.kind == "summary",
-                MemoryJob.status == "pending",
-            )
-            .order_by(MemoryJob.id)
-            .limit(1)
-        )
-        if job is None:
-            session.add(
-                MemoryJob(
-                    customer_id=customer_id, channel=channel, kind="summary", turn_ids=turn_ids, due_at=due
-                )
-            )
-        else:
-            job.turn_ids = [*job.turn_ids, *turn_ids]
-            job.due_at = due
