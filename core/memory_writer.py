@@ -20,6 +20,7 @@ import logging
 from collections.abc import Collection
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.backoff import next_attempt
 from core.categorize import categorize
@@ -32,7 +33,7 @@ from core.ports import ChatMessage, MemoryStore, Provenance
 from core.redaction import redact
 from core.settings import WorkerSettings
 from core.store.db import Database
-from core.store.models import MemoryJob, utcnow
+from core.store.models import IdentityEvent, MemoryJob, MemoryMove, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +140,51 @@ class MemoryWriter:
         if job.due_at > utcnow():
             return  # not due (yet, or again after a failure): a heads list read earlier is out of date
         turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
+        written: list[str] = []  # the handles whose memories this run wrote
         try:
             outcome = "nothing_to_write" if not turns else "already_written"
             for group in _groups(turns):  # each group is one write: a re-run skips the ones done
                 if await self._memory.covers_turns(job.customer_id, [t.id for t in group]):
                     continue
                 await self._write_group(job.customer_id, group)
+                written.append(group[0].address)
                 outcome = "written"
         except MemoryUnavailable:
             await self._retry(job)
             return
         async with self._db.session() as session:
+            owner = await session.scalar(select(MemoryJob.customer_id).where(MemoryJob.id == job_id))
+            if owner is not None and owner != job.customer_id:
+                # the handle left (unlink, unmerge) while this job ran, and the identity change moved the
+                # job: what it wrote landed with the customer the handle left, after that change's memory
+                # move ran. Move it too; a job that wrote nothing runs again for its new customer.
+                if not written:
+                    log.info("memory job %s: its customer changed while it ran; runs again", job_id)
+                    return
+                await self._follow(session, job.customer_id, owner, written)
             await session.execute(
                 update(MemoryJob).where(MemoryJob.id == job_id).values(status="done", last_error=None)
             )
         self._metrics.memory_writes.labels(outcome).inc()
         log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
+
+    @staticmethod
+    async def _follow(session: AsyncSession, source: str, target: str, handles: list[str]) -> None:
+        """Queue the memory move of ``handles`` from ``source`` to ``target`` (run by the identity layer's
+        move runner, in order after the identity change that moved the job)."""
+        event_id = await session.scalar(
+            select(func.max(IdentityEvent.id)).where(IdentityEvent.address.in_(handles))
+        )
+        session.add(
+            MemoryMove(
+                event_id=int(event_id or 0),
+                from_customer_id=source,
+                to_customer_id=target,
+                handles=sorted(set(handles)),
+                status="pending",
+            )
+        )
+        log.info("memory written for %s while its handle moved to %s: move queued", source, target)
 
     async def _write_group(self, customer_id: str, turns: list[LoggedTurn]) -> None:
         messages, kinds = _messages(turns)

@@ -275,3 +275,32 @@ async def test_chained_merges_undo_in_reverse_order_or_say_which_first(
     await links.unmerge(first.event_id, actor="admin:test")
     assert await snapshot(hub) == before
     await assert_ledger_replays(hub)
+
+
+async def test_a_handle_unlinked_while_its_memory_is_written_takes_that_memory_along(
+    hub: Hub, links: IdentityLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write of a Telegram turn is held inside the memory store while an admin unlinks the handle:
+    the memory lands with the customer the handle left, after the unlink's own move ran. It must still
+    end with the handle, and the other handles of that customer must not recall it."""
+    await say(hub, sms("SM1", "my invoice number is 4711"), tg(1, "hello"))
+    ana, stranger = await customer_of(hub, SMS), await customer_of(hub, TELEGRAM)
+    await links.merge(stranger, ana, actor="admin:test")
+    entered, release = asyncio.Event(), asyncio.Event()
+    remember = hub.memory.remember
+
+    async def held(*args: Any, **kwargs: Any) -> None:
+        entered.set()
+        await release.wait()
+        await remember(*args, **kwargs)
+
+    monkeypatch.setattr(hub.memory, "remember", held)
+    await hub.accept(tg(2, "please ship to 12 Elm Street"))
+    await asyncio.wait_for(entered.wait(), timeout=60)  # the write is under way, for Ana
+    left = await links.unlink(Address.parse(TELEGRAM), actor="admin:test")
+    release.set()
+    assert await hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+    await links.run_moves()
+
+    assert not any("Elm" in text for text in await memory_texts(hub, ana))
+    assert any("Elm" in text for text in await memory_texts(hub, left.customer_id))
