@@ -8,13 +8,11 @@ customers concurrently, at most ``worker.concurrency`` at once):
 3. in ONE transaction: mark the row done (only if still pending), log both turns, write the reply to
    the outbox under the idempotency key ``reply:<inbox id>``, and queue the memory write.
 
-Opt-out keywords (``extras["control"]``, set by the SMS adapter) never reach the agent: STOP records
-an opt-out and is not answered, START lifts it, HELP is answered with a fixed help text.
-
-Before the agent, the interceptor (self-service linking, platform attestation; ``identity.proof``) may
-answer a message itself: then the row's text is replaced by what the interceptor allows to be kept
-(never a one-time code), its reply and notices go to the outbox, and nothing is logged or remembered,
-unless the interceptor says the message is also an ordinary one (a claim that tells a fact: ``keep``).
+Before the agent, the chain of interceptions (``core.interceptions``: opt-out keywords, the strangers'
+acknowledgement, the identity layer's proof codes, claims and attestations) may answer a message itself:
+the first that does decides what is committed, in one transaction (``_commit_outcome``): the row's text
+replaced where a code must not stay, the reply and notices to the outbox, an opt-out recorded or lifted,
+and the turns logged and remembered only where the interception keeps the message.
 
 Every message carries the channel's word on its sender (``InboundMessage.sender_assurance``). A message
 nobody vouches for (a bare email ``From:``, the console) is answered from that handle's own history only,
@@ -42,11 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agent import Agent, AgentTurn
 from core.backoff import next_attempt
 from core.errors import LLMError
+from core.interceptions import Claimed, Outcome, chain
 from core.lanes import LaneLoop
 from core.memory.policy import queue_memory_write
-from core.messages import Address, Assurance, ReplyPolicy
+from core.messages import Address, Assurance
 from core.metrics import Metrics
-from core.ports import Handled, IdentityResolver, IncomingTurn, Interceptor
+from core.ports import IdentityResolver, Interceptor
 from core.settings import MemorySettings, StrangerSettings, WorkerSettings
 from core.store.db import Database
 from core.store.models import Identity, InboxRow, OptOut, OutboxRow, Turn, utcnow
@@ -60,8 +59,6 @@ FALLBACK_REPLY = (
     " please write again in a little while."
 )
 
-HELP_REPLY = "This is our support assistant: write your question and we will answer. Reply STOP to opt out."
-_CONTROLS = frozenset({"stop", "start", "help"})
 # senders resolved per pass of the dispatcher: a burst of new senders is resolved in slices, between
 # which the lanes yield to webhooks being acknowledged (``core.ingress``)
 STAMP_BATCH = 64
@@ -93,7 +90,7 @@ class InboxWorker:
         self._db = db
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
-        self._interceptor = interceptor
+        self._chain = chain(interceptor)
         self._agent = agent
         self._channels = tuple(channels)
         self._settings = settings
@@ -185,34 +182,18 @@ class InboxWorker:
             if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
                 return  # a retry is scheduled (a heads list read before it was written is out of date)
             customer_id = row.customer_id
-        control = row.extras.get("control")
-        if control in _CONTROLS:
-            await self._control(row, customer_id, str(control))
-            return
         sender = Address.parse(row.sender)
-        vouched_by = _assurance(row.sender_assurance)
-        authenticated = vouched_by is not Assurance.UNVERIFIED
-        if row.reply_policy == ReplyPolicy.ACKNOWLEDGE.value:
-            await self._acknowledge(row, customer_id)
-            return
-        if self._interceptor is not None:
-            handled = await self._interceptor.intercept(
-                IncomingTurn(
-                    inbox_id=inbox_id,
-                    customer_id=customer_id,
-                    sender=sender,
-                    channel=row.channel,
-                    text=row.text,
-                    extras=dict(row.extras),
-                    authenticated=authenticated,
-                )
-            )
-            if handled is not None:
-                await self._commit_handled(row, handled)
+        claimed = Claimed(
+            row=row, customer_id=customer_id, sender=sender, vouched_by=_assurance(row.sender_assurance)
+        )
+        for link in self._chain:
+            outcome = await link(claimed)
+            if outcome is not None:
+                await self._commit_outcome(row, outcome)
                 return
-        resolution = await self._resolver.resolve(sender, assurance=vouched_by)
+        resolution = await self._resolver.resolve(sender, assurance=claimed.vouched_by)
         # a vouched handle writing on a message its channel does not vouch for is not vouched for
-        assurance = resolution.assurance if authenticated else Assurance.UNVERIFIED
+        assurance = resolution.assurance if claimed.vouched else Assurance.UNVERIFIED
         turn = AgentTurn(
             customer_id=resolution.customer_id,
             assurance=assurance,
@@ -238,59 +219,35 @@ class InboxWorker:
         if await self._commit_reply(row, resolution.customer_id, text):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
-            for loop in self._downstream:
-                loop.wake()
+            self._wake_downstream()
 
-    async def _acknowledge(self, row: InboxRow, customer_id: str) -> None:
-        """A message from a sender anyone could forge: logged and remembered as unvouched, answered with
-        one fixed acknowledgement at most (``core.strangers``), never by the agent."""
-        resolution = await self._resolver.resolve(Address.parse(row.sender))
-        if await self._commit_reply(row, resolution.customer_id, None):
-            self._metrics.replies.labels(row.channel, "acknowledgement").inc()
-            for loop in self._downstream:
-                loop.wake()
-
-    async def _control(self, row: InboxRow, customer_id: str, control: str) -> None:
-        """Opt-out keywords: STOP records the opt-out and is never answered (the platform confirms it),
-        START lifts it, HELP gets the help text. None of them reaches the LLM or memory."""
-        async with self._db.session() as session:
-            claimed = await session.execute(
-                update(InboxRow)
-                .where(InboxRow.id == row.id, InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            opted_out = await session.get(OptOut, row.sender)
-            if control == "stop" and opted_out is None:
-                session.add(OptOut(address=row.sender))
-            elif control == "start" and opted_out is not None:
-                await session.delete(opted_out)
-            elif control == "help":
-                session.add(self._outbox_row(row, customer_id, HELP_REPLY))
-        log.info("inbox %s: %s keyword handled", row.id, control)
-        if control == "help":
-            for loop in self._downstream:
-                loop.wake()
-
-    async def _commit_handled(self, row: InboxRow, handled: Handled) -> None:
-        """Write what the interceptor decided, in one transaction: no turn and no memory job, unless
-        ``handled.keep`` (the message is also an ordinary one: both turns logged, memory queued)."""
-        # the interceptor may have linked the sender elsewhere: the reply belongs to its customer now
+    async def _commit_outcome(self, row: InboxRow, outcome: Outcome) -> None:
+        """Write what an interception decided (``core.interceptions``), in one transaction."""
+        # an identity interception may have linked the sender elsewhere: the reply belongs to its customer
         customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
+        stored = row.text if outcome.stored_text is None else outcome.stored_text
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
                 .where(InboxRow.id == row.id, InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None, text=handled.stored_text)
+                .values(status="done", finished_at=utcnow(), last_error=None, text=stored)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return
-            if handled.reply is not None:
-                session.add(self._outbox_row(row, customer_id, handled.reply))
-            if handled.keep:
-                await self._log_turns(session, row, customer_id, handled.stored_text, handled.reply)
-            for notice in handled.notices:
+            if outcome.opt_out is not None:
+                opted_out = await session.get(OptOut, row.sender)
+                if outcome.opt_out and opted_out is None:
+                    session.add(OptOut(address=row.sender))
+                elif not outcome.opt_out and opted_out is not None:
+                    await session.delete(opted_out)
+            reply = outcome.reply
+            if outcome.acknowledge:
+                reply = await self._strangers.acknowledgement(session, row.sender)
+            if reply is not None:
+                session.add(self._outbox_row(row, customer_id, reply))
+            if outcome.keep:
+                await self._log_turns(session, row, customer_id, stored, reply)
+            for notice in outcome.notices:
                 session.add(
                     OutboxRow(
                         idempotency_key=notice.idempotency_key,
@@ -302,10 +259,19 @@ class InboxWorker:
                         status="pending",
                     )
                 )
-        self._metrics.replies.labels(row.channel, "identity").inc()
-        log.info("inbox %s answered by the identity layer (%d notices)", row.id, len(handled.notices))
-        for loop in self._downstream:
-            loop.wake()
+        if reply is not None:
+            self._metrics.replies.labels(row.channel, outcome.label).inc()
+        log.info(
+            "inbox %s handled by the %s interception (%d notices)",
+            row.id,
+            outcome.label,
+            len(outcome.notices),
+        )
+        if reply is not None or outcome.notices:
+            self._wake_downstream()
+
+    def _wake_downstream(self) -> None:
+        self._wake_downstream()
 
     async def _log_turns(
         self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from channels.sms import INBOUND_PATH, STATUS_PATH
+from core.interceptions import HELP_REPLY
 from core.store.models import InboxRow, OptOut, OutboundPart, OutboxRow
-from core.worker import HELP_REPLY
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.twilio_api import FakeTwilioAPI
 from tests.platforms import twilio_settings

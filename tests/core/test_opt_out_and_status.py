@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from core.delivery_status import record_status
 from core.errors import TransientDeliveryError
+from core.interceptions import HELP_REPLY
 from core.messages import Address, Assurance, InboundMessage, StatusUpdate
 from core.store.db import Database
 from core.store.models import OptOut, OutboundPart, OutboxRow, Turn
-from core.worker import HELP_REPLY
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
 
