@@ -4,7 +4,7 @@ Two webhooks reach this adapter, told apart by ``request.path``:
 
 - ``/webhooks/twilio/sms``: an inbound message. Answered at once with an empty TwiML ``<Response/>``
   (the reply goes out later through the REST API). Opt-out keywords are flagged in
-  ``extras["control"]`` (``stop`` / ``start`` / ``help``) for the worker; they are never dropped,
+  ``control`` (``stop`` / ``start`` / ``help``) for the worker; they are never dropped,
   since Twilio forwards them after handling the opt-out itself;
 - ``/webhooks/twilio/status``: a status callback for a message we sent, as a ``StatusUpdate``.
 
@@ -60,6 +60,7 @@ from core.messages import (
     STATUS_RANK,
     Address,
     Assurance,
+    Control,
     Delivery,
     InboundMessage,
     OutboundMessage,
@@ -395,8 +396,6 @@ class TwilioSmsAdapter:
             values = params.getall(key)
             extras[key] = values[0] if len(values) == 1 else values
         control = _CONTROL_KEYWORDS.get(body.strip().upper())
-        if control is not None:
-            extras["control"] = control
         message = InboundMessage(
             channel=self.name,
             provider_message_id=sid,
@@ -406,6 +405,7 @@ class TwilioSmsAdapter:
             attachments=attachments,
             sender_assurance=Assurance.PLATFORM_ATTESTED,  # the carrier delivered it from that number
             private=True,
+            control=Control(control) if control is not None else None,
             extras=extras,
         )
         log.info(

@@ -54,7 +54,7 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage, SharedContact
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ class TelegramAdapter:
             attachments=tuple(_attachment_ids(message)),
             sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
             private=message.chat.type == ChatType.PRIVATE,  # a group reads every reply
+            shared_contact=_shared_contact(message),
             extras=_extras(message),
         )
 
@@ -327,6 +328,15 @@ def _attachment_ids(message: Message) -> Iterator[str]:
             yield media.file_id
 
 
+def _shared_contact(message: Message) -> SharedContact | None:
+    """A contact the sender shared: Telegram vouches for its number, and says whether it is the sender's."""
+    contact, user = message.contact, message.from_user
+    if contact is None or not contact.phone_number:
+        return None
+    own = user is not None and contact.user_id is not None and contact.user_id == user.id
+    return SharedContact(phone=contact.phone_number, is_senders_own=own)
+
+
 def _extras(message: Message) -> dict[str, Any]:
     user = message.from_user
     extras: dict[str, Any] = {"chat_type": str(message.chat.type), "message_id": message.message_id}
@@ -339,11 +349,8 @@ def _extras(message: Message) -> dict[str, Any]:
             if value:
                 extras[key] = value
     contact = message.contact
-    if contact is not None:  # for the identity issue; never logged
-        extras["kind"] = "contact"
+    if contact is not None:  # the phone itself is InboundMessage.shared_contact; never logged
         extras["contact_user_id"] = contact.user_id
-        extras["contact_phone"] = contact.phone_number
-        extras["contact_is_sender"] = user is not None and contact.user_id == user.id
     unknown = dict(message.api_kwargs)
     if unknown and _json_safe(unknown):
         extras["unknown_fields"] = unknown

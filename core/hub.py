@@ -102,7 +102,7 @@ class Hub:
         A message over its sender's rate (``core.flood``) is committed as ``throttled``: never answered.
         """
         sender = str(message.sender)
-        control = message.extras.get("control") is not None  # opt-out keywords always count
+        control = message.control is not None  # opt-out keywords always count
         throttled = not control and not self.sender_limits.has_room(sender)
         with self.ingress.receiving():
             accepted = await self.inbox.accept(message, status="throttled" if throttled else "pending")

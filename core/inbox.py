@@ -61,6 +61,8 @@ def _values(waiting: _Waiting) -> dict[str, Any]:
         "sender_assurance": message.sender_assurance.value,
         "private": message.private,
         "reply_policy": message.reply_policy.value,
+        "control": message.control.value if message.control is not None else None,
+        "shared_contact": message.shared_contact.as_json() if message.shared_contact is not None else None,
         "received_at": message.received_at,
         "status": waiting.status,
         "attempts": 0,

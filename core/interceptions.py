@@ -4,7 +4,7 @@ The worker shows every inbox row it claims to the chain, in order; the first lin
 ``Outcome`` decides what is committed (in one transaction, by the worker) and the agent never sees the
 message. A link only decides; it writes nothing itself.
 
-1. ``ControlKeywords``: SMS opt-out keywords (the adapter's ``control``). STOP records the opt-out and is
+1. ``ControlKeywords``: SMS opt-out keywords (``InboundMessage.control``). STOP records the opt-out and is
    never answered (the platform confirms it), START lifts it, HELP gets ``HELP_REPLY``. None of them is
    logged or remembered.
 2. ``Acknowledgement``: a message whose reply policy is ``acknowledge`` (an email without DMARC pass).
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from core.messages import Address, Assurance, ReplyPolicy
+from core.messages import Address, Assurance, ReplyPolicy, SharedContact
 from core.ports import IncomingTurn, Interceptor, Notice
 from core.store.models import InboxRow
 
@@ -76,8 +76,8 @@ class ControlKeywords:
     }
 
     async def __call__(self, message: Claimed) -> Outcome | None:
-        control = message.row.extras.get("control")
-        return self._OUTCOMES.get(control) if isinstance(control, str) else None
+        control = message.row.control
+        return self._OUTCOMES.get(control) if control is not None else None
 
 
 class Acknowledgement:
@@ -100,8 +100,8 @@ class IdentityInterception:
                 sender=message.sender,
                 channel=row.channel,
                 text=row.text,
-                extras=dict(row.extras),
                 authenticated=message.vouched,
+                shared_contact=SharedContact.from_json(row.shared_contact),
             )
         )
         if handled is None:

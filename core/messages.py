@@ -63,6 +63,32 @@ class ReplyPolicy(enum.StrEnum):
     ACKNOWLEDGE = "acknowledge"
 
 
+class Control(enum.StrEnum):
+    """An opt-out keyword the platform's rules give a meaning (SMS STOP, START, HELP)."""
+
+    STOP = "stop"
+    START = "start"
+    HELP = "help"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedContact:
+    """A phone number the platform says belongs to an account (a Telegram contact), as the platform wrote
+    it (international, perhaps without its ``+``), and whether that account is the sender's own."""
+
+    phone: str
+    is_senders_own: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"phone": self.phone, "is_senders_own": self.is_senders_own}
+
+    @classmethod
+    def from_json(cls, value: object) -> SharedContact | None:
+        if not isinstance(value, dict) or not isinstance(value.get("phone"), str):
+            return None
+        return cls(phone=value["phone"], is_senders_own=value.get("is_senders_own") is True)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
     """One customer message as a channel adapter parsed it.
@@ -80,6 +106,8 @@ class InboundMessage:
     ``private``: a one-to-one conversation; outside one (a group chat, a Slack channel, an ``app_mention``)
     the answer is made without the customer's personal memory, which everyone there would read.
     ``reply_policy``: see ``ReplyPolicy``.
+    ``control``: an opt-out keyword (``Control``); ``shared_contact``: a phone number the platform vouches
+    for (``SharedContact``). ``extras`` keeps provider fields that only their own channel reads.
     """
 
     channel: str
@@ -92,6 +120,8 @@ class InboundMessage:
     sender_assurance: Assurance = Assurance.UNVERIFIED
     private: bool = False
     reply_policy: ReplyPolicy = ReplyPolicy.ANSWER
+    control: Control | None = None
+    shared_contact: SharedContact | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

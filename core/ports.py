@@ -12,7 +12,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from core.attribution import STATEMENT_METADATA
-from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage, Resolution
+from core.messages import (
+    Address,
+    Assurance,
+    Delivery,
+    InboundMessage,
+    OutboundMessage,
+    Resolution,
+    SharedContact,
+)
 
 if TYPE_CHECKING:
     from core.inbox import Accepted
@@ -85,9 +93,10 @@ class IncomingTurn:
     sender: Address
     channel: str
     text: str
-    extras: dict[str, Any]
     # the channel vouched for this very message (InboundMessage.sender_assurance is not unverified)
     authenticated: bool = False
+    # a phone number the platform vouches for (a Telegram contact), as InboundMessage.shared_contact
+    shared_contact: SharedContact | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

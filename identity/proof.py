@@ -42,7 +42,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import IdentityError, InvalidAddress
-from core.messages import Address, Assurance
+from core.messages import Address, Assurance, SharedContact
 from core.ports import Attestor, Handled, IncomingTurn, Notice
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge, utcnow
@@ -135,8 +135,8 @@ class SelfServiceLinking:
         self._clock = clock
 
     async def intercept(self, turn: IncomingTurn) -> Handled | None:
-        if turn.extras.get("kind") == "contact":
-            return await self._contact(turn)
+        if turn.shared_contact is not None:
+            return await self._contact(turn, turn.shared_contact)
         await self._platform_attested(turn)
         if _code_in(turn.text):
             handled = await self._code(turn)
@@ -305,7 +305,7 @@ class SelfServiceLinking:
 
     # ----- attested by the platform ----------------------------------------------------------------
 
-    async def _contact(self, turn: IncomingTurn) -> Handled | None:
+    async def _contact(self, turn: IncomingTurn, contact: SharedContact) -> Handled | None:
         """A Telegram contact: linked without a code only when it is the sender's own.
 
         Telegram gives the number in international form, with or without the ``+``: it is never read in
@@ -313,10 +313,10 @@ class SelfServiceLinking:
         belongs to another customer is not merged on Telegram's word: it becomes a merge suggestion for
         an admin (``identity.directory``), and the sender is told so.
         """
-        if turn.extras.get("contact_is_sender") is not True or not turn.extras.get("contact_phone"):
+        if not contact.is_senders_own or not contact.phone:
             return None
         try:
-            phone = Address(channel="sms", handle=international_phone(str(turn.extras["contact_phone"])))
+            phone = Address(channel="sms", handle=international_phone(contact.phone))
         except InvalidAddress:
             return None
         async with self._db.session() as session:

@@ -198,7 +198,7 @@ async def test_inbound_sms_from_the_docs(adapter: TwilioSmsAdapter) -> None:
     assert message.extras["NumSegments"] == "1"
     assert message.extras["FromCity"] == "SAN FRANCISCO"
     assert message.extras["AccountSid"] == "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-    assert "control" not in message.extras
+    assert message.control is None
     assert not {"MessageSid", "From", "To", "Body"} & message.extras.keys()
     assert parsed.reply.status == 200
     assert parsed.reply.content_type == "text/xml"
@@ -224,7 +224,7 @@ async def test_stop_from_the_docs_is_flagged_not_dropped(adapter: TwilioSmsAdapt
     parsed = await accept(adapter, signed(fixture("inbound_stop.form")))
 
     assert len(parsed.messages) == 1
-    assert parsed.messages[0].extras["control"] == "stop"
+    assert parsed.messages[0].control == "stop"
     assert parsed.messages[0].extras["OptOutType"] == "STOP"
     assert parsed.reply.body == EMPTY_TWIML
 
@@ -254,7 +254,7 @@ async def test_opt_out_keywords(adapter: TwilioSmsAdapter, body: str, control: s
     form = urlencode({"MessageSid": "SM" + "a" * 32, "From": CUSTOMER, "To": FROM_NUMBER, "Body": body})
     parsed = await accept(adapter, signed(form.encode()))
 
-    assert parsed.messages[0].extras.get("control") == control
+    assert parsed.messages[0].control == control
     assert parsed.messages[0].text == body
 
 

@@ -27,7 +27,7 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, OutboundMessage
+from core.messages import Address, OutboundMessage, SharedContact
 from core.settings import TelegramSettings
 from identity.normalize import normalize_address
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, error_body
@@ -185,8 +185,7 @@ async def test_shared_contact_goes_to_extras_and_is_never_logged(
     [message] = (await offline_adapter.parse(delivery(fixture("contact.json")))).messages
     assert message.text == CONTACT_TEXT
     assert message.extras["contact_user_id"] == 1111111
-    assert message.extras["contact_phone"] == "+15555550123"
-    assert message.extras["contact_is_sender"] is True
+    assert message.shared_contact == SharedContact(phone="+15555550123", is_senders_own=True)
     assert "5555550123" not in message.text
     assert "5555550123" not in caplog.text
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.flood import SenderLimits
-from core.messages import Address, Assurance, InboundMessage
+from core.messages import Address, Assurance, Control, InboundMessage
 from core.store.models import InboxRow
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
@@ -25,7 +25,7 @@ def sms(update: int, text: str, control: str | None = None) -> InboundMessage:
         sender=Address(channel="sms", handle="+15551230000"),
         text=text,
         reply_target={"to": "+15551230000"},
-        extras={"control": control} if control else {},
+        control=Control(control) if control else None,
         sender_assurance=Assurance.PLATFORM_ATTESTED,
         private=True,
     )

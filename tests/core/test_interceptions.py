@@ -16,7 +16,7 @@ def claimed(
         channel="sms",
         sender="sms:+15551230000",
         text=text,
-        extras={"control": control} if control else {},
+        control=control,
         reply_policy=policy.value,
     )
     return Claimed(

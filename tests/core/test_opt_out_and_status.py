@@ -9,7 +9,7 @@ from sqlalchemy import select
 from core.delivery_status import record_status
 from core.errors import TransientDeliveryError
 from core.interceptions import HELP_REPLY
-from core.messages import Address, Assurance, InboundMessage, StatusUpdate
+from core.messages import Address, Assurance, Control, InboundMessage, StatusUpdate
 from core.store.db import Database
 from core.store.models import OptOut, OutboundPart, OutboxRow, Turn
 from tests.core.harness import make_settings, running_hub
@@ -23,7 +23,7 @@ def sms(update: str, text: str, control: str | None = None) -> InboundMessage:
         sender=Address(channel="sms", handle="+15551230000"),
         text=text,
         reply_target={"to": "+15551230000"},
-        extras={"control": control} if control else {},
+        control=Control(control) if control else None,
         sender_assurance=Assurance.PLATFORM_ATTESTED,
         private=True,
     )
