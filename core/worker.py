@@ -271,7 +271,9 @@ class InboxWorker:
             self._wake_downstream()
 
     def _wake_downstream(self) -> None:
-        self._wake_downstream()
+        """Tell the delivery and memory lanes that there is new work (they also poll)."""
+        for loop in self._downstream:
+            loop.wake()
 
     async def _log_turns(
         self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None

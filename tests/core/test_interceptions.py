@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
 from core.interceptions import HELP_REPLY, Claimed, Outcome, chain
-from core.messages import Address, Assurance, ReplyPolicy
+from core.messages import Address, Assurance, Control, InboundMessage, ReplyPolicy
 from core.ports import Handled, IncomingTurn
 from core.store.models import InboxRow
+from tests.core.harness import make_settings, running_hub
+from tests.fakes.recording import RecordingSender
+from tests.messages import sms_message
 
 
 def claimed(
@@ -69,3 +78,24 @@ async def test_the_identity_layer_sees_the_rest_with_the_channels_word() -> None
     [turn] = identity.seen
     assert (turn.inbox_id, turn.customer_id, turn.text, turn.authenticated) == (7, "cus_1", "123456", True)
     assert await first(claimed(text="hello")) is None  # no identity layer: the agent answers
+
+
+async def test_answers_by_an_interception_and_by_the_agent_fail_nothing_on_the_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both paths commit, then wake the delivery and memory lanes; nothing may fail after the commit (a
+    failure there is only logged by the lane, and the reply still goes out by polling: look at the log)."""
+    sender = RecordingSender("sms")
+    with caplog.at_level(logging.WARNING):
+        async with running_hub(make_settings(tmp_path), sender) as hub:
+            await hub.accept(_help())
+            await hub.accept(sms_message("SM2", "my router keeps dropping the wifi"))
+            await sender.wait_for(2)
+            assert await hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+    assert sender.sent[0].text == HELP_REPLY
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def _help() -> InboundMessage:
+    message = sms_message("SM1", "HELP")
+    return dataclasses.replace(message, control=Control.HELP)
