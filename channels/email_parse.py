@@ -512,6 +512,8 @@ def _dmarc_pass(
     if not ours:
         return False
     position, parsed = ours[0]  # the topmost field naming our id; every other one is discarded
+    if parsed is None:
+        return False  # unreadable: no pass
     if trust is HeaderTrust.PROVIDER:
         first_trace = next(
             (index for index, (name, _) in enumerate(msg.raw_items()) if name.lower() == "received"), None
@@ -530,10 +532,10 @@ def _dmarc_pass(
     )
 
 
-def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any]]:
+def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any | None]]:
     """Every Authentication-Results field that names ``authserv_id`` (readable or not), topmost first,
-    with its position among the header fields. An unreadable one naming us still counts (as no pass)."""
-    found: list[tuple[int, Any]] = []
+    with its position among the header fields. An unreadable one naming us still counts (None: no pass)."""
+    found: list[tuple[int, Any | None]] = []
     for index, (name, value) in enumerate(msg.raw_items()):
         if name.lower() != "authentication-results":
             continue
@@ -542,16 +544,8 @@ def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any]]:
             parsed = _AUTH_RESULTS.parse_value(text)
         except authres.AuthResError:
             if text.split(";", 1)[0].strip().lower() == authserv_id:
-                found.append((index, _UNREADABLE))
+                found.append((index, None))
             continue
         if str(parsed.authserv_id).lower() == authserv_id:
             found.append((index, parsed))
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Unreadable:
-    results: tuple[Any, ...] = ()
-
-
-_UNREADABLE = _Unreadable()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -281,32 +282,23 @@ class InboxWorker:
         """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
         Both turns are vouched for as far as the channel vouched for the message."""
         vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
-        turns = [
-            Turn(
+
+        def turn(role: str, text: str, at: datetime, provider_id: str | None) -> Turn:
+            return Turn(
                 customer_id=customer_id,
                 channel=row.channel,
                 address=row.sender,
-                role="customer",
-                text=said,
+                role=role,
+                text=text,
                 inbox_id=row.id,
-                provider_message_id=row.provider_message_id,
-                created_at=row.received_at,
+                provider_message_id=provider_id,
+                created_at=at,
                 vouched=vouched,
             )
-        ]
+
+        turns = [turn("customer", said, row.received_at, row.provider_message_id)]
         if reply is not None:
-            turns.append(
-                Turn(
-                    customer_id=customer_id,
-                    channel=row.channel,
-                    address=row.sender,
-                    role="assistant",
-                    text=reply,
-                    inbox_id=row.id,
-                    created_at=utcnow(),
-                    vouched=vouched,
-                )
-            )
+            turns.append(turn("assistant", reply, utcnow(), None))
         session.add_all(turns)
         await session.flush()
         await queue_memory_write(
@@ -341,11 +333,8 @@ class InboxWorker:
             )
         log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
 
-    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str | None) -> bool:
-        """Mark the row done and write the reply, turns and memory job in one transaction.
-
-        ``text=None``: the fixed acknowledgement, if ``core.strangers`` allows one now (else no reply).
-        """
+    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str) -> bool:
+        """Mark the row done and write the reply, turns and memory job in one transaction."""
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
@@ -355,9 +344,6 @@ class InboxWorker:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 log.info("inbox %s was already answered; nothing written", row.id)
                 return False
-            if text is None:
-                text = await self._strangers.acknowledgement(session, row.sender)
-            if text is not None:
-                session.add(self._outbox_row(row, customer_id, text))
+            session.add(self._outbox_row(row, customer_id, text))
             await self._log_turns(session, row, customer_id, row.text, text)
         return True

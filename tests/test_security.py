@@ -20,12 +20,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
 from core.messages import Address
 from core.settings import EmailSettings, SlackSettings, StrangerSettings
@@ -39,7 +37,13 @@ from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.smtp_relay import FakeSmtpRelay
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
-from tests.platforms import telegram_settings, twilio_settings
+from tests.platforms import (
+    post_mailgun_mime,
+    post_telegram_message,
+    post_twilio_sms,
+    telegram_settings,
+    twilio_settings,
+)
 
 PUBLIC = "https://bot.example.com"
 ACCOUNT_SID = "AC" + "7" * 32
@@ -98,15 +102,15 @@ class Hub:
     next_update: int = 5000
 
     async def sms(self, text: str, *, phone: str = PHONE) -> None:
-        form = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT_SID}
-        form |= {"From": phone, "To": OUR_NUMBER, "Body": text, "NumMedia": "0"}
-        signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
-        response = await self.served.client.post(
-            "/webhooks/twilio/sms",
-            content=urlencode(form),
-            headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+        await post_twilio_sms(
+            self.served.client,
+            public=PUBLIC,
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            to=OUR_NUMBER,
+            phone=phone,
+            text=text,
         )
-        assert response.status_code == 200
         await self.idle()
 
     async def tg(self, text: str, *, chat: dict[str, Any] | None = None, user: int = TG_USER) -> None:
@@ -118,12 +122,9 @@ class Hub:
             "from": {"id": user, "is_bot": False, "first_name": "Ana"},
             "text": text,
         }
-        response = await self.served.client.post(
-            "/webhooks/telegram",
-            content=json.dumps({"update_id": self.next_update, "message": body}),
-            headers={"content-type": "application/json", "x-telegram-bot-api-secret-token": TG_SECRET},
+        await post_telegram_message(
+            self.served.client, secret=TG_SECRET, update_id=self.next_update, message=body
         )
-        assert response.status_code == 200
         await self.idle()
 
     async def slack_event(self, payload: dict[str, Any]) -> None:
@@ -157,19 +158,7 @@ class Hub:
             "Date: Mon, 3 Mar 2025 09:30:51 -0800\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"\r\n{text}\r\n"
         ).encode()
-        ts, token = str(int(time.time())), secrets.token_hex(25)
-        signature = hmac.new(MAIL_KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
-        fields = {
-            "timestamp": ts,
-            "token": token,
-            "signature": signature,
-            "recipient": OURS,
-            "sender": sender,
-        }
-        response = await self.served.client.post(
-            "/webhooks/email/inbound", data=fields, files={"body-mime": (None, raw)}
-        )
-        assert response.status_code == 200
+        await post_mailgun_mime(self.served.client, key=MAIL_KEY, recipient=OURS, sender=sender, raw=raw)
         if wait:
             await self.idle()
 

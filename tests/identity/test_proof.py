@@ -6,9 +6,6 @@ a one-time code really goes out as an SMS (or an email) and really comes back as
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import re
 import secrets
@@ -18,13 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiosmtplib
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
-from twilio.request_validator import RequestValidator
 
 from core.logs import QUIET_LOGGERS
 from core.messages import Address, Assurance
@@ -38,7 +33,13 @@ from tests.apphost import Served, app_settings, serving
 from tests.fakes.smtp_relay import FakeSmtpRelay
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
-from tests.platforms import telegram_settings, twilio_settings
+from tests.platforms import (
+    post_mailgun_mime,
+    post_telegram_message,
+    post_twilio_sms,
+    telegram_settings,
+    twilio_settings,
+)
 
 PUBLIC = "https://bot.example.com"
 ACCOUNT_SID = "AC" + "5" * 32
@@ -69,16 +70,16 @@ class Platform:
 
     # ----- inbound, signed as each platform signs ------------------------------------------------
 
-    async def sms(self, text: str, *, sid: str | None = None, phone: str = PHONE) -> None:
-        form = {"MessageSid": sid or "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT_SID}
-        form |= {"From": phone, "To": OUR_NUMBER, "Body": text, "NumMedia": "0"}
-        signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
-        response = await self.served.client.post(
-            "/webhooks/twilio/sms",
-            content=urlencode(form),
-            headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+    async def sms(self, text: str, *, phone: str = PHONE) -> None:
+        await post_twilio_sms(
+            self.served.client,
+            public=PUBLIC,
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            to=OUR_NUMBER,
+            phone=phone,
+            text=text,
         )
-        assert response.status_code == 200
         await self.idle()
 
     async def tg(self, text: str | None = None, *, user: int = TG_USER, **message: Any) -> None:
@@ -92,12 +93,9 @@ class Platform:
         }
         if text is not None:
             body["text"] = text
-        response = await self.served.client.post(
-            "/webhooks/telegram",
-            content=json.dumps({"update_id": self.next_update, "message": body}),
-            headers={"content-type": "application/json", "x-telegram-bot-api-secret-token": TG_SECRET},
+        await post_telegram_message(
+            self.served.client, secret=TG_SECRET, update_id=self.next_update, message=body
         )
-        assert response.status_code == 200
         await self.idle()
 
     async def email(
@@ -122,19 +120,7 @@ class Platform:
             assert not errors
             await self.idle()
             return
-        ts, token = str(int(time.time())), secrets.token_hex(25)
-        signature = hmac.new(MAIL_KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
-        fields = {
-            "timestamp": ts,
-            "token": token,
-            "signature": signature,
-            "recipient": OURS,
-            "sender": sender,
-        }
-        response = await self.served.client.post(
-            "/webhooks/email/inbound", data=fields, files={"body-mime": (None, raw)}
-        )
-        assert response.status_code == 200
+        await post_mailgun_mime(self.served.client, key=MAIL_KEY, recipient=OURS, sender=sender, raw=raw)
         await self.idle()
 
     async def idle(self) -> None:
