@@ -1,6 +1,6 @@
 """The baseline of the webhook benchmark: a bare FastAPI app whose webhook routes only return 200.
 
-It is served exactly as ``threadline serve`` serves the hub (``core/cli.py``): one process,
+It is served exactly as ``threadline serve`` serves the hub (``core/cli/``): one process,
 ``uvicorn.run(app, host=..., port=..., log_config=None, proxy_headers=True)`` with uvicorn's defaults for
 loop and HTTP implementation, and the same logging set-up (``core.logs.setup_logging``, INFO, so
 uvicorn's access log costs the same on both). ``GET /healthz`` is there to know when it is up.
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    # the same call as core/cli.py's ``serve``
+    # the same call as core/cli/'s ``serve``
     uvicorn.run(create_bare_app(), host=args.host, port=args.port, log_config=None, proxy_headers=True)
 
 

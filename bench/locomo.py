@@ -15,7 +15,7 @@ Then every question of categories 1-4 with evidence is asked through the agent's
 (``Agent.recall(turn, budget_tokens=B)``, the function that fills the prompt's memory block), at each
 budget. The question counts as answered when a memory in that context has provenance (``inbox:<id>``
 → the inbox row → its ``provider_message_id``) naming one of the question's evidence turns. In the same
-run, over the same stored memories and with the same budget packing (``core.prompt.fit_memories``),
+run, over the same stored memories and with the same budget packing (``core.agent.prompt.fit_memories``),
 two baselines: BM25 alone (the store's FTS5 ``keyword_search`` on the question as it is) and dense alone
 (the same MiniLM embedder, cosine over the customer's memories).
 
@@ -55,17 +55,17 @@ if str(ROOT) not in sys.path:  # run as a file: make the repo's packages importa
 
 from sqlalchemy import select  # noqa: E402
 
-from core.agent import AgentTurn, candidates_for  # noqa: E402
-from core.app import build_hub  # noqa: E402
-from core.hub import Hub  # noqa: E402
+from core.agent.agent import AgentTurn, candidates_for  # noqa: E402
+from core.agent.offline import offline_reply  # noqa: E402
+from core.agent.prompt import estimate_tokens, fit_memories, memory_block  # noqa: E402
+from core.compose import build_hub  # noqa: E402
 from core.memory.embedder import shared_embedder  # noqa: E402
 from core.memory.mem0_quirks import COLLECTION, mem0_dir  # noqa: E402
 from core.memory.records import from_payload  # noqa: E402
 from core.memory.vectors import SQLiteVectorStore, VectorHit  # noqa: E402
 from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage  # noqa: E402
-from core.offline import offline_reply  # noqa: E402
+from core.pipeline.hub import Hub  # noqa: E402
 from core.ports import MemoryRecord  # noqa: E402
-from core.prompt import estimate_tokens, fit_memories, memory_block  # noqa: E402
 from core.settings import LLMSettings, MemorySettings, Settings, WorkerSettings  # noqa: E402
 from core.store.models import InboxRow  # noqa: E402
 from identity.linking import IdentityLinks  # noqa: E402

@@ -4,7 +4,7 @@ One data dir per size (default 1k, 10k, 100k memories, 10 per customer). ``--que
 timed: in each, one support question is asked of every size (in a rotating order, each time for a
 random customer of that store), so that every size meets the same questions and the same moments of a
 noisy machine. A recall asks for as many memories as the agent does with the default settings
-(``core.agent.candidates_for``: enough candidates to fill the prompt's memory budget). A recall is the
+(``core.agent.agent.candidates_for``: enough candidates to fill the prompt's memory budget). A recall is the
 whole product path: a hop to a worker thread, Mem0's ``search`` (query embedding with the local ONNX
 model, the vector search scoped to the customer, the FTS5 keyword search, Mem0's scoring) and our
 record conversion. The query embedding
@@ -41,7 +41,7 @@ from bench.fake_servers import MEM0_KEY
 from bench.machine import print_machine
 from bench.preload import Loaded, add_memories, customer_ids, embed_pool, timed
 from bench.procs import python_cmd, started
-from core.agent import candidates_for
+from core.agent.agent import candidates_for
 from core.memory.embedder import shared_embedder
 from core.memory.local import LocalMemory
 from core.memory.platform import PlatformMemory

@@ -1,13 +1,14 @@
 """Prompt size: tokens the LLM is sent per turn as one customer's history grows, memory against full history.
 
-The hub runs in this process (``core.app.build_hub``) with the console channel (what ``threadline chat
+The hub runs in this process (``core.compose.build_hub``) with the console channel (what ``threadline chat
 --as telegram:…`` uses) and a fake OpenAI-compatible server in a thread (``bench.fake_llm``: support
 replies, and Mem0 extractions that keep what the customer said). One customer sends ``--turns`` messages,
 one at a time; each reply and memory write finishes before the next message.
 
 Per turn, from the requests the fake LLM actually received:
 
-- ``prompt``: the agent's reply request, i.e. the product's prompt (``core/prompt.py`` ``build_messages``:
+- ``prompt``: the agent's reply request, i.e. the product's prompt
+  (``core/agent/prompt.py`` ``build_messages``:
   instructions, recalled memories, the recent turns, the new message);
 - ``extraction``: Mem0's fact-extraction request for the same turn (``infer=True`` memory write), a
   separate cost of the memory;
@@ -39,11 +40,11 @@ from bench.corpus import Corpus
 from bench.fake_llm import support_responder
 from bench.machine import print_machine
 from channels.console import ConsoleChannel
-from core.app import build_hub
-from core.conversation import ConversationLog
-from core.hub import Hub
+from core.agent.conversation import ConversationLog
+from core.agent.prompt import MAX_MEMORY_CHARS, MAX_TURN_CHARS, SYSTEM_PROMPT, build_messages
+from core.compose import build_hub
 from core.messages import Address, OutboundMessage
-from core.prompt import MAX_MEMORY_CHARS, MAX_TURN_CHARS, SYSTEM_PROMPT, build_messages
+from core.pipeline.hub import Hub
 from core.settings import LLMSettings, MemorySettings, Settings, WorkerSettings
 from identity.resolver import DatabaseResolver
 from tests.fakes.openai_server import FakeOpenAI
@@ -147,7 +148,7 @@ async def measure(args: argparse.Namespace, work: Path, count: Counter) -> dict[
             _env_file=None,  # read no .env: the settings are all given here
             data_dir=work / "data",
             llm=LLMSettings(api_key="sk-bench", base_url=fake.base_url, timeout=60, max_retries=0),
-            # a history of months, sent in minutes: flood control (core.flood) would throttle it
+            # a history of months, sent in minutes: flood control (core.pipeline.flood) would throttle it
             worker=WorkerSettings(sender_rate_per_minute=FLOOD_OFF, sender_burst=int(FLOOD_OFF)),
         )
         console = ConsoleChannel(ignore)
@@ -227,8 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     run.note(
         f"Tokens counted as {method}. The product's prompt is the request the agent sent to the fake LLM; "
         "full history is the same format with every earlier turn and no memory block. Budget: the "
-        "prompt's ceiling by construction (the default memory budget, recent_turns and core/prompt.py's clip "
-        "limit per turn). The sender's flood control is lifted: the history is sent in minutes."
+        "prompt's ceiling by construction (the default memory budget, recent_turns and "
+        "core/agent/prompt.py's clip limit per turn). The sender's flood control is lifted: the history is "
+        "sent in minutes."
     )
     with TemporaryDirectory(prefix="bench-prompt-") as tmp:
         results = asyncio.run(measure(args, Path(tmp), count))

@@ -1,6 +1,6 @@
 """Turn overhead: from the inbox commit of a customer message to its reply arriving at the platform.
 
-The hub runs in this process, built by ``core.app.build_hub`` from settings (the wiring ``threadline
+The hub runs in this process, built by ``core.compose.build_hub`` from settings (the wiring ``threadline
 serve`` uses) with the Telegram channel pointed at a fake Bot API and the LLM at a fake
 OpenAI-compatible server (``bench.fake_llm``: it answers at once), each in its own process. The data
 dir first holds ``--customers`` customers with ``--memories`` memories between them (bulk-loaded with
@@ -37,9 +37,9 @@ from bench.preload import Loaded, add_customers, add_memories, add_turns, custom
 from bench.procs import python_cmd, started
 from bench.signing import TELEGRAM_PATH, Secrets, telegram
 from channels.base import ChannelAdapter, WebhookRequest
-from core.app import build_hub
-from core.hub import Hub
+from core.compose import build_hub
 from core.messages import InboundMessage
+from core.pipeline.hub import Hub
 from core.settings import LLMSettings, Settings, TelegramSettings
 from core.store.db import Database
 from tests.fakes.telegram_api import DEFAULT_TOKEN as TELEGRAM_TOKEN

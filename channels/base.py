@@ -11,7 +11,7 @@ Every platform module implements ``ChannelAdapter``:
 - ``send(message)`` delivers a reply through the platform's official SDK, split to the platform's
   limit, and raises ``TransientDeliveryError`` / ``PermanentDeliveryError`` (see ``core.errors``).
 
-The web framework appears only in ``core/app.py``: one route per channel converts the request in,
+The web framework appears only in ``core/web/app.py``: one route per channel converts the request in,
 calls verify then parse, commits through the hub, and converts the reply out. Adapters that receive
 traffic on their own (the SMTP listener) also implement ``InboundServer``.
 """

@@ -27,7 +27,8 @@ from ipaddress import ip_address
 import aiosmtplib
 
 from channels.base import AcceptFn, Parsed, WebhookRequest
-from channels.email_parse import HeaderTrust, ParseContext, parse_email
+from channels.email_auth import HeaderTrust
+from channels.email_parse import ParseContext, parse_email
 from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
 from channels.email_smtp import SmtpListener
 from channels.email_webhook import FormError, MailgunVerifier, read_form, signature_fields

@@ -18,36 +18,23 @@ kept. The raw message stays in ``extras["raw_mime"]`` for audit.
 
 Everything here is bounded, because a message may be 10 MiB and is shaped by its sender: the body text
 is clipped to ``core.textlimits.MAX_TEXT_CHARS`` (an HTML body to ``MAX_HTML_CHARS`` before rendering)
-before any pattern runs over it; before the standard library's parser runs, ``_readable`` reads the
-raw structure in linear time and refuses a message nested more than ``MAX_MIME_DEPTH`` levels deep
-(the parser recurses per level: 3,000 levels raised ``RecursionError``, which is caught too) or with
-more than ``MAX_MIME_PARTS`` parts, and cuts header fields whose parsing takes quadratic time in their
-length. Parsing runs in a worker thread (``EmailAdapter._parse``).
+before any pattern runs over it; before the standard library's parser runs, ``_readable``
+(``channels.email_structure``) reads the raw structure in linear time and refuses a message nested more
+than ``MAX_MIME_DEPTH`` levels deep (the parser recurses per level: 3,000 levels raised
+``RecursionError``, which is caught too) or with more than ``MAX_MIME_PARTS`` parts, and cuts header
+fields whose parsing takes quadratic time in their length. Parsing runs in a worker thread
+(``EmailAdapter._parse``).
 
 ``extras["sender_authenticated"]`` is ``True`` only when an ``Authentication-Results`` field that our own
 receiving path wrote, with our authserv-id (``settings.authserv_id``), says ``dmarc=pass`` with
-``header.from`` equal to the ``From`` domain. Anyone can write such a header into their own mail, so
-every field naming our id is discarded before one is trusted (RFC 8601 §5), and which one (if any) may
-be trusted depends on how the message reached us (``HeaderTrust``):
-
-- ``NONE``: our SMTP listener received it from a peer that is not a trusted relay. The listener is then
-  the border of our domain and checks nothing itself, so no field naming our id can be ours: none is
-  trusted, the sender is unauthenticated.
-- ``RELAY``: the listener received it from one of ``THREADLINE_EMAIL__TRUSTED_RELAYS``, our own MTA that
-  checks DMARC and strips forged copies (RFC 8601 §5): its field, the topmost naming our id, is trusted.
-- ``PROVIDER``: the signed inbound-parse webhook. The provider is the border; whatever the sender wrote
-  sits below the ``Received`` trace field the provider's MTA prepended, so only a field above the first
-  ``Received`` is the provider's; every field naming our id below it is discarded. A provider that writes
-  no such field above its trace authenticates nobody (fail closed).
-
-Fields of any other authserv-id are claims anyone can write and are always ignored.
+``header.from`` equal to the ``From`` domain; which field that may be depends on how the message reached
+us (``HeaderTrust``). Both live in ``channels.email_auth``; ``HeaderTrust`` is importable from here too.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
-import enum
 import functools
 import hashlib
 import logging
@@ -57,10 +44,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from typing import Any, ParamSpec, TypeVar
 
-import authres  # type: ignore[import-untyped]
-import authres.arc  # type: ignore[import-untyped]
-import authres.dmarc  # type: ignore[import-untyped]
-
+from channels.email_auth import HeaderTrust as HeaderTrust
+from channels.email_auth import _dmarc_pass
+from channels.email_structure import _readable
 from channels.email_text import MAX_HTML_CHARS, html_to_text, newest_reply
 from core.errors import BadRequest, InvalidAddress
 from core.messages import Address, Assurance, InboundMessage, ReplyPolicy
@@ -76,15 +62,6 @@ _NOREPLY_LOCALS = frozenset(
     {"mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply"}
 )
 _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
-_AUTH_RESULTS = authres.FeatureContext(authres.dmarc, authres.arc)
-
-
-class HeaderTrust(enum.Enum):
-    """Which ``Authentication-Results`` field naming our authserv-id, if any, our receiving path wrote."""
-
-    NONE = "none"
-    RELAY = "relay"
-    PROVIDER = "provider"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,205 +260,6 @@ def _body_text(msg: EmailMessage) -> str:
     return ""
 
 
-# ----- the structure, read before the standard library's parser ----------------------------------
-
-# The standard library's parser recurses once per level of nesting (3,000 levels: RecursionError), and
-# its header parsers take quadratic time in the length of one field (an address of unclosed quotes, a
-# Content-Type of thousands of ";": seconds for 16 KB, hours for a 10 MiB header), once per access. So
-# the raw message is read first, in linear time (``_readable``): a message nested deeper than
-# MAX_MIME_DEPTH or with more than MAX_MIME_PARTS parts is refused (422, and 550 over SMTP: no retry
-# reads it either), as is a header block with more than MAX_PARSED_FIELDS fields of the kinds parsed at
-# length (addresses, Content-*, Authentication-Results); a header field is cut to MAX_HEADER_FIELD_CHARS
-# (the line length limit of RFC 5322), a Content-Type or Content-Disposition to MAX_PARAMETER_FIELD_CHARS
-# and MAX_PARAMETERS parameters. What is cut is junk or an overlong file name; the limits keep a crafted
-# message to a few seconds of one worker thread (pure Python: the event loop keeps running).
-MAX_MIME_DEPTH = 30
-MAX_MIME_PARTS = 100
-MAX_HEADER_FIELD_CHARS = 998
-MAX_PARAMETER_FIELD_CHARS = 400
-MAX_PARAMETERS = 30
-MAX_PARSED_FIELDS = 50
-_PARAMETER_FIELDS = frozenset({b"content-type", b"content-disposition"})
-_PARSED_FIELDS = _PARAMETER_FIELDS | frozenset(
-    {b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"authentication-results"}
-    | {b"resent-from", b"resent-sender", b"resent-to", b"resent-cc", b"resent-bcc"}
-)
-# what feedparser takes for a header line (headerRE); anything else ends the header block
-_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*+:|[\t ]")
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_DASH_LINE = re.compile(rb"(?:\r\n|\r|\n)--")
-_BOUNDARY = re.compile(rb"""boundary\s*+=\s*+(?:"([^"]*+)"|([^\s;"]++))""", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class _Level:
-    """An open multipart (its boundary, ``None`` when unreadable) or an enclosed message (``None``)."""
-
-    boundary: bytes | None
-    digest: bool = False
-
-
-def _readable(raw: bytes) -> bytes:
-    """``raw`` with over-long header fields cut; ``BadRequest`` when its structure is too big to parse.
-
-    Read the way ``email.feedparser`` reads it: a line that is a boundary of an open multipart ends
-    whatever was being read (headers included), a header block ends at a blank line or at a line that
-    is no header, and a ``message/*`` part (but ``message/delivery-status``) encloses a message, with
-    headers of its own, one level deeper (so does a part without Content-Type in a ``multipart/digest``).
-    Bodies are skipped from one line starting with ``--`` to the next, and not read at all once no
-    multipart is open.
-    """
-    levels: list[_Level] = []
-    parts = 0
-    in_headers, in_digest = True, False
-    block: list[bytes] = []  # the header lines of the block being read, from block_start
-    block_start = 0
-    cuts: list[tuple[int, int, bytes]] = []  # (start, end, what replaces raw[start:end])
-    position, size = 0, len(raw)
-    while position < size:
-        if not in_headers:
-            if not levels:
-                break
-            if not raw.startswith(b"--", position):
-                dashes = _DASH_LINE.search(raw, position)
-                if dashes is None:
-                    break
-                position = dashes.end() - 2
-        ending = _LINE_END.search(raw, position)
-        end = ending.end() if ending is not None else size
-        line = raw[position:end]
-        boundary = _boundary_of(line, levels) if levels and line.startswith(b"--") else None
-        if in_headers and boundary is None and line.strip(b"\r\n") and _HEADER_LINE.match(line):
-            if not block:
-                block_start = position
-            block.append(line)
-            position = end
-            continue
-        if in_headers:
-            _cut_fields(block, block_start, cuts)
-            in_headers = _open_level(block, levels, in_digest)
-            in_digest, block = False, []
-            # the blank line after a message/* part's headers: the enclosed message's own headers follow
-            in_headers = in_headers and boundary is None and not line.strip(b"\r\n")
-        if boundary is not None:
-            index, closing = boundary
-            if closing:
-                del levels[index:]
-            else:
-                in_headers, in_digest = True, levels[index].digest
-                del levels[index + 1 :]
-                parts += 1
-        if len(levels) > MAX_MIME_DEPTH:
-            raise BadRequest(f"the message is nested more than {MAX_MIME_DEPTH} levels deep", status=422)
-        if parts > MAX_MIME_PARTS:
-            raise BadRequest(f"the message has more than {MAX_MIME_PARTS} parts", status=422)
-        position = end
-    _cut_fields(block, block_start, cuts)
-    if not cuts:
-        return raw
-    pieces: list[bytes] = []
-    done = 0
-    for start, stop, replacement in cuts:
-        pieces += (raw[done:start], replacement)
-        done = stop
-    pieces.append(raw[done:])
-    return b"".join(pieces)
-
-
-def _cut_fields(block: list[bytes], start: int, cuts: list[tuple[int, int, bytes]]) -> None:
-    """Note in ``cuts`` the header ``block`` (at ``start`` in the raw message) with long fields cut."""
-    kept = _fields_cut(block)
-    if len(kept) != len(block) or any(a is not b for a, b in zip(kept, block, strict=True)):
-        cuts.append((start, start + sum(map(len, block)), b"".join(kept)))
-
-
-def _boundary_of(line: bytes, levels: list[_Level]) -> tuple[int, bool] | None:
-    """Which open multipart ``line`` is a boundary of (innermost first), and whether it closes it."""
-    mark = line.rstrip(b"\r\n").rstrip(b" \t")[2:]
-    for index in range(len(levels) - 1, -1, -1):
-        boundary = levels[index].boundary
-        if boundary is None:
-            continue
-        if mark == boundary:
-            return index, False
-        if mark == boundary + b"--":
-            return index, True
-    return None
-
-
-def _open_level(block: list[bytes], levels: list[_Level], in_digest: bool) -> bool:
-    """Push what the header ``block`` opens onto ``levels``; whether a header block follows at once."""
-    content_type = _field(block, b"content-type")
-    if content_type is None:
-        kind = b"message/rfc822" if in_digest else b"text/plain"
-    else:
-        kind = content_type.split(b";", 1)[0].strip().lower()
-        kind = kind if kind.count(b"/") == 1 else b"text/plain"
-    if kind.startswith(b"multipart/"):
-        found = _BOUNDARY.search(content_type or b"")
-        if found is not None:
-            boundary = (found[1] if found[1] is not None else found[2]).rstrip()
-            levels.append(_Level(boundary, digest=kind == b"multipart/digest"))
-        elif b"boundary" in (content_type or b"").lower():  # written some other way (RFC 2231): count it
-            levels.append(_Level(None))
-        return False
-    if kind.startswith(b"message/") and kind != b"message/delivery-status":
-        levels.append(_Level(None))
-        return True
-    return False
-
-
-def _field(block: list[bytes], name: bytes) -> bytes | None:
-    """The value of the first field ``name`` in a header block, unfolded (as cut by ``_fields_cut``)."""
-    for index, line in enumerate(block):
-        if line[:1] not in (b" ", b"\t") and line.split(b":", 1)[0].lower() == name:
-            folded = [line]
-            for more in block[index + 1 :]:
-                if more[:1] not in (b" ", b"\t"):
-                    break
-                folded.append(more)
-            unfolded = b"".join(part.rstrip(b"\r\n") for part in folded)[:MAX_HEADER_FIELD_CHARS]
-            return unfolded.split(b":", 1)[1].lstrip(b" \t")
-    return None
-
-
-def _fields_cut(block: list[bytes]) -> list[bytes]:
-    """The lines of a header block, every field cut to ``MAX_HEADER_FIELD_CHARS`` (and a Content-Type or
-    Content-Disposition before its parameter ``MAX_PARAMETERS`` + 1); ``BadRequest`` when the block has
-    more than ``MAX_PARSED_FIELDS`` fields that are parsed at length."""
-    kept: list[bytes] = []
-    room = 0  # characters the current field may still take
-    semicolons = -1  # parameters it may still take (-1: any number)
-    parsed = 0
-    for line in block:
-        if line[:1] not in (b" ", b"\t"):
-            name = line.split(b":", 1)[0].strip().lower()
-            if name in _PARAMETER_FIELDS:
-                room, semicolons = MAX_PARAMETER_FIELD_CHARS, MAX_PARAMETERS
-            else:
-                room, semicolons = MAX_HEADER_FIELD_CHARS, -1
-            if name in _PARSED_FIELDS:
-                parsed += 1
-        if room <= 0:
-            continue
-        text = line.rstrip(b"\r\n")
-        keep = min(len(text), room)
-        if semicolons >= 0 and text.count(b";", 0, keep) > semicolons:
-            at = -1
-            for _ in range(semicolons + 1):
-                at = text.find(b";", at + 1)
-            keep, room = at, 0
-        elif semicolons >= 0:
-            semicolons -= text.count(b";", 0, keep)
-        kept.append(line if keep == len(text) else text[:keep] + line[len(text) :])
-        room -= keep
-    if parsed > MAX_PARSED_FIELDS:
-        raise BadRequest(
-            f"a header block has more than {MAX_PARSED_FIELDS} fields parsed at length", status=422
-        )
-    return kept
-
-
 def _decoded(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
@@ -500,52 +278,3 @@ def _attachment_names(msg: EmailMessage) -> tuple[str, ...]:
         if name:
             names.append(str(name))
     return tuple(names)
-
-
-def _dmarc_pass(
-    msg: EmailMessage, from_addr: str | None, authserv_id: str | None, trust: HeaderTrust
-) -> bool:
-    """DMARC pass, aligned with ``From``, in the one Authentication-Results field our path wrote."""
-    if not authserv_id or from_addr is None or trust is HeaderTrust.NONE:
-        return False
-    ours = _our_results(msg, authserv_id.lower())
-    if not ours:
-        return False
-    position, parsed = ours[0]  # the topmost field naming our id; every other one is discarded
-    if parsed is None:
-        return False  # unreadable: no pass
-    if trust is HeaderTrust.PROVIDER:
-        first_trace = next(
-            (index for index, (name, _) in enumerate(msg.raw_items()) if name.lower() == "received"), None
-        )
-        if first_trace is None or position > first_trace:
-            return False  # written by the sender, below the provider's trace (or no trace at all)
-    from_domain = from_addr.rpartition("@")[2].lower()
-    return any(
-        result.method == "dmarc"
-        and result.result == "pass"
-        and any(
-            prop.type == "header" and prop.name == "from" and str(prop.value).lower() == from_domain
-            for prop in result.properties
-        )
-        for result in parsed.results
-    )
-
-
-def _our_results(msg: EmailMessage, authserv_id: str) -> list[tuple[int, Any | None]]:
-    """Every Authentication-Results field that names ``authserv_id`` (readable or not), topmost first,
-    with its position among the header fields. An unreadable one naming us still counts (None: no pass)."""
-    found: list[tuple[int, Any | None]] = []
-    for index, (name, value) in enumerate(msg.raw_items()):
-        if name.lower() != "authentication-results":
-            continue
-        text = " ".join(str(value).split())
-        try:
-            parsed = _AUTH_RESULTS.parse_value(text)
-        except authres.AuthResError:
-            if text.split(";", 1)[0].strip().lower() == authserv_id:
-                found.append((index, None))
-            continue
-        if str(parsed.authserv_id).lower() == authserv_id:
-            found.append((index, parsed))
-    return found

@@ -3,7 +3,7 @@
 uvicorn's access log (logger ``uvicorn.access``) would print each request's query string, and admin
 calls carry handles there (``?search=...``, ``?address=sms:%2B1555...``): ``HideQueryStrings`` replaces
 every query with ``?…`` (``GET /admin/customers?… HTTP/1.1 200``). ``setup_logging`` installs it, and so
-does ``core.app.create_app``, so the app never lets a query into the access log however it is served.
+does ``core.web.app.create_app``, so the app never lets a query into the access log however it is served.
 """
 
 from __future__ import annotations

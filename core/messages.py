@@ -56,8 +56,8 @@ class Assurance(enum.StrEnum):
 
 class ReplyPolicy(enum.StrEnum):
     """How the hub may answer a message: ``answer`` with the agent, or ``acknowledge`` it with one fixed
-    text at most (``core.strangers``), for a sender the channel cannot vouch for and whose reply address
-    anyone can write (an email without DMARC pass: answering it would be backscatter)."""
+    text at most (``core.pipeline.strangers``), for a sender the channel cannot vouch for and whose reply
+    address anyone can write (an email without DMARC pass: answering it would be backscatter)."""
 
     ANSWER = "answer"
     ACKNOWLEDGE = "acknowledge"

@@ -1,6 +1,6 @@
 """The ports: what core needs from channels, identity, memory and the LLM.
 
-Core depends only on these protocols; ``core/app.py`` wires the concrete implementations.
+Core depends only on these protocols; ``core/web/app.py`` wires the concrete implementations.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from core.attribution import STATEMENT_METADATA
+from core.memory.attribution import STATEMENT_METADATA
 from core.messages import (
     Address,
     Assurance,
@@ -23,7 +23,7 @@ from core.messages import (
 )
 
 if TYPE_CHECKING:
-    from core.inbox import Accepted
+    from core.pipeline.inbox import Accepted
 
 Role = Literal["system", "user", "assistant"]
 AcceptFn = Callable[[InboundMessage], Awaitable["Accepted"]]

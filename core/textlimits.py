@@ -27,7 +27,7 @@ def clip_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     The result never has more than ``limit`` characters, so clipping twice changes nothing more. The cut
     falls on whitespace with no digit on either side, in the last ``_CUT_WINDOW`` characters of the head,
     so that a card or account number is never cut in half (half a card number is no longer recognised
-    as one by ``core.redaction``); with no such place, trailing digits and separators are dropped.
+    as one by ``core.agent.redaction``); with no such place, trailing digits and separators are dropped.
     """
     if len(text) <= limit:
         return text

@@ -61,7 +61,7 @@ class DatabaseResolver:
 
         A handle first seen unvouched (an email without DMARC pass, a console address) is raised to
         ``platform_attested`` by the first message its channel vouches for: what it said while unvouched
-        stays recallable only for it (``core.agent``), so raising the handle proves none of that.
+        stays recallable only for it (``core.agent.agent``), so raising the handle proves none of that.
         """
         found = await self.lookup(address)
         if found is not None:

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from core.app import create_app
-from core.hub import Hub
+from core.pipeline.hub import Hub
 from core.settings import LLMSettings, Settings, WorkerSettings
 from core.store.models import InboxRow
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from core.hub import Hub
+from core.pipeline.hub import Hub
 
 
 def files_holding(folder: Path, needle: bytes) -> list[str]:

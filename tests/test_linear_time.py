@@ -30,7 +30,7 @@ from channels.email_parse import HeaderTrust, ParseContext, parse_email
 from channels.email_text import html_to_text, newest_reply
 from channels.slack import _strip_mentions
 from channels.sms import split_sms
-from core.redaction import redact
+from core.agent.redaction import redact
 from core.textlimits import MAX_TEXT_CHARS, SHORTENED, clip_text
 from identity.normalize import normalize_address
 from identity.proof import _CODE, _claim_in
@@ -112,7 +112,7 @@ def _mail_case(name: str, make_raw: Callable[[int], bytes], n: int) -> Case:
 
 
 CASES = [
-    # core.redaction: "<keyword>" + spaces + no value (two \s* around an optional word: quadratic)
+    # core.agent.redaction: "<keyword>" + spaces + no value (two \s* around an optional word: quadratic)
     Case("redact: code + spaces", redact, lambda n: "code" + " " * n + "x", 3_000),
     Case("redact: account number + spaces", redact, lambda n: "account number" + " " * n + "x", 3_000),
     Case("redact: ssn + spaces", redact, lambda n: "ssn" + " " * n + "x", 3_000),

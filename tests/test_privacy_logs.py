@@ -169,7 +169,7 @@ async def test_a_full_multi_channel_run_logs_no_body_phone_or_email(
     assert len(replies) >= len(sent_bodies)
     logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert "inbox" in logged and "memory" in logged, "the run was logged (by id)"
-    if llm:  # the capture really runs at DEBUG (core.llm logs each reply's id at DEBUG)
+    if llm:  # the capture really runs at DEBUG (core.agent.llm logs each reply's id at DEBUG)
         assert any(r.levelno == logging.DEBUG and r.name.startswith("core.") for r in caplog.records)
 
     needles: set[str] = set()
@@ -187,9 +187,9 @@ async def test_a_full_multi_channel_run_logs_no_body_phone_or_email(
 def test_the_scan_would_see_a_leak(caplog: pytest.LogCaptureFixture) -> None:
     """The needles match a leaked phone, email or body however it is spelled."""
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("core.worker").info("reply to %s", "(555) 123-0000")
-    logging.getLogger("core.worker").info("from %s", quote(EMAIL))
-    logging.getLogger("core.worker").info("text %r", "the router keeps dropping the wifi")
+    logging.getLogger("core.pipeline.worker").info("reply to %s", "(555) 123-0000")
+    logging.getLogger("core.pipeline.worker").info("from %s", quote(EMAIL))
+    logging.getLogger("core.pipeline.worker").info("text %r", "the router keeps dropping the wifi")
     needles = phone_spellings(PHONE) | email_spellings(EMAIL) | body_fragments(BODIES[TELEGRAM][0])
     assert all(leaks_in(line, needles) for line in caplog.text.splitlines())
 

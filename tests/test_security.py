@@ -26,9 +26,9 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from core.messages import Address
+from core.pipeline.strangers import ACKNOWLEDGEMENT
 from core.settings import EmailSettings, SlackSettings, StrangerSettings
 from core.store.models import Customer, InboxRow, OutboxRow, Turn
-from core.strangers import ACKNOWLEDGEMENT
 from identity.erasure import export
 from identity.linking import IdentityLinks
 from tests.apphost import Served, app_settings, serving

@@ -55,11 +55,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from core.attribution import EXTRACTION_INSTRUCTIONS
+from core.memory.attribution import EXTRACTION_INSTRUCTIONS
 from core.memory.embedder import DIMS, LocalEmbedder
 from core.memory.vectors import SQLiteVectorStore, VectorHit
-from core.private_files import private_dir, private_file, private_sqlite
 from core.settings import LLMSettings
+from core.store.private_files import private_dir, private_file, private_sqlite
 
 log = logging.getLogger(__name__)
 

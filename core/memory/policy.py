@@ -3,7 +3,7 @@
 ``every_turn`` (``THREADLINE_MEMORY__WRITE_POLICY``, the default): each answered message and its reply
 become one ``turn`` job, due now. ``summary``: one pending ``summary`` job per customer and channel,
 collecting the turns and pushed back ``memory.quiet_seconds`` at every new turn, so that it is written
-once, when the conversation has gone quiet. The jobs are written by ``core.memory_writer``.
+once, when the conversation has gone quiet. The jobs are written by ``core.memory.writer``.
 """
 
 from __future__ import annotations

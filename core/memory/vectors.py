@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.memory.filters import SCOPE_KEYS, matches, scope_of
-from core.private_files import private_dir, private_sqlite
+from core.store.private_files import private_dir, private_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ neither: its sessions run side by side.
 
 A SQLite database file is created 0600 before SQLAlchemy opens it (an existing one is tightened to
 0600), so its ``-wal`` and ``-shm`` files, which SQLite creates with the database's mode, are 0600 too;
-a folder created for it is 0700 (``core.private_files``).
+a folder created for it is 0700 (``core.store.private_files``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.private_files import private_dir, private_sqlite
+from core.store.private_files import private_dir, private_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -187,7 +187,8 @@ class InboxRow(Base):
     sender_assurance: Mapped[str | None] = mapped_column(String(32))
     # a one-to-one conversation (None counts as not private: no personal memory in the answer)
     private: Mapped[bool | None] = mapped_column(Boolean)
-    # "answer" (the agent answers) or "acknowledge" (one fixed acknowledgement at most: core.strangers)
+    # "answer" (the agent answers) or "acknowledge" (one fixed acknowledgement at most:
+    # core.pipeline.strangers)
     reply_policy: Mapped[str | None] = mapped_column(String(16))
     # an opt-out keyword (core.messages.Control) and a platform-vouched phone (SharedContact.as_json)
     control: Mapped[str | None] = mapped_column(String(16))

@@ -19,14 +19,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from channels import email_parse
+from channels import email_structure
 from channels.base import ChannelAdapter, InboundServer, WebhookRequest
 from channels.email import EmailAdapter
-from channels.email_parse import MAX_MIME_DEPTH, MAX_MIME_PARTS, HeaderTrust, ParseContext, parse_email
+from channels.email_parse import HeaderTrust, ParseContext, parse_email
 from channels.email_send import reply_subject
+from channels.email_structure import MAX_MIME_DEPTH, MAX_MIME_PARTS
 from core.errors import BadRequest, PermanentDeliveryError, TransientDeliveryError, VerificationFailed
-from core.inbox import Accepted
 from core.messages import Address, InboundMessage, OutboundMessage
+from core.pipeline.inbox import Accepted
 from core.settings import EmailSettings
 from identity.normalize import normalize_address
 from tests.fakes.smtp_relay import FakeSmtpRelay
@@ -371,7 +372,7 @@ def test_mail_nested_as_deep_as_allowed_is_read(kind: str) -> None:
 def test_a_recursion_error_the_structure_check_missed_is_a_bad_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(email_parse, "MAX_MIME_DEPTH", 1_000_000)  # as if the check could be fooled
+    monkeypatch.setattr(email_structure, "MAX_MIME_DEPTH", 1_000_000)  # as if the check could be fooled
     with pytest.raises(BadRequest) as caught:
         parse(nested_mail(3_000))
     assert caught.value.status == 422

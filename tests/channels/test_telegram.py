@@ -447,9 +447,9 @@ async def test_empty_reply_is_permanent_and_sends_nothing(
 async def test_send_logs_no_body(
     adapter: TelegramAdapter, fake: FakeTelegramAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="channels.telegram")
+    caplog.set_level(logging.DEBUG, logger="channels.telegram.adapter")
     await adapter.send(reply("a very private complaint"))
-    records = [r.getMessage() for r in caplog.records if r.name == "channels.telegram"]
+    records = [r.getMessage() for r in caplog.records if r.name == "channels.telegram.adapter"]
     assert records and not any("private complaint" in line for line in records)
 
 

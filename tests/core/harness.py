@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from core.app import build_hub
-from core.hub import Hub
+from core.compose import build_hub
+from core.pipeline.hub import Hub
 from core.ports import Sender
 from core.settings import LLMSettings, Settings, WorkerSettings
 

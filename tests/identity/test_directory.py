@@ -12,9 +12,10 @@ from core.messages import Address
 from core.ports import ChatMessage, MemoryRecord, Provenance
 from core.store.db import Database
 from core.store.models import LinkChallenge, utcnow
-from identity.directory import gmail_mailbox, ledger_entries, list_customers, merge_suggestions
+from identity.directory import ledger_entries, list_customers
 from identity.linking import IdentityLinks
 from identity.resolver import DatabaseResolver
+from identity.suggestions import gmail_mailbox, merge_suggestions
 
 SMS = "sms:+15551230000"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import NotFound
-from core.hub import Hub
 from core.messages import Address, InboundMessage
+from core.pipeline.hub import Hub
 from identity.erasure import export, forget
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from core.errors import Conflict, MemoryUnavailable, NotFound
-from core.hub import Hub
 from core.messages import Address, Assurance, InboundMessage
+from core.pipeline.hub import Hub
 from core.store.models import Customer, IdentityEvent, InboxRow, MemoryJob, MemoryMove, OutboxRow, Turn
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks

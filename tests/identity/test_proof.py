@@ -23,12 +23,12 @@ from sqlalchemy import select, update
 
 from core.logs import QUIET_LOGGERS
 from core.messages import Address, Assurance
+from core.pipeline.strangers import ACKNOWLEDGEMENT
 from core.settings import EmailSettings
 from core.store.models import IdentityEvent, InboxRow, LinkChallenge, OutboxRow, Turn, utcnow
-from core.strangers import ACKNOWLEDGEMENT
-from identity.directory import merge_suggestions
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
+from identity.suggestions import merge_suggestions
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.smtp_relay import FakeSmtpRelay
 from tests.fakes.telegram_api import FakeTelegramAPI

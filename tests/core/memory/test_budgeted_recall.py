@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from core.agent import MAX_CANDIDATES, Agent, AgentTurn, candidates_for
+from core.agent.agent import MAX_CANDIDATES, Agent, AgentTurn, candidates_for
+from core.agent.prompt import CHARS_PER_TOKEN, estimate_tokens, fit_memories, memory_block, memory_line
 from core.errors import MemoryUnavailable
-from core.memory import LocalMemory
+from core.memory.local import LocalMemory
 from core.messages import Assurance
 from core.ports import ChatMessage, MemoryRecord
-from core.prompt import CHARS_PER_TOKEN, estimate_tokens, fit_memories, memory_block, memory_line
 from core.settings import LLMSettings, MemorySettings
 from tests.core.memory.helpers import provenance
 

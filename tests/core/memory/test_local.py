@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from core.compose import build_memory
 from core.errors import MemoryUnavailable
-from core.memory import LocalMemory, PlatformMemory, build_memory
+from core.memory.local import LocalMemory
+from core.memory.platform import PlatformMemory
 from core.ports import ChatMessage, MemoryStore
 from core.settings import LLMSettings, MemorySettings, Settings
 from tests.core.memory.helpers import files_containing, provenance

@@ -14,7 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import MemoryUnavailable
-from core.memory import LocalMemory, PlatformMemory, mem0_quirks
+from core.memory import mem0_quirks
+from core.memory.local import LocalMemory
+from core.memory.platform import PlatformMemory
 from core.ports import ChatMessage, MemoryRecord, MemoryStore, Provenance
 from core.settings import LLMSettings
 from tests.fakes.mem0_platform import FakeMem0Platform

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import MemoryUnavailable
-from core.memory import PlatformMemory
+from core.memory.platform import PlatformMemory
 from core.ports import ChatMessage
 from tests.core.memory.helpers import provenance
 from tests.fakes.mem0_platform import FakeMem0Platform

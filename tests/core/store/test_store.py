@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import func, inspect, select
 
-from core.inbox import Inbox
 from core.messages import Address, Assurance, InboundMessage
+from core.pipeline.inbox import Inbox
 from core.store.db import Database, migrate
 from core.store.models import Customer, Identity, InboxRow
 from identity.resolver import DatabaseResolver

@@ -1,0 +1,295 @@
+"""``SlackAdapter``: the Slack ``ChannelAdapter`` (see ``channels.slack`` for what each step does).
+
+Verification, parsing, sending, the profile attestation and the lazily built ``AsyncWebClient`` live
+here; reading an event is ``channels.slack.events``, shaping a reply ``channels.slack.text``, pacing
+``channels.slack.pacing`` and the Web API's failures ``channels.slack.api_errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler, default_interval_calculator
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
+from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookReply, WebhookRequest
+from channels.slack.api_errors import _api_error, _BoundedRateLimitRetryHandler
+from channels.slack.events import (
+    _EVENT_TYPES,
+    _bot_authorizations,
+    _extras,
+    _mentions,
+    _noise_reason,
+    _received_at,
+    _strip_mentions,
+)
+from channels.slack.pacing import ChannelPacer
+from channels.slack.text import escape_text, split_text
+from core.errors import (
+    BadRequest,
+    InvalidAddress,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    VerificationFailed,
+)
+from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
+from core.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+
+# slack_sdk logs whole request bodies (message text) at DEBUG whenever its logger's own level is
+# NOTSET or DEBUG, whatever the handlers do; its client gets a logger pinned above DEBUG.
+_SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+_SDK_LOG.setLevel(logging.INFO)
+
+SIGNATURE_WINDOW_SECONDS = 300
+
+
+class SlackAdapter:
+    """The Slack ``ChannelAdapter``. Builds no client and does no I/O until the first ``send``."""
+
+    name = "slack"
+    max_body_bytes = DEFAULT_MAX_BODY_BYTES
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        *,
+        normalize: Callable[[str], Address],
+        pacer: ChannelPacer | None = None,
+        rate_limit_retries: int = 1,
+        max_rate_limit_wait: float = 10.0,
+        server_error_retries: int = 1,
+        retry_interval: RetryIntervalCalculator | None = None,
+        timeout: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self._settings = settings
+        self._normalize = normalize
+        self._pacer = pacer if pacer is not None else ChannelPacer()
+        self._rate_limit_retries = rate_limit_retries
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._server_error_retries = server_error_retries
+        self._retry_interval = retry_interval
+        self._timeout = timeout
+        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        self._verifier = SignatureVerifier(secret, clock or Clock()) if secret.strip() else None
+        self._client: AsyncWebClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._own_user_ids: set[str] = set()  # our bot user, once auth.test or a post told us
+
+    def __repr__(self) -> str:
+        return f"SlackAdapter(api_base_url={self._settings.api_base_url!r})"
+
+    # ----- inbound ----------------------------------------------------------------------------
+
+    async def verify(self, request: WebhookRequest) -> None:
+        if self._verifier is None:
+            raise VerificationFailed("the Slack signing secret is not configured", status=401)
+        timestamp = request.header("x-slack-request-timestamp")
+        if not timestamp or not request.header("x-slack-signature"):
+            raise VerificationFailed("Slack signature headers missing", status=401)
+        try:
+            skew = abs(self._verifier.clock.now() - int(timestamp))
+            valid = self._verifier.is_valid_request(request.body, request.headers)
+        except (ValueError, OverflowError):  # a non-numeric timestamp, or a body that is not UTF-8
+            raise VerificationFailed("unreadable Slack signature", status=401) from None
+        if skew > SIGNATURE_WINDOW_SECONDS:
+            raise VerificationFailed("stale Slack request timestamp", status=401)
+        if not valid:
+            raise VerificationFailed("wrong Slack signature", status=401)
+
+    async def parse(self, request: WebhookRequest) -> Parsed:
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
+            raise BadRequest("Slack body is not JSON", status=400) from None
+        if not isinstance(payload, dict):
+            raise BadRequest("Slack body is not a JSON object", status=400)
+        kind = payload.get("type")
+        if kind == "url_verification":
+            challenge = payload.get("challenge")
+            if not isinstance(challenge, str):
+                raise BadRequest("url_verification without a challenge", status=400)
+            return Parsed(reply=WebhookReply(body=challenge.encode(), content_type="text/plain"))
+        if kind != "event_callback":
+            if kind == "app_rate_limited":
+                log.warning("Slack is rate-limiting our event deliveries (app_rate_limited)")
+            else:
+                log.debug("Slack envelope type %r ignored", kind)
+            return Parsed()
+        message = self._message(payload, request)
+        return Parsed(messages=[message] if message is not None else [])
+
+    def _message(self, payload: dict[str, Any], request: WebhookRequest) -> InboundMessage | None:
+        event = payload.get("event")
+        event_id = payload.get("event_id")
+        if not isinstance(event, dict) or not isinstance(event_id, str) or not event_id:
+            raise BadRequest("event_callback without an event or event_id", status=400)
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or not isinstance(event.get("subtype"), str | None):
+            raise BadRequest("Slack event with a malformed type or subtype", status=400)
+        if event_type not in _EVENT_TYPES:
+            log.debug("Slack event %s of type %r ignored", event_id, event_type)
+            return None
+        own_ids = self._own_user_ids | _bot_authorizations(payload)
+        user = event.get("user")
+        noise = _noise_reason(event, user, own_ids)
+        if noise is not None:
+            log.debug("Slack event %s dropped: %s", event_id, noise)
+            return None
+        assert isinstance(user, str)  # _noise_reason drops events without a user
+        channel, ts = event.get("channel"), event.get("ts")
+        if not isinstance(channel, str) or not channel or not isinstance(ts, str) or not ts:
+            raise BadRequest("Slack message event without channel or ts", status=422)
+        text = event.get("text")
+        assert isinstance(text, str)
+        if event_type == "message" and event.get("channel_type") != "im" and _mentions(text, own_ids):
+            # the app_mention event for the same message carries it; answering both would reply twice
+            log.debug("Slack event %s dropped: channel message that mentions us", event_id)
+            return None
+        text = _strip_mentions(text, own_ids)
+        if not text:
+            log.debug("Slack event %s dropped: nothing but a mention", event_id)
+            return None
+        team = event.get("user_team") or payload.get("team_id")
+        if not isinstance(team, str) or not team:
+            raise BadRequest("Slack event without a team id", status=422)
+        try:
+            sender = self._normalize(f"slack:{team}:{user}")
+        except InvalidAddress:
+            raise BadRequest("Slack event with an unusable team or user id", status=422) from None
+        thread_ts = event.get("thread_ts")
+        return InboundMessage(
+            channel=self.name,
+            provider_message_id=event_id,
+            sender=sender,
+            text=text,
+            reply_target={"channel": channel, "thread_ts": thread_ts if isinstance(thread_ts, str) else ts},
+            received_at=_received_at(payload, ts),
+            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Slack signs the event and names the member
+            # a direct message only: a channel message or an app_mention is read by the whole channel
+            private=event_type == "message" and event.get("channel_type") == "im",
+            extras=_extras(payload, event, request),
+        )
+
+    # ----- outbound ---------------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> Delivery:
+        channel, thread_ts = _target(message)
+        parts = split_text(escape_text(message.text))
+        if not parts:
+            raise PermanentDeliveryError("empty reply: Slack refuses a message without text")
+        client = self._get_client()
+        sent: list[str] = []
+        for part in parts[message.parts_sent :]:
+            await self._pacer.wait(channel)
+            try:
+                response = await client.chat_postMessage(channel=channel, text=part, thread_ts=thread_ts)
+            except SlackApiError as exc:
+                raise _api_error(exc, tuple(sent)) from None  # its text repeats the response body
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientDeliveryError(
+                    f"Slack unreachable: {type(exc).__name__}", sent_ids=tuple(sent)
+                ) from exc
+            except SlackClientError as exc:
+                raise TransientDeliveryError(
+                    f"Slack client error: {type(exc).__name__}", sent_ids=tuple(sent)
+                ) from None
+            ts = response.get("ts")
+            posted = response.get("message")
+            if isinstance(posted, dict) and isinstance(posted.get("user"), str):
+                self._own_user_ids.add(posted["user"])
+            if not isinstance(ts, str) or not ts:
+                log.warning("Slack accepted a message to %s without returning its ts", channel)
+                ts = ""
+            sent.append(ts)
+        log.debug("Slack reply sent to %s in %d part(s)", channel, len(sent))
+        return Delivery(provider_message_ids=tuple(sent))
+
+    async def attested_handles(self, sender: Address) -> list[Address]:
+        """The sender's profile email, when its workspace is in ``trusted_teams`` (``core.ports.Attestor``).
+
+        Calls ``users.info`` (scope ``users:read.email``). Any failure, a missing or unreadable email,
+        or an untrusted workspace gives ``[]``: attestation is a bonus, never a reason to fail a message.
+        """
+        team, _, user = sender.handle.partition(":")
+        if sender.channel != "slack" or not user or team.upper() not in self._settings.trusted_teams:
+            return []
+        try:
+            response = await self._get_client().users_info(user=user)
+            profile = (response.get("user") or {}).get("profile") or {}
+            email = profile.get("email")
+            return [self._normalize(f"email:{email}")] if isinstance(email, str) and email else []
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, InvalidAddress) as exc:
+            log.info("Slack profile of a trusted-workspace sender not attested: %s", type(exc).__name__)
+            return []
+
+    async def auth_test(self) -> dict[str, str]:
+        """Call ``auth.test``: who our token is (team, bot user). Remembers the bot user id."""
+        try:
+            response = await self._get_client().auth_test()
+        except SlackApiError as exc:
+            raise _api_error(exc, ()) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientDeliveryError(f"Slack unreachable: {type(exc).__name__}") from exc
+        info = {
+            k: str(response.get(k))
+            for k in ("team_id", "team", "user_id", "bot_id", "url")
+            if response.get(k) is not None
+        }
+        if "user_id" in info:
+            self._own_user_ids.add(info["user_id"])
+        return info
+
+    def _get_client(self) -> AsyncWebClient:
+        if self._client is None:
+            token = self._settings.bot_token.get_secret_value() if self._settings.bot_token else None
+            interval = self._retry_interval or default_interval_calculator
+            handlers: list[AsyncRetryHandler] = [
+                # what the SDK does by default: one retry on a reset or refused connection
+                AsyncConnectionErrorRetryHandler(max_retry_count=1, interval_calculator=interval),
+                _BoundedRateLimitRetryHandler(self._rate_limit_retries, self._max_rate_limit_wait),
+                AsyncServerErrorRetryHandler(
+                    max_retry_count=self._server_error_retries, interval_calculator=interval
+                ),
+            ]
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+            self._client = AsyncWebClient(
+                token=token,
+                base_url=self._settings.api_base_url,
+                session=self._session,
+                logger=_SDK_LOG,
+                retry_handlers=handlers,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        session, self._session, self._client = self._session, None, None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+def _target(message: OutboundMessage) -> tuple[str, str | None]:
+    """(channel, thread_ts) for ``chat.postMessage``; without a channel, the user's DM with the app."""
+    target = message.reply_target
+    channel = target.get("channel")
+    if not isinstance(channel, str) or not channel:
+        # chat.postMessage accepts a user id as channel: the message lands in the app's DM with them
+        _, _, user = message.recipient.handle.rpartition(":")
+        if message.recipient.channel != "slack" or not user:
+            raise PermanentDeliveryError("no Slack channel to reply in")
+        channel = user
+    thread_ts = target.get("thread_ts")
+    return channel, thread_ts if isinstance(thread_ts, str) and thread_ts else None

@@ -1,0 +1,43 @@
+"""The Telegram channel: Bot API webhooks in, ``sendMessage`` out, through python-telegram-bot.
+
+- ``verify``: the ``X-Telegram-Bot-Api-Secret-Token`` header must equal the secret given to
+  ``setWebhook`` (constant-time compare); missing or wrong → 403, as PTB's own webhook server answers.
+- ``parse``: ``telegram.Update.de_json``. Only a new ``message`` from a person (not a bot) in a private
+  chat, group or supergroup, carrying text, a caption or a shared contact, is a customer message.
+  Edits, channel posts, callback queries, member updates and service messages are noise: no messages,
+  200. The inbox key is ``"<bot id>:<update_id>"``: update ids are per bot and restart at a random
+  value after a week without updates.
+- ``send``: ``ExtBot.send_message`` as plain text (no parse mode: model output is not markup), split to
+  4,096 UTF-16 code units on paragraph, line or word boundaries, through ``AIORateLimiter`` (30 msg/s
+  overall, 20/min per group). A 429 is not waited out here: it becomes ``TransientDeliveryError`` with
+  the platform's ``retry_after`` and the worker schedules the retry.
+- ``set_webhook``: points the bot's webhook at ``<public base url>/webhooks/telegram``; used by
+  ``threadline setup telegram``.
+
+The bot token is part of every Bot API URL, and PTB puts it in some error texts: every error message
+that leaves this package has the token scrubbed, and nothing here logs a message body or a phone number.
+
+Where things live:
+
+- ``channels.telegram.adapter``: ``TelegramAdapter`` (verify, parse, send, the PTB client);
+- ``channels.telegram.message``: what is kept of a customer's message (time, media, contact, extras);
+- ``channels.telegram.split``: ``split_text``, a reply in parts of at most 4,096 UTF-16 code units;
+- ``channels.telegram.config``: the bot token and secret from settings, PTB set-up, token scrubbing;
+- ``channels.telegram.webhook``: ``set_webhook``, used by ``threadline setup telegram``.
+"""
+
+from __future__ import annotations
+
+from channels.telegram.adapter import CONTACT_TEXT, SECRET_HEADER, TelegramAdapter
+from channels.telegram.split import MAX_TEXT_LENGTH, split_text
+from channels.telegram.webhook import WEBHOOK_PATH, set_webhook
+
+__all__ = [
+    "CONTACT_TEXT",
+    "MAX_TEXT_LENGTH",
+    "SECRET_HEADER",
+    "WEBHOOK_PATH",
+    "TelegramAdapter",
+    "set_webhook",
+    "split_text",
+]

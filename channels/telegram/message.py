@@ -1,0 +1,65 @@
+"""What is kept of a customer's Telegram message: its time, media, shared contact and extras.
+
+Helpers of ``TelegramAdapter.parse`` (``channels.telegram.adapter``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from telegram import Message
+
+from core.messages import SharedContact
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _attachment_ids(message: Message) -> Iterator[str]:
+    """Telegram ``file_id``s of the media a captioned message carries (largest photo size only)."""
+    if message.photo:
+        yield message.photo[-1].file_id
+    for media in (message.document, message.video, message.audio, message.voice, message.animation):
+        if media is not None:
+            yield media.file_id
+
+
+def _shared_contact(message: Message) -> SharedContact | None:
+    """A contact the sender shared: Telegram vouches for its number, and says whether it is the sender's."""
+    contact, user = message.contact, message.from_user
+    if contact is None or not contact.phone_number:
+        return None
+    own = user is not None and contact.user_id is not None and contact.user_id == user.id
+    return SharedContact(phone=contact.phone_number, is_senders_own=own)
+
+
+def _extras(message: Message) -> dict[str, Any]:
+    user = message.from_user
+    extras: dict[str, Any] = {"chat_type": str(message.chat.type), "message_id": message.message_id}
+    if user is not None:
+        for key, value in (
+            ("first_name", user.first_name),
+            ("username", user.username),
+            ("language_code", user.language_code),
+        ):
+            if value:
+                extras[key] = value
+    contact = message.contact
+    if contact is not None:  # the phone itself is InboundMessage.shared_contact; never logged
+        extras["contact_user_id"] = contact.user_id
+    unknown = dict(message.api_kwargs)
+    if unknown and _json_safe(unknown):
+        extras["unknown_fields"] = unknown
+    return extras
+
+
+def _json_safe(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""The agent: recall, prompt, the LLM, offline templates, redaction and the conversation log."""

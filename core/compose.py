@@ -1,0 +1,173 @@
+"""The composition root: every service object of a process, built once from settings.
+
+The web app (``core.web.app``) and the CLI (``core.cli``) both build through here, and nothing else
+builds a store, a memory store, a chat model, a channel adapter or an identity service:
+
+- ``open_services(settings)``: the database (migrated), the memory store and the identity service
+  (``IdentityLinks``) over them. The CLI's customer, identity, memory, forget and export commands use
+  this alone; it loads no web framework and no channel SDK.
+- ``wire(settings, senders=...)``: those services plus the hub (inbox, worker, delivery, memory writer),
+  the LLM, the channel adapters, self-service linking and the background rounds (memory moves,
+  retention). ``serve`` and ``chat`` run this; the web app serves its ``Wiring``.
+
+One ``IdentityLinks`` per process: the background round that re-runs memory moves and the admin API use
+the same object, so its move lock orders them (no module-global lock).
+
+Concrete channels and identity modules are imported here and in the two front ends only (import-linter).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.errors import ConfigError
+from core.messages import Address
+from core.ports import Attestor, MemoryStore, Sender
+from core.settings import Settings, env_name
+from core.store.db import Database
+from core.store.private_files import private_dir
+
+if TYPE_CHECKING:
+    from channels.base import ChannelAdapter
+    from core.pipeline.hub import Hub
+    from identity.linking import IdentityLinks
+
+
+def normalizer(settings: Settings) -> functools.partial[Address]:
+    """``identity.normalize.normalize_address`` with the configured default region."""
+    from identity.normalize import normalize_address
+
+    return functools.partial(normalize_address, default_region=settings.default_region)
+
+
+def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+    """The platform adapters whose credentials are set, keyed by channel name. No network I/O."""
+    enabled = settings.enabled_channels()
+    normalize = normalizer(settings)
+    adapters: dict[str, ChannelAdapter] = {}
+    if "slack" in enabled:
+        from channels.slack import SlackAdapter
+
+        adapters["slack"] = SlackAdapter(settings.slack, normalize=normalize)
+    if "telegram" in enabled:
+        from channels.telegram import TelegramAdapter
+
+        adapters["telegram"] = TelegramAdapter(settings.telegram, normalize=normalize)
+    if "twilio" in enabled:
+        from channels.sms import TwilioSmsAdapter
+
+        assert settings.public_base_url is not None  # Settings.check() demands it with SMS
+        adapters["sms"] = TwilioSmsAdapter(
+            settings.twilio, public_base_url=settings.public_base_url, normalize=normalize
+        )
+    if "email" in enabled:
+        from channels.email import EmailAdapter
+
+        adapters["email"] = EmailAdapter(settings.email, normalize=normalize)
+    return adapters
+
+
+def build_memory(settings: Settings) -> MemoryStore:
+    """The memory store ``settings.memory.backend`` names. Cheap: nothing is loaded or called yet."""
+    if settings.memory.backend == "platform":
+        from core.memory.platform import PlatformMemory
+
+        api_key = settings.memory.api_key
+        if api_key is None or not api_key.get_secret_value():
+            raise ConfigError(
+                f"{env_name('memory', 'api_key')} (or MEM0_API_KEY) is required for the platform backend",
+                setting=env_name("memory", "api_key"),
+            )
+        return PlatformMemory(api_key=api_key, host=settings.memory.host, data_dir=settings.data_dir)
+    from core.memory.local import LocalMemory
+
+    return LocalMemory(data_dir=settings.data_dir, llm=settings.llm)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The store, the memory store and the identity service of one process (built once)."""
+
+    settings: Settings
+    db: Database
+    memory: MemoryStore
+    links: IdentityLinks
+
+    @property
+    def default_region(self) -> str:
+        return self.settings.default_region
+
+    async def aclose(self) -> None:
+        await self.memory.aclose()
+        await self.db.aclose()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open the database (migrating it) and the memory store, and the identity service over them."""
+    from identity.linking import IdentityLinks
+
+    settings.check()
+    private_dir(settings.data_dir)  # 0700, and tightened to it (logged) when it was looser
+    memory = build_memory(settings)
+    db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
+    return Services(settings=settings, db=db, memory=memory, links=IdentityLinks(db, memory))
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """A whole process: its services and the hub that runs on them (``hub.stop()`` closes both)."""
+
+    services: Services
+    hub: Hub
+
+
+async def wire(
+    settings: Settings,
+    *,
+    senders: Mapping[str, Sender] | None = None,
+    inbox_channels: Collection[str] | None = None,
+) -> Wiring:
+    """Open everything ``settings`` describes: services, LLM, channels, the hub and its background."""
+    from core.agent.llm import build_chat_model
+    from core.pipeline.hub import Hub
+    from core.pipeline.retention import Retention
+    from identity.proof import SelfServiceLinking
+    from identity.resolver import DatabaseResolver
+
+    chosen: Mapping[str, Sender] = senders if senders is not None else build_adapters(settings)
+    services = await open_services(settings)
+    db, memory, links = services.db, services.memory, services.links
+    attestors = {name: sender for name, sender in chosen.items() if isinstance(sender, Attestor)}
+    proofs = SelfServiceLinking(
+        db, links, deliverable=chosen, attestors=attestors, default_region=settings.default_region
+    )
+    moves_every = max(1.0, settings.worker.poll_interval * 10)
+    background = [lambda: links.run_forever(moves_every)]
+    retention = Retention(db=db, memory=memory, settings=settings.retention)
+    if retention.enabled:
+        background.append(retention.run_forever)
+    hub = Hub(
+        settings=settings,
+        db=db,
+        memory=memory,
+        model=build_chat_model(settings.llm),
+        resolver=DatabaseResolver(db),
+        senders=chosen,
+        inbox_channels=inbox_channels,
+        interceptor=proofs,
+        background=background,
+    )
+    return Wiring(services=services, hub=hub)
+
+
+async def build_hub(
+    settings: Settings,
+    *,
+    senders: Mapping[str, Sender] | None = None,
+    inbox_channels: Collection[str] | None = None,
+) -> Hub:
+    """The hub of ``wire(settings, ...)`` (tests, benchmarks and ``chat`` need no more than this)."""
+    return (await wire(settings, senders=senders, inbox_channels=inbox_channels)).hub

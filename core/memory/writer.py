@@ -1,0 +1,218 @@
+"""Memory writes: after a reply is committed, its turns are written to Mem0 with provenance.
+
+Jobs live in ``memory_jobs``, so a write survives a crash and a memory backend outage (it is retried
+with backoff). Before writing, the job asks the store whether memories of those turns already exist:
+a crash between the write and marking the job done does not write the same turn twice.
+
+Policies: ``every_turn`` writes each customer message with its reply as soon as it is answered;
+``summary`` writes one entry per conversation once it has been quiet for ``memory.quiet_seconds``.
+With an LLM, Mem0 extracts facts (``infer=True``); offline, the customer's words are stored as they are.
+
+Every text handed to ``MemoryStore.remember`` (customer and assistant turns, per turn or as a summary) goes
+through ``core.agent.redaction.redact`` first: card numbers, bank accounts, national ids, passwords, one-time
+codes and secrets never reach Mem0 (nor, with ``infer=True``, the LLM that extracts facts for it). The
+conversation log (``turns``) keeps the words as they were; the prompt redacts them again when it shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agent.conversation import ConversationLog, LoggedTurn
+from core.agent.redaction import redact
+from core.errors import MemoryUnavailable
+from core.memory.categorize import categorize
+from core.messages import Address
+from core.metrics import Metrics
+from core.pipeline.backoff import next_attempt
+from core.pipeline.lanes import LaneLoop
+from core.ports import ChatMessage, MemoryStore, Provenance
+from core.settings import WorkerSettings
+from core.store.db import Database
+from core.store.models import IdentityEvent, MemoryJob, MemoryMove, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _provenance(turns: list[LoggedTurn]) -> Provenance:
+    customer_turns = [t for t in turns if t.role == "customer"] or turns
+    first = customer_turns[0]
+    address = Address.parse(first.address)
+    return Provenance(
+        channel=first.channel,
+        handle=str(address),
+        message_ids=tuple(dict.fromkeys(f"inbox:{t.inbox_id}" for t in turns if t.inbox_id is not None)),
+        category=categorize(" ".join(t.text for t in customer_turns)),
+        turn_ids=tuple(t.id for t in turns),
+        sender_vouched=all(t.vouched for t in turns),
+    )
+
+
+def _groups(turns: list[LoggedTurn]) -> list[list[LoggedTurn]]:
+    """The turns split by handle and by whether their message was vouched for, in order: a memory never
+    mixes what an unvouched sender said with what the customer said on a vouched channel."""
+    groups: dict[tuple[str, bool], list[LoggedTurn]] = {}
+    for turn in turns:
+        groups.setdefault((turn.address, turn.vouched), []).append(turn)
+    return list(groups.values())
+
+
+def _messages(turns: list[LoggedTurn]) -> tuple[list[ChatMessage], tuple[str, ...]]:
+    """The turns as Mem0 gets them, sensitive values replaced by placeholders, and the kinds replaced."""
+    messages: list[ChatMessage] = []
+    kinds: dict[str, None] = {}
+    for turn in turns:
+        clean = redact(turn.text)
+        kinds.update(dict.fromkeys(clean.kinds))
+        messages.append(
+            ChatMessage(role="user" if turn.role == "customer" else "assistant", content=clean.text)
+        )
+    return messages, tuple(kinds)
+
+
+class MemoryWriter:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        memory: MemoryStore,
+        conversation: ConversationLog,
+        infer: bool,
+        channels: Collection[str],
+        settings: WorkerSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._memory = memory
+        self._conversation = conversation
+        self._infer = infer
+        self._channels = tuple(channels)
+        self._settings = settings
+        self._metrics = metrics
+        self.lanes = LaneLoop(
+            "memory",
+            heads=self._heads,
+            handle=self._handle,
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+        )
+
+    async def _heads(self) -> list[tuple[str, int]]:
+        now = utcnow()
+        oldest = (
+            select(func.min(MemoryJob.id))
+            .where(MemoryJob.status == "pending", MemoryJob.channel.in_(self._channels))
+            .group_by(MemoryJob.customer_id)
+        )
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(MemoryJob.customer_id, MemoryJob.id, MemoryJob.due_at)
+                .where(MemoryJob.id.in_(oldest))
+                .order_by(MemoryJob.id)
+            )
+            heads = [(str(cid), int(jid)) for cid, jid, due in rows if due <= now]
+        self._metrics.pending.labels("memory").set(len(heads))
+        return heads
+
+    async def flush_summaries(self) -> None:
+        """Make every pending summary due now (the conversation is over: e.g. the chat REPL quit)."""
+        async with self._db.session() as session:
+            await session.execute(
+                update(MemoryJob)
+                .where(
+                    MemoryJob.status == "pending",
+                    MemoryJob.kind == "summary",
+                    MemoryJob.channel.in_(self._channels),
+                )
+                .values(due_at=utcnow())
+            )
+        self.lanes.wake()
+
+    async def _handle(self, job_id: int) -> None:
+        async with self._db.read() as session:
+            job = await session.get(MemoryJob, job_id)
+        if job is None or job.status != "pending":
+            return
+        if job.due_at > utcnow():
+            return  # not due (yet, or again after a failure): a heads list read earlier is out of date
+        turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
+        written: list[str] = []  # the handles whose memories this run wrote
+        try:
+            outcome = "nothing_to_write" if not turns else "already_written"
+            for group in _groups(turns):  # each group is one write: a re-run skips the ones done
+                if await self._memory.covers_turns(job.customer_id, [t.id for t in group]):
+                    continue
+                await self._write_group(job.customer_id, group)
+                written.append(group[0].address)
+                outcome = "written"
+        except MemoryUnavailable:
+            await self._retry(job)
+            return
+        async with self._db.session() as session:
+            owner = await session.scalar(select(MemoryJob.customer_id).where(MemoryJob.id == job_id))
+            if owner is not None and owner != job.customer_id:
+                # the handle left (unlink, unmerge) while this job ran, and the identity change moved the
+                # job: what it wrote landed with the customer the handle left, after that change's memory
+                # move ran. Move it too; a job that wrote nothing runs again for its new customer.
+                if not written:
+                    log.info("memory job %s: its customer changed while it ran; runs again", job_id)
+                    return
+                await self._follow(session, job.customer_id, owner, written)
+            await session.execute(
+                update(MemoryJob).where(MemoryJob.id == job_id).values(status="done", last_error=None)
+            )
+        self._metrics.memory_writes.labels(outcome).inc()
+        log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
+
+    @staticmethod
+    async def _follow(session: AsyncSession, source: str, target: str, handles: list[str]) -> None:
+        """Queue the memory move of ``handles`` from ``source`` to ``target`` (run by the identity layer's
+        move runner, in order after the identity change that moved the job)."""
+        event_id = await session.scalar(
+            select(func.max(IdentityEvent.id)).where(IdentityEvent.address.in_(handles))
+        )
+        session.add(
+            MemoryMove(
+                event_id=int(event_id or 0),
+                from_customer_id=source,
+                to_customer_id=target,
+                handles=sorted(set(handles)),
+                status="pending",
+            )
+        )
+        log.info("memory written for %s while its handle moved to %s: move queued", source, target)
+
+    async def _write_group(self, customer_id: str, turns: list[LoggedTurn]) -> None:
+        messages, kinds = _messages(turns)
+        if kinds:  # the kinds only, never a value
+            log.info("memory for customer %s: removed %s", customer_id, ", ".join(kinds))
+        if self._infer:
+            await self._memory.remember(customer_id, messages, provenance=_provenance(turns), infer=True)
+            return
+        # offline: the customer's own words (redacted), stored as they are (one entry per job)
+        words = "\n".join(m.content for m in messages if m.role == "user")
+        if words:
+            await self._memory.remember(
+                customer_id,
+                [ChatMessage(role="user", content=words)],
+                provenance=_provenance(turns),
+                infer=False,
+            )
+
+    async def _retry(self, job: MemoryJob) -> None:
+        attempts = job.attempts + 1
+        self._metrics.memory_writes.labels("retry").inc()
+        due = next_attempt(
+            utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                update(MemoryJob)
+                .where(MemoryJob.id == job.id)
+                .values(attempts=attempts, due_at=due, last_error="memory_unavailable")
+            )
+        log.warning("memory job %s: backend unavailable (attempt %d); queued", job.id, attempts)

@@ -1,0 +1,216 @@
+"""Delivery: sends outbox rows through their channel, per customer in order, with retries and backoff.
+
+A transient failure (5xx, timeout, 429) is retried with exponential backoff, honouring the platform's
+``retry_after``; a permanent one (blocked, opted out, unknown chat) marks the row failed at once.
+After ``worker.max_attempts`` the row is failed too. Nothing is sent to an address that opted out.
+The parts of a split reply that went out before a failure are recorded, and a retry skips them.
+Only channels this process has a sender for are delivered here. A one-time message (a link code,
+``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+
+from core.errors import PermanentDeliveryError, TransientDeliveryError
+from core.messages import Address, OutboundMessage
+from core.metrics import Metrics
+from core.pipeline.backoff import next_attempt
+from core.pipeline.delivery_status import settle_outbox, upsert_part
+from core.pipeline.lanes import LaneLoop
+from core.ports import Sender
+from core.settings import WorkerSettings
+from core.store.db import Database
+from core.store.models import OptOut, OutboxRow, utcnow
+
+log = logging.getLogger(__name__)
+
+# recording a send that happened: retried on a busy database for about a minute and a half
+RECORD_RETRIES = 12
+RECORD_BACKOFF_BASE = 0.05
+RECORD_BACKOFF_MAX = 10.0
+
+ONE_TIME_SCRUBBED = "[one-time message: text removed after delivery]"
+
+
+def _scrub(row: OutboxRow) -> None:
+    if row.reply_target.get("one_time"):
+        row.text = ONE_TIME_SCRUBBED
+
+
+class Delivery:
+    def __init__(
+        self, *, db: Database, senders: Mapping[str, Sender], settings: WorkerSettings, metrics: Metrics
+    ) -> None:
+        self._db = db
+        self._senders = dict(senders)
+        self._settings = settings
+        self._metrics = metrics
+        self.lanes = LaneLoop(
+            "outbox",
+            heads=self._heads,
+            handle=self._handle,
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+        )
+
+    async def _heads(self) -> list[tuple[str, int]]:
+        if not self._senders:
+            return []
+        oldest = (
+            select(func.min(OutboxRow.id))
+            .where(OutboxRow.status == "pending", OutboxRow.channel.in_(list(self._senders)))
+            .group_by(OutboxRow.customer_id, OutboxRow.recipient)
+        )
+        now = utcnow()
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(OutboxRow.customer_id, OutboxRow.recipient, OutboxRow.id, OutboxRow.next_attempt_at)
+                .where(OutboxRow.id.in_(oldest))
+                .order_by(OutboxRow.id)
+            )
+            heads = [
+                (f"{cid or recipient}", int(oid))
+                for cid, recipient, oid, due in rows
+                if due is None or due <= now
+            ]
+        self._metrics.pending.labels("outbox").set(len(heads))
+        return heads
+
+    async def _handle(self, outbox_id: int) -> None:
+        async with self._db.read() as session:
+            row = await session.get(OutboxRow, outbox_id)
+        if row is None or row.status != "pending":
+            return
+        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+            return  # a retry is scheduled (a heads list read before it was written is out of date)
+        sender = self._senders[row.channel]
+        attempts = row.attempts + 1
+        if await self._opted_out(row.recipient):
+            await self._finish(outbox_id, attempts, status="failed", error="opted_out")
+            self._metrics.deliveries.labels(row.channel, "opted_out").inc()
+            log.info("outbox %s not sent: the recipient opted out", outbox_id)
+            return
+        message = OutboundMessage(
+            channel=row.channel,
+            recipient=Address.parse(row.recipient),
+            text=row.text,
+            idempotency_key=row.idempotency_key,
+            reply_target=dict(row.reply_target),
+            parts_sent=row.parts_sent,
+        )
+        try:
+            delivery = await sender.send(message)
+        except PermanentDeliveryError as exc:
+            await self._record_parts(row, exc.sent_ids)
+            await self._finish(outbox_id, attempts, status="failed", error=f"permanent: {exc}")
+            self._metrics.deliveries.labels(row.channel, "permanent_failure").inc()
+            log.warning("outbox %s failed permanently on %s", outbox_id, row.channel)
+            return
+        except TransientDeliveryError as exc:
+            await self._record_parts(row, exc.sent_ids)
+            await self._retry(row, attempts, retry_after=exc.retry_after, error=type(exc).__name__)
+            return
+        except Exception as exc:  # an SDK error we did not map: treat as transient, bounded by max_attempts
+            await self._retry(row, attempts, retry_after=None, error=type(exc).__name__)
+            return
+        await self._record_sent(row, delivery.provider_message_ids, attempts)
+        self._metrics.deliveries.labels(row.channel, "sent").inc()
+        log.info("outbox %s sent on %s", outbox_id, row.channel)
+
+    async def _record_sent(self, row: OutboxRow, ids: tuple[str, ...], attempts: int) -> None:
+        """Record a send that happened. It cannot be undone, so a failing write (a busy database) is
+        retried here until it commits: left pending, the row would be sent a second time."""
+        for retry in range(RECORD_RETRIES):
+            try:
+                await self._record_parts(row, ids, done=True, attempts=attempts)
+                return
+            except OperationalError as exc:
+                wait = min(RECORD_BACKOFF_MAX, RECORD_BACKOFF_BASE * 2**retry)
+                log.warning(
+                    "outbox %s sent but not recorded (%s); retrying in %.1fs",
+                    row.id,
+                    type(exc).__name__,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+        await self._record_parts(row, ids, done=True, attempts=attempts)  # the last try raises
+
+    async def _opted_out(self, recipient: str) -> bool:
+        async with self._db.read() as session:
+            return await session.get(OptOut, recipient) is not None
+
+    async def _record_parts(
+        self, row: OutboxRow, ids: tuple[str, ...], *, done: bool = False, attempts: int | None = None
+    ) -> None:
+        """Remember the platform ids of the parts that went out (so a retry skips them)."""
+        if not ids and not done:
+            return
+        async with self._db.session() as session:
+            current = await session.get(OutboxRow, row.id)
+            if current is None:
+                return
+            # a status report may have recorded some of these already
+            # (core.pipeline.delivery_status._reconcile)
+            current.provider_message_ids = [
+                *current.provider_message_ids,
+                *(i for i in ids if i not in current.provider_message_ids),
+            ]
+            current.parts_sent = max(current.parts_sent, row.parts_sent + len(ids))
+            if done:
+                current.status = "sent"
+                current.sent_at = utcnow()
+                current.last_error = None
+                _scrub(current)
+                if attempts is not None:
+                    current.attempts = attempts
+            for provider_id in ids:
+                await upsert_part(
+                    session, channel=row.channel, provider_message_id=provider_id, outbox_id=row.id
+                )
+            if done:
+                await settle_outbox(session, row.id)
+        row.parts_sent += len(ids)
+
+    async def _retry(self, row: OutboxRow, attempts: int, *, retry_after: float | None, error: str) -> None:
+        self._metrics.deliveries.labels(row.channel, "retry").inc()
+        if attempts >= self._settings.max_attempts:
+            await self._finish(row.id, attempts, status="failed", error=f"gave up: {error}")
+            log.warning("outbox %s failed after %d attempts on %s", row.id, attempts, row.channel)
+            return
+        due = next_attempt(
+            utcnow(),
+            attempts,
+            base=self._settings.backoff_base,
+            cap=self._settings.backoff_max,
+            at_least=retry_after,
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(attempts=attempts, next_attempt_at=due, last_error=error)
+            )
+        log.info("outbox %s attempt %d failed (%s); retrying later", row.id, attempts, error)
+
+    async def _finish(self, outbox_id: int, attempts: int, *, status: str, error: str) -> None:
+        async with self._db.session() as session:
+            row = await session.get(OutboxRow, outbox_id)
+            if row is None:
+                return
+            row.status, row.attempts, row.last_error, row.next_attempt_at = (
+                status,
+                attempts,
+                error[:200],
+                None,
+            )
+            _scrub(row)
+
+    async def aclose(self) -> None:
+        for sender in self._senders.values():
+            await sender.aclose()

@@ -1,0 +1,349 @@
+"""The worker: takes committed inbox rows, answers them, and commits the reply to the outbox.
+
+For each pending inbox row, in arrival order per customer (one at a time per customer, different
+customers concurrently, at most ``worker.concurrency`` at once):
+
+1. resolve the sender to a customer (stamped on the row, so ordering is per customer);
+2. run the agent (recall → prompt → LLM, or offline templates);
+3. in ONE transaction: mark the row done (only if still pending), log both turns, write the reply to
+   the outbox under the idempotency key ``reply:<inbox id>``, and queue the memory write.
+
+Before the agent, the chain of interceptions (``core.pipeline.interceptions``: opt-out keywords, the
+strangers' acknowledgement, the identity layer's proof codes, claims and attestations) may answer a message
+itself: the first that does decides what is committed, in one transaction (``_commit_outcome``): the row's
+text replaced where a code must not stay, the reply and notices to the outbox, an opt-out recorded or
+lifted, and the turns logged and remembered only where the interception keeps the message.
+
+Every message carries the channel's word on its sender (``InboundMessage.sender_assurance``). A message
+nobody vouches for (a bare email ``From:``, the console) is answered from that handle's own history only,
+and what it says is logged and remembered as unvouched: recalled only for that handle, never for the
+customer's other channels (``core.agent.agent``). Strangers are capped (``core.pipeline.strangers``): an
+unvouched first contact makes a customer only within the new-customer caps (else the row is stored
+``throttled``), and a message whose reply policy is ``acknowledge`` (an email without DMARC pass) never
+reaches the agent or the interceptor: it gets one fixed acknowledgement at most. Outside a private
+conversation the agent recalls nothing personal.
+
+A crash anywhere before step 3 commits leaves the row pending, and it runs again on restart; after
+step 3 the reply exists exactly once. Delivery (``core.pipeline.delivery``) and memory writes
+(``core.memory.writer``) are separate lanes over their own tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agent.agent import Agent, AgentTurn
+from core.errors import LLMError
+from core.memory.policy import queue_memory_write
+from core.messages import Address, Assurance
+from core.metrics import Metrics
+from core.pipeline.backoff import next_attempt
+from core.pipeline.interceptions import Claimed, Outcome, chain
+from core.pipeline.lanes import LaneLoop
+from core.pipeline.strangers import Strangers
+from core.ports import IdentityResolver, Interceptor
+from core.settings import MemorySettings, StrangerSettings, WorkerSettings
+from core.store.db import Database
+from core.store.models import Identity, InboxRow, OptOut, OutboxRow, Turn, utcnow
+
+log = logging.getLogger(__name__)
+
+# promises nothing the hub cannot do: there is no handoff to a person yet, so none is offered
+FALLBACK_REPLY = (
+    "Sorry, I can't answer right now because of a technical problem. Your message is saved;"
+    " please write again in a little while."
+)
+
+# senders resolved per pass of the dispatcher: a burst of new senders is resolved in slices, between
+# which the lanes yield to webhooks being acknowledged (``core.pipeline.ingress``)
+STAMP_BATCH = 64
+
+
+def _assurance(value: str | None) -> Assurance:
+    """The channel's word on a row's sender; a row from before it was recorded counts as unverified."""
+    try:
+        return Assurance(value) if value else Assurance.UNVERIFIED
+    except ValueError:
+        return Assurance.UNVERIFIED
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        resolver: IdentityResolver,
+        agent: Agent,
+        channels: Collection[str],
+        settings: WorkerSettings,
+        memory_settings: MemorySettings,
+        metrics: Metrics,
+        on_reply: list[LaneLoop] | None = None,
+        interceptor: Interceptor | None = None,
+        strangers: Strangers | None = None,
+    ) -> None:
+        self._db = db
+        self._strangers = strangers or Strangers(StrangerSettings())
+        self._resolver = resolver
+        self._chain = chain(interceptor)
+        self._agent = agent
+        self._channels = tuple(channels)
+        self._settings = settings
+        self._memory_settings = memory_settings
+        self._metrics = metrics
+        self._downstream = on_reply or []
+        # the last failure of the LLM, for a front end that tells its user why a reply was the fallback
+        self.last_llm_error: LLMError | None = None
+        self.lanes = LaneLoop(
+            "inbox",
+            heads=self._heads,
+            handle=self._handle,
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+        )
+
+    async def _stamp_customers(self) -> None:
+        """Resolve the sender of every pending row that has no customer yet, oldest first."""
+        async with self._db.read() as session:
+            rows = list(
+                await session.execute(
+                    select(InboxRow.id, InboxRow.sender, InboxRow.sender_assurance)
+                    .where(
+                        InboxRow.status == "pending",
+                        InboxRow.customer_id.is_(None),
+                        InboxRow.channel.in_(self._channels),
+                    )
+                    .order_by(InboxRow.id)
+                    .limit(STAMP_BATCH)
+                )
+            )
+        for done, (inbox_id, sender, assurance) in enumerate(rows):
+            if done and done % 8 == 0:
+                await self.lanes.pace()  # let webhooks being acknowledged go first
+            address, vouched_by = Address.parse(sender), _assurance(assurance)
+            if vouched_by is Assurance.UNVERIFIED and not await self._may_create(address):
+                await self._refuse_stranger(inbox_id)
+                continue
+            resolution = await self._resolver.resolve(address, assurance=vouched_by)
+            async with self._db.session() as session:
+                await session.execute(
+                    update(InboxRow).where(InboxRow.id == inbox_id).values(customer_id=resolution.customer_id)
+                )
+
+    async def _may_create(self, address: Address) -> bool:
+        """An unseen unvouched sender makes a customer only within the caps (``core.pipeline.strangers``)."""
+        async with self._db.read() as session:
+            known = await session.scalar(select(Identity.id).where(Identity.address == str(address)))
+            return known is not None or await self._strangers.may_create(session, address)
+
+    async def _refuse_stranger(self, inbox_id: int) -> None:
+        async with self._db.session() as session:
+            row = await session.get(InboxRow, inbox_id)
+            if row is None or row.status != "pending":
+                return
+            row.status, row.last_error, row.finished_at = "throttled", "new_sender_cap", utcnow()
+            channel = row.channel
+        self._metrics.inbound_throttled.labels(channel).inc()
+        log.warning("inbox %s throttled: the cap on new unverified senders is reached", inbox_id)
+
+    async def _heads(self) -> list[tuple[str, int]]:
+        """The oldest pending row of each customer, if it is due."""
+        await self._stamp_customers()
+        oldest = (
+            select(func.min(InboxRow.id))
+            .where(
+                InboxRow.status == "pending",
+                InboxRow.customer_id.is_not(None),
+                InboxRow.channel.in_(self._channels),
+            )
+            .group_by(InboxRow.customer_id)
+        )
+        now = utcnow()
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at)
+                .where(InboxRow.id.in_(oldest))
+                .order_by(InboxRow.id)
+            )
+            heads = [(str(cid), int(iid)) for cid, iid, due in rows if due is None or due <= now]
+        self._metrics.pending.labels("inbox").set(len(heads))
+        return heads
+
+    async def _handle(self, inbox_id: int) -> None:
+        async with self._db.read() as session:
+            row = await session.get(InboxRow, inbox_id)
+            if row is None or row.status != "pending" or row.customer_id is None:
+                return
+            if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+                return  # a retry is scheduled (a heads list read before it was written is out of date)
+            customer_id = row.customer_id
+        sender = Address.parse(row.sender)
+        claimed = Claimed(
+            row=row, customer_id=customer_id, sender=sender, vouched_by=_assurance(row.sender_assurance)
+        )
+        for link in self._chain:
+            outcome = await link(claimed)
+            if outcome is not None:
+                await self._commit_outcome(row, outcome)
+                return
+        resolution = await self._resolver.resolve(sender, assurance=claimed.vouched_by)
+        # a vouched handle writing on a message its channel does not vouch for is not vouched for
+        assurance = resolution.assurance if claimed.vouched else Assurance.UNVERIFIED
+        turn = AgentTurn(
+            customer_id=resolution.customer_id,
+            assurance=assurance,
+            sender=row.sender,
+            channel=row.channel,
+            text=row.text,
+            inbox_id=inbox_id,
+            private=row.private is True,
+        )
+        started = time.perf_counter()
+        try:
+            reply = await self._agent.respond(turn)
+            text, mode = reply.text, ("offline" if reply.offline else "llm")
+        except LLMError as exc:
+            self._metrics.llm_failures.inc()
+            self.last_llm_error = exc
+            attempts = row.attempts + 1
+            if attempts < self._settings.max_attempts:
+                await self._retry_later(inbox_id, attempts, "llm_error")
+                return
+            log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
+            text, mode = FALLBACK_REPLY, "fallback"
+        if await self._commit_reply(row, resolution.customer_id, text):
+            self._metrics.replies.labels(row.channel, mode).inc()
+            self._metrics.turn_seconds.observe(time.perf_counter() - started)
+            self._wake_downstream()
+
+    async def _commit_outcome(self, row: InboxRow, outcome: Outcome) -> None:
+        """Write what an interception decided (``core.pipeline.interceptions``), in one transaction."""
+        # an identity interception may have linked the sender elsewhere: the reply belongs to its customer
+        customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
+        stored = row.text if outcome.stored_text is None else outcome.stored_text
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id, InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None, text=stored)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            if outcome.opt_out is not None:
+                opted_out = await session.get(OptOut, row.sender)
+                if outcome.opt_out and opted_out is None:
+                    session.add(OptOut(address=row.sender))
+                elif not outcome.opt_out and opted_out is not None:
+                    await session.delete(opted_out)
+            reply = outcome.reply
+            if outcome.acknowledge:
+                reply = await self._strangers.acknowledgement(session, row.sender)
+            if reply is not None:
+                session.add(self._outbox_row(row, customer_id, reply))
+            if outcome.keep:
+                await self._log_turns(session, row, customer_id, stored, reply)
+            for notice in outcome.notices:
+                session.add(
+                    OutboxRow(
+                        idempotency_key=notice.idempotency_key,
+                        channel=notice.recipient.channel,
+                        recipient=str(notice.recipient),
+                        customer_id=customer_id,
+                        reply_target={"one_time": True} if notice.one_time else {},
+                        text=notice.text,
+                        status="pending",
+                    )
+                )
+        if reply is not None:
+            self._metrics.replies.labels(row.channel, outcome.label).inc()
+        log.info(
+            "inbox %s handled by the %s interception (%d notices)",
+            row.id,
+            outcome.label,
+            len(outcome.notices),
+        )
+        if reply is not None or outcome.notices:
+            self._wake_downstream()
+
+    def _wake_downstream(self) -> None:
+        """Tell the delivery and memory lanes that there is new work (they also poll)."""
+        for loop in self._downstream:
+            loop.wake()
+
+    async def _log_turns(
+        self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None
+    ) -> None:
+        """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
+        Both turns are vouched for as far as the channel vouched for the message."""
+        vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
+
+        def turn(role: str, text: str, at: datetime, provider_id: str | None) -> Turn:
+            return Turn(
+                customer_id=customer_id,
+                channel=row.channel,
+                address=row.sender,
+                role=role,
+                text=text,
+                inbox_id=row.id,
+                provider_message_id=provider_id,
+                created_at=at,
+                vouched=vouched,
+            )
+
+        turns = [turn("customer", said, row.received_at, row.provider_message_id)]
+        if reply is not None:
+            turns.append(turn("assistant", reply, utcnow(), None))
+        session.add_all(turns)
+        await session.flush()
+        await queue_memory_write(
+            session,
+            self._memory_settings,
+            customer_id=customer_id,
+            channel=row.channel,
+            turn_ids=[turn.id for turn in turns],
+        )
+
+    def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
+        return OutboxRow(
+            inbox_id=row.id,
+            idempotency_key=f"reply:{row.id}",
+            channel=row.channel,
+            recipient=row.sender,
+            customer_id=customer_id,
+            reply_target=dict(row.reply_target),
+            text=text,
+            status="pending",
+        )
+
+    async def _retry_later(self, inbox_id: int, attempts: int, reason: str) -> None:
+        due = next_attempt(
+            utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == inbox_id, InboxRow.status == "pending")
+                .values(attempts=attempts, next_attempt_at=due, last_error=reason)
+            )
+        log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
+
+    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str) -> bool:
+        """Mark the row done and write the reply, turns and memory job in one transaction."""
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row.id, InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                log.info("inbox %s was already answered; nothing written", row.id)
+                return False
+            session.add(self._outbox_row(row, customer_id, text))
+            await self._log_turns(session, row, customer_id, row.text, text)
+        return True

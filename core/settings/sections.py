@@ -1,0 +1,151 @@
+"""The sections of ``Settings``: the LLM, memory, worker, retention, strangers and each channel's
+credentials (``THREADLINE_<SECTION>__<KEY>``). Each is a plain pydantic model; ``core.settings`` reads
+them from the environment and checks them together."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+PREFIX = "THREADLINE_"
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable behind ``settings.<section>.<key>``."""
+    return f"{PREFIX}{section.upper()}__{key.upper()}"
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible endpoint. No API key means offline mode (template replies)."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=400, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+    @property
+    def offline_notice(self) -> str | None:
+        """Why the hub runs offline although an endpoint is set (a base URL without a key), or None."""
+        if self.configured or not self.base_url:
+            return None
+        return (
+            f"{env_name('llm', 'base_url')} is set but {env_name('llm', 'api_key')} is not: the hub runs in "
+            f"offline mode (template replies). For an endpoint that needs no key (Ollama, llama.cpp) set "
+            f"{env_name('llm', 'api_key')} to any value, e.g. 'local'"
+        )
+
+
+class MemorySettings(BaseModel):
+    """Mem0: ``local`` (open source, embedded) or ``platform`` (hosted)."""
+
+    backend: Literal["local", "platform"] = "local"
+    api_key: SecretStr | None = None
+    host: str = "https://api.mem0.ai"
+    write_policy: Literal["every_turn", "summary"] = "every_turn"
+    quiet_seconds: float = Field(default=300.0, gt=0)
+    recall_limit: int = Field(default=8, ge=1, le=100)
+    recent_turns: int = Field(default=10, ge=0, le=200)
+    # the memory block's budget in the prompt, in tokens (counted as characters / 4): recall fills it with
+    # the best-ranked memories that fit; 0 turns the budget off (then ``recall_limit`` memories are used)
+    context_tokens: int = Field(default=1000, ge=0, le=32_000)
+
+
+class WorkerSettings(BaseModel):
+    """The in-process worker."""
+
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+    # flood control (core.pipeline.flood): messages per minute one sender may have answered, and its burst
+    sender_rate_per_minute: float = Field(default=30.0, gt=0)
+    sender_burst: int = Field(default=30, ge=1)
+
+
+class RetentionSettings(BaseModel):
+    """How long conversation logs and memories are kept (``core.pipeline.retention``).
+
+    No ``days``: forever."""
+
+    days: int | None = Field(default=None, ge=1)
+    interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class StrangerSettings(BaseModel):
+    """Caps on senders nobody vouches for (``core.pipeline.strangers``): new customers they make, and the one
+    fixed acknowledgement an unauthenticated email may get. Per hour, overall and per email domain."""
+
+    new_per_hour: int = Field(default=100, ge=0)
+    new_per_domain_per_hour: int = Field(default=20, ge=0)
+    acks_per_hour: int = Field(default=60, ge=0)
+    acks_per_domain_per_hour: int = Field(default=10, ge=0)
+    # one acknowledgement per sender per this many hours at most
+    ack_every_hours: float = Field(default=24.0, gt=0)
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_base_url: str = "https://slack.com/api/"
+    # workspaces (team ids, comma-separated) whose members' profile emails we accept as theirs: only
+    # a workspace that verifies its members' emails (SSO, an admin-managed domain) belongs here
+    trusted_teams: Annotated[list[str], NoDecode] = []
+
+    @field_validator("trusted_teams", mode="before")
+    @classmethod
+    def _split_teams(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [team.strip().upper() for team in value.split(",") if team.strip()]
+        return value
+
+
+class TelegramSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    secret_token: SecretStr | None = None
+    api_base_url: str = "https://api.telegram.org/bot"
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    api_base_url: str = "https://api.twilio.com"
+
+
+class EmailSettings(BaseModel):
+    address: str | None = None
+    smtp_listen: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    inbound_signing_key: SecretStr | None = None
+    # the authserv-id of our own MTA's (or inbound provider's) Authentication-Results header: the only
+    # one trusted, and only where our receiving path wrote it (channels.email_parse.HeaderTrust)
+    authserv_id: str | None = None
+    # peers of the SMTP listener (IPs or CIDRs, comma-separated) that are our own MTA: it checks DMARC and
+    # strips forged Authentication-Results (RFC 8601 §5). From any other peer nothing naming us is trusted
+    trusted_relays: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+    max_replies_per_hour: int = 20
+
+    @field_validator("trusted_relays", mode="before")
+    @classmethod
+    def _split_relays(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            try:
+                return [ip_network(str(part), strict=False) for part in value]
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {exc}") from None
+        return value

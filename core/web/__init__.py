@@ -1,0 +1,1 @@
+"""The web layer: the FastAPI app factory, its guard and the offline API documentation."""

@@ -1,0 +1,210 @@
+"""The web app: serves the hub (built by the composition root, ``core.compose.wire``) over FastAPI.
+
+``create_app(settings=None)`` is the public factory (also importable as ``core.app.create_app``); tests
+and tools build the app in-process with it. It builds nothing itself: the adapters, the hub and the
+services come from ``core.compose``, as they do for the CLI.
+
+Every webhook route is the same thin glue: read the body (413 past the channel's limit), hand the
+framework-free ``WebhookRequest`` to the adapter's ``verify`` (401/403, nothing stored) and ``parse``
+(4xx for a body it cannot read), commit every parsed message to the inbox and every status report,
+and only then answer what the adapter asked for. A failing commit answers 500, so the platform retries.
+
+In front of every route sits ``core.web.guard.WebGuard``: the admin token is checked for ``/admin``
+(and for the API documentation and ``/metrics`` when ``THREADLINE_DOCS_PUBLIC`` /
+``THREADLINE_METRICS_PUBLIC`` keep them private) before any body byte is read, and every route has a
+body limit (a webhook its channel's ``max_body_bytes``, the admin API 1 MiB, the rest 64 KiB). The data
+dir is created (or tightened to) 0700 (``core.store.private_files``). ``/docs`` and ``/redoc`` are
+served from local assets (``core.web.docs``): no CDN. Settings read from the environment that do not
+parse are a ``ConfigError`` naming the variable (``core.settings.load_settings``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from channels.base import ChannelAdapter, WebhookRequest
+from core.compose import build_adapters, wire
+from core.errors import BadRequest, VerificationFailed
+from core.logs import hide_query_strings
+from core.pipeline.dead_letters import count_dead_letters
+from core.pipeline.hub import Hub
+from core.settings import Settings, load_settings
+from core.web.admin import admin_router
+from core.web.docs import add_docs
+from core.web.guard import BodyTooLarge, WebGuard
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# every webhook path and the channel whose adapter answers it (the body limit there is the adapter's)
+WEBHOOKS = {
+    "/webhooks/slack/events": "slack",
+    "/webhooks/telegram": "telegram",
+    "/webhooks/twilio/sms": "sms",
+    "/webhooks/twilio/status": "sms",
+    "/webhooks/email/inbound": "email",
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+async def _webhook(request: Request, channel: str) -> Response:
+    hub: Hub = request.app.state.hub
+    adapter: ChannelAdapter | None = request.app.state.adapters.get(channel)
+    if adapter is None:
+        return Response(status_code=404)
+    with hub.ingress.receiving():  # background lanes yield while a webhook is being acknowledged
+        return await _receive(request, hub, adapter, channel)
+
+
+async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel: str) -> Response:
+    try:
+        body = await _read_body(request, adapter.max_body_bytes)
+    except (_TooLarge, BodyTooLarge):  # declared too long, or (WebGuard) streamed past the limit
+        hub.metrics.webhooks_rejected.labels(channel, "too_large").inc()
+        return Response(status_code=413)
+    incoming = WebhookRequest(
+        method=request.method,
+        path=request.url.path,
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+    try:
+        await adapter.verify(incoming)
+        parsed = await adapter.parse(incoming)
+    except VerificationFailed as exc:
+        hub.metrics.webhooks_rejected.labels(channel, "unauthenticated").inc()
+        log.warning("%s webhook refused: %s", channel, exc)
+        return Response(status_code=exc.status)
+    except BadRequest as exc:
+        hub.metrics.webhooks_rejected.labels(channel, "bad_request").inc()
+        log.info("%s webhook unreadable: %s", channel, exc)
+        return Response(status_code=exc.status)
+    try:
+        for message in parsed.messages:
+            await hub.accept(message)
+        for update in parsed.status_updates:
+            await hub.record_status(channel, update)
+    except SQLAlchemyError as exc:  # locked, busy or down: not stored, so not acknowledged
+        hub.metrics.webhooks_rejected.labels(channel, "store_unavailable").inc()
+        log.warning("%s webhook not stored (%s); answered 503 for a retry", channel, type(exc).__name__)
+        return Response(status_code=503, headers={"Retry-After": "1"})
+    reply = parsed.reply
+    return Response(
+        reply.body, status_code=reply.status, media_type=reply.content_type, headers=reply.headers
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Threadline web app: webhooks, health, readiness, metrics and the admin API, with the worker
+    (and the memory-move retries) in-process. Bad settings raise ``ConfigError`` naming the variable."""
+    settings = settings or load_settings()
+    settings.check()  # refuse to start on bad configuration before anything is opened
+    adapters = build_adapters(settings)
+    hide_query_strings()  # whoever serves the app: no query string (handles) in uvicorn's access log
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wiring = await wire(settings, senders=adapters)
+        hub = wiring.hub
+        app.state.hub = hub
+        app.state.admin = wiring.services  # the one IdentityLinks: the background's move round uses it too
+        await hub.start()  # its background re-runs memory moves that failed (Mem0 down) until done
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    # the documentation pages are core.web.docs's: served from local assets, no CDN
+    app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.adapters = adapters
+    docs = add_docs(app)
+
+    def webhook_too_large(path: str) -> None:
+        hub: Hub | None = getattr(app.state, "hub", None)
+        if path in WEBHOOKS and hub is not None:
+            hub.metrics.webhooks_rejected.labels(WEBHOOKS[path], "too_large").inc()
+
+    private = [path for path in docs if not settings.docs_public]
+    if not settings.metrics_public:
+        private.append("/metrics")
+    app.add_middleware(
+        WebGuard,
+        admin_token=settings.admin_token,
+        private=private,
+        body_limits={path: adapters[ch].max_body_bytes for path, ch in WEBHOOKS.items() if ch in adapters},
+        on_too_large=webhook_too_large,
+    )
+
+    @app.post("/webhooks/slack/events", tags=["webhooks"])
+    async def slack_events(request: Request) -> Response:
+        """Slack Events API (signed with the signing secret; url_verification answered)."""
+        return await _webhook(request, "slack")
+
+    @app.post("/webhooks/telegram", tags=["webhooks"])
+    async def telegram_updates(request: Request) -> Response:
+        """Telegram Bot API updates (authenticated by the secret-token header)."""
+        return await _webhook(request, "telegram")
+
+    @app.post("/webhooks/twilio/sms", tags=["webhooks"])
+    async def twilio_sms(request: Request) -> Response:
+        """Inbound SMS from Twilio (X-Twilio-Signature); answered with empty TwiML."""
+        return await _webhook(request, "sms")
+
+    @app.post("/webhooks/twilio/status", tags=["webhooks"])
+    async def twilio_status(request: Request) -> Response:
+        """Twilio status callbacks for messages we sent (signed like inbound)."""
+        return await _webhook(request, "sms")
+
+    @app.post("/webhooks/email/inbound", tags=["webhooks"])
+    async def email_inbound(request: Request) -> Response:
+        """Inbound-parse webhook (Mailgun-style signature, MIME in ``body-mime``)."""
+        return await _webhook(request, "email")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> Response:
+        """Readiness: the store answers and the worker runs."""
+        hub: Hub = request.app.state.hub
+        if await hub.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format."""
+        hub: Hub = request.app.state.hub
+        hub.metrics.dead_letters.set(await count_dead_letters(hub.db))
+        return Response(hub.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    # after the webhooks: routes are matched in order, and a webhook should not be tried against every
+    # admin route first. The services exist once the lifespan has opened the hub; looked up per request.
+    app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
+
+    return app
