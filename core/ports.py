@@ -260,3 +260,109 @@ class MemoryStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# ----- the memory index: the store under Mem0 ---------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from core.memory.rows import ScopeSignals, Vector, VectorHit
+
+
+class MemoryIndex(Protocol):
+    """The store Mem0 open source writes its memories to, and ``LocalMemory`` reads, moves and erases.
+
+    A row is an id, a vector and a JSON payload (Mem0's: ``data`` the text, ``user_id`` the customer,
+    ``created_at``; ours: the provenance of ``Provenance.as_metadata``). Implementations: the SQLite file
+    of the embedded default (``core.memory.vectors.SQLiteVectorStore``) and PostgreSQL at scale; both
+    pass ``tests/core/memory/conformance.py``. Methods are blocking (Mem0 calls them from its threads)
+    and safe to call from several threads.
+
+    ``filters`` are Mem0's filter dictionaries (``core.memory.filters``). Scoping is strict: a read
+    without a ``user_id``, ``agent_id`` or ``run_id`` equality returns nothing (never everyone's rows),
+    and a row is read only under the scope it carries; the other keys narrow the scope's rows. Reads by
+    id (``get``, ``payloads``) are not scoped: ids are unique, and callers check the owner.
+    """
+
+    # ----- what Mem0's vector store interface calls -----
+
+    def insert(
+        self,
+        vectors: Sequence[Vector],
+        payloads: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        """Store rows (a row of an existing id is replaced). ``ValueError`` for a vector of other dims."""
+        ...
+
+    def search(
+        self, query: str, vectors: Vector, top_k: int = 5, filters: Mapping[str, Any] | None = None
+    ) -> builtins.list[VectorHit]:
+        """The ``top_k`` rows of the scope closest to ``vectors``; score = cosine clipped to [0, 1]."""
+        ...
+
+    def keyword_search(
+        self, query: str, top_k: int = 5, filters: Mapping[str, Any] | None = None
+    ) -> builtins.list[VectorHit]:
+        """The ``top_k`` rows of the scope best for ``query``'s words by BM25 (score > 0, higher is better);
+        the query's words are searched as words, never as query syntax."""
+        ...
+
+    def get(self, vector_id: str) -> VectorHit | None: ...
+
+    def update(
+        self, vector_id: str, vector: Vector | None = None, payload: Mapping[str, Any] | None = None
+    ) -> None:
+        """Replace a row's vector and/or payload (what is None stays). ``KeyError`` for an unknown id."""
+        ...
+
+    def delete(self, vector_id: str) -> None:
+        """Delete a row, its text included (an unknown id is not an error)."""
+        ...
+
+    def list(
+        self, filters: Mapping[str, Any] | None = None, top_k: int | None = None
+    ) -> builtins.list[VectorHit]:
+        """The scope's rows, newest first (by ``created_at``); at most ``top_k``. Also the export."""
+        ...
+
+    # ----- what LocalMemory needs besides -----
+
+    def count(self, filters: Mapping[str, Any]) -> int:
+        """How many rows the scope holds (0 without a scope)."""
+        ...
+
+    def scope_signals(
+        self, vectors: Vector, terms: Sequence[str], filters: Mapping[str, Any] | None
+    ) -> ScopeSignals:
+        """Every row of the scope, oldest first, with its cosine to ``vectors`` and its BM25 score for
+        ``terms`` (any of them, stemmed; 0 where none matches): what ``core.memory.ranking`` ranks."""
+        ...
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of the rows ``ids``; unknown ids are left out."""
+        ...
+
+    def covers_turns(self, user_id: str, turn_ids: Sequence[int]) -> bool:
+        """True when a row of ``user_id`` has one of ``turn_ids`` in its payload's ``turn_ids``."""
+        ...
+
+    def reassign(
+        self, from_user: str, to_user: str, *, handles: Collection[str] | None = None
+    ) -> builtins.list[str]:
+        """Give ``from_user``'s rows whose payload's ``source_handle`` is in ``handles`` (all when None) to
+        ``to_user`` atomically; ids, vectors and the rest of the payload stay. Returns the ids moved."""
+        ...
+
+    def forget_scope(self, filters: Mapping[str, Any]) -> builtins.list[str]:
+        """Delete every row of the scope so that none of its text remains in the store (keyword index
+        included); returns their ids. ``ValueError`` without a scope."""
+        ...
+
+    def forget_written_before(self, filters: Mapping[str, Any], cutoff: datetime) -> builtins.list[str]:
+        """Retention: delete the scope's rows whose ``created_at`` is before ``cutoff`` (an unreadable one
+        is kept), text included; returns their ids. ``ValueError`` without a scope."""
+        ...
+
+    def close(self) -> None: ...

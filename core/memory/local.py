@@ -1,12 +1,18 @@
 """``LocalMemory``: the ``MemoryStore`` port over Mem0 open source, embedded in the process.
 
-Mem0's synchronous ``Memory`` runs in worker threads (``asyncio.to_thread``); it is built on first use,
-with our SQLite vector store and local embedder inside (see ``mem0_quirks``). Mem0 writes, lists and
-forgets; recall ranks the customer's rows of our store itself (``core.memory.ranking``: dense and BM25
-fused by reciprocal rank, smoothed over neighbouring memories), which Mem0's own search cannot do (it
-scores only its dense candidates, and BM25 there only raises them). Every memory carries the
-provenance of the turn it came from in its metadata. Any backend failure surfaces as
-``MemoryUnavailable``; log lines carry customer ids and counts only.
+Mem0's synchronous ``Memory`` runs in worker threads (``asyncio.to_thread``); it is built on first use
+(``core.memory.mem0_oss``) around a ``core.ports.MemoryIndex`` (the SQLite file in the data dir unless
+another index is given) and the local embedder. ``LocalMemory`` uses the index through the port only.
+Mem0 extracts, writes, lists and forgets; recall ranks the customer's rows of the index itself
+(``core.memory.ranking``: dense and BM25 fused by reciprocal rank, smoothed over neighbouring
+memories), which Mem0's own search cannot do (it scores only its dense candidates, and BM25 there only
+raises them). Every memory carries the provenance of the turn it came from in its metadata.
+
+What Mem0 shows its extractor for a turn comes from that turn's handle only: the existing memories it
+shows are read narrowed to the handle's provenance (``mem0_oss.narrowed``), and it keeps no "last
+messages" of the customer at all (``mem0_quirks.history_only_db``), since those would carry the words of
+the customer's other handles (the writer hands it the customer's words only, never a reply). Any
+backend failure surfaces as ``MemoryUnavailable``; log lines carry customer ids and counts only.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import MemoryUnavailable
-from core.memory import mem0_quirks, ranking
+from core.memory import mem0_oss, mem0_quirks, ranking
 from core.memory.embedder import LocalEmbedder, shared_embedder
 from core.memory.ranking import keyword_terms
 from core.memory.records import (
@@ -32,7 +38,7 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
-from core.ports import ChatMessage, MemoryRecord, Provenance
+from core.ports import ChatMessage, MemoryIndex, MemoryRecord, Provenance
 from core.settings import LLMSettings
 
 log = logging.getLogger(__name__)
@@ -41,14 +47,26 @@ T = TypeVar("T")
 
 
 class LocalMemory:
-    """Mem0 open source in ``data_dir``; extraction (``infer=True``) uses ``llm`` when it is configured."""
+    """Mem0 open source in ``data_dir``; extraction (``infer=True``) uses ``llm`` when it is configured.
 
-    def __init__(self, *, data_dir: Path, llm: LLMSettings, embedder: LocalEmbedder | None = None) -> None:
+    ``index`` opens the memory index on first use (blocking, in a worker thread); by default the SQLite
+    file in ``data_dir`` (``mem0_oss.sqlite_index``).
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        llm: LLMSettings,
+        embedder: LocalEmbedder | None = None,
+        index: Callable[[], MemoryIndex] | None = None,
+    ) -> None:
         self._data_dir = data_dir
         self._llm = llm
         self._embedder = embedder or shared_embedder()
+        self._open_index = index or (lambda: mem0_oss.sqlite_index(data_dir))
         self._lock = threading.Lock()
-        self._oss: mem0_quirks.OssMemory | None = None
+        self._oss: mem0_oss.OssMemory | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -56,13 +74,13 @@ class LocalMemory:
 
     # ----- plumbing ----------------------------------------------------------------------------
 
-    def _backend(self) -> mem0_quirks.OssMemory:
+    def _backend(self) -> mem0_oss.OssMemory:
         with self._lock:
             if self._closed:
                 raise MemoryUnavailable("the memory store is closed")
             if self._oss is None:
-                self._oss = mem0_quirks.build_oss_memory(
-                    data_dir=self._data_dir, llm=self._llm, embedder=self._embedder
+                self._oss = mem0_oss.build_oss_memory(
+                    data_dir=self._data_dir, llm=self._llm, embedder=self._embedder, index=self._open_index()
                 )
             return self._oss
 
@@ -92,14 +110,14 @@ class LocalMemory:
             return []
 
         def call() -> list[MemoryRecord]:
-            store = self._backend().store
+            index = self._backend().index
             vector = self._embedder.embed_one(" ".join(query.split()))
-            signals = store.scope_signals(vector, keyword_terms(query), self._scope(customer_id))
+            signals = index.scope_signals(vector, keyword_terms(query), self._scope(customer_id))
             ranked = ranking.rank(signals.dense, signals.keyword, signals.written, limit=len(signals.ids))
             found: list[MemoryRecord] = []
             for start in range(0, len(ranked), limit):
                 batch = [(signals.ids[i], score) for i, score in ranked[start : start + limit]]
-                payloads = store.payloads([memory_id for memory_id, _ in batch])
+                payloads = index.payloads([memory_id for memory_id, _ in batch])
                 for memory_id, score in batch:
                     payload = payloads.get(memory_id)
                     if payload is None or not payload.get("data") or expired(payload):
@@ -124,9 +142,12 @@ class LocalMemory:
         metadata = provenance.as_metadata()
 
         def extract() -> list[str]:
-            added = self._backend().memory.add(
-                as_mem0_messages(messages), user_id=customer_id, metadata=metadata, infer=True
-            )
+            memory = self._backend().memory
+            # Mem0 shows the extractor the existing memories its search finds: this handle's only
+            with mem0_oss.narrowed({"source_handle": provenance.handle}):
+                added = memory.add(
+                    as_mem0_messages(messages), user_id=customer_id, metadata=metadata, infer=True
+                )
             return [
                 str(item["id"]) for item in results_of(added) if item.get("event") == "ADD" and "id" in item
             ]
@@ -159,7 +180,7 @@ class LocalMemory:
     async def list(self, customer_id: str) -> list[MemoryRecord]:
         def call() -> list[MemoryRecord]:
             oss = self._backend()
-            count = oss.store.count(self._scope(customer_id))
+            count = oss.index.count(self._scope(customer_id))
             if count == 0:
                 return []
             listed = oss.memory.get_all(filters=self._scope(customer_id), top_k=count)
@@ -171,20 +192,19 @@ class LocalMemory:
         if not turn_ids:
             return False
         return await self._run(
-            "lookup", customer_id, lambda: self._backend().store.covers_turns(customer_id, turn_ids)
+            "lookup", customer_id, lambda: self._backend().index.covers_turns(customer_id, turn_ids)
         )
 
     async def forget(self, customer_id: str) -> int:
         def call() -> int:
             oss = self._backend()
             scope = self._scope(customer_id)
-            ids = [hit.id for hit in oss.store.list(scope)[0]]
+            ids = [hit.id for hit in oss.index.list(scope)]
             if ids:
                 oss.memory.delete_all(user_id=customer_id)
-            # whatever delete_all missed, the entity rows, and an FTS merge so no deleted term stays on disk
-            ids = list(dict.fromkeys([*ids, *oss.store.forget_scope(scope)]))
-            oss.entities.forget_scope(scope)
-            mem0_quirks.erase_leftovers(oss.memory, user_id=customer_id, memory_ids=ids)
+            # whatever delete_all missed, with no deleted text left in the index; then Mem0's history rows
+            ids = list(dict.fromkeys([*ids, *oss.index.forget_scope(scope)]))
+            mem0_quirks.erase_history(oss.memory, ids)
             return len(ids)
 
         count = await self._run("forget", customer_id, call)
@@ -194,10 +214,8 @@ class LocalMemory:
     async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
         def call() -> int:
             oss = self._backend()
-            scope = self._scope(customer_id)
-            ids = oss.store.forget_written_before(scope, cutoff)
-            oss.entities.forget_written_before(scope, cutoff)
-            mem0_quirks.erase_history_before(oss.memory, user_id=customer_id, memory_ids=ids, cutoff=cutoff)
+            ids = oss.index.forget_written_before(self._scope(customer_id), cutoff)
+            mem0_quirks.erase_history(oss.memory, ids)
             return len(ids)
 
         count = await self._run("retention", customer_id, call)
@@ -210,18 +228,15 @@ class LocalMemory:
     ) -> builtins.list[str]:
         """Give ``from_customer``'s memories from ``handles`` (all when None) to ``to_customer``.
 
-        In place, in one SQLite transaction: the memory ids stay, so do text and provenance. Mem0's
-        ``messages`` rows (its extraction context) follow only a move of everything, because they do not
-        say which handle they came from (see :func:`mem0_quirks.move_memories`).
+        In place, atomically (``MemoryIndex.reassign``): the memory ids stay, so do text and provenance.
+        Mem0's history rows are keyed by memory id and need nothing; Mem0 keeps no raw messages to move.
         """
         wanted = wanted_handles(handles)
         if from_customer == to_customer or (wanted is not None and not wanted):
             return []
 
         def call() -> builtins.list[str]:
-            return mem0_quirks.move_memories(
-                self._backend(), from_user=from_customer, to_user=to_customer, handles=wanted
-            )
+            return self._backend().index.reassign(from_customer, to_customer, handles=wanted)
 
         ids = await self._run("move", from_customer, call)
         log.info("memory: moved %d from customer %s to customer %s", len(ids), from_customer, to_customer)

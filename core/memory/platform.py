@@ -44,6 +44,22 @@ _MAX_PAGES = 1000
 MOVED_FROM = "moved_from"  # metadata of a moved memory's copy: the id of its original
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """True for the hosted client's answer to a memory that does not exist (HTTP 404)."""
+    from mem0.exceptions import MemoryNotFoundError
+
+    return isinstance(exc, MemoryNotFoundError)
+
+
+def new_platform_client(*, data_dir: Path, api_key: str, host: str, timeout: float) -> Any:
+    """``mem0.AsyncMemoryClient`` with our HTTP timeout. Blocking (its constructor pings): run in a thread."""
+    import httpx
+
+    mem0 = mem0_quirks.import_mem0(data_dir)
+    # an unused AsyncClient holds no connection: if the constructor's ping fails there is nothing to close
+    return mem0.AsyncMemoryClient(api_key=api_key, host=host, client=httpx.AsyncClient(timeout=timeout))
+
+
 class PlatformMemory:
     """Hosted Mem0 at ``host`` with ``api_key``; ``data_dir`` only holds mem0's own ``config.json``."""
 
@@ -68,7 +84,7 @@ class PlatformMemory:
                 raise MemoryUnavailable("the memory store is closed")
             if self._client is None:
                 build = asyncio.to_thread(
-                    mem0_quirks.new_platform_client,
+                    new_platform_client,
                     data_dir=self._data_dir,
                     api_key=self._api_key.get_secret_value(),
                     host=self._host,
@@ -281,7 +297,7 @@ class PlatformMemory:
         try:
             await client.delete(memory_id)
         except Exception as exc:
-            if not mem0_quirks.is_not_found(exc):  # already gone (an earlier, interrupted run)
+            if not is_not_found(exc):  # already gone (an earlier, interrupted run)
                 raise
 
     async def aclose(self) -> None:

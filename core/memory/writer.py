@@ -8,10 +8,15 @@ Policies: ``every_turn`` writes each customer message with its reply as soon as 
 ``summary`` writes one entry per conversation once it has been quiet for ``memory.quiet_seconds``.
 With an LLM, Mem0 extracts facts (``infer=True``); offline, the customer's words are stored as they are.
 
-Every text handed to ``MemoryStore.remember`` (customer and assistant turns, per turn or as a summary) goes
-through ``core.agent.redaction.redact`` first: card numbers, bank accounts, national ids, passwords, one-time
-codes and secrets never reach Mem0 (nor, with ``infer=True``, the LLM that extracts facts for it). The
-conversation log (``turns``) keeps the words as they were; the prompt redacts them again when it shows them.
+A memory carries the provenance of one handle, so what it is made from is that handle's customer's own
+words only (one write per handle): never the replies. A reply draws on the customer's memories and recent
+conversation on every handle, so a fact said on SMS and repeated in a reply on Telegram would otherwise
+become a memory of the Telegram handle, and leave with it when that handle is unlinked.
+
+Every text handed to ``MemoryStore.remember`` goes through ``core.agent.redaction.redact`` first: card
+numbers, bank accounts, national ids, passwords, one-time codes and secrets never reach Mem0 (nor, with
+``infer=True``, the LLM that extracts facts for it). The conversation log (``turns``) keeps the words as
+they were; the prompt redacts them again when it shows them.
 """
 
 from __future__ import annotations
@@ -62,15 +67,16 @@ def _groups(turns: list[LoggedTurn]) -> list[list[LoggedTurn]]:
 
 
 def _messages(turns: list[LoggedTurn]) -> tuple[list[ChatMessage], tuple[str, ...]]:
-    """The turns as Mem0 gets them, sensitive values replaced by placeholders, and the kinds replaced."""
+    """What Mem0 gets of the turns: the customer's words (never a reply, which may repeat what other
+    handles said), sensitive values replaced by placeholders; and the kinds replaced."""
     messages: list[ChatMessage] = []
     kinds: dict[str, None] = {}
     for turn in turns:
+        if turn.role != "customer":
+            continue
         clean = redact(turn.text)
         kinds.update(dict.fromkeys(clean.kinds))
-        messages.append(
-            ChatMessage(role="user" if turn.role == "customer" else "assistant", content=clean.text)
-        )
+        messages.append(ChatMessage(role="user", content=clean.text))
     return messages, tuple(kinds)
 
 
@@ -190,11 +196,13 @@ class MemoryWriter:
         messages, kinds = _messages(turns)
         if kinds:  # the kinds only, never a value
             log.info("memory for customer %s: removed %s", customer_id, ", ".join(kinds))
+        if not messages:
+            return  # no words of the customer (only replies): nothing of theirs to remember
         if self._infer:
             await self._memory.remember(customer_id, messages, provenance=_provenance(turns), infer=True)
             return
-        # offline: the customer's own words (redacted), stored as they are (one entry per job)
-        words = "\n".join(m.content for m in messages if m.role == "user")
+        # offline: the customer's words stored as they are (one entry per job)
+        words = "\n".join(m.content for m in messages)
         if words:
             await self._memory.remember(
                 customer_id,

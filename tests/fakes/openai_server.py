@@ -19,7 +19,9 @@ Standalone, for tests that run the hub as a subprocess::
 prints its base URL (``http://127.0.0.1:N/v1``) on the first line of stdout, appends one JSON line
 per call to ``FILE``, and stops on SIGTERM / SIGINT.
 
-Routes: ``POST /v1/chat/completions`` (non-streaming) and ``GET /v1/models``.
+Routes: ``POST /v1/chat/completions`` (non-streaming) and ``GET /v1/models``. Responders: the default
+``echo_responder``; ``restating_responder``, a model that restates its whole context (what it was shown
+becomes a memory, or the reply).
 """
 
 from __future__ import annotations
@@ -76,6 +78,30 @@ def echo_responder(request_json: dict[str, Any]) -> str:
     if isinstance(response_format, dict) and response_format.get("type") == "json_object":
         return json.dumps({"echo": text})
     return text
+
+
+def restating_responder(request_json: dict[str, Any]) -> str:
+    """A model that restates what it is shown, context included.
+
+    An extraction request (``response_format={"type": "json_object"}``, as Mem0 sends) is answered with
+    every non-empty line of its user messages as one fact (``{"memory": [{"text": line}, ...]}``),
+    headings (``#``) left out: whatever the extractor was shown (the new messages, and any context such as
+    earlier messages or existing memories) becomes a memory. A chat request is answered with its whole
+    conversation on one line, so whatever reached the prompt reaches the reply.
+    """
+    messages = request_json.get("messages")
+    listed = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    response_format = request_json.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_object":
+        lines = [
+            line.strip()
+            for m in listed
+            if m.get("role") == "user"
+            for line in str(m.get("content", "")).splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        return json.dumps({"memory": [{"text": line} for line in dict.fromkeys(lines)]})
+    return "I see: " + " | ".join(str(m.get("content", "")).replace("\n", " | ") for m in listed)
 
 
 def completion_body(

@@ -286,7 +286,8 @@ async def test_llm_hub_sends_no_sensitive_value_to_memory_or_any_prompt(tmp_path
 
 
 async def test_a_reply_with_a_sensitive_value_is_not_stored_in_memory(tmp_path: Path) -> None:
-    """Assistant text is redacted on the way to memory too (here the LLM itself puts a card in it)."""
+    """A reply the LLM put a card in never reaches memory or the extraction LLM: replies are not
+    remembered, and what is (the customer's words) is redacted."""
 
     def careless(request: dict[str, Any]) -> str:
         if (request.get("response_format") or {}).get("type") == "json_object":
@@ -302,7 +303,9 @@ async def test_a_reply_with_a_sensitive_value_is_not_stored_in_memory(tmp_path: 
             memories = await hub.memory.list(customer)
     assert CARD in sender.sent[0].text  # the customer still gets the reply as written
     assert memories
-    assert any(m.text.startswith("assistant: ") for m in memories), "the reply was stored, redacted"
+    # a reply is never remembered (it may repeat what other handles said: core.memory.writer), so the card
+    # the LLM put in it cannot reach memory that way either
+    assert not any("assistant" in m.text for m in memories), "the reply was stored"
     for memory in memories:
         assert CARD not in memory.text and OTP not in memory.text
     extraction = [c for c in fake.calls if "response_format" in c]

@@ -50,8 +50,8 @@ def record(n: int, text: str, *, handle: str = "sms:+15550001111") -> MemoryReco
 
 def spread_out(memory: LocalMemory, customer_id: str) -> None:
     """Make every memory of the customer a conversation of its own (a day apart), oldest first as written."""
-    store = memory._backend().store
-    for day, hit in enumerate(reversed(store.list({"user_id": customer_id})[0]), start=1):
+    store = memory._backend().index
+    for day, hit in enumerate(reversed(store.list({"user_id": customer_id})), start=1):
         store.update(hit.id, payload={**hit.payload, "created_at": f"2026-01-{day:02d}T10:00:00+00:00"})
 
 
@@ -92,7 +92,7 @@ async def test_recall_keeps_provenance_and_leaves_out_expired_memories(memory: L
     origin = provenance(turn_ids=(11, 12), channel="telegram", category="profile")
     [kept] = await memory.remember(USER, said("my router keeps dropping"), provenance=origin, infer=False)
     [gone] = await memory.remember(USER, said("router promo until May"), provenance=origin, infer=False)
-    store = memory._backend().store
+    store = memory._backend().index
     hit = store.get(gone)
     assert hit is not None
     store.update(gone, payload={**hit.payload, "expiration_date": "2020-01-01"})

@@ -1,4 +1,5 @@
-"""The Mem0 quirks: environment before import, quiet logs, our classes in Mem0's hierarchy, the config."""
+"""Mem0 as we import and build it: environment before import, quiet logs, our index in Mem0's hierarchy,
+the config."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from core.memory import mem0_quirks
+from core.memory import mem0_oss, mem0_quirks
 from core.settings import LLMSettings
+from tests.core.memory.helpers import files_containing
 
 SECRET = "zqsecretmemorytext"
 
@@ -68,28 +70,40 @@ def test_mem0_log_lines_are_withheld(mem0: object) -> None:
     assert all(r.exc_info is None for r in collect.records)
 
 
-def test_vector_store_is_a_mem0_vector_store(mem0: object, tmp_path: Path) -> None:
+def test_the_index_is_a_mem0_vector_store_with_keyword_search(mem0: object, tmp_path: Path) -> None:
     from mem0.vector_stores.base import VectorStoreBase
 
-    store = mem0_quirks.mem0_vector_store(tmp_path / "v.sqlite3")
+    index = mem0_oss.sqlite_index(tmp_path)
     try:
-        assert isinstance(store, VectorStoreBase)
-        assert type(store).keyword_search is not VectorStoreBase.keyword_search  # hybrid BM25 stays on
-        assert isinstance(store.with_collection("other"), VectorStoreBase)
+        adapter = mem0_oss._index_adapter()(index)
+        assert isinstance(adapter, VectorStoreBase)
+        assert type(adapter).keyword_search is not VectorStoreBase.keyword_search  # hybrid BM25 stays on
     finally:
-        store.close()
+        index.close()
 
 
 def test_config_without_an_llm_uses_a_placeholder_that_goes_nowhere(tmp_path: Path) -> None:
-    config = mem0_quirks.mem0_config(tmp_path, LLMSettings())
+    config = mem0_oss.mem0_config(tmp_path, LLMSettings())
     llm = config["llm"]["config"]
     assert config["llm"]["provider"] == "openai"
-    assert llm["api_key"] == mem0_quirks.OFFLINE_API_KEY
+    assert llm["api_key"] == mem0_oss.OFFLINE_API_KEY
     assert llm["openai_base_url"].startswith("http://127.0.0.1:")
     assert config["history_db_path"] == str(tmp_path / "mem0" / "history.db")
 
 
 def test_config_with_an_llm_uses_its_key_url_and_model(tmp_path: Path) -> None:
     settings = LLMSettings(api_key=SecretStr("sk-test"), base_url="http://127.0.0.1:1/v1", model="m-1")
-    llm = mem0_quirks.mem0_config(tmp_path, settings)["llm"]["config"]
+    llm = mem0_oss.mem0_config(tmp_path, settings)["llm"]["config"]
     assert llm == {"model": "m-1", "api_key": "sk-test", "openai_base_url": "http://127.0.0.1:1/v1"}
+
+
+def test_the_entity_collection_of_an_earlier_version_is_dropped(tmp_path: Path) -> None:
+    old = mem0_oss.sqlite_index(tmp_path).with_collection(mem0_oss.LEGACY_ENTITY_COLLECTION)
+    old.insert([[1.0] * old.embedding_model_dims], payloads=[{"user_id": "c", "data": "zqentitycanary"}])
+    old.close()
+    index = mem0_oss.sqlite_index(tmp_path)
+    try:
+        assert index.list_cols() == [mem0_quirks.COLLECTION]
+    finally:
+        index.close()
+    assert files_containing(tmp_path, "zqentitycanary") == []

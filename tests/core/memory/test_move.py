@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from pydantic import SecretStr
 
 from core.errors import MemoryUnavailable
-from core.memory import mem0_quirks
 from core.memory.local import LocalMemory
 from core.memory.platform import PlatformMemory
 from core.ports import ChatMessage, MemoryRecord, MemoryStore, Provenance
 from core.settings import LLMSettings
 from tests.fakes.mem0_platform import FakeMem0Platform
-from tests.fakes.openai_server import FakeOpenAI
 
 A = "cust-a"
 B = "cust-b"
@@ -56,7 +51,7 @@ class Backend:
     async def keyword_hits(self, customer_id: str, query: str) -> list[str]:
         """Texts a keyword search finds for the customer (local: the FTS index; hosted: its search)."""
         if isinstance(self.memory, LocalMemory):
-            store = self.memory._backend().store
+            store = self.memory._backend().index
             return [
                 str(h.payload.get("data")) for h in store.keyword_search(query, 10, {"user_id": customer_id})
             ]
@@ -204,73 +199,6 @@ async def test_a_moved_canary_is_gone_from_a_even_for_keyword_search(backend: Ba
     ]
     if backend.fake is not None:
         assert [m.scope for m in backend.fake.memories if CANARY in m.memory] == [{"user_id": B}]
-
-
-# ----- local only ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[LocalMemory]:
-    store = LocalMemory(data_dir=tmp_path / "data", llm=LLMSettings())
-    yield store
-    await store.aclose()
-
-
-def entity_rows(memory: LocalMemory, customer_id: str) -> dict[str, list[str]]:
-    hits = memory._backend().entities.list(filters={"user_id": customer_id})[0]
-    return {str(h.payload["data"]): sorted(h.payload["linked_memory_ids"]) for h in hits}
-
-
-async def test_local_entity_links_follow_the_moved_memories(local: LocalMemory) -> None:
-    sms_1 = (await local.remember(A, said("router one"), provenance=origin(SMS, 1), infer=False))[0]
-    sms_2 = (await local.remember(A, said("router two"), provenance=origin(SMS, 2), infer=False))[0]
-    tg = (await local.remember(A, said("router three"), provenance=origin(TELEGRAM, 3), infer=False))[0]
-    mine = (await local.remember(B, said("b's router"), provenance=origin(SMS, 4), infer=False))[0]
-    entities = local._backend().entities
-    vector = np.ones(entities.embedding_model_dims, dtype=np.float32)
-    entities.insert(
-        [vector] * 4,
-        payloads=[
-            {"data": "Router", "entity_type": "PRODUCT", "linked_memory_ids": [sms_1, tg], "user_id": A},
-            {"data": "Wifi", "entity_type": "PRODUCT", "linked_memory_ids": [sms_1, sms_2], "user_id": A},
-            {"data": "Telegram", "entity_type": "PRODUCT", "linked_memory_ids": [tg], "user_id": A},
-            {"data": "router ", "entity_type": "PRODUCT", "linked_memory_ids": [mine], "user_id": B},
-        ],
-        ids=["e-router-a", "e-wifi-a", "e-telegram-a", "e-router-b"],
-    )
-
-    assert sorted(await local.move(A, B, handles=[SMS])) == sorted([sms_1, sms_2])
-
-    assert entity_rows(local, A) == {"Router": [tg], "Telegram": [tg]}
-    assert entity_rows(local, B) == {"router ": sorted([mine, sms_1]), "Wifi": sorted([sms_1, sms_2])}
-    wifi = entities.get("e-wifi-a")
-    assert wifi is not None and wifi.payload["user_id"] == B  # nothing else linked to it: the row moved
-
-
-def session_rows(data_dir: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(mem0_quirks.mem0_dir(data_dir) / "history.db") as db:
-        return sorted(db.execute("SELECT session_scope, content FROM messages").fetchall())
-
-
-async def test_local_mem0_messages_follow_a_move_of_everything_only(tmp_path: Path) -> None:
-    with FakeOpenAI() as fake_llm:
-        fake_llm.responder = lambda _: json.dumps({"memory": [{"text": "Customer's router drops wifi"}]})
-        llm = LLMSettings(api_key=SecretStr("sk-test"), base_url=fake_llm.base_url, max_retries=0, timeout=10)
-        data = tmp_path / "data"
-        memory = LocalMemory(data_dir=data, llm=llm)
-        try:
-            await memory.remember(A, said("the wifi keeps dropping"), provenance=origin(SMS, 1), infer=True)
-            scope_a, scope_b = mem0_quirks.session_scope(A), mem0_quirks.session_scope(B)
-            assert {scope for scope, _ in session_rows(data)} == {scope_a}
-
-            assert len(await memory.move(A, B, handles=[SMS])) == 1
-            assert {scope for scope, _ in session_rows(data)} == {scope_a}  # no handle on them: they stay
-
-            await memory.move(B, A)
-            assert len(await memory.move(A, B)) == 1
-            assert {scope for scope, _ in session_rows(data)} == {scope_b}
-        finally:
-            await memory.aclose()
 
 
 # ----- hosted only -----------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_two_users_never_see_each_other(store: SQLiteVectorStore) -> None:
         assert [h.id for h in store.keyword_search("router wifi", top_k=10, filters={"user_id": user})] == [
             own
         ]
-        assert [h.id for h in store.list({"user_id": user})[0]] == [own]
+        assert [h.id for h in store.list({"user_id": user})] == [own]
         assert store.count({"user_id": user}) == 1
 
 
@@ -73,7 +73,7 @@ def test_no_scope_returns_nothing(store: SQLiteVectorStore) -> None:
     assert store.search("q", unit(1), top_k=10, filters=None) == []
     assert store.search("q", unit(1), top_k=10, filters={"category": "x"}) == []
     assert store.keyword_search("router", top_k=10, filters={}) == []
-    assert store.list(None) == [[]]
+    assert store.list(None) == []
     assert store.count({}) == 0
 
 
@@ -102,7 +102,7 @@ def test_metadata_filters(store: SQLiteVectorStore) -> None:
     only = {"user_id": "a", "category": "profile"}
     assert [h.id for h in store.search("q", unit(2), top_k=5, filters=only)] == ["p"]
     assert [h.id for h in store.keyword_search("tea", top_k=5, filters=only)] == ["p"]
-    assert [h.id for h in store.list(only)[0]] == ["p"]
+    assert [h.id for h in store.list(only)] == ["p"]
 
 
 def test_keyword_search_is_bm25_over_the_text(store: SQLiteVectorStore) -> None:
@@ -162,7 +162,7 @@ def test_get_update_delete(store: SQLiteVectorStore) -> None:
 def test_insert_with_an_existing_id_replaces_the_row(store: SQLiteVectorStore) -> None:
     store.insert([unit(1)], payloads=[payload("a", "first")], ids=["m"])
     store.insert([unit(2)], payloads=[payload("a", "second")], ids=["m"])
-    assert [h.payload["data"] for h in store.list({"user_id": "a"})[0]] == ["second"]
+    assert [h.payload["data"] for h in store.list({"user_id": "a"})] == ["second"]
     assert store.keyword_search("first", top_k=5, filters={"user_id": "a"}) == []
 
 
@@ -175,8 +175,8 @@ def test_list_is_newest_first_and_honours_top_k(store: SQLiteVectorStore) -> Non
             payload("a", "oldest", created_at="2024-05-01T00:00:00+00:00"),
         ],
     )
-    assert [h.payload["data"] for h in store.list({"user_id": "a"})[0]] == ["newest", "middle", "oldest"]
-    assert [h.payload["data"] for h in store.list({"user_id": "a"}, top_k=1)[0]] == ["newest"]
+    assert [h.payload["data"] for h in store.list({"user_id": "a"})] == ["newest", "middle", "oldest"]
+    assert [h.payload["data"] for h in store.list({"user_id": "a"}, top_k=1)] == ["newest"]
 
 
 def test_covers_turns_is_per_customer(store: SQLiteVectorStore) -> None:
@@ -199,8 +199,9 @@ def test_collections_share_the_file_but_not_rows(store: SQLiteVectorStore) -> No
     assert [h.id for h in entities.search("q", unit(1), top_k=5, filters={"user_id": "a"})] == ["e"]
     assert [h.id for h in store.keyword_search("router", top_k=5, filters={"user_id": "a"})] == ["m"]
     assert set(store.list_cols()) == {"threadline", "entities"}
-    entities.reset()
-    assert entities.col_info()["count"] == 0 and store.col_info()["count"] == 1
+    entities.delete_col()
+    assert store.list_cols() == ["threadline"]
+    assert entities.count({"user_id": "a"}) == 0 and store.count({"user_id": "a"}) == 1
 
 
 def test_forget_scope_leaves_no_text_in_the_file(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_forget_scope_leaves_no_text_in_the_file(tmp_path: Path) -> None:
     assert store.forget_scope({"user_id": "a"}) == ["gone"]
     with pytest.raises(ValueError, match="user_id"):
         store.forget_scope({})
-    assert store.list({"user_id": "a"}) == [[]] and not store.covers_turns("a", [1])
+    assert store.list({"user_id": "a"}) == [] and not store.covers_turns("a", [1])
     store.close()
     assert files_containing(tmp_path, "zqforgetmecanary") == []
     assert files_containing(tmp_path, "zqkeepmecanary") != []
@@ -225,7 +226,7 @@ def test_two_connections_on_one_file(tmp_path: Path) -> None:
     try:
         first.insert([unit(1)], payloads=[payload("a", "from first")], ids=["1"])
         second.insert([unit(2)], payloads=[payload("a", "from second")], ids=["2"])
-        assert {h.id for h in first.list({"user_id": "a"})[0]} == {"1", "2"}
+        assert {h.id for h in first.list({"user_id": "a"})} == {"1", "2"}
         assert [h.id for h in second.keyword_search("first", top_k=5, filters={"user_id": "a"})] == ["1"]
         second.delete("1")
         assert first.get("1") is None
