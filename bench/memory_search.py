@@ -45,7 +45,8 @@ from core.agent.agent import candidates_for
 from core.memory.embedder import shared_embedder
 from core.memory.local import LocalMemory
 from core.memory.platform import PlatformMemory
-from core.ports import ChatMessage, MemoryStore, Provenance
+from core.messages import ChatMessage, Provenance
+from core.ports import MemoryStore
 from core.settings import LLMSettings, MemorySettings
 
 

@@ -36,7 +36,7 @@ from bench.corpus import Corpus, reply_to
 from core.memory.embedder import DIMS, shared_embedder
 from core.memory.mem0_quirks import COLLECTION, mem0_dir
 from core.memory.vectors import SQLiteVectorStore
-from core.ports import MEMORY_CATEGORIES
+from core.messages import MEMORY_CATEGORIES
 from core.store.db import Database
 from core.store.models import Customer, Identity, IdentityEvent, Turn
 

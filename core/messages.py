@@ -7,13 +7,17 @@ than dropped, so an adapter can read them later without a schema change.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import InvalidAddress
+from core.memory.attribution import STATEMENT_METADATA
 
-_KNOWN_CHANNELS = frozenset({"sms", "email", "telegram", "slack", "console"})
+# a channel is named by its adapter; core checks only the shape of the name (identity.normalize knows
+# which channels exist and how each one's handles are written)
+_CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,8 +32,8 @@ class Address:
     handle: str
 
     def __post_init__(self) -> None:
-        if self.channel not in _KNOWN_CHANNELS:
-            raise InvalidAddress(f"unknown channel {self.channel!r}")
+        if not _CHANNEL_NAME.fullmatch(self.channel):
+            raise InvalidAddress(f"not a channel name: {self.channel[:40]!r}")
         if not self.handle or self.handle != self.handle.strip():
             raise InvalidAddress(f"empty or padded handle on channel {self.channel!r}")
 
@@ -204,3 +208,125 @@ class Resolution:
     customer_id: str
     assurance: Assurance
     created: bool = False
+
+
+# ----- the agent, the interceptions and memory (used by the ports in core.ports) -----------------------
+
+Role = Literal["system", "user", "assistant"]
+MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
+MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
+    "profile",
+    "support_history",
+    "special_handling",
+    "operational_state",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessage:
+    """One message of an LLM conversation."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncomingTurn:
+    """A customer message as the identity layer sees it before the agent does."""
+
+    inbox_id: int
+    customer_id: str
+    sender: Address
+    channel: str
+    text: str
+    # the channel vouched for this very message (InboundMessage.sender_assurance is not unverified)
+    authenticated: bool = False
+    # a phone number the platform vouches for (a Telegram contact), as InboundMessage.shared_contact
+    shared_contact: SharedContact | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """A message to another handle of the customer (a one-time code to a claimed address).
+
+    ``one_time``: the text is a secret; the outbox keeps it only until it is sent or has failed.
+    """
+
+    recipient: Address
+    text: str
+    idempotency_key: str
+    one_time: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handled:
+    """The identity layer answered a message itself: it never reaches the agent.
+
+    ``stored_text`` replaces the message text in the inbox row, so that a code or a claimed address
+    does not stay in the store; ``reply`` goes back to the sender; ``notices`` go to other handles.
+    ``keep``: the message is also an ordinary customer message ("my name is Ana and my email is ..."):
+    it and the reply are logged and remembered like any answered message (never set for a code).
+    """
+
+    reply: str | None
+    stored_text: str
+    notices: tuple[Notice, ...] = ()
+    keep: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """Where a memory came from: the channel, the handle, and our message ids (``inbox:<id>``)."""
+
+    channel: str
+    handle: str
+    message_ids: tuple[str, ...]
+    category: MemoryCategory
+    turn_ids: tuple[int, ...] = ()
+    # False: from a message nobody vouched for (an email without DMARC pass, the console): recalled only
+    # for that same handle, never for the customer's other channels
+    sender_vouched: bool = True
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The memory's metadata: where it came from, and that it is the customer's unverified statement."""
+        return {
+            **STATEMENT_METADATA,
+            "sender_vouched": self.sender_vouched,
+            "source_channel": self.channel,
+            "source_handle": self.handle,
+            "message_ids": list(self.message_ids),
+            "turn_ids": list(self.turn_ids),
+            "category": self.category,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRecord:
+    """One memory as recall, list and export return it."""
+
+    id: str
+    text: str
+    score: float | None = None
+    channel: str | None = None
+    handle: str | None = None
+    message_ids: tuple[str, ...] = ()
+    turn_ids: tuple[int, ...] = ()
+    category: str | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The memory as ``threadline memory --json`` and an export show it: text, provenance, metadata
+        (who said it, whether it was verified), and the recall score when it came from a search."""
+        return {
+            "id": self.id,
+            "text": self.text,
+            "score": self.score,
+            "category": self.category,
+            "channel": self.channel,
+            "handle": self.handle,
+            "message_ids": list(self.message_ids),
+            "turn_ids": list(self.turn_ids),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "metadata": dict(self.metadata),
+        }

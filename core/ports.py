@@ -1,40 +1,35 @@
-"""The ports: what core needs from channels, identity, memory and the LLM.
+"""The ports: what core needs from channels, identity, memory and the LLM. Protocols only: the values they
+speak are in ``core.messages`` (and the memory index's rows in ``core.memory.rows``).
 
-Core depends only on these protocols; ``core/web/app.py`` wires the concrete implementations.
+Core depends only on these protocols; the composition root (``core/compose.py``) wires the concrete
+implementations.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from core.memory.attribution import STATEMENT_METADATA
 from core.messages import (
     Address,
     Assurance,
+    ChatMessage,
     Delivery,
+    Handled,
     InboundMessage,
+    IncomingTurn,
+    MemoryRecord,
     OutboundMessage,
+    Provenance,
     Resolution,
-    SharedContact,
 )
 
 if TYPE_CHECKING:
     from core.pipeline.inbox import Accepted
 
-Role = Literal["system", "user", "assistant"]
 AcceptFn = Callable[[InboundMessage], Awaitable["Accepted"]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChatMessage:
-    """One message of an LLM conversation."""
-
-    role: Role
-    content: str
 
 
 @runtime_checkable
@@ -84,50 +79,6 @@ class IdentityResolver(Protocol):
     async def resolve(self, address: Address, *, assurance: Assurance | None = None) -> Resolution: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncomingTurn:
-    """A customer message as the identity layer sees it before the agent does."""
-
-    inbox_id: int
-    customer_id: str
-    sender: Address
-    channel: str
-    text: str
-    # the channel vouched for this very message (InboundMessage.sender_assurance is not unverified)
-    authenticated: bool = False
-    # a phone number the platform vouches for (a Telegram contact), as InboundMessage.shared_contact
-    shared_contact: SharedContact | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Notice:
-    """A message to another handle of the customer (a one-time code to a claimed address).
-
-    ``one_time``: the text is a secret; the outbox keeps it only until it is sent or has failed.
-    """
-
-    recipient: Address
-    text: str
-    idempotency_key: str
-    one_time: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Handled:
-    """The identity layer answered a message itself: it never reaches the agent.
-
-    ``stored_text`` replaces the message text in the inbox row, so that a code or a claimed address
-    does not stay in the store; ``reply`` goes back to the sender; ``notices`` go to other handles.
-    ``keep``: the message is also an ordinary customer message ("my name is Ana and my email is ..."):
-    it and the reply are logged and remembered like any answered message (never set for a code).
-    """
-
-    reply: str | None
-    stored_text: str
-    notices: tuple[Notice, ...] = ()
-    keep: bool = False
-
-
 @runtime_checkable
 class Attestor(Protocol):
     """A channel whose platform can vouch that other handles belong to a sender (a Slack workspace
@@ -143,73 +94,6 @@ class Interceptor(Protocol):
     """
 
     async def intercept(self, turn: IncomingTurn) -> Handled | None: ...
-
-
-MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
-MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
-    "profile",
-    "support_history",
-    "special_handling",
-    "operational_state",
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Provenance:
-    """Where a memory came from: the channel, the handle, and our message ids (``inbox:<id>``)."""
-
-    channel: str
-    handle: str
-    message_ids: tuple[str, ...]
-    category: MemoryCategory
-    turn_ids: tuple[int, ...] = ()
-    # False: from a message nobody vouched for (an email without DMARC pass, the console): recalled only
-    # for that same handle, never for the customer's other channels
-    sender_vouched: bool = True
-
-    def as_metadata(self) -> dict[str, Any]:
-        """The memory's metadata: where it came from, and that it is the customer's unverified statement."""
-        return {
-            **STATEMENT_METADATA,
-            "sender_vouched": self.sender_vouched,
-            "source_channel": self.channel,
-            "source_handle": self.handle,
-            "message_ids": list(self.message_ids),
-            "turn_ids": list(self.turn_ids),
-            "category": self.category,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryRecord:
-    """One memory as recall, list and export return it."""
-
-    id: str
-    text: str
-    score: float | None = None
-    channel: str | None = None
-    handle: str | None = None
-    message_ids: tuple[str, ...] = ()
-    turn_ids: tuple[int, ...] = ()
-    category: str | None = None
-    created_at: datetime | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The memory as ``threadline memory --json`` and an export show it: text, provenance, metadata
-        (who said it, whether it was verified), and the recall score when it came from a search."""
-        return {
-            "id": self.id,
-            "text": self.text,
-            "score": self.score,
-            "category": self.category,
-            "channel": self.channel,
-            "handle": self.handle,
-            "message_ids": list(self.message_ids),
-            "turn_ids": list(self.turn_ids),
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "metadata": dict(self.metadata),
-        }
 
 
 class MemoryStore(Protocol):

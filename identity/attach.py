@@ -14,8 +14,7 @@ import logging
 from sqlalchemy import select
 
 from core.errors import IdentityError
-from core.messages import Address, Assurance
-from core.ports import IncomingTurn
+from core.messages import Address, Assurance, IncomingTurn
 from core.store.db import Database
 from core.store.models import Identity
 from identity.linking import RANK, IdentityLinks

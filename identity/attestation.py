@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import InvalidAddress
-from core.messages import Address, Assurance, SharedContact
-from core.ports import Attestor, Handled, IncomingTurn
+from core.messages import Address, Assurance, Handled, IncomingTurn, SharedContact
+from core.ports import Attestor
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge
 from identity.attach import attach

@@ -21,8 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
-from core.messages import Address, Assurance
-from core.ports import Handled, IncomingTurn, Notice
+from core.messages import Address, Assurance, Handled, IncomingTurn, Notice
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge
 from identity.attach import attach
@@ -37,6 +36,7 @@ from identity.codes import (
     new_code,
 )
 from identity.linking import IdentityLinks
+from identity.normalize import is_email, is_phone
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,16 @@ log = logging.getLogger(__name__)
 STORED_CLAIM = "[link request]"
 STORED_CODE = "[verification code]"
 
-# where a code can be delivered: the claimed handle's own channel
-_DELIVERABLE_BY = {"email": "email", "sms": "sms", "telegram": "telegram", "slack": "slack"}
 _LOCKED = "Too many wrong codes: this link request is locked. Send /link again in an hour."
 
 
 def mask(address: Address) -> str:
     """Enough of a handle for its owner to recognise it, not enough to read it off a screen."""
     handle = address.handle
-    if address.channel == "email":
+    if is_email(address):
         local, _, domain = handle.partition("@")
         return f"{local[:1]}***@{domain}"
-    if address.channel == "sms":
+    if is_phone(address):
         return f"the number ending in {handle[-4:]}"
     return f"that {address.channel} account"
 
@@ -90,7 +88,7 @@ class LinkChallenges:
             return Handled(
                 reply="That is the address you are writing from already.", stored_text=STORED_CLAIM
             )
-        if _DELIVERABLE_BY.get(claimed.channel) not in self._deliverable:
+        if claimed.channel not in self._deliverable:  # a code goes out on the claimed handle's own channel
             return Handled(
                 reply=f"I can't send a code to {mask(claimed)} from here, so I can't link it myself. "
                 "Our team can link it for you.",

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, or_, select, true
 
 from core.errors import InvalidAddress, MemoryUnavailable, NotFound
-from core.messages import Address
-from core.ports import MemoryRecord, MemoryStore
+from core.messages import Address, MemoryRecord
+from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import Customer, Identity, IdentityEvent, Turn
 from identity.normalize import normalize_address, normalize_phone

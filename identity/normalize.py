@@ -87,6 +87,22 @@ def normalize_console(raw: str) -> str:
     return text
 
 
+# The channels whose handles are a kind of address that exists outside any one platform: a phone number
+# (SMS) and an email address. Only this module names them; the rest of identity asks these functions.
+PHONE_CHANNEL = "sms"
+EMAIL_CHANNEL = "email"
+
+
+def is_phone(address: Address) -> bool:
+    """``address`` is a phone number (E.164)."""
+    return address.channel == PHONE_CHANNEL
+
+
+def is_email(address: Address) -> bool:
+    """``address`` is an email address."""
+    return address.channel == EMAIL_CHANNEL
+
+
 def normalize_address(text: str, *, default_region: str = "US") -> Address:
     """Parse and normalise ``channel:handle`` (``sms:+1 555 123 0000`` → ``sms:+15551230000``).
 
@@ -97,12 +113,12 @@ def normalize_address(text: str, *, default_region: str = "US") -> Address:
     channel = channel.lower()
     if not sep or channel not in _NORMALIZERS:
         if "@" in stripped and ":" not in stripped:
-            return Address(channel="email", handle=normalize_email(stripped))
+            return Address(channel=EMAIL_CHANNEL, handle=normalize_email(stripped))
         if stripped.startswith("+"):
-            return Address(channel="sms", handle=normalize_phone(stripped, default_region))
+            return Address(channel=PHONE_CHANNEL, handle=normalize_phone(stripped, default_region))
         raise InvalidAddress("an address is written channel:handle (sms, email, telegram, slack, console)")
-    if channel == "sms":
-        return Address(channel="sms", handle=normalize_phone(handle, default_region))
+    if channel == PHONE_CHANNEL:
+        return Address(channel=PHONE_CHANNEL, handle=normalize_phone(handle, default_region))
     return Address(channel=channel, handle=_NORMALIZERS[channel](handle))
 
 

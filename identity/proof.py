@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.errors import InvalidAddress
-from core.messages import Address
-from core.ports import Attestor, Handled, IncomingTurn
+from core.messages import Address, Handled, IncomingTurn
+from core.ports import Attestor
 from core.store.db import Database
 from core.store.models import utcnow
 from identity.attestation import PlatformAttestation

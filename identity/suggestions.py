@@ -20,6 +20,7 @@ from core.messages import Address
 from core.store.db import Database
 from core.store.models import Customer, Identity, LinkChallenge
 from identity.directory import parse_query
+from identity.normalize import EMAIL_CHANNEL, is_email, is_phone
 
 # Link challenges that never completed: the claim is still a hint that the two handles are one person.
 # "attested": a Telegram contact attested by the platform but held by another customer (identity.attestation)
@@ -46,7 +47,7 @@ def gmail_mailbox(address: str) -> str | None:
     """The mailbox Gmail delivers ``email:...`` to (dots and ``+tag`` dropped), or None if not Gmail."""
     channel, _, handle = address.partition(":")
     local, at, domain = handle.rpartition("@")
-    if channel != "email" or not at or domain.lower() not in _GMAIL_DOMAINS:
+    if channel != EMAIL_CHANNEL or not at or domain.lower() not in _GMAIL_DOMAINS:
         return None
     mailbox = local.split("+", 1)[0].replace(".", "").lower()
     return f"{mailbox}@gmail.com" if mailbox else None
@@ -63,7 +64,7 @@ async def merge_suggestions(db: Database, *, default_region: str = "US") -> list
         live = set(await session.scalars(select(Customer.id).where(Customer.merged_into.is_(None))))
         emails = list(
             await session.execute(
-                select(Identity.address, Identity.customer_id).where(Identity.channel == "email")
+                select(Identity.address, Identity.customer_id).where(Identity.channel == EMAIL_CHANNEL)
             )
         )
         claims = list(
@@ -74,7 +75,7 @@ async def merge_suggestions(db: Database, *, default_region: str = "US") -> list
             )
         )
         claimed = {c.id: parse_query(c.claimed, default_region=default_region) for c in claims}
-        wanted = {str(a) for a in claimed.values() if a is not None and a.channel in ("sms", "email")}
+        wanted = {str(a) for a in claimed.values() if a is not None and (is_phone(a) or is_email(a))}
         holders: dict[str, str] = {}
         if wanted:
             rows = await session.execute(
@@ -103,7 +104,7 @@ def _claims_of_held_handles(
         if holder not in live or claim.customer_id not in live:
             continue
         yield MergeSuggestion(
-            kind="claimed_phone" if address.channel == "sms" else "claimed_email",
+            kind="claimed_phone" if is_phone(address) else "claimed_email",
             customer_a=holder,
             address_a=str(address),
             customer_b=claim.customer_id,

@@ -30,8 +30,8 @@ from core.agent.offline import offline_reply
 from core.agent.prompt import build_messages, fit_memories
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
-from core.messages import Assurance
-from core.ports import ChatModel, MemoryRecord, MemoryStore
+from core.messages import Assurance, MemoryRecord
+from core.ports import ChatModel, MemoryStore
 from core.settings import MemorySettings
 
 log = logging.getLogger(__name__)

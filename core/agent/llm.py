@@ -23,7 +23,8 @@ from openai.types.chat import (
 )
 
 from core.errors import ConfigError, LLMError
-from core.ports import ChatMessage, ChatModel
+from core.messages import ChatMessage
+from core.ports import ChatModel
 from core.settings import LLMSettings, env_name
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.ports import MemoryRecord
+from core.messages import MemoryRecord
 
 MAX_SHOWN = 3
 _PREAMBLE = "(Offline mode: no language model is configured, so this is a template reply.)"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from core.agent.conversation import LoggedTurn
 from core.agent.redaction import redact
-from core.ports import ChatMessage, MemoryRecord
+from core.messages import ChatMessage, MemoryRecord
 
 MAX_TURN_CHARS = 1_000
 MAX_MEMORY_CHARS = 500

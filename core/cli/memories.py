@@ -20,7 +20,7 @@ from core.cli.base import (
 
 if TYPE_CHECKING:
     from core.compose import Services
-    from core.ports import MemoryRecord
+    from core.messages import MemoryRecord
 
 
 def _print_records(customer_id: str, records: list[MemoryRecord], as_json: bool) -> None:

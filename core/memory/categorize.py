@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from core.ports import MemoryCategory
+from core.messages import MemoryCategory
 
 _RULES: tuple[tuple[MemoryCategory, re.Pattern[str]], ...] = (
     (

@@ -38,7 +38,8 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
-from core.ports import ChatMessage, MemoryIndex, MemoryRecord, Provenance
+from core.messages import ChatMessage, MemoryRecord, Provenance
+from core.ports import MemoryIndex
 from core.settings import LLMSettings
 
 log = logging.getLogger(__name__)

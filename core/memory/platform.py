@@ -34,7 +34,7 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
-from core.ports import ChatMessage, MemoryRecord, Provenance
+from core.messages import ChatMessage, MemoryRecord, Provenance
 
 log = logging.getLogger(__name__)
 

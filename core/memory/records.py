@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from core.ports import ChatMessage, MemoryRecord
+from core.messages import ChatMessage, MemoryRecord
 
 
 def _datetime(value: Any) -> datetime | None:

@@ -31,11 +31,11 @@ from core.agent.conversation import ConversationLog, LoggedTurn
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
 from core.memory.categorize import categorize
-from core.messages import Address
+from core.messages import Address, ChatMessage, Provenance
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.lanes import LaneLoop
-from core.ports import ChatMessage, MemoryStore, Provenance
+from core.ports import MemoryStore
 from core.settings import WorkerSettings
 from core.store.db import Database
 from core.store.models import IdentityEvent, MemoryJob, MemoryMove, utcnow

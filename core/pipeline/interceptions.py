@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from core.messages import Address, Assurance, ReplyPolicy, SharedContact
-from core.ports import IncomingTurn, Interceptor, Notice
+from core.messages import Address, Assurance, IncomingTurn, Notice, ReplyPolicy, SharedContact
+from core.ports import Interceptor
 from core.store.models import InboxRow
 
 HELP_REPLY = "This is our support assistant: write your question and we will answer. Reply STOP to opt out."

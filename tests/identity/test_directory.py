@@ -8,8 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.messages import Address
-from core.ports import ChatMessage, MemoryRecord, Provenance
+from core.messages import Address, ChatMessage, MemoryRecord, Provenance
 from core.store.db import Database
 from core.store.models import LinkChallenge, utcnow
 from identity.directory import ledger_entries, list_customers

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from core.messages import Address, Assurance
-from core.ports import ChatMessage, Provenance
+from core.messages import Address, Assurance, ChatMessage, Provenance
 from core.settings import SlackSettings
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI

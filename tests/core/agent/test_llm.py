@@ -19,7 +19,8 @@ from pydantic import SecretStr
 
 from core.agent.llm import OpenAIChatModel, build_chat_model
 from core.errors import LLMError
-from core.ports import ChatMessage, ChatModel
+from core.messages import ChatMessage
+from core.ports import ChatModel
 from core.settings import LLMSettings
 from tests.fakes.openai_server import FakeOpenAI, completion_body
 

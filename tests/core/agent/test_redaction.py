@@ -17,8 +17,7 @@ import pytest
 
 from core.agent.prompt import build_messages, memory_block
 from core.agent.redaction import KINDS, Redacted, placeholder, redact
-from core.messages import Address, Assurance, InboundMessage
-from core.ports import MemoryRecord
+from core.messages import Address, Assurance, InboundMessage, MemoryRecord
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.recording import RecordingSender

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.ports import MemoryCategory, Provenance
+from core.messages import MemoryCategory, Provenance
 
 
 def provenance(

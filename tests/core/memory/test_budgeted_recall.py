@@ -15,8 +15,7 @@ from core.agent.agent import MAX_CANDIDATES, Agent, AgentTurn, candidates_for
 from core.agent.prompt import CHARS_PER_TOKEN, estimate_tokens, fit_memories, memory_block, memory_line
 from core.errors import MemoryUnavailable
 from core.memory.local import LocalMemory
-from core.messages import Assurance
-from core.ports import ChatMessage, MemoryRecord
+from core.messages import Assurance, ChatMessage, MemoryRecord
 from core.settings import LLMSettings, MemorySettings
 from tests.core.memory.helpers import provenance
 

@@ -22,8 +22,7 @@ from pydantic import SecretStr
 
 from core.memory.local import LocalMemory
 from core.memory.mem0_quirks import mem0_dir
-from core.messages import Address, Assurance, InboundMessage
-from core.ports import ChatMessage, Provenance
+from core.messages import Address, Assurance, ChatMessage, InboundMessage, Provenance
 from core.settings import LLMSettings
 from identity.linking import IdentityLinks
 from tests.core.harness import make_settings, running_hub

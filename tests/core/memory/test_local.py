@@ -14,7 +14,8 @@ from core.compose import build_memory
 from core.errors import MemoryUnavailable
 from core.memory.local import LocalMemory
 from core.memory.platform import PlatformMemory
-from core.ports import ChatMessage, MemoryStore
+from core.messages import ChatMessage
+from core.ports import MemoryStore
 from core.settings import LLMSettings, MemorySettings, Settings
 from tests.core.memory.helpers import files_containing, provenance
 from tests.fakes.openai_server import FakeOpenAI

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from core.memory import mem0_oss, mem0_quirks
 from core.memory.embedder import shared_embedder
 from core.memory.mem0_oss import OssMemory
-from core.ports import Provenance
+from core.messages import Provenance
 from core.settings import LLMSettings
 from tests.fakes.openai_server import FakeOpenAI, restating_responder
 

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from core.errors import MemoryUnavailable
 from core.memory.local import LocalMemory
 from core.memory.platform import PlatformMemory
-from core.ports import ChatMessage, MemoryRecord, MemoryStore, Provenance
+from core.messages import ChatMessage, MemoryRecord, Provenance
+from core.ports import MemoryStore
 from core.settings import LLMSettings
 from tests.fakes.mem0_platform import FakeMem0Platform
 

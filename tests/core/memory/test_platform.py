@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from core.errors import MemoryUnavailable
 from core.memory.platform import PlatformMemory
-from core.ports import ChatMessage
+from core.messages import ChatMessage
 from tests.core.memory.helpers import provenance
 from tests.fakes.mem0_platform import FakeMem0Platform
 

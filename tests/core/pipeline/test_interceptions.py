@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.messages import Address, Assurance, Control, InboundMessage, ReplyPolicy
+from core.messages import Address, Assurance, Control, Handled, InboundMessage, IncomingTurn, ReplyPolicy
 from core.pipeline.interceptions import HELP_REPLY, Claimed, Outcome, chain
-from core.ports import Handled, IncomingTurn
 from core.store.models import InboxRow
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
