@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, or_, select, true
 
+from core.agent.conversation import WITHHELD
 from core.errors import InvalidAddress, MemoryUnavailable, NotFound
 from core.messages import Address, MemoryRecord
 from core.ports import MemoryStore
@@ -215,7 +216,10 @@ async def show_customer(
         )
         recent = list(
             await session.scalars(
-                select(Turn).where(Turn.customer_id == customer_id).order_by(Turn.id.desc()).limit(turns)
+                select(Turn)
+                .where(Turn.customer_id == customer_id, Turn.role != WITHHELD)  # no model or person reads it
+                .order_by(Turn.id.desc())
+                .limit(turns)
             )
         )
         merged_from = tuple(

@@ -6,13 +6,22 @@
   stays in the file, Mem0's entity rows, its ``history`` and ``messages`` tables; hosted: ``delete_all``);
 - our tables, in one transaction: conversation turns, inbox and outbox rows (and their platform parts),
   memory jobs and memory moves still queued, link challenges, opt-outs, identities, the customer rows;
+- what other customers hold of them: the replies (and their outbox rows, failed ones included) written
+  for another customer while it held one of their handles along with handles of its own, a merge or a
+  link since undone (``identity.tenure``): those may quote them;
 - the identity ledger, which is append-only except for this: the customer's addresses in earlier
   entries are replaced by ``forgotten:<digest>`` tokens (salted with a random value that is thrown
-  away, so they cannot be reversed by trying phone numbers), and a ``forget`` entry is appended, so
-  replaying the ledger still rebuilds the identities table.
+  away, so they cannot be reversed by trying phone numbers), the reasons written for their entries
+  (free text that may name them) are removed, and a ``forget`` entry is appended, so replaying the ledger
+  still rebuilds the identities table.
 
-On SQLite, deleted rows are overwritten (``secure_delete``) and the WAL is checkpointed, so the text is
-gone from the files too. Mem0 goes first: if it is down, nothing is erased and the caller may retry.
+Memory moves still queued run first (``identity.moves``): a memory whose move has not run yet sits with
+the customer its handle left. If one cannot run (Mem0 is down), nothing is erased and the caller may retry.
+
+On SQLite, deleted rows are overwritten (``secure_delete``), the file is rewritten (``VACUUM``: rows that
+pages exchanged when they were rebalanced leave copies that ``secure_delete`` does not reach) and the WAL is
+checkpointed, so the text is gone from the files too. Mem0 goes first: if it is down, nothing is erased and
+the caller may retry.
 What a server process holds in memory (a reply being sent right now, a per-process cache of Slack
 senders already attested) is not reached from another process; it holds ids and addresses, no text.
 
@@ -21,6 +30,7 @@ senders already attested) is not reached from another process; it holds ids and 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -29,10 +39,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from core.errors import NotFound
+from core.agent.conversation import WITHHELD
+from core.errors import MemoryUnavailable, NotFound
 from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import (
@@ -50,8 +61,12 @@ from core.store.models import (
     utcnow,
 )
 from identity.ledger import record
+from identity.leftovers import mixed_rows, moves_waiting
+from identity.moves import MemoryMoves
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_TRIES = 100  # 0.05 s apart
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,9 +111,15 @@ async def _addresses(session: AsyncSession, family: Collection[str]) -> set[str]
 
 
 async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: str) -> Receipt:
-    """Erase ``customer_id`` everywhere; returns the receipt. ``NotFound`` for an unknown customer."""
+    """Erase ``customer_id`` everywhere; returns the receipt. ``NotFound`` for an unknown customer;
+    ``MemoryUnavailable`` (nothing erased) while a memory move of theirs cannot run."""
+    async with db.session() as session:
+        await _family(session, customer_id)  # NotFound before anything runs
+    await MemoryMoves(db, memory).run()  # a memory still to move sits with the customer its handle left
     async with db.session() as session:
         family = await _family(session, customer_id)
+        if await moves_waiting(session, family):
+            raise MemoryUnavailable("a memory move of this customer is still queued: try again")
     forgotten_memories = 0
     for member in family:  # first: a memory outage leaves everything as it was
         forgotten_memories += await memory.forget(member)
@@ -112,10 +133,15 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         family = await _family(session, customer_id)
         addresses = await _addresses(session, family)
         held = set(await session.scalars(select(Identity.address).where(Identity.customer_id.in_(family))))
+        mixed_replies, mixed_sent = await mixed_rows(session, family, addresses)
         outbox_ids = list(
             await session.scalars(
                 select(OutboxRow.id).where(
-                    or_(OutboxRow.customer_id.in_(family), OutboxRow.recipient.in_(addresses))
+                    or_(
+                        OutboxRow.customer_id.in_(family),
+                        OutboxRow.recipient.in_(addresses),
+                        OutboxRow.id.in_(mixed_sent),
+                    )
                 )
             )
         )
@@ -135,6 +161,11 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         await drop("outbox", delete(OutboxRow).where(OutboxRow.id.in_(outbox_ids)))
         await drop(
             "turns", delete(Turn).where(or_(Turn.customer_id.in_(family), Turn.inbox_id.in_(inbox_ids)))
+        )
+        # another customer's memories may name these turns: their rows stay, emptied (never a reused id)
+        await drop(
+            "replies_withheld",
+            update(Turn).where(Turn.id.in_(mixed_replies)).values(role=WITHHELD, text=""),
         )
         await drop("inbox", delete(InboxRow).where(InboxRow.id.in_(inbox_ids)))
         await drop("memory_jobs", delete(MemoryJob).where(MemoryJob.customer_id.in_(family)))
@@ -157,7 +188,7 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         await drop("opt_outs", delete(OptOut).where(OptOut.address.in_(addresses)))
         await drop("identities", delete(Identity).where(Identity.customer_id.in_(family)))
         await drop("customers", delete(Customer).where(Customer.id.in_(family)))
-        removed["identity_ledger_redacted"] = await _redact_ledger(session, addresses, token)
+        removed["identity_ledger_redacted"] = await _redact_ledger(session, family, addresses, token)
         event = await record(
             session,
             kind="forget",
@@ -168,19 +199,44 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         )
         event_id = event.id
     if db.dialect == "sqlite":
-        async with db.engine.connect() as conn:  # deleted rows are zeroed (secure_delete); now the WAL
-            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        # Deleted rows are zeroed (secure_delete), but not the copies SQLite leaves in a page's free gap
+        # when it rebalances pages (after any delete or shrinking update): VACUUM rewrites the file
+        # without them, then the WAL that carried the rewrite is checkpointed and emptied.
+        async with db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM"))
+            await _checkpoint(conn)
     log.info("forgot customer %s (%d merged into it): %s", customer_id, len(family) - 1, removed)
     return Receipt(
         customer_id=customer_id, customer_ids=tuple(family), removed=removed, ledger_event_id=event_id
     )
 
 
-async def _redact_ledger(session: AsyncSession, addresses: set[str], token: Any) -> int:
-    """Replace the addresses in earlier ledger entries by their tokens; returns the entries changed."""
+async def _checkpoint(conn: AsyncConnection) -> None:
+    """Copy the WAL into the database file and empty it; a reader still on an older snapshot makes the
+    checkpoint report busy (it does not raise): then it is tried again."""
+    for _ in range(CHECKPOINT_TRIES):
+        busy, _, _ = (await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))).one()
+        if not busy:
+            return
+        await asyncio.sleep(0.05)
+    log.warning("erasure: the WAL checkpoint stayed busy; the next checkpoint completes it")
+
+
+async def _redact_ledger(
+    session: AsyncSession, family: Collection[str], addresses: set[str], token: Any
+) -> int:
+    """Replace the addresses in earlier ledger entries by their tokens, and remove the reasons of the
+    entries about the family; returns the entries changed."""
     changed = 0
     for event in await session.scalars(select(IdentityEvent).order_by(IdentityEvent.id)):
         touched = False
+        about = event.customer_id in family or event.from_customer_id in family
+        if event.reason is not None and (
+            about or event.address in addresses or any(key in addresses for key in event.addresses)
+        ):
+            event.reason = None
+            touched = True
         if event.address in addresses:
             event.address = token(event.address)
             touched = True
@@ -203,7 +259,9 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
         customers = list(await session.scalars(select(Customer).where(Customer.id.in_(family))))
         identities = list(await session.scalars(select(Identity).where(Identity.customer_id.in_(family))))
         turns = list(
-            await session.scalars(select(Turn).where(Turn.customer_id.in_(family)).order_by(Turn.id))
+            await session.scalars(
+                select(Turn).where(Turn.customer_id.in_(family), Turn.role != WITHHELD).order_by(Turn.id)
+            )
         )
         inbox = list(
             await session.scalars(

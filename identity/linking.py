@@ -1,10 +1,9 @@
 """Link, unlink, merge and unmerge: every change recorded in the ledger, and memory following it.
 
 Each operation is one database transaction that changes ``identities`` / ``customers``, appends one
-ledger entry, moves our own rows (conversation turns, inbox and outbox rows, memory jobs, link
-challenges) and queues a ``memory_moves`` row for Mem0. The memory move runs right after the commit
-and is re-run (``run_moves``) until it succeeds: Mem0 cannot change a memory's user id, so the
-backend's ``MemoryStore.move`` does it, idempotently, selecting memories by their provenance handle.
+ledger entry, moves our own rows (``identity.handover``: conversation turns, inbox and outbox rows,
+memory jobs, link challenges) and queues a ``memory_moves`` row for Mem0. The memory move runs right after
+the commit and is re-run (``run_moves``) until it succeeds (``identity.moves``).
 
 - ``link(address, customer)``: the address joins the customer (from wherever it was, with its own
   history), at ``admin_linked`` assurance unless told otherwise;
@@ -13,45 +12,33 @@ backend's ``MemoryStore.move`` does it, idempotently, selecting memories by thei
   merged, so that
 - ``unmerge(merge_id)`` can move back every address the merge moved, and with them every message and
   memory whose provenance is one of those addresses (also the ones made after the merge).
+
+A handle that leaves a customer (unlink, unmerge, a link away from a customer that keeps other handles)
+takes only what its own words said: its messages and the memories made of them, and the replies written
+while it was on its own. The replies written while it shared the customer with other handles may quote
+them, or quote it: they are withheld from every model on both sides (``identity.handover``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
-from core.errors import Conflict, MemoryUnavailable, NotFound
+from core.errors import Conflict, NotFound
 from core.messages import Address, Assurance
 from core.ports import MemoryStore
 from core.store.db import Database
-from core.store.models import (
-    Customer,
-    Identity,
-    IdentityEvent,
-    InboxRow,
-    LinkChallenge,
-    MemoryJob,
-    MemoryMove,
-    OutboxRow,
-    Turn,
-    utcnow,
-)
+from core.store.models import Customer, Identity, IdentityEvent, utcnow
+from identity.handover import hand_over, move_all
 from identity.ledger import record
-from identity.resolver import first_contact_assurance, new_customer_id
+from identity.moves import MemoryMoves, queue_move
+from identity.resolver import channel_word, new_customer_id
 
 log = logging.getLogger(__name__)
-
-# a memory move claimed longer ago than this belongs to a process that died: another may take it over
-MOVE_CLAIM_TIMEOUT = timedelta(minutes=5)
 
 # Assurance levels from weakest to strongest: a link never lowers a handle's assurance by accident.
 RANK = {
@@ -84,19 +71,13 @@ def _reassign(rows: Iterable[Identity], customer_id: str) -> dict[str, str]:
     return moved
 
 
-# One memory-move runner at a time per database in a process, however many ``IdentityLinks`` use it
-# (the app has the hub's and the admin API's): a second one would find the move the first is running
-# and report it as still pending instead of waiting for it.
-_MOVERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
 class IdentityLinks:
-    """The identity operations over the store and the memory backend."""
+    """The identity operations over the store and the memory backend. One per process (``core.compose``):
+    the background round of memory moves and the admin API share its move runner."""
 
     def __init__(self, db: Database, memory: MemoryStore) -> None:
         self._db = db
-        self._memory = memory
-        self._moving = _MOVERS.setdefault(db, asyncio.Lock())
+        self._moves = MemoryMoves(db, memory)
 
     # ----- the operations ------------------------------------------------------------------------
 
@@ -118,6 +99,8 @@ class IdentityLinks:
             if row is not None and row.customer_id == customer_id and row.assurance == assurance.value:
                 return Change(event_id=None, kind="link", customer_id=customer_id, addresses=(key,))
             from_customer = row.customer_id if row is not None else None
+            if from_customer is not None and from_customer != customer_id:
+                await hand_over(session, from_customer, customer_id, [key])
             if row is None:
                 session.add(
                     Identity(
@@ -143,8 +126,7 @@ class IdentityLinks:
                 method=method,
             )
             if from_customer is not None and from_customer != customer_id:
-                await self._move_rows(session, from_customer, customer_id, handles=[key])
-                self._queue_move(session, event.id, from_customer, customer_id, [key])
+                queue_move(session, event.id, from_customer, customer_id, [key])
         log.info("identity link %s: a %s handle joined customer %s", event.id, address.channel, customer_id)
         return await self._finish(
             Change(
@@ -174,7 +156,8 @@ class IdentityLinks:
             customer_id = new_customer_id()
             session.add(Customer(id=customer_id))
             await session.flush()
-            assurance = first_contact_assurance(address.channel)
+            await hand_over(session, from_customer, customer_id, [key])
+            assurance = await channel_word(session, address)  # on its own again: its channel's word
             row.customer_id, row.assurance, row.method = customer_id, assurance.value, "unlinked"
             row.updated_at = utcnow()
             event = await record(
@@ -188,8 +171,7 @@ class IdentityLinks:
                 assurance=assurance.value,
                 method="unlinked",
             )
-            await self._move_rows(session, from_customer, customer_id, handles=[key])
-            self._queue_move(session, event.id, from_customer, customer_id, [key])
+            queue_move(session, event.id, from_customer, customer_id, [key])
         log.info("identity unlink %s: a %s handle left customer %s", event.id, address.channel, from_customer)
         return await self._finish(
             Change(
@@ -220,8 +202,8 @@ class IdentityLinks:
                 from_customer_id=source,
                 addresses=moved,
             )
-            await self._move_rows(session, source, target, handles=None)
-            self._queue_move(session, event.id, source, target, [])
+            await move_all(session, source, target)
+            queue_move(session, event.id, source, target, [])
         log.info("identity merge %s: customer %s into %s (%d handles)", event.id, source, target, len(moved))
         return await self._finish(
             Change(
@@ -269,11 +251,14 @@ class IdentityLinks:
                     f"customer {target} was merged into {target_row.merged_into} afterwards "
                     f"(ledger entry {later}): undo merge {later} first"
                 )
-            rows = await session.scalars(
-                select(Identity).where(
-                    Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
+            rows = list(
+                await session.scalars(
+                    select(Identity).where(
+                        Identity.address.in_(list(merge.addresses)), Identity.customer_id == target
+                    )
                 )
             )
+            await hand_over(session, target, source, [row.address for row in rows])
             back = _reassign(rows, source)
             source_row.merged_into = None
             event = await record(
@@ -286,9 +271,8 @@ class IdentityLinks:
                 addresses=back,
                 undoes=merge_id,
             )
-            await self._move_rows(session, target, source, handles=list(back))
             if back:
-                self._queue_move(session, event.id, target, source, list(back))
+                queue_move(session, event.id, target, source, list(back))
         log.info("identity unmerge %s: %d handles back to customer %s", event.id, len(back), source)
         return await self._finish(
             Change(
@@ -303,75 +287,13 @@ class IdentityLinks:
     # ----- memory moves ------------------------------------------------------------------------
 
     async def run_moves(self) -> int:
-        """Run the pending memory moves in ledger order; returns how many are still waiting.
-
-        Several processes may run this at once (the server's background loop, a CLI command): each
-        move is claimed with a conditional update before it runs, and a move claimed by another
-        process stops this round, since later moves may depend on it. A claim older than
-        ``MOVE_CLAIM_TIMEOUT`` (its process died) is taken over.
-        """
-        async with self._moving:
-            while True:
-                async with self._db.session() as session:
-                    move = await session.scalar(
-                        select(MemoryMove)
-                        .where(MemoryMove.status.in_(("pending", "running")))
-                        .order_by(MemoryMove.id)
-                        .limit(1)
-                    )
-                    if move is None:
-                        return 0
-                    now = utcnow()
-                    stale = move.claimed_at is None or move.claimed_at < now - MOVE_CLAIM_TIMEOUT
-                    if move.status == "running" and not stale:
-                        return await self._waiting(session)
-                    claimed = await session.execute(
-                        update(MemoryMove)
-                        .where(MemoryMove.id == move.id, MemoryMove.status == move.status)
-                        .where(
-                            MemoryMove.claimed_at.is_(None)
-                            if move.claimed_at is None
-                            else MemoryMove.claimed_at == move.claimed_at
-                        )
-                        .values(status="running", claimed_at=now, attempts=MemoryMove.attempts + 1)
-                    )
-                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                        continue  # another process took it first
-                    source, target, handles = move.from_customer_id, move.to_customer_id, move.handles
-                try:
-                    await self._memory.move(source, target, handles=handles or None)
-                except MemoryUnavailable as exc:
-                    async with self._db.session() as session:
-                        await session.execute(
-                            update(MemoryMove)
-                            .where(MemoryMove.id == move.id)
-                            .values(status="pending", claimed_at=None, last_error=str(exc)[:200])
-                        )
-                        left = await self._waiting(session)
-                    log.warning("memory move %s failed; it stays queued", move.id)
-                    return left
-                async with self._db.session() as session:
-                    await session.execute(
-                        update(MemoryMove)
-                        .where(MemoryMove.id == move.id)
-                        .values(status="done", done_at=utcnow(), last_error=None)
-                    )
-
-    @staticmethod
-    async def _waiting(session: AsyncSession) -> int:
-        count = await session.scalar(
-            select(func.count()).where(MemoryMove.status.in_(("pending", "running")))
-        )
-        return int(count or 0)
+        """Run the pending memory moves in ledger order; returns how many are still waiting
+        (``identity.moves``)."""
+        return await self._moves.run()
 
     async def run_forever(self, interval: float) -> None:
         """Re-run queued memory moves every ``interval`` seconds (the app runs this in the background)."""
-        while True:
-            try:
-                await self.run_moves()
-            except Exception as exc:  # keep going: the next round retries
-                log.warning("memory moves round failed: %s", type(exc).__name__)
-            await asyncio.sleep(interval)
+        await self._moves.run_forever(interval)
 
     # ----- helpers -----------------------------------------------------------------------------
 
@@ -389,56 +311,3 @@ class IdentityLinks:
         if customer.merged_into is not None:
             raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}")
         return customer
-
-    @staticmethod
-    def _queue_move(
-        session: AsyncSession, event_id: int, source: str, target: str, handles: Collection[str]
-    ) -> None:
-        session.add(
-            MemoryMove(
-                event_id=event_id,
-                from_customer_id=source,
-                to_customer_id=target,
-                handles=sorted(handles),
-                status="pending",
-            )
-        )
-
-    @staticmethod
-    async def _move_rows(
-        session: AsyncSession, source: str, target: str, *, handles: Collection[str] | None
-    ) -> None:
-        """Our own rows of ``source`` (all of them, or those of ``handles``) now belong to ``target``."""
-        only = list(handles) if handles is not None else None
-
-        def scoped(customer: InstrumentedAttribute[Any], address: InstrumentedAttribute[Any]) -> Any:
-            condition = customer == source
-            return condition if only is None else condition & address.in_(only)
-
-        await session.execute(
-            update(Turn).where(scoped(Turn.customer_id, Turn.address)).values(customer_id=target)
-        )
-        await session.execute(
-            update(InboxRow).where(scoped(InboxRow.customer_id, InboxRow.sender)).values(customer_id=target)
-        )
-        await session.execute(
-            update(OutboxRow)
-            .where(scoped(OutboxRow.customer_id, OutboxRow.recipient))
-            .values(customer_id=target)
-        )
-        await session.execute(
-            update(LinkChallenge)
-            .where(scoped(LinkChallenge.customer_id, LinkChallenge.requester))
-            .values(customer_id=target)
-        )
-        jobs = list(await session.scalars(select(MemoryJob).where(MemoryJob.customer_id == source)))
-        if only is None:
-            for job in jobs:
-                job.customer_id = target
-            return
-        moved_turns = set(
-            await session.scalars(select(Turn.id).where(Turn.customer_id == target, Turn.address.in_(only)))
-        )
-        for job in jobs:
-            if job.turn_ids and set(job.turn_ids) <= moved_turns:
-                job.customer_id = target

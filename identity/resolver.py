@@ -1,9 +1,9 @@
 """Resolve a normalised address to its customer, creating a customer for an address seen first.
 
-A new address gets its own new customer. How far the handle is trusted on first contact depends on
-who vouches for the sender: Slack, Telegram and Twilio authenticate their senders, so their handles
-start ``platform_attested``; an email ``From:`` is only a claim, so it starts ``unverified`` unless
-our own MTA reported DMARC pass for it.
+A new address gets its own new customer. How far the handle is trusted on first contact is the channel's
+word on that message (``InboundMessage.sender_assurance``, set by each adapter: Slack, Telegram and Twilio
+authenticate their senders, an email ``From:`` counts only with DMARC pass from our own receiving path);
+no channel is named here.
 Every first contact is written to the identity ledger (``identity.ledger``) in the same transaction;
 linking, unlinking and merging are ``identity.linking``'s.
 """
@@ -15,30 +15,30 @@ import uuid
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.messages import Address, Assurance, Resolution
 from core.store.db import Database
-from core.store.models import Customer, Identity, utcnow
+from core.store.models import Customer, Identity, InboxRow, utcnow
 from identity.ledger import record
 
 log = logging.getLogger(__name__)
-
-_FIRST_CONTACT_ASSURANCE = {
-    "sms": Assurance.PLATFORM_ATTESTED,
-    "telegram": Assurance.PLATFORM_ATTESTED,
-    "slack": Assurance.PLATFORM_ATTESTED,
-    "email": Assurance.UNVERIFIED,
-    "console": Assurance.UNVERIFIED,
-}
 
 
 def new_customer_id() -> str:
     return f"cus_{uuid.uuid4().hex}"
 
 
-def first_contact_assurance(channel: str) -> Assurance:
-    """How far a handle is trusted on its own: the platform's word, or nothing (email, console)."""
-    return _FIRST_CONTACT_ASSURANCE.get(channel, Assurance.UNVERIFIED)
+async def channel_word(session: AsyncSession, address: Address) -> Assurance:
+    """How far the channel vouched for ``address`` on its latest message (``InboundMessage.sender_assurance``,
+    which each adapter sets); unverified when it never wrote or the row predates that field."""
+    found = await session.scalar(
+        select(InboxRow.sender_assurance)
+        .where(InboxRow.sender == str(address), InboxRow.sender_assurance.is_not(None))
+        .order_by(InboxRow.id.desc())
+        .limit(1)
+    )
+    return Assurance(found) if found else Assurance.UNVERIFIED
 
 
 class DatabaseResolver:
@@ -69,7 +69,7 @@ class DatabaseResolver:
                 return await self._vouched_at_last(address, found)
             return found
         customer_id = new_customer_id()
-        assurance = assurance or first_contact_assurance(address.channel)
+        assurance = assurance or Assurance.UNVERIFIED  # a row stored before messages carried the word
         try:
             async with self._db.session() as session:
                 session.add(Customer(id=customer_id))

@@ -1,4 +1,10 @@
-"""The conversation log: every customer turn and every reply, per customer, across channels."""
+"""The conversation log: every customer turn and every reply, per customer, across channels.
+
+A reply is ``WITHHELD`` when the handles it was written for were found not to be one customer (an unlink,
+the undo of a merge: ``identity.handover``): it may quote either side, so no model is shown it again. The
+row stays (emptied), so that its id is never given to another turn: memories name the turns they came
+from, and a memory write checks those ids before it writes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ from sqlalchemy import select
 
 from core.store.db import Database
 from core.store.models import Turn
+
+# the role of a reply no model is shown again (its text is removed)
+WITHHELD = "withheld"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,10 +59,10 @@ class ConversationLog:
         vouched_only: bool = False,
     ) -> list[LoggedTurn]:
         """The customer's last ``limit`` turns on every channel (or of one ``address``), oldest first;
-        ``vouched_only`` leaves out turns of messages nobody vouched for."""
+        ``vouched_only`` leaves out turns of messages nobody vouched for. Withheld replies are left out."""
         if limit <= 0:
             return []
-        query = select(Turn).where(Turn.customer_id == customer_id)
+        query = select(Turn).where(Turn.customer_id == customer_id, Turn.role != WITHHELD)
         if address is not None:
             query = query.where(Turn.address == address)
         if vouched_only:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.agent.conversation import WITHHELD
 from core.errors import Conflict, MemoryUnavailable, NotFound
 from core.messages import Address, Assurance, InboundMessage
 from core.pipeline.hub import Hub
@@ -112,7 +113,17 @@ async def test_a_linked_handle_recalls_what_the_other_said_and_unlinking_takes_i
     assert "please write after 6pm" in await memory_texts(hub, alone)
     async with hub.db.session() as session:
         addresses = set(await session.scalars(select(Turn.address).where(Turn.customer_id == ana)))
+        taken = list(await session.scalars(select(Turn).where(Turn.customer_id == alone).order_by(Turn.id)))
     assert addresses == {SMS}
+    # the reply written to Telegram while it was Ana's quoted her: it went along withheld (emptied); the
+    # one written to the stranger alone, before the link, went along as it was
+    assert [(turn.role, turn.text.startswith("(Offline mode")) for turn in taken] == [
+        ("customer", False),
+        ("assistant", True),
+        ("customer", False),
+        (WITHHELD, False),
+    ]
+    assert taken[-1].text == ""
     await say(hub, tg(3, "what was the problem with my router?"))
     assert "router keeps dropping" not in telegram.texts_to(TELEGRAM)[-1]
     await assert_ledger_replays(hub)
@@ -161,8 +172,11 @@ async def test_what_a_merged_handle_says_later_goes_back_with_it(hub: Hub, links
     assert await memory_texts(hub, source) >= {"my router keeps dropping the wifi", "the router is fine now"}
     assert not any("router" in text for text in await memory_texts(hub, target))
     async with hub.db.session() as session:
-        owners = {row.address: row.customer_id for row in await session.scalars(select(Turn))}
-    assert owners == {SMS: source, TELEGRAM: target}
+        turns = list(await session.scalars(select(Turn)))
+    owners = {(turn.address, turn.customer_id) for turn in turns}
+    assert owners == {(SMS, source), (TELEGRAM, target)}
+    # the replies written while the two were one customer may quote either: withheld on both sides
+    assert [(t.address, t.text) for t in turns if t.role == WITHHELD] == [(SMS, ""), (TELEGRAM, "")]
 
 
 async def test_refused_changes_change_nothing(hub: Hub, links: IdentityLinks) -> None:
@@ -227,20 +241,20 @@ class _HeldMove:
         return await self._inner.move(*args, **kwargs)
 
 
-async def test_two_runners_in_one_process_wait_for_each_other_instead_of_reporting_a_move_pending(
+async def test_a_move_round_asked_for_during_a_move_waits_for_it_instead_of_reporting_it_pending(
     hub: Hub,
 ) -> None:
-    """The app has two ``IdentityLinks`` on one database (the hub's background loop, the admin API):
-    one asking while the other runs a move waits for it and reports nothing pending."""
+    """The process has one ``IdentityLinks`` (``core.compose``): the hub's background move round and the
+    admin API share it. A round asked for while a merge's move runs waits for it and reports nothing
+    pending."""
     await say(hub, sms("SM1", "my router is broken"), tg(1, "hello from telegram"))
     held = _HeldMove(hub.memory)
-    background = IdentityLinks(hub.db, held)  # type: ignore[arg-type]
-    admin = IdentityLinks(hub.db, hub.memory)
+    links = IdentityLinks(hub.db, held)  # type: ignore[arg-type]
     merging = asyncio.create_task(
-        background.merge(await customer_of(hub, TELEGRAM), await customer_of(hub, SMS), actor="admin:test")
+        links.merge(await customer_of(hub, TELEGRAM), await customer_of(hub, SMS), actor="admin:test")
     )
     await held.started.wait()
-    asking = asyncio.create_task(admin.run_moves())
+    asking = asyncio.create_task(links.run_moves())
     for _ in range(20):
         await asyncio.sleep(0)
     assert not asking.done()  # waiting for the move in progress, not reporting it pending
