@@ -60,7 +60,7 @@ from core.store.models import (
     Turn,
     utcnow,
 )
-from identity.ledger import record
+from identity.ledger import entries_involving, record
 from identity.leftovers import mixed_rows, moves_waiting
 from identity.moves import MemoryMoves
 
@@ -277,19 +277,7 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
                 .order_by(OutboxRow.id)
             )
         )
-        ledger_entries = list(
-            await session.scalars(
-                select(IdentityEvent)
-                .where(
-                    or_(
-                        IdentityEvent.customer_id.in_(family),
-                        IdentityEvent.from_customer_id.in_(family),
-                        IdentityEvent.address.in_(addresses),
-                    )
-                )
-                .order_by(IdentityEvent.id)
-            )
-        )
+        ledger_entries = await entries_involving(session, family, addresses)
         challenges = list(
             await session.scalars(
                 select(LinkChallenge).where(

@@ -20,10 +20,10 @@ The kinds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.store.models import Customer, Identity, IdentityEvent, utcnow
@@ -113,6 +113,25 @@ def replay(events: Iterable[IdentityEvent]) -> IdentityState:
 
 async def ledger(session: AsyncSession) -> list[IdentityEvent]:
     return list(await session.scalars(select(IdentityEvent).order_by(IdentityEvent.id)))
+
+
+async def entries_involving(
+    session: AsyncSession, customers: Collection[str], addresses: Collection[str]
+) -> list[IdentityEvent]:
+    """The entries, in order, that name one of ``customers`` (either side) or one of ``addresses``."""
+    return list(
+        await session.scalars(
+            select(IdentityEvent)
+            .where(
+                or_(
+                    IdentityEvent.customer_id.in_(customers),
+                    IdentityEvent.from_customer_id.in_(customers),
+                    IdentityEvent.address.in_(addresses),
+                )
+            )
+            .order_by(IdentityEvent.id)
+        )
+    )
 
 
 async def current_state(session: AsyncSession) -> IdentityState:

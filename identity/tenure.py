@@ -24,6 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.store.models import IdentityEvent
+from identity.ledger import entries_involving
 
 T = TypeVar("T")
 
@@ -116,19 +117,7 @@ class Tenure:
             moved = _moved(event)
             if wanted.intersection(moved.addresses):
                 customers.update(c for c in (moved.source, moved.target) if c is not None)
-        entries = list(
-            await session.scalars(
-                select(IdentityEvent)
-                .where(
-                    or_(
-                        IdentityEvent.customer_id.in_(customers),
-                        IdentityEvent.from_customer_id.in_(customers),
-                        IdentityEvent.address.in_(wanted),
-                    )
-                )
-                .order_by(IdentityEvent.id)
-            )
-        )
+        entries = await entries_involving(session, customers, wanted)
         return cls((_moved(e) for e in entries), wanted, customers)
 
     def handles(self, customer: str, when: datetime) -> frozenset[str]:
