@@ -152,14 +152,19 @@ async def test_resolver_creates_one_customer_per_new_address(database_url: str) 
     resolver = DatabaseResolver(db)
     try:
         tg = Address(channel="telegram", handle="42")
-        first = await resolver.resolve(tg)
+        # the handle starts at the channel's word on the message (InboundMessage.sender_assurance)
+        first = await resolver.resolve(tg, assurance=Assurance.PLATFORM_ATTESTED)
         again = await resolver.resolve(tg)
         other = await resolver.resolve(Address(channel="telegram", handle="43"))
-        mail = await resolver.resolve(Address(channel="email", handle="ana@example.com"))
+        mail = await resolver.resolve(
+            Address(channel="email", handle="ana@example.com"), assurance=Assurance.UNVERIFIED
+        )
         assert first.created and not again.created
         assert first.customer_id == again.customer_id != other.customer_id
         assert first.assurance is Assurance.PLATFORM_ATTESTED
         assert mail.assurance is Assurance.UNVERIFIED  # a From: header is only a claim
+        # no word at all (a row stored before messages carried one): unverified, whatever the channel
+        assert other.assurance is Assurance.UNVERIFIED
         assert await resolver.lookup(Address(channel="telegram", handle="44")) is None
         assert [str(a) for a in await resolver.addresses_of(first.customer_id)] == ["telegram:42"]
     finally:
