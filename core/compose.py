@@ -140,26 +140,30 @@ async def wire(
     chosen: Mapping[str, Sender] = senders if senders is not None else build_adapters(settings)
     services = await open_services(settings)
     db, memory, links = services.db, services.memory, services.links
-    attestors = {name: sender for name, sender in chosen.items() if isinstance(sender, Attestor)}
-    proofs = SelfServiceLinking(
-        db, links, deliverable=chosen, attestors=attestors, default_region=settings.default_region
-    )
-    moves_every = max(1.0, settings.worker.poll_interval * 10)
-    background = [lambda: links.run_forever(moves_every)]
-    retention = Retention(db=db, memory=memory, settings=settings.retention)
-    if retention.enabled:
-        background.append(retention.run_forever)
-    hub = Hub(
-        settings=settings,
-        db=db,
-        memory=memory,
-        model=build_chat_model(settings.llm),
-        resolver=DatabaseResolver(db),
-        senders=chosen,
-        inbox_channels=inbox_channels,
-        interceptor=proofs,
-        background=background,
-    )
+    try:
+        attestors = {name: sender for name, sender in chosen.items() if isinstance(sender, Attestor)}
+        proofs = SelfServiceLinking(
+            db, links, deliverable=chosen, attestors=attestors, default_region=settings.default_region
+        )
+        moves_every = max(1.0, settings.worker.poll_interval * 10)
+        background = [lambda: links.run_forever(moves_every)]
+        retention = Retention(db=db, memory=memory, settings=settings.retention)
+        if retention.enabled:
+            background.append(retention.run_forever)
+        hub = Hub(
+            settings=settings,
+            db=db,
+            memory=memory,
+            model=build_chat_model(settings.llm),
+            resolver=DatabaseResolver(db),
+            senders=chosen,
+            inbox_channels=inbox_channels,
+            interceptor=proofs,
+            background=background,
+        )
+    except BaseException:
+        await services.aclose()  # nothing is left open behind a failed start
+        raise
     return Wiring(services=services, hub=hub)
 
 
