@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,6 @@ from core.cli.base import (
     fail,
 )
 from core.errors import AlreadyServing, ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command(cls=Command)
