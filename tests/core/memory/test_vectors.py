@@ -105,26 +105,6 @@ def test_metadata_filters(store: SQLiteVectorStore) -> None:
     assert [h.id for h in store.list(only)] == ["p"]
 
 
-def test_keyword_search_is_bm25_over_the_text(store: SQLiteVectorStore) -> None:
-    store.insert(
-        [unit(1), unit(2), unit(3)],
-        payloads=[
-            payload("a", "my router drops the wifi and the router lights blink"),
-            payload("a", "the wifi is fine"),
-            payload("a", "refund for the invoice"),
-        ],
-        ids=["router", "wifi", "refund"],
-    )
-    # filler rows of other customers give the terms realistic document frequencies
-    store.insert(
-        [unit(i) for i in range(10, 30)], payloads=[payload(f"u{i}", "pizza order") for i in range(20)]
-    )
-    hits = store.keyword_search("router wifi", top_k=5, filters={"user_id": "a"})
-    assert [h.id for h in hits] == ["router", "wifi"]
-    assert hits[0].score is not None and hits[1].score is not None and hits[0].score > hits[1].score > 0
-    assert store.keyword_search("nothing matches this", top_k=5, filters={"user_id": "a"}) == []
-
-
 def test_keyword_search_prefers_the_lemmatized_text(store: SQLiteVectorStore) -> None:
     store.insert([unit(1)], payloads=[payload("a", "He was running", text_lemmatized="run")], ids=["x"])
     assert [h.id for h in store.keyword_search("run", top_k=5, filters={"user_id": "a"})] == ["x"]
