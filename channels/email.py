@@ -12,8 +12,11 @@
 - ``send`` writes a threaded reply with loop guards (``channels.email_send``) through aiosmtplib:
   implicit TLS on port 465, STARTTLS whenever the relay offers it. 5xx → ``PermanentDeliveryError``;
   4xx, timeouts and connection errors → ``TransientDeliveryError``. At most
-  ``max_replies_per_hour`` replies go to one recipient in any hour (in memory, per process); past the
-  cap ``send`` raises ``PermanentDeliveryError``.
+  ``max_replies_per_hour`` replies go to one recipient in any hour; past the cap ``send`` raises
+  ``PermanentDeliveryError``.
+- The reply cap and the webhook's spent tokens are kept in ``core.ports.SharedLimits``: this process's
+  own until ``bind_limits`` hands in the database's, which every process on it shares (a cap counts the
+  replies of every process; a token used on one host is refused on every other).
 """
 
 from __future__ import annotations
@@ -32,8 +35,15 @@ from channels.email_parse import ParseContext, parse_email
 from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
 from channels.email_smtp import SmtpListener
 from channels.email_webhook import FormError, MailgunVerifier, read_form, signature_fields
-from core.errors import BadRequest, ConfigError, PermanentDeliveryError, VerificationFailed
+from core.errors import (
+    BadRequest,
+    ConfigError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    VerificationFailed,
+)
 from core.messages import Address, Delivery, InboundMessage, OutboundMessage
+from core.ports import SharedLimits
 from core.settings import EmailSettings, env_name
 
 log = logging.getLogger(__name__)
@@ -70,6 +80,11 @@ class EmailAdapter:
             f"listening={self._listener is not None})"
         )
 
+    def bind_limits(self, limits: SharedLimits) -> None:
+        """Keep the reply cap and spent tokens in ``limits`` (``core.ports.UsesSharedLimits``)."""
+        self._cap.bind(limits)
+        self._verifier.bind(limits)
+
     # --- inbound: webhook ---------------------------------------------------------------------------
 
     async def verify(self, request: WebhookRequest) -> None:
@@ -79,7 +94,7 @@ class EmailAdapter:
             fields = await signature_fields(request.body, request.header("content-type"))
         except FormError:
             raise VerificationFailed("no readable signature fields", status=401) from None
-        self._verifier.verify(fields)
+        await self._verifier.spend(self._verifier.verify(fields))
 
     async def parse(self, request: WebhookRequest) -> Parsed:
         try:  # the whole form, once verified, in a thread: 10 MiB of fields must not stall the event loop
@@ -180,7 +195,10 @@ class EmailAdapter:
         except (ValueError, TypeError) as exc:
             raise PermanentDeliveryError(f"the reply could not be built ({type(exc).__name__})") from exc
         recipient_key = to.lower()
-        stamp = self._cap.reserve(recipient_key)
+        try:
+            stamp = await self._cap.reserve(recipient_key)
+        except Exception as exc:  # the shared limits' store failed: nothing sent, try later
+            raise TransientDeliveryError(f"the reply cap is unavailable ({type(exc).__name__})") from exc
         if stamp is None:
             log.warning("email reply %s not sent: the per-recipient hourly cap is reached", message_id)
             raise PermanentDeliveryError("reply cap reached for this recipient")
@@ -201,7 +219,12 @@ class EmailAdapter:
                 local_hostname=self._domain,  # else aiosmtplib calls the blocking socket.getfqdn()
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            self._cap.release(recipient_key, stamp)
+            try:
+                await self._cap.release(recipient_key, stamp)
+            except Exception as release_error:  # the slot stays taken; the send's own error matters
+                log.warning(
+                    "email reply %s: cap slot not given back (%s)", message_id, type(release_error).__name__
+                )
             error = delivery_error(exc)
             log.warning("email reply %s failed: %s", message_id, error)
             raise error from exc

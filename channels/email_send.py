@@ -16,7 +16,6 @@ import hashlib
 import re
 import time
 import unicodedata
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -25,7 +24,9 @@ from typing import Any
 
 import aiosmtplib
 
+from channels.limits import LocalLimits
 from core.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from core.ports import SharedLimits
 
 _RE_PREFIX = re.compile(r"^(?:\s*re\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
@@ -106,34 +107,40 @@ def _id_list(value: object) -> list[str]:
 
 
 class ReplyCap:
-    """At most ``limit`` replies per recipient in any ``window`` seconds (in memory, per process)."""
+    """At most ``limit`` replies per recipient in any ``window`` seconds.
+
+    Counted in ``core.ports.SharedLimits``: this process's own until ``bind`` hands in the database's,
+    so that several processes together still send at most ``limit`` (the database stores the key, which
+    holds the address, hashed).
+    """
 
     def __init__(
-        self, limit: int, *, window: float = 3600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        *,
+        window: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        limits: SharedLimits | None = None,
     ) -> None:
         self._limit = limit
         self._window = window
-        self._clock = clock
-        self._sent: dict[str, deque[float]] = {}
+        self._limits: SharedLimits = limits if limits is not None else LocalLimits(clock=clock)
 
-    def reserve(self, recipient: str) -> float | None:
+    def bind(self, limits: SharedLimits) -> None:
+        """Count in ``limits`` from now on (the database's: shared by every process)."""
+        self._limits = limits
+
+    async def reserve(self, recipient: str) -> float | None:
         """Take a slot for ``recipient``: its stamp, or ``None`` when the cap is reached."""
-        now = self._clock()
-        stamps = self._sent.setdefault(recipient, deque())
-        while stamps and stamps[0] <= now - self._window:
-            stamps.popleft()
-        if len(stamps) >= self._limit:
-            return None
-        stamps.append(now)
-        return now
+        return await self._limits.reserve(_cap_key(recipient), limit=self._limit, window=self._window)
 
-    def release(self, recipient: str, stamp: float) -> None:
+    async def release(self, recipient: str, stamp: float) -> None:
         """Give back a slot whose send failed."""
-        stamps = self._sent.get(recipient)
-        if stamps is not None and stamp in stamps:
-            stamps.remove(stamp)
-            if not stamps:
-                del self._sent[recipient]
+        await self._limits.release(_cap_key(recipient), stamp)
+
+
+def _cap_key(recipient: str) -> str:
+    return f"email:reply-cap:{recipient.strip().lower()}"
 
 
 def delivery_error(exc: Exception) -> DeliveryError:

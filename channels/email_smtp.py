@@ -9,12 +9,19 @@
 - a message that cannot be read (no usable ``From``) → ``550 5.6.0``;
 - otherwise ``accept(message)`` commits it and only then is ``250`` sent; if ``accept`` (or the parser)
   fails → ``451 4.3.0`` so the sending MTA retries: nothing acknowledged is lost.
+
+The socket is bound with ``SO_REUSEPORT`` where the system has it (Linux, the BSDs, macOS): several
+``threadline serve`` processes on one host (scale mode) each listen on the same ``smtp_listen`` port,
+and the kernel spreads the connections among them; a second process no longer dies on "address in use".
+Only processes of the same user can join a port this way. Where the option does not exist, a second
+listener on the port fails to start, as before: one per host there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -33,6 +40,9 @@ OK = "250 2.0.0 OK"
 TRY_LATER = "451 4.3.0 try again later"
 UNREADABLE = "550 5.6.0 message could not be read"
 NOT_OURS = "550 5.1.1 recipient not accepted here"
+
+# several processes of one host may share the listening port (see the module docstring)
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -125,7 +135,7 @@ class SmtpListener:
             self._sessions.add(session)
             return session
 
-        self._server = await loop.create_server(factory, self._host, self._port)
+        self._server = await loop.create_server(factory, self._host, self._port, reuse_port=REUSE_PORT)
         log.info("smtp listener serving on port %s", self.port)
 
     async def stop(self) -> None:

@@ -5,10 +5,11 @@ all three sent as form fields. The signature does not cover the message itself: 
 came from the provider, and freshness plus single use stop a captured POST from being replayed.
 
 ``MailgunVerifier`` rejects a missing field (401), a wrong signature, a timestamp more than
-``max_age`` seconds from now, or a token seen before (403). Seen tokens are kept in an in-memory
-TTL cache (until their timestamp is stale anyway), so replay protection is per process: behind several
-web processes a replay to another process is stopped only by the inbox's unique Message-ID key.
-A provider retry is signed afresh (a retry of the old timestamp would be stale anyway).
+``max_age`` seconds from now, or a token seen before (403). A token is spent as a single-use mark in
+``core.ports.SharedLimits``, kept twice ``max_age`` (by then its timestamp is stale on any host): this
+process's own until the composition root binds the database's, so that behind several web processes
+on many hosts a token used on one is refused on every other. The mark's key is a hash of the token in
+the database. A provider retry is signed afresh (a retry of the old timestamp would be stale anyway).
 
 ``read_signature_fields`` comes first: it streams the body through python-multipart's low-level parsers
 and keeps only ``timestamp``, ``token`` and ``signature`` (at most 1 KiB each), skipping every other
@@ -28,7 +29,6 @@ import hmac
 import math
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable
 
 from pydantic import SecretStr
@@ -36,7 +36,9 @@ from python_multipart import FormParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field, File, MultipartParser, QuerystringParser, parse_options_header
 
+from channels.limits import LocalLimits
 from core.errors import VerificationFailed
+from core.ports import SharedLimits
 
 MAX_AGE_SECONDS = 300.0
 _MAX_TOKENS = 100_000
@@ -254,7 +256,8 @@ async def signature_fields(body: bytes, content_type: str | None) -> dict[str, b
 
 
 class MailgunVerifier:
-    """Checks ``timestamp`` / ``token`` / ``signature``; remembers tokens to refuse a replay."""
+    """Checks ``timestamp`` / ``token`` / ``signature`` (``verify``); spends tokens to refuse a replay
+    (``spend``, in ``limits``: shared by every process once the database's are bound)."""
 
     def __init__(
         self,
@@ -262,11 +265,16 @@ class MailgunVerifier:
         *,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.time,
+        limits: SharedLimits | None = None,
     ) -> None:
         self._key = signing_key.get_secret_value().encode() if signing_key is not None else b""
         self._max_age = max_age
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()  # token -> forget after (clock time)
+        self._limits: SharedLimits = limits if limits is not None else LocalLimits(max_keys=_MAX_TOKENS)
+
+    def bind(self, limits: SharedLimits) -> None:
+        """Spend tokens in ``limits`` from now on (the database's: shared by every process)."""
+        self._limits = limits
 
     def __repr__(self) -> str:
         return f"MailgunVerifier(configured={bool(self._key)})"
@@ -275,7 +283,9 @@ class MailgunVerifier:
     def configured(self) -> bool:
         return bool(self._key)
 
-    def verify(self, fields: dict[str, bytes]) -> None:
+    def verify(self, fields: dict[str, bytes]) -> str:
+        """The token of a well-signed, fresh request (``spend`` it before trusting the request), or
+        ``VerificationFailed``."""
         if not self._key:
             raise VerificationFailed("no inbound signing key is configured", status=403)
         timestamp = fields.get("timestamp", b"").decode("ascii", errors="replace").strip()
@@ -293,17 +303,14 @@ class MailgunVerifier:
         now = self._clock()
         if not math.isfinite(signed_at) or abs(now - signed_at) > self._max_age:  # nan compares false
             raise VerificationFailed("stale timestamp", status=403)
-        self._forget_expired(now)
-        if token in self._seen:
-            raise VerificationFailed("token already used", status=403)
-        self._seen[token] = signed_at + self._max_age
-        while len(self._seen) > _MAX_TOKENS:
-            self._seen.popitem(last=False)
+        return token
 
-    def _forget_expired(self, now: float) -> None:
-        # Tokens arrive in roughly timestamp order: drop from the oldest end while they are stale.
-        while self._seen:
-            token, until = next(iter(self._seen.items()))
-            if until >= now:
-                break
-            del self._seen[token]
+    async def spend(self, token: str) -> None:
+        """Use ``token`` once: ``VerificationFailed`` (403) when any process has used it before, 503 when
+        that cannot be told now (the provider retries; nothing was stored)."""
+        try:
+            mark = await self._limits.reserve(f"mailgun:token:{token}", limit=1, window=2 * self._max_age)
+        except Exception as exc:  # the shared limits' store failed
+            raise VerificationFailed("the replay check is unavailable", status=503) from exc
+        if mark is None:
+            raise VerificationFailed("token already used", status=403)

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
 from core.messages import Address
-from core.ports import Attestor, MemoryStore, Sender
+from core.ports import Attestor, MemoryStore, Sender, UsesSharedLimits
 from core.settings import Settings, env_name
 from core.store.db import Database
 from core.store.private_files import private_dir
 
 if TYPE_CHECKING:
     from channels.base import ChannelAdapter
-    from core.pipeline.hub import Hub
+    from core.pipeline.hub import Hub, Role
     from identity.linking import IdentityLinks
 
 
@@ -70,8 +70,31 @@ def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
     return adapters
 
 
+def bind_shared_limits(senders: Mapping[str, Sender], db: Database) -> None:
+    """Hand the adapters that pace or cap (``core.ports.UsesSharedLimits``) the store's shared limits.
+
+    On PostgreSQL (scale mode: many processes, many hosts) they count in the database
+    (``core.store.shared_limits.DatabaseLimits``), so N processes together let through once what one
+    would. On SQLite one ``serve`` holds the data dir (``core.store.serve_lock``): the adapters keep the
+    limits of their own process, and no send or webhook waits for SQLite's write lock to pace itself.
+    """
+    if db.dialect != "postgresql":
+        return
+    from core.store.shared_limits import DatabaseLimits
+
+    limits = DatabaseLimits(db)
+    for sender in senders.values():
+        if isinstance(sender, UsesSharedLimits):
+            sender.bind_limits(limits)
+
+
 def build_memory(settings: Settings) -> MemoryStore:
-    """The memory store ``settings.memory.backend`` names. Cheap: nothing is loaded or called yet."""
+    """The memory store ``settings.memory.backend`` names. Cheap: nothing is loaded or called yet.
+
+    Local Mem0 keeps its memories in a SQLite file in the data dir (the embedded default), or, when the
+    store is on PostgreSQL (scale mode: several hosts, each with its own data dir), in that database
+    (``core.memory.pg_index``), so that every host sees the same memories. Hosted Mem0 is the third.
+    """
     if settings.memory.backend == "platform":
         from core.memory.platform import PlatformMemory
 
@@ -82,8 +105,14 @@ def build_memory(settings: Settings) -> MemoryStore:
                 setting=env_name("memory", "api_key"),
             )
         return PlatformMemory(api_key=api_key, host=settings.memory.host, data_dir=settings.data_dir)
+    from core.memory import mem0_oss
     from core.memory.local import LocalMemory
 
+    url = settings.resolved_database_url
+    if url.startswith("postgresql"):
+        return LocalMemory(
+            data_dir=settings.data_dir, llm=settings.llm, index=lambda: mem0_oss.postgres_index(url)
+        )
     return LocalMemory(data_dir=settings.data_dir, llm=settings.llm)
 
 
@@ -129,8 +158,10 @@ async def wire(
     *,
     senders: Mapping[str, Sender] | None = None,
     inbox_channels: Collection[str] | None = None,
+    role: Role = "all",
 ) -> Wiring:
-    """Open everything ``settings`` describes: services, LLM, channels, the hub and its background."""
+    """Open everything ``settings`` describes: services, LLM, channels, the hub and its background.
+    ``role`` is what the hub runs in this process (``core.pipeline.hub.Role``)."""
     from core.agent.llm import build_chat_model
     from core.pipeline.hub import Hub
     from core.pipeline.retention import Retention
@@ -160,10 +191,13 @@ async def wire(
             inbox_channels=inbox_channels,
             interceptor=proofs,
             background=background,
+            role=role,
         )
     except BaseException:
         await services.aclose()  # nothing is left open behind a failed start
         raise
+    # issue 13: the adapters' pacing, caps and single-use tokens are shared by every process on the store
+    bind_shared_limits(chosen, db)
     return Wiring(services=services, hub=hub)
 
 

@@ -14,6 +14,7 @@
     ├── LLMError                    the language model failed, timed out or answered garbage
     ├── MemoryUnavailable           the memory backend failed; the write is queued and retried
     ├── StoreError                  the database failed in a way the caller should see
+    │   └── ClaimLost               this process no longer holds the row it works on (a lapsed lease)
     └── IdentityError               an admin change (identity, dead-letter retry) that cannot be made
         ├── NotFound                no such customer, address, ledger entry or reply (HTTP 404)
         └── Conflict                the change contradicts the current state (HTTP 409)
@@ -109,3 +110,8 @@ class NotFound(IdentityError):
 
 class Conflict(IdentityError):
     """The change contradicts the current state (merging a customer into itself, undoing twice, ...)."""
+
+
+class ClaimLost(StoreError):
+    """The lease on the row this work is for was taken over by another process (``core.store.leases``):
+    whatever this process was about to write is not written."""

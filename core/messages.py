@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from core.errors import InvalidAddress
 from core.memory.attribution import STATEMENT_METADATA
@@ -243,6 +243,16 @@ class IncomingTurn:
     authenticated: bool = False
     # a phone number the platform vouches for (a Telegram contact), as InboundMessage.shared_contact
     shared_contact: SharedContact | None = None
+    # the worker's claim on the inbox row (``core.store.leases.Claim.fence``): a side effect the identity
+    # layer writes (a proof code) is written only while ``await fence(session)`` is True in its transaction
+    fence: Fence | None = field(default=None, compare=False)
+
+
+class Fence(Protocol):
+    """Checks inside the caller's transaction (an ``AsyncSession``) that the work's claim still holds,
+    and keeps it held until that transaction ends."""
+
+    async def __call__(self, session: Any, /) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

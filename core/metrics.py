@@ -62,9 +62,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.pickup_seconds = Histogram(
+            "threadline_pickup_seconds",
+            "Inbox commit to a worker starting on the message (any process: NOTIFY wake-up latency included)",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.dead_letters = Gauge(
             "threadline_dead_letters",
-            "Replies that failed for good and wait for an admin (see /admin/dead-letters)",
+            "Replies that failed for good and wait for an admin (see /admin/dead-letters); counted in the "
+            "database at each scrape, so every process reports the same total (aggregate with max, not sum)",
             registry=self.registry,
         )
         self.pending = Gauge(

@@ -96,6 +96,39 @@ class Interceptor(Protocol):
     async def intercept(self, turn: IncomingTurn) -> Handled | None: ...
 
 
+@runtime_checkable
+class SharedLimits(Protocol):
+    """Rates, caps and single-use marks that every process on one database shares.
+
+    In scale mode many processes serve one PostgreSQL database: a limit kept in one process's memory
+    lets each process through once, so N processes let N times through. Keys are free text (the
+    implementation over the database stores only their hash: a key may name an address).
+    Implementations: ``core.store.shared_limits.DatabaseLimits``; ``channels.limits.LocalLimits`` for one
+    process (what an adapter uses until the composition root binds the database's).
+    """
+
+    async def pace(self, key: str, *, interval: float, burst: int) -> float:
+        """Reserve ``key``'s next slot (about one per ``interval`` seconds after a burst of ``burst``);
+        returns the seconds to wait before using it. Never refuses: callers sleep, then act."""
+        ...
+
+    async def reserve(self, key: str, *, limit: int, window: float) -> float | None:
+        """Take one of at most ``limit`` uses of ``key`` in any ``window`` seconds: a ticket (for
+        ``release``), or None when all are taken. ``limit=1`` makes a single-use mark."""
+        ...
+
+    async def release(self, key: str, ticket: float) -> None:
+        """Give back a use whose action failed (an unknown ticket is not an error)."""
+        ...
+
+
+@runtime_checkable
+class UsesSharedLimits(Protocol):
+    """An adapter that keeps limits: the composition root hands it the shared ones once the store is open."""
+
+    def bind_limits(self, limits: SharedLimits) -> None: ...
+
+
 class MemoryStore(Protocol):
     """Long-term memory of customers, keyed by the canonical customer id (never by a handle).
 

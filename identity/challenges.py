@@ -21,6 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
+from core.errors import ClaimLost
 from core.messages import Address, Assurance, Handled, IncomingTurn, Notice
 from core.store.db import Database
 from core.store.models import Identity, LinkChallenge
@@ -96,6 +97,10 @@ class LinkChallenges:
             )
         now = self._clock()
         async with self._db.session() as session:
+            if turn.fence is not None and not await turn.fence(session):
+                # another process took this message over (this one stalled past its lease): its code
+                # stands, and this one must not replace it
+                raise ClaimLost(f"inbox {turn.inbox_id} was taken over; no code written")
             holder = await session.scalar(select(Identity).where(Identity.address == str(claimed)))
             if holder is not None and holder.customer_id == turn.customer_id:
                 return Handled(reply=f"{mask(claimed)} is already linked to you.", stored_text=STORED_CLAIM)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Collection
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import MemoryUnavailable
@@ -24,8 +24,10 @@ from core.store.models import MemoryMove, utcnow
 
 log = logging.getLogger(__name__)
 
-# a memory move claimed longer ago than this belongs to a process that died: another may take it over
-MOVE_CLAIM_TIMEOUT = timedelta(minutes=5)
+# a memory move whose claim was not renewed for this long belongs to a process that died (kill -9): another
+# takes it over. A running move renews its claim every third of it (``MOVE_HEARTBEAT``).
+MOVE_CLAIM_TIMEOUT = timedelta(seconds=30)
+MOVE_HEARTBEAT = MOVE_CLAIM_TIMEOUT.total_seconds() / 3
 
 
 def queue_move(
@@ -63,8 +65,9 @@ class MemoryMoves:
 
         Several processes may run this at once (the server's background loop, a CLI command): each
         move is claimed with a conditional update before it runs, and a move claimed by another
-        process stops this round, since later moves may depend on it. A claim older than
-        ``MOVE_CLAIM_TIMEOUT`` (its process died) is taken over.
+        process stops this round, since later moves may depend on it. A running move renews its claim;
+        one not renewed for ``MOVE_CLAIM_TIMEOUT`` (its process died) is taken over, and the ``done`` of
+        the process that lost it is refused (``attempts`` is the fencing token).
         """
         async with self._lock:
             while True:
@@ -78,6 +81,7 @@ class MemoryMoves:
                     if move is None:
                         return 0
                     now = utcnow()
+                    token = move.attempts + 1  # the fencing token: ``attempts`` as this claim sets it
                     stale = move.claimed_at is None or move.claimed_at < now - MOVE_CLAIM_TIMEOUT
                     if move.status == "running" and not stale:
                         return await waiting(session)
@@ -94,24 +98,52 @@ class MemoryMoves:
                     if claimed.rowcount != 1:  # type: ignore[attr-defined]
                         continue  # another process took it first
                     source, target, handles = move.from_customer_id, move.to_customer_id, move.handles
+                # a takeover raises ``attempts`` again: then nothing below matches
+                held = (
+                    MemoryMove.id == move.id,
+                    MemoryMove.status == "running",
+                    MemoryMove.attempts == token,
+                )
+                heartbeat = asyncio.create_task(self._renew(held), name=f"memory-move:{move.id}")
                 try:
                     await self._memory.move(source, target, handles=handles or None)
                 except MemoryUnavailable as exc:
                     async with self._db.session() as session:
                         await session.execute(
                             update(MemoryMove)
-                            .where(MemoryMove.id == move.id)
+                            .where(*held)
                             .values(status="pending", claimed_at=None, last_error=str(exc)[:200])
                         )
                         left = await waiting(session)
                     log.warning("memory move %s failed; it stays queued", move.id)
                     return left
+                finally:
+                    heartbeat.cancel()
+                    await asyncio.gather(heartbeat, return_exceptions=True)
                 async with self._db.session() as session:
-                    await session.execute(
+                    done = await session.execute(
                         update(MemoryMove)
-                        .where(MemoryMove.id == move.id)
+                        .where(*held)
                         .values(status="done", done_at=utcnow(), last_error=None)
                     )
+                if done.rowcount != 1:  # type: ignore[attr-defined]
+                    # taken over after this claim lapsed: the move is idempotent, the new holder finishes it
+                    log.warning("memory move %s: its claim lapsed while it ran", move.id)
+                    return await self._waiting()
+
+    async def _renew(self, held: tuple[ColumnElement[bool], ...]) -> None:
+        """Keep a running move's claim fresh, so that it is not taken over while it runs."""
+        while True:
+            await asyncio.sleep(MOVE_HEARTBEAT)
+            try:
+                async with self._db.session() as session:
+                    await session.execute(update(MemoryMove).where(*held).values(claimed_at=utcnow()))
+            except Exception as exc:  # the next beat tries again; the claim lapses if none succeeds
+                log.warning("memory move claim not renewed (%s)", type(exc).__name__)
+
+    async def _waiting(self) -> int:
+        async with self._db.read() as session:
+            return await waiting(session)
 
     async def run_forever(self, interval: float) -> None:
         """Re-run queued memory moves every ``interval`` seconds (the app runs this in the background)."""

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from core.app import create_app
-from core.pipeline.hub import Hub
+from core.pipeline.hub import Hub, Role
 from core.settings import LLMSettings, Settings, WorkerSettings
 from core.store.models import InboxRow
 
@@ -56,12 +56,15 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, log_level: str = "warning") -> AsyncIterator[Served]:
+async def serving(
+    settings: Settings, *, log_level: str = "warning", role: Role = "all"
+) -> AsyncIterator[Served]:
     """The app under uvicorn (lifespan on: the hub and worker run) until the block ends.
 
-    ``log_level="info"`` turns uvicorn's access log on (logger ``uvicorn.access``).
+    ``log_level="info"`` turns uvicorn's access log on (logger ``uvicorn.access``). ``role`` as
+    ``threadline serve --role``.
     """
-    app = create_app(settings)
+    app = create_app(settings, role=role)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

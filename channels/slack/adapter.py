@@ -3,6 +3,10 @@
 Verification, parsing, sending, the profile attestation and the lazily built ``AsyncWebClient`` live
 here; reading an event is ``channels.slack.events``, shaping a reply ``channels.slack.text``, pacing
 ``channels.slack.pacing`` and the Web API's failures ``channels.slack.api_errors``.
+
+The channel pacing and the attestation mark (a sender's profile is asked about once a day, by one
+process) come from ``core.ports.SharedLimits``: this process's own until ``bind_limits`` hands in the
+database's, which every process on it shares.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookReply, WebhookRequest
+from channels.limits import LocalLimits
 from channels.slack.api_errors import _api_error, _BoundedRateLimitRetryHandler
 from channels.slack.events import (
     _EVENT_TYPES,
@@ -44,6 +49,7 @@ from core.errors import (
     VerificationFailed,
 )
 from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
+from core.ports import SharedLimits
 from core.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ _SDK_LOG = logging.getLogger(f"{__name__}.sdk")
 _SDK_LOG.setLevel(logging.INFO)
 
 SIGNATURE_WINDOW_SECONDS = 300
+# a sender's profile email is asked for once in this long, by whichever process sees them first
+ATTEST_EVERY_SECONDS = 24 * 3600.0
 
 
 class SlackAdapter:
@@ -78,6 +86,7 @@ class SlackAdapter:
         self._settings = settings
         self._normalize = normalize
         self._pacer = pacer if pacer is not None else ChannelPacer()
+        self._limits: SharedLimits = LocalLimits()
         self._rate_limit_retries = rate_limit_retries
         self._max_rate_limit_wait = max_rate_limit_wait
         self._server_error_retries = server_error_retries
@@ -91,6 +100,11 @@ class SlackAdapter:
 
     def __repr__(self) -> str:
         return f"SlackAdapter(api_base_url={self._settings.api_base_url!r})"
+
+    def bind_limits(self, limits: SharedLimits) -> None:
+        """Pace channels and mark attested senders in ``limits`` (``core.ports.UsesSharedLimits``)."""
+        self._limits = limits
+        self._pacer.bind(limits)
 
     # ----- inbound ----------------------------------------------------------------------------
 
@@ -194,7 +208,12 @@ class SlackAdapter:
         client = self._get_client()
         sent: list[str] = []
         for part in parts[message.parts_sent :]:
-            await self._pacer.wait(channel)
+            try:
+                await self._pacer.wait(channel)
+            except Exception as exc:  # the shared limits' store failed: later, keeping what went out
+                raise TransientDeliveryError(
+                    f"Slack pacing unavailable: {type(exc).__name__}", sent_ids=tuple(sent)
+                ) from exc
             try:
                 response = await client.chat_postMessage(channel=channel, text=part, thread_ts=thread_ts)
             except SlackApiError as exc:
@@ -221,11 +240,23 @@ class SlackAdapter:
     async def attested_handles(self, sender: Address) -> list[Address]:
         """The sender's profile email, when its workspace is in ``trusted_teams`` (``core.ports.Attestor``).
 
-        Calls ``users.info`` (scope ``users:read.email``). Any failure, a missing or unreadable email,
-        or an untrusted workspace gives ``[]``: attestation is a bonus, never a reason to fail a message.
+        Calls ``users.info`` (scope ``users:read.email``) once per sender in ``ATTEST_EVERY_SECONDS``,
+        whichever process asks first (a shared single-use mark; ``[]`` to the others meanwhile). Any
+        failure, a missing or unreadable email, or an untrusted workspace gives ``[]``: attestation is a
+        bonus, never a reason to fail a message.
         """
         team, _, user = sender.handle.partition(":")
         if sender.channel != "slack" or not user or team.upper() not in self._settings.trusted_teams:
+            return []
+        try:
+            mark = await self._limits.reserve(
+                f"slack:attested:{sender}", limit=1, window=ATTEST_EVERY_SECONDS
+            )
+        except Exception as exc:  # the shared limits' store failed: not asked this time
+            log.info("Slack profile of a trusted-workspace sender not asked: %s", type(exc).__name__)
+            return []
+        if mark is None:
+            log.debug("Slack profile of a trusted-workspace sender asked for recently; not asked again")
             return []
         try:
             response = await self._get_client().users_info(user=user)

@@ -1,4 +1,10 @@
-"""``ChannelPacer``: Slack's one message a second per channel, kept on our side before each post."""
+"""``ChannelPacer``: Slack's one message a second per channel, kept on our side before each post.
+
+Slack counts per channel, whichever process posts: with several processes each pacing on its own, N of
+them would post N messages a second into one channel. So the slots come from ``core.ports.SharedLimits``:
+this process's own (``channels.limits.LocalLimits``) until the composition root binds the database's
+(``bind``), which every process on the database shares.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from channels.limits import LocalLimits
+from core.ports import SharedLimits
+
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _key(channel: str) -> str:
+    return f"slack:channel:{channel}"
 
 
 class ChannelPacer:
     """About one message per ``interval`` seconds per Slack channel, after a burst of ``burst``.
 
-    A per-channel GCRA: each call reserves the next slot (no await between reading and writing the
-    slot, so no lock is needed) and sleeps until it. ``interval=0`` turns pacing off. ``clock`` and
-    ``sleep`` are injectable so tests need no wall clock.
+    A per-channel GCRA: each call reserves the next slot and sleeps until it. ``interval=0`` turns pacing
+    off. ``clock`` and ``sleep`` are injectable so tests need no wall clock (``clock`` is the local
+    limits'; bound limits keep their own).
     """
 
     def __init__(
@@ -25,28 +38,27 @@ class ChannelPacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         max_channels: int = 4_096,
+        limits: SharedLimits | None = None,
     ) -> None:
         if interval < 0 or burst < 1:
             raise ValueError("interval must be >= 0 and burst >= 1")
         self.interval = interval
         self.burst = burst
-        self._clock = clock
         self._sleep = sleep
-        self._max_channels = max_channels
-        self._next: dict[str, float] = {}  # channel -> theoretical arrival time of its next message
+        self._local = LocalLimits(clock=clock, max_keys=max_channels)
+        self._limits: SharedLimits = limits if limits is not None else self._local
+
+    def bind(self, limits: SharedLimits) -> None:
+        """Take slots from ``limits`` from now on (the database's: shared by every process)."""
+        self._limits = limits
 
     def reserve(self, channel: str) -> float:
-        """Reserve the channel's next slot; returns how long to wait for it (seconds)."""
-        if self.interval == 0:
-            return 0.0
-        now = self._clock()
-        if len(self._next) >= self._max_channels:
-            self._next = {ch: t for ch, t in self._next.items() if t > now}
-        tat = max(self._next.get(channel, now), now)
-        self._next[channel] = tat + self.interval
-        return max(0.0, tat - now - (self.burst - 1) * self.interval)
+        """Reserve the channel's next slot in this process's own limits; returns how long to wait (s)."""
+        return self._local.slot(_key(channel), interval=self.interval, burst=self.burst)
 
     async def wait(self, channel: str) -> None:
-        delay = self.reserve(channel)
+        if self.interval == 0:
+            return
+        delay = await self._limits.pace(_key(channel), interval=self.interval, burst=self.burst)
         if delay > 0:
             await self._sleep(delay)

@@ -8,9 +8,10 @@
   200. The inbox key is ``"<bot id>:<update_id>"``: update ids are per bot and restart at a random
   value after a week without updates.
 - ``send``: ``ExtBot.send_message`` as plain text (no parse mode: model output is not markup), split to
-  4,096 UTF-16 code units on paragraph, line or word boundaries, through ``AIORateLimiter`` (30 msg/s
-  overall, 20/min per group). A 429 is not waited out here: it becomes ``TransientDeliveryError`` with
-  the platform's ``retry_after`` and the worker schedules the retry.
+  4,096 UTF-16 code units on paragraph, line or word boundaries, paced by ``TelegramPacer`` (30 msg/s
+  overall, 20/min per group, as PTB's ``AIORateLimiter``, but shared by every process on the database).
+  A 429 is not waited out here: it becomes ``TransientDeliveryError`` with the platform's
+  ``retry_after`` and the worker schedules the retry.
 - ``set_webhook``: points the bot's webhook at ``<public base url>/webhooks/telegram``; used by
   ``threadline setup telegram``.
 
@@ -23,6 +24,7 @@ Where things live:
 - ``channels.telegram.message``: what is kept of a customer's message (time, media, contact, extras);
 - ``channels.telegram.split``: ``split_text``, a reply in parts of at most 4,096 UTF-16 code units;
 - ``channels.telegram.config``: the bot token and secret from settings, PTB set-up, token scrubbing;
+- ``channels.telegram.pacing``: ``TelegramPacer``, the send rate (a PTB ``BaseRateLimiter``);
 - ``channels.telegram.webhook``: ``set_webhook``, used by ``threadline setup telegram``.
 """
 

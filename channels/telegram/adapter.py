@@ -2,7 +2,8 @@
 
 Verification, parsing an update, sending (and mapping PTB's errors) and the lazily built ``ExtBot`` live
 here; what is kept of a message is ``channels.telegram.message``, splitting a reply
-``channels.telegram.split``, and the token, secret and PTB set-up ``channels.telegram.config``.
+``channels.telegram.split``, the token, secret and PTB set-up ``channels.telegram.config``, and the send
+rate ``channels.telegram.pacing`` (shared by every process once ``bind_limits`` hands in the database's).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.ext import AIORateLimiter, ExtBot
+from telegram.ext import ExtBot
 
 from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookRequest
 from channels.telegram.config import (
@@ -38,6 +39,7 @@ from channels.telegram.config import (
     _secret_token,
 )
 from channels.telegram.message import _attachment_ids, _aware, _extras, _shared_contact
+from channels.telegram.pacing import TelegramPacer
 from channels.telegram.split import split_text
 from core.errors import (
     BadRequest,
@@ -47,6 +49,7 @@ from core.errors import (
     VerificationFailed,
 )
 from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
+from core.ports import SharedLimits
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,15 @@ class TelegramAdapter:
     name = "telegram"
     max_body_bytes = DEFAULT_MAX_BODY_BYTES
 
-    def __init__(self, settings: TelegramSettings, *, normalize: Callable[[str], Address]) -> None:
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        *,
+        normalize: Callable[[str], Address],
+        pacer: TelegramPacer | None = None,
+    ) -> None:
         self._token, self.bot_id = _bot_token(settings)
+        self._pacer = pacer if pacer is not None else TelegramPacer(self.bot_id)
         self._secret = _secret_token(settings).encode("utf-8")
         self._api_base_url = settings.api_base_url
         self._normalize = normalize
@@ -76,6 +86,10 @@ class TelegramAdapter:
 
     def __repr__(self) -> str:
         return f"TelegramAdapter(bot_id={self.bot_id!r}, api_base_url={self._api_base_url!r})"
+
+    def bind_limits(self, limits: SharedLimits) -> None:
+        """Take the send rate's slots from ``limits`` (``core.ports.UsesSharedLimits``)."""
+        self._pacer.bind(limits)
 
     # ----- inbound ---------------------------------------------------------------------------
 
@@ -175,7 +189,8 @@ class TelegramAdapter:
                     log.info("telegram chat migrated to %s", exc.new_chat_id)
                     chat_id = exc.new_chat_id
                     result = await _send_part(bot, chat_id, part, thread_id, reply_to)
-                sent.append(str(result.message_id))
+                # message ids count per chat: two chats' replies share ids, so the chat is part of it
+                sent.append(f"{chat_id}:{result.message_id}")
         except TelegramError as exc:
             self._raise_delivery_error(exc, tuple(sent))
         log.info("telegram sent %d part(s) to chat %s", len(sent), chat_id)
@@ -211,8 +226,9 @@ class TelegramAdapter:
                 self._token,
                 base_url=self._api_base_url,
                 base_file_url=_file_base_url(self._api_base_url),
-                # max_retries=0: a 429 goes back to the worker, which honours retry_after with backoff
-                rate_limiter=AIORateLimiter(max_retries=0),
+                # 30 msg/s per bot and 20/min per group, shared (channels.telegram.pacing); a 429 goes back
+                # to the worker, which honours retry_after with backoff
+                rate_limiter=self._pacer,
             )
         return self._bot
 

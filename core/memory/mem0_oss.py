@@ -11,7 +11,9 @@
   on our ``openai`` client (timeout, retries). Unconfigured, Mem0 still demands a key: it gets a
   placeholder and the discard port of 127.0.0.1; callers never ask it to infer then. The LLM is wrapped
   (:class:`_StrictExtraction`) so an extraction answer that is not Mem0's JSON raises;
-- our extraction instructions (``core.memory.attribution``) and the history database under the data dir.
+- our extraction instructions (``core.memory.attribution``) and the history database: a file under the
+  data dir beside the embedded index, nothing at all with an index that several hosts share
+  (:func:`keeps_history`).
 
 Mem0's factories accept only their own providers, so it is built with stand-ins (an in-memory Qdrant
 client, an OpenAI embedder that is never called) that ``mem0_quirks.install`` replaces. Calls use
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.memory import mem0_quirks
 from core.memory.attribution import EXTRACTION_INSTRUCTIONS
@@ -38,6 +40,9 @@ from core.memory.vectors import SQLiteVectorStore
 from core.ports import MemoryIndex
 from core.settings import LLMSettings
 from core.store.private_files import private_dir, private_sqlite
+
+if TYPE_CHECKING:
+    from core.memory.pg_index import PostgresIndex
 
 OFFLINE_API_KEY = "threadline-offline-no-llm"  # a placeholder Mem0 demands, not a secret
 OFFLINE_BASE_URL = "http://127.0.0.1:9/v1"  # the discard port: nothing leaves the machine
@@ -56,6 +61,25 @@ def sqlite_index(data_dir: Path) -> SQLiteVectorStore:
     if LEGACY_ENTITY_COLLECTION in store.list_cols():
         store.with_collection(LEGACY_ENTITY_COLLECTION).delete_col()
     return store
+
+
+def postgres_index(url: str) -> PostgresIndex:
+    """The memory index on PostgreSQL, shared by every host of a scale setup: the store's database
+    (``url``, SQLAlchemy's ``postgresql+asyncpg://...``), collection :data:`COLLECTION`."""
+    from core.memory.pg_index import PostgresIndex
+
+    return PostgresIndex(url, collection_name=COLLECTION, embedding_model_dims=DIMS)
+
+
+def keeps_history(index: MemoryIndex) -> bool:
+    """Whether Mem0 keeps its history database (a SQLite file in this data dir) beside ``index``.
+
+    Only beside the embedded index, which lives in the same data dir: forget and retention erase both.
+    With an index that several hosts share (PostgreSQL), a history file on one host would keep the text
+    of memories that forget or retention on another host removed; Mem0 then keeps no history at all
+    (``mem0_quirks.no_history_db``).
+    """
+    return isinstance(index, SQLiteVectorStore)
 
 
 @contextmanager
@@ -178,8 +202,9 @@ def _openai_client(llm: LLMSettings) -> Any:
     return openai.OpenAI(api_key=OFFLINE_API_KEY, base_url=OFFLINE_BASE_URL, timeout=1.0, max_retries=0)
 
 
-def mem0_config(data_dir: Path, llm: LLMSettings) -> dict[str, Any]:
-    """The Mem0 config: history under the data dir, OpenAI-compatible LLM, stand-ins for what we replace."""
+def mem0_config(data_dir: Path, llm: LLMSettings, *, keep_history: bool = True) -> dict[str, Any]:
+    """The Mem0 config: history under the data dir (in memory without ``keep_history``: Mem0 opens it
+    as it is built), OpenAI-compatible LLM, stand-ins for what we replace."""
     llm_config: dict[str, Any] = {
         "model": llm.model,
         "api_key": OFFLINE_API_KEY,
@@ -189,7 +214,7 @@ def mem0_config(data_dir: Path, llm: LLMSettings) -> dict[str, Any]:
         llm_config["api_key"] = llm.api_key.get_secret_value()
         llm_config["openai_base_url"] = llm.base_url
     return {
-        "history_db_path": str(mem0_dir(data_dir) / "history.db"),
+        "history_db_path": str(mem0_dir(data_dir) / "history.db") if keep_history else ":memory:",
         "custom_instructions": EXTRACTION_INSTRUCTIONS,
         "llm": {"provider": "openai", "config": llm_config},
         # stand-ins, replaced after construction (see the module docstring)
@@ -224,16 +249,18 @@ def build_oss_memory(
     *, data_dir: Path, llm: LLMSettings, embedder: LocalEmbedder, index: MemoryIndex
 ) -> OssMemory:
     """Mem0 open source on ``index`` and our local embedder (blocking: call it in a thread). The index is
-    closed with the result (or here, when building fails)."""
+    closed with the result (or here, when building fails). Mem0's history: :func:`keeps_history`."""
     try:
         mem0 = mem0_quirks.import_mem0(data_dir)
         from mem0.configs.base import MemoryConfig
         from qdrant_client import QdrantClient
 
+        keep_history = keeps_history(index)
         history = mem0_dir(data_dir) / "history.db"
-        private_dir(mem0_dir(data_dir))
-        private_sqlite(history)  # 0600 before Mem0's SQLite creates it
-        config = mem0_config(data_dir, llm)
+        if keep_history:
+            private_dir(mem0_dir(data_dir))
+            private_sqlite(history)  # 0600 before Mem0's SQLite creates it
+        config = mem0_config(data_dir, llm, keep_history=keep_history)
         standin = QdrantClient(location=":memory:")
         config["vector_store"]["config"]["client"] = standin
         try:
@@ -252,7 +279,7 @@ def build_oss_memory(
             embedding_model=_embedding_adapter(embedder),
             llm_client=_openai_client(llm),  # our timeout and retries; ignores OPENROUTER_API_KEY
             wrap_llm=_StrictExtraction,
-            db=mem0_quirks.history_only_db(history),
+            db=mem0_quirks.history_only_db(history) if keep_history else mem0_quirks.no_history_db(),
         )
     except BaseException:
         index.close()

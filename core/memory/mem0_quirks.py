@@ -20,9 +20,16 @@ it was built with are never used), its ``llm`` is wrapped (``generate_response(m
 response_format)``), and its ``db`` (``SQLiteManager``, the history database) with
 :func:`history_only_db`, which keeps no raw messages: Mem0's "Last k Messages" are keyed by customer, not
 by handle, so the words of one handle would reach the extraction of another's turn. Rows such a file
-kept from before are deleted when it is opened. The "Existing Memories" ``Memory.add`` shows its
-extractor are what its ``vector_store.search`` returns for the customer's scope, called in the caller's
-thread: ``core.memory.mem0_oss.narrowed`` narrows that read to one handle.
+kept from before are deleted when it is opened. With a memory index that several hosts share (PostgreSQL),
+Mem0 gets :func:`no_history_db` instead: in memory, keeping neither messages nor history rows, since a
+history file in one host's data dir is out of reach of forget and retention run on another host. It
+overrides ``add_history``, ``batch_add_history`` and ``get_history``, the history methods ``Memory`` calls
+(in :data:`INTERNALS`); ``tests/core/memory/test_pg_memory.py`` also checks through Mem0 that nothing is
+kept.
+
+The "Existing Memories" ``Memory.add`` shows its extractor are what its ``vector_store.search`` returns
+for the customer's scope, called in the caller's thread: ``core.memory.mem0_oss.narrowed`` narrows that
+read to one handle.
 
 ``delete_all`` leaves the text behind in the ``history`` table (it even writes a DELETE row carrying
 the old text): :func:`erase_history` deletes those rows on Mem0's own connection (``db._lock``,
@@ -75,6 +82,7 @@ INTERNALS: Final[tuple[str, ...]] = (
     "SQLiteManager.connection",
     "history table (memory_id)",
     "messages table",
+    "Memory.db history calls (no_history_db overrides them)",
 )
 
 _import_lock = threading.Lock()
@@ -207,6 +215,29 @@ def history_only_db(path: Path) -> Any:
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db
+
+
+@functools.cache
+def _no_history_class() -> type[Any]:
+    class NoHistory(_history_only_class()):  # type: ignore[misc]
+        """Mem0's history database keeping nothing: no raw messages, no history rows (see the module
+        docstring). Should Mem0 rename these methods, what it writes stays in memory, never in a file."""
+
+        def add_history(self, memory_id: str, old_memory: Any, new_memory: Any, event: str, **_: Any) -> None:
+            return None
+
+        def batch_add_history(self, records: list[dict[str, Any]]) -> None:
+            return None
+
+        def get_history(self, memory_id: str) -> list[dict[str, Any]]:
+            return []
+
+    return NoHistory
+
+
+def no_history_db() -> Any:
+    """Mem0's history database for an index that several hosts share: in memory, keeping nothing."""
+    return _no_history_class()(":memory:")
 
 
 def install(

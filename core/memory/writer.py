@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.conversation import ConversationLog, LoggedTurn
@@ -38,6 +38,7 @@ from core.pipeline.lanes import LaneLoop
 from core.ports import MemoryStore
 from core.settings import WorkerSettings
 from core.store.db import Database
+from core.store.leases import Claim, Leases
 from core.store.models import IdentityEvent, MemoryJob, MemoryMove, utcnow
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,10 @@ class MemoryWriter:
         channels: Collection[str],
         settings: WorkerSettings,
         metrics: Metrics,
+        leases: Leases | None = None,
     ) -> None:
         self._db = db
+        self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._memory = memory
         self._conversation = conversation
         self._infer = infer
@@ -116,11 +119,15 @@ class MemoryWriter:
         )
         async with self._db.read() as session:
             rows = await session.execute(
-                select(MemoryJob.customer_id, MemoryJob.id, MemoryJob.due_at)
+                select(MemoryJob.customer_id, MemoryJob.id, MemoryJob.due_at, MemoryJob.lease_until)
                 .where(MemoryJob.id.in_(oldest))
                 .order_by(MemoryJob.id)
             )
-            heads = [(str(cid), int(jid)) for cid, jid, due in rows if due <= now]
+            heads = [
+                (str(cid), int(jid))
+                for cid, jid, due, leased in rows
+                if due <= now and (leased is None or leased < now)
+            ]
         self._metrics.pending.labels("memory").set(len(heads))
         return heads
 
@@ -139,12 +146,20 @@ class MemoryWriter:
         self.lanes.wake()
 
     async def _handle(self, job_id: int) -> None:
+        claim = await self._leases.claim(
+            MemoryJob, job_id, ready=and_(MemoryJob.status == "pending", MemoryJob.due_at <= utcnow())
+        )
+        if claim is None:  # done, not due, or another process is on it
+            return
+        async with self._leases.holding(claim):
+            await self._write(claim)
+
+    async def _write(self, claim: Claim) -> None:
+        job_id = claim.row_id
         async with self._db.read() as session:
             job = await session.get(MemoryJob, job_id)
         if job is None or job.status != "pending":
             return
-        if job.due_at > utcnow():
-            return  # not due (yet, or again after a failure): a heads list read earlier is out of date
         turns = await self._conversation.by_ids(job.customer_id, list(job.turn_ids))
         written: list[str] = []  # the handles whose memories this run wrote
         try:
@@ -156,7 +171,7 @@ class MemoryWriter:
                 written.append(group[0].address)
                 outcome = "written"
         except MemoryUnavailable:
-            await self._retry(job)
+            await self._retry(claim, job)
             return
         async with self._db.session() as session:
             owner = await session.scalar(select(MemoryJob.customer_id).where(MemoryJob.id == job_id))
@@ -168,9 +183,15 @@ class MemoryWriter:
                     log.info("memory job %s: its customer changed while it ran; runs again", job_id)
                     return
                 await self._follow(session, job.customer_id, owner, written)
-            await session.execute(
-                update(MemoryJob).where(MemoryJob.id == job_id).values(status="done", last_error=None)
+            done = await session.execute(
+                update(MemoryJob)
+                .where(claim.held(), MemoryJob.status == "pending")
+                .values(status="done", last_error=None, lease_until=None)
             )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                # taken over after this claim lapsed: the other run finds these memories and skips them
+                log.warning("memory job %s: its claim lapsed while it ran; left to the new holder", job_id)
+                return
         self._metrics.memory_writes.labels(outcome).inc()
         log.info("memory job %s for customer %s: %s", job_id, job.customer_id, outcome)
 
@@ -211,7 +232,7 @@ class MemoryWriter:
                 infer=False,
             )
 
-    async def _retry(self, job: MemoryJob) -> None:
+    async def _retry(self, claim: Claim, job: MemoryJob) -> None:
         attempts = job.attempts + 1
         self._metrics.memory_writes.labels("retry").inc()
         due = next_attempt(
@@ -220,7 +241,7 @@ class MemoryWriter:
         async with self._db.session() as session:
             await session.execute(
                 update(MemoryJob)
-                .where(MemoryJob.id == job.id)
-                .values(attempts=attempts, due_at=due, last_error="memory_unavailable")
+                .where(claim.held(), MemoryJob.status == "pending")
+                .values(attempts=attempts, due_at=due, last_error="memory_unavailable", lease_until=None)
             )
         log.warning("memory job %s: backend unavailable (attempt %d); queued", job.id, attempts)

@@ -64,7 +64,7 @@ async def dead_letters(db: Database, *, limit: int = 50, offset: int = 0) -> lis
 
 
 async def count_dead_letters(db: Database) -> int:
-    async with db.session() as session:
+    async with db.read() as session:  # a scrape never queues behind writers
         return int(await session.scalar(select(func.count()).where(OutboxRow.status == "failed")) or 0)
 
 

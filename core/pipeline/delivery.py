@@ -4,8 +4,11 @@ A transient failure (5xx, timeout, 429) is retried with exponential backoff, hon
 ``retry_after``; a permanent one (blocked, opted out, unknown chat) marks the row failed at once.
 After ``worker.max_attempts`` the row is failed too. Nothing is sent to an address that opted out.
 The parts of a split reply that went out before a failure are recorded, and a retry skips them.
-Only channels this process has a sender for are delivered here. A one-time message (a link code,
-``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
+Only channels this process has a sender for are delivered here. A row is claimed before it is sent
+(``core.store.leases``): across processes one sends it, and a process killed mid-send loses the row
+after ``worker.lease_seconds`` to another, which sends the parts not recorded as sent (the documented
+window for a repeat: a send that happened but was not recorded before the kill). A one-time message
+(a link code, ``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
@@ -26,6 +29,7 @@ from core.pipeline.lanes import LaneLoop
 from core.ports import Sender
 from core.settings import WorkerSettings
 from core.store.db import Database
+from core.store.leases import Claim, Leases
 from core.store.models import OptOut, OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,16 @@ def _scrub(row: OutboxRow) -> None:
 
 class Delivery:
     def __init__(
-        self, *, db: Database, senders: Mapping[str, Sender], settings: WorkerSettings, metrics: Metrics
+        self,
+        *,
+        db: Database,
+        senders: Mapping[str, Sender],
+        settings: WorkerSettings,
+        metrics: Metrics,
+        leases: Leases | None = None,
     ) -> None:
         self._db = db
+        self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._senders = dict(senders)
         self._settings = settings
         self._metrics = metrics
@@ -70,29 +81,49 @@ class Delivery:
         now = utcnow()
         async with self._db.read() as session:
             rows = await session.execute(
-                select(OutboxRow.customer_id, OutboxRow.recipient, OutboxRow.id, OutboxRow.next_attempt_at)
+                select(
+                    OutboxRow.customer_id,
+                    OutboxRow.recipient,
+                    OutboxRow.id,
+                    OutboxRow.next_attempt_at,
+                    OutboxRow.lease_until,
+                )
                 .where(OutboxRow.id.in_(oldest))
                 .order_by(OutboxRow.id)
             )
             heads = [
                 (f"{cid or recipient}", int(oid))
-                for cid, recipient, oid, due in rows
-                if due is None or due <= now
+                for cid, recipient, oid, due, leased in rows
+                if (due is None or due <= now) and (leased is None or leased < now)
             ]
         self._metrics.pending.labels("outbox").set(len(heads))
         return heads
 
     async def _handle(self, outbox_id: int) -> None:
+        now = utcnow()
+        claim = await self._leases.claim(
+            OutboxRow,
+            outbox_id,
+            ready=and_(
+                OutboxRow.status == "pending",
+                or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
+            ),
+        )
+        if claim is None:  # sent, not due, or another process is on it
+            return
+        async with self._leases.holding(claim):
+            await self._deliver(claim)
+
+    async def _deliver(self, claim: Claim) -> None:
+        outbox_id = claim.row_id
         async with self._db.read() as session:
             row = await session.get(OutboxRow, outbox_id)
         if row is None or row.status != "pending":
             return
-        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
-            return  # a retry is scheduled (a heads list read before it was written is out of date)
         sender = self._senders[row.channel]
         attempts = row.attempts + 1
         if await self._opted_out(row.recipient):
-            await self._finish(outbox_id, attempts, status="failed", error="opted_out")
+            await self._finish(claim, attempts, status="failed", error="opted_out")
             self._metrics.deliveries.labels(row.channel, "opted_out").inc()
             log.info("outbox %s not sent: the recipient opted out", outbox_id)
             return
@@ -108,16 +139,16 @@ class Delivery:
             delivery = await sender.send(message)
         except PermanentDeliveryError as exc:
             await self._record_parts(row, exc.sent_ids)
-            await self._finish(outbox_id, attempts, status="failed", error=f"permanent: {exc}")
+            await self._finish(claim, attempts, status="failed", error=f"permanent: {exc}")
             self._metrics.deliveries.labels(row.channel, "permanent_failure").inc()
             log.warning("outbox %s failed permanently on %s", outbox_id, row.channel)
             return
         except TransientDeliveryError as exc:
             await self._record_parts(row, exc.sent_ids)
-            await self._retry(row, attempts, retry_after=exc.retry_after, error=type(exc).__name__)
+            await self._retry(claim, row, attempts, retry_after=exc.retry_after, error=type(exc).__name__)
             return
         except Exception as exc:  # an SDK error we did not map: treat as transient, bounded by max_attempts
-            await self._retry(row, attempts, retry_after=None, error=type(exc).__name__)
+            await self._retry(claim, row, attempts, retry_after=None, error=type(exc).__name__)
             return
         await self._record_sent(row, delivery.provider_message_ids, attempts)
         self._metrics.deliveries.labels(row.channel, "sent").inc()
@@ -125,7 +156,8 @@ class Delivery:
 
     async def _record_sent(self, row: OutboxRow, ids: tuple[str, ...], attempts: int) -> None:
         """Record a send that happened. It cannot be undone, so a failing write (a busy database) is
-        retried here until it commits: left pending, the row would be sent a second time."""
+        retried here until it commits: left pending, the row would be sent a second time. Not fenced by
+        the claim, unlike a retry or a failure: a send that happened is a fact whoever holds the row."""
         for retry in range(RECORD_RETRIES):
             try:
                 await self._record_parts(row, ids, done=True, attempts=attempts)
@@ -164,6 +196,7 @@ class Delivery:
             current.parts_sent = max(current.parts_sent, row.parts_sent + len(ids))
             if done:
                 current.status = "sent"
+                current.lease_until = None
                 current.sent_at = utcnow()
                 current.last_error = None
                 _scrub(current)
@@ -177,10 +210,12 @@ class Delivery:
                 await settle_outbox(session, row.id)
         row.parts_sent += len(ids)
 
-    async def _retry(self, row: OutboxRow, attempts: int, *, retry_after: float | None, error: str) -> None:
+    async def _retry(
+        self, claim: Claim, row: OutboxRow, attempts: int, *, retry_after: float | None, error: str
+    ) -> None:
         self._metrics.deliveries.labels(row.channel, "retry").inc()
         if attempts >= self._settings.max_attempts:
-            await self._finish(row.id, attempts, status="failed", error=f"gave up: {error}")
+            await self._finish(claim, attempts, status="failed", error=f"gave up: {error}")
             log.warning("outbox %s failed after %d attempts on %s", row.id, attempts, row.channel)
             return
         due = next_attempt(
@@ -193,16 +228,16 @@ class Delivery:
         async with self._db.session() as session:
             await session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(attempts=attempts, next_attempt_at=due, last_error=error)
+                .where(claim.held(), OutboxRow.status == "pending")
+                .values(attempts=attempts, next_attempt_at=due, last_error=error, lease_until=None)
             )
         log.info("outbox %s attempt %d failed (%s); retrying later", row.id, attempts, error)
 
-    async def _finish(self, outbox_id: int, attempts: int, *, status: str, error: str) -> None:
+    async def _finish(self, claim: Claim, attempts: int, *, status: str, error: str) -> None:
         async with self._db.session() as session:
-            row = await session.get(OutboxRow, outbox_id)
-            if row is None:
-                return
+            row = await session.get(OutboxRow, claim.row_id, with_for_update=True)
+            if row is None or not claim.holds(row) or row.status != "pending":
+                return  # another process took the row over after this claim lapsed: its word stands
             row.status, row.attempts, row.last_error, row.next_attempt_at = (
                 status,
                 attempts,

@@ -9,6 +9,7 @@ status, the outbox row becomes ``delivered`` (all delivered or read) or ``undeli
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,23 +30,33 @@ async def upsert_part(
     status: str = "sent",
     error_code: str | None = None,
 ) -> OutboundPart:
-    """Create or advance the part row (inside the caller's transaction)."""
-    part = await session.scalar(
-        select(OutboundPart).where(
-            OutboundPart.channel == channel, OutboundPart.provider_message_id == provider_message_id
-        )
-    )
+    """Create or advance the part row (inside the caller's transaction).
+
+    Created with ``ON CONFLICT DO NOTHING``: another process may record the same part at the same moment
+    (its status report, or the send itself), and a unique violation here would fail the recording of a
+    send that happened, which would then go out again."""
+    key = (OutboundPart.channel == channel, OutboundPart.provider_message_id == provider_message_id)
+    part = await session.scalar(select(OutboundPart).where(*key))
     if part is None:
-        part = OutboundPart(
-            channel=channel,
-            provider_message_id=provider_message_id,
-            outbox_id=outbox_id,
-            status=status,
-            error_code=error_code,
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        created = await session.execute(
+            dialect.insert(OutboundPart)
+            .values(
+                channel=channel,
+                provider_message_id=provider_message_id,
+                outbox_id=outbox_id,
+                status=status,
+                error_code=error_code,
+                updated_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
         )
-        session.add(part)
-        await session.flush()
-        return part
+        part = await session.scalar(
+            select(OutboundPart).where(*key).execution_options(populate_existing=True)
+        )
+        assert part is not None  # inserted, or inserted by the other process first
+        if created.rowcount == 1:  # type: ignore[attr-defined]
+            return part
     if outbox_id is not None and part.outbox_id is None:
         part.outbox_id = outbox_id
     if STATUS_RANK[status] > STATUS_RANK.get(part.status, 0):

@@ -1,5 +1,9 @@
 """The hub: the store, inbox, worker, delivery and memory writer of one process, started and stopped together.
 
+Its ``role`` says which of them run here (``threadline serve --role``): many processes on many hosts may
+share one PostgreSQL, some taking messages in (``web``), some working them off (``worker``), claiming
+rows with leases (``core.store.leases``) and woken by ``NOTIFY`` (``core.store.wakeups``).
+
 ``background`` coroutines (e.g. re-running queued memory moves, retention rounds) run while the hub
 runs. Acknowledgements come first: while ``accept`` (or a webhook route, through ``ingress``) is
 receiving, the worker, delivery and memory lanes hold back new work (``core.pipeline.ingress``).
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, text
 
@@ -32,7 +36,14 @@ from core.pipeline.worker import InboxWorker
 from core.ports import ChatModel, IdentityResolver, InboundServer, Interceptor, MemoryStore, Sender
 from core.settings import Settings
 from core.store.db import Database
+from core.store.leases import Leases
 from core.store.models import InboxRow, MemoryJob, OutboxRow, utcnow
+from core.store.wakeups import WakeupListener
+
+# what a process runs: ``web`` takes messages in (webhooks, the SMTP listener) and commits them;
+# ``worker`` answers, delivers and remembers (the lanes, background rounds); ``all`` both
+Role = Literal["all", "web", "worker"]
+ROLES: tuple[Role, ...] = ("all", "web", "worker")
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +61,11 @@ class Hub:
         inbox_channels: Collection[str] | None = None,
         interceptor: Interceptor | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        role: Role = "all",
     ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        self.role: Role = role
         self.settings = settings
         self.db = db
         self.memory = memory
@@ -63,7 +78,10 @@ class Hub:
         self.agent = Agent(
             memory=memory, conversation=self.conversation, model=model, settings=settings.memory
         )
-        self.delivery = Delivery(db=db, senders=senders, settings=settings.worker, metrics=self.metrics)
+        self.leases = Leases(db, ttl=settings.worker.lease_seconds)
+        self.delivery = Delivery(
+            db=db, senders=senders, settings=settings.worker, metrics=self.metrics, leases=self.leases
+        )
         self.memory_writer = MemoryWriter(
             db=db,
             memory=memory,
@@ -72,6 +90,7 @@ class Hub:
             channels=self.channels,
             settings=settings.worker,
             metrics=self.metrics,
+            leases=self.leases,
         )
         self.worker = InboxWorker(
             db=db,
@@ -84,13 +103,17 @@ class Hub:
             on_reply=[self.delivery.lanes, self.memory_writer.lanes],
             interceptor=interceptor,
             strangers=Strangers(settings.strangers),
+            leases=self.leases,
         )
         self._background = tuple(background)
         self._background_tasks: list[asyncio.Task[None]] = []
-        self.inbox = Inbox(db, on_accept=self.worker.lanes.wake)
+        self._listener: WakeupListener | None = None
+        # flood buckets are rows of the store, decided in the inbox's own transaction (every process
+        # shares them: core.pipeline.flood)
         self.sender_limits = SenderLimits(
             per_minute=settings.worker.sender_rate_per_minute, burst=settings.worker.sender_burst
         )
+        self.inbox = Inbox(db, on_accept=self.worker.lanes.wake, limits=self.sender_limits)
         self.ingress = IngressGate()
         for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
             loop.pace = self.ingress.yield_to_ingress
@@ -99,19 +122,14 @@ class Hub:
     async def accept(self, message: InboundMessage) -> Accepted:
         """Commit an inbound message; the caller answers the platform only after this returns.
 
-        A message over its sender's rate (``core.pipeline.flood``) is committed as ``throttled``: never
-        answered.
+        A message over its sender's rate (``core.pipeline.flood``, shared by every process on the store) is
+        committed as ``throttled``: never answered. Opt-out keywords are never throttled.
         """
-        sender = str(message.sender)
-        control = message.control is not None  # opt-out keywords always count
-        throttled = not control and not self.sender_limits.has_room(sender)
         with self.ingress.receiving():
-            accepted = await self.inbox.accept(message, status="throttled" if throttled else "pending")
-        if not accepted.duplicate and not throttled:
-            await self.sender_limits.take(sender)
+            accepted = await self.inbox.accept(message)
         if accepted.duplicate:
             self.metrics.inbound_duplicates.labels(message.channel).inc()
-        elif throttled:
+        elif accepted.throttled:
             self.metrics.inbound_throttled.labels(message.channel).inc()
             log.warning("inbox %s throttled: its sender is over the inbound rate", accepted.inbox_id)
         else:
@@ -123,15 +141,41 @@ class Hub:
         await record_status(self.db, channel, update)
         self.metrics.status_updates.labels(channel, update.status).inc()
 
+    @property
+    def runs_lanes(self) -> bool:
+        """Whether this process answers, delivers and remembers (roles ``all`` and ``worker``)."""
+        return self.role != "web"
+
+    @property
+    def receives(self) -> bool:
+        """Whether this process takes messages in: webhooks, inbound servers (roles ``all`` and ``web``)."""
+        return self.role != "worker"
+
+    def _wake_lane(self, lane: str) -> None:
+        {"inbox": self.worker.lanes, "outbox": self.delivery.lanes, "memory": self.memory_writer.lanes}[
+            lane
+        ].wake()
+
     async def start(self) -> None:
-        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
-            loop.start()
-        for sender in self.senders.values():
-            if isinstance(sender, InboundServer):
-                await sender.start_inbound(self.accept)
-        self._background_tasks = [asyncio.create_task(run()) for run in self._background]
+        if self.runs_lanes:
+            for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+                loop.start()
+            if self.db.dialect == "postgresql":  # work committed by other processes wakes the lanes
+                url = self.db.engine.url.render_as_string(hide_password=False)
+                self._listener = WakeupListener(url, self._wake_lane)
+                self._listener.start()
+            self._background_tasks = [asyncio.create_task(run()) for run in self._background]
+        if self.receives:
+            for sender in self.senders.values():
+                if isinstance(sender, InboundServer):
+                    await sender.start_inbound(self.accept)
         self.started = True
-        log.info("hub started: channels=%s llm=%s", ",".join(self.channels) or "-", self.model is not None)
+        log.info(
+            "hub started: role=%s channels=%s llm=%s",
+            self.role,
+            ",".join(self.channels) or "-",
+            self.model is not None,
+        )
 
     async def stop(self) -> None:
         self.started = False
@@ -139,9 +183,13 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._background_tasks, return_exceptions=True)
         self._background_tasks = []
-        for sender in self.senders.values():
-            if isinstance(sender, InboundServer):
-                await sender.stop_inbound()
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self.receives:
+            for sender in self.senders.values():
+                if isinstance(sender, InboundServer):
+                    await sender.stop_inbound()
         for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
             await loop.stop()
         await self.inbox.aclose()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from core.messages import Address, Assurance, IncomingTurn, Notice, ReplyPolicy, SharedContact
+from core.messages import Address, Assurance, Fence, IncomingTurn, Notice, ReplyPolicy, SharedContact
 from core.ports import Interceptor
 from core.store.models import InboxRow
 
@@ -36,6 +36,7 @@ class Claimed:
     customer_id: str
     sender: Address
     vouched_by: Assurance  # the channel's word on this message's sender
+    fence: Fence | None = None  # the worker's claim on the row (``core.store.leases``)
 
     @property
     def vouched(self) -> bool:
@@ -102,6 +103,7 @@ class IdentityInterception:
                 text=row.text,
                 authenticated=message.vouched,
                 shared_contact=SharedContact.from_json(row.shared_contact),
+                fence=message.fence,
             )
         )
         if handled is None:

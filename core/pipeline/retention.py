@@ -32,6 +32,7 @@ from core.errors import MemoryUnavailable
 from core.ports import MemoryStore
 from core.settings import RetentionSettings
 from core.store.db import Database
+from core.store.leases import NamedLeases
 from core.store.models import (
     Customer,
     InboxRow,
@@ -44,6 +45,8 @@ from core.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+ROUND_LEASE = "retention"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +70,7 @@ class Retention:
         self._db = db
         self._memory = memory
         self._settings = settings
+        self._rounds = NamedLeases(db)
 
     @property
     def enabled(self) -> bool:
@@ -138,11 +142,20 @@ class Retention:
             )
         return removed
 
+    async def run_round(self) -> RetentionReport | None:
+        """This interval's round, unless another process sharing the database holds it (None then)."""
+        if not await self._rounds.acquire(ROUND_LEASE, ttl=self._settings.interval_seconds * 0.9):
+            log.debug("retention: another process runs this round")
+            return None
+        return await self.run_once()
+
     async def run_forever(self) -> None:
-        """A round now, then one every ``retention.interval_seconds``; a failed round is logged."""
+        """A round now, then one every ``retention.interval_seconds``; a failed round is logged. Across
+        processes sharing the database one round runs per interval: the process holding the named lease
+        ``retention`` (``core.store.leases.NamedLeases``), which lasts the interval."""
         while True:
             try:
-                await self.run_once()
+                await self.run_round()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -35,11 +35,11 @@ import time
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.agent import Agent, AgentTurn
-from core.errors import LLMError
+from core.errors import ClaimLost, LLMError
 from core.memory.policy import queue_memory_write
 from core.messages import Address, Assurance
 from core.metrics import Metrics
@@ -50,7 +50,9 @@ from core.pipeline.strangers import Strangers
 from core.ports import IdentityResolver, Interceptor
 from core.settings import MemorySettings, StrangerSettings, WorkerSettings
 from core.store.db import Database
+from core.store.leases import Claim, Leases
 from core.store.models import Identity, InboxRow, OptOut, OutboxRow, Turn, utcnow
+from core.store.wakeups import announce
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ class InboxWorker:
         on_reply: list[LaneLoop] | None = None,
         interceptor: Interceptor | None = None,
         strangers: Strangers | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._db = db
+        self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
         self._chain = chain(interceptor)
@@ -167,30 +171,59 @@ class InboxWorker:
         now = utcnow()
         async with self._db.read() as session:
             rows = await session.execute(
-                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at)
+                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at, InboxRow.lease_until)
                 .where(InboxRow.id.in_(oldest))
                 .order_by(InboxRow.id)
             )
-            heads = [(str(cid), int(iid)) for cid, iid, due in rows if due is None or due <= now]
+            # a head another process holds stops its customer's lane here: order per customer holds
+            heads = [
+                (str(cid), int(iid))
+                for cid, iid, due, leased in rows
+                if (due is None or due <= now) and (leased is None or leased < now)
+            ]
         self._metrics.pending.labels("inbox").set(len(heads))
         return heads
 
     async def _handle(self, inbox_id: int) -> None:
+        now = utcnow()
+        claim = await self._leases.claim(
+            InboxRow,
+            inbox_id,
+            ready=and_(
+                InboxRow.status == "pending",
+                InboxRow.customer_id.is_not(None),
+                or_(InboxRow.next_attempt_at.is_(None), InboxRow.next_attempt_at <= now),
+            ),
+        )
+        if claim is None:  # answered, not due, or another process is on it
+            return
+        async with self._leases.holding(claim):
+            try:
+                await self._answer(claim)
+            except ClaimLost:
+                log.info("inbox %s: taken over by another process; left to it", inbox_id)
+
+    async def _answer(self, claim: Claim) -> None:
+        inbox_id = claim.row_id
         async with self._db.read() as session:
             row = await session.get(InboxRow, inbox_id)
             if row is None or row.status != "pending" or row.customer_id is None:
                 return
-            if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
-                return  # a retry is scheduled (a heads list read before it was written is out of date)
             customer_id = row.customer_id
+        if row.attempts == 0:
+            self._metrics.pickup_seconds.observe(max(0.0, (utcnow() - row.created_at).total_seconds()))
         sender = Address.parse(row.sender)
         claimed = Claimed(
-            row=row, customer_id=customer_id, sender=sender, vouched_by=_assurance(row.sender_assurance)
+            row=row,
+            customer_id=customer_id,
+            sender=sender,
+            vouched_by=_assurance(row.sender_assurance),
+            fence=claim.fence,
         )
         for link in self._chain:
             outcome = await link(claimed)
             if outcome is not None:
-                await self._commit_outcome(row, outcome)
+                await self._commit_outcome(claim, row, outcome)
                 return
         resolution = await self._resolver.resolve(sender, assurance=claimed.vouched_by)
         # a vouched handle writing on a message its channel does not vouch for is not vouched for
@@ -213,16 +246,16 @@ class InboxWorker:
             self.last_llm_error = exc
             attempts = row.attempts + 1
             if attempts < self._settings.max_attempts:
-                await self._retry_later(inbox_id, attempts, "llm_error")
+                await self._retry_later(claim, attempts, "llm_error")
                 return
             log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
             text, mode = FALLBACK_REPLY, "fallback"
-        if await self._commit_reply(row, resolution.customer_id, text):
+        if await self._commit_reply(claim, row, resolution.customer_id, text):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
             self._wake_downstream()
 
-    async def _commit_outcome(self, row: InboxRow, outcome: Outcome) -> None:
+    async def _commit_outcome(self, claim: Claim, row: InboxRow, outcome: Outcome) -> None:
         """Write what an interception decided (``core.pipeline.interceptions``), in one transaction."""
         # an identity interception may have linked the sender elsewhere: the reply belongs to its customer
         customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
@@ -230,10 +263,11 @@ class InboxWorker:
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
-                .where(InboxRow.id == row.id, InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None, text=stored)
+                .where(claim.held(), InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None, text=stored, lease_until=None)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
                 return
             if outcome.opt_out is not None:
                 opted_out = await session.get(OptOut, row.sender)
@@ -248,6 +282,7 @@ class InboxWorker:
                 session.add(self._outbox_row(row, customer_id, reply))
             if outcome.keep:
                 await self._log_turns(session, row, customer_id, stored, reply)
+            await announce(session, "outbox", "memory")
             for notice in outcome.notices:
                 session.add(
                     OutboxRow(
@@ -321,29 +356,31 @@ class InboxWorker:
             status="pending",
         )
 
-    async def _retry_later(self, inbox_id: int, attempts: int, reason: str) -> None:
+    async def _retry_later(self, claim: Claim, attempts: int, reason: str) -> None:
         due = next_attempt(
             utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
         )
         async with self._db.session() as session:
             await session.execute(
                 update(InboxRow)
-                .where(InboxRow.id == inbox_id, InboxRow.status == "pending")
-                .values(attempts=attempts, next_attempt_at=due, last_error=reason)
+                .where(claim.held(), InboxRow.status == "pending")
+                .values(attempts=attempts, next_attempt_at=due, last_error=reason, lease_until=None)
             )
-        log.info("inbox %s: attempt %d failed (%s); retrying later", inbox_id, attempts, reason)
+        log.info("inbox %s: attempt %d failed (%s); retrying later", claim.row_id, attempts, reason)
 
-    async def _commit_reply(self, row: InboxRow, customer_id: str, text: str) -> bool:
-        """Mark the row done and write the reply, turns and memory job in one transaction."""
+    async def _commit_reply(self, claim: Claim, row: InboxRow, customer_id: str, text: str) -> bool:
+        """Mark the row done and write the reply, turns and memory job in one transaction, if this
+        process still holds its claim on the row (``core.store.leases``)."""
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
-                .where(InboxRow.id == row.id, InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None)
+                .where(claim.held(), InboxRow.status == "pending")
+                .values(status="done", finished_at=utcnow(), last_error=None, lease_until=None)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                log.info("inbox %s was already answered; nothing written", row.id)
+                log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
                 return False
             session.add(self._outbox_row(row, customer_id, text))
             await self._log_turns(session, row, customer_id, row.text, text)
+            await announce(session, "outbox", "memory")
         return True

@@ -67,6 +67,9 @@ class WorkerSettings(BaseModel):
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    # how long a claim on a row (inbox, outbox, memory job) lives unrenewed: a process killed with kill -9
+    # loses its claims after at most this long and another process takes the work (core.store.leases)
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     # flood control (core.pipeline.flood): messages per minute one sender may have answered, and its burst
     sender_rate_per_minute: float = Field(default=30.0, gt=0)
     sender_burst: int = Field(default=30, ge=1)

@@ -24,7 +24,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -77,17 +77,37 @@ def alembic_config() -> Config:
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
+def _revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    before = _revision(connection)
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+    return before, _revision(connection)
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest migration."""
+# pg_advisory_xact_lock key for migrations ("threadln" in ASCII): any number of processes may start at once
+MIGRATION_LOCK = 0x7468726561646C6E
+
+
+async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest migration; returns the revision before (None: an empty database)
+    and after.
+
+    On PostgreSQL the upgrade runs holding a transaction-level advisory lock: processes starting at once
+    on a fresh database take turns, and all but the first find the schema at head (without it, one of
+    them died creating ``alembic_version``). SQLite's write lock already serialises them."""
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        before, after = await conn.run_sync(_upgrade)
     log.debug("store migrated to head")
+    return before, after
 
 
 # Set while a task holds its database's write queue: a session opened inside another one does not queue

@@ -12,6 +12,8 @@
 - ``memory_jobs``: memory writes waiting to happen (per turn, or a summary when a conversation goes quiet).
 - ``outbound_parts``: each platform message a reply went out as, with the platform's delivery status.
 - ``opt_outs``: addresses that asked for no more messages (SMS STOP); nothing is sent to them.
+- ``leases``: named rounds (retention) that one process at a time runs; the work tables carry their
+  own lease columns (``Leased``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -74,6 +77,15 @@ _NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_NAMING)
+
+
+class Leased:
+    """A claim on a work row (``core.store.leases``): the process that holds it, a fencing token raised on
+    every claim, and when the claim lapses unless renewed. Every commit of the work checks owner and token."""
+
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Customer(Base):
@@ -167,7 +179,7 @@ class MemoryMove(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class InboxRow(Base):
+class InboxRow(Leased, Base):
     __tablename__ = "inbox"
     __table_args__ = (
         UniqueConstraint("channel", "provider_message_id"),
@@ -203,7 +215,7 @@ class InboxRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class OutboxRow(Base):
+class OutboxRow(Leased, Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_id", "status", "id"),)
 
@@ -242,7 +254,7 @@ class Turn(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class MemoryJob(Base):
+class MemoryJob(Leased, Base):
     __tablename__ = "memory_jobs"
     __table_args__ = (Index("ix_memory_jobs_status_due_at", "status", "due_at"),)
 
@@ -259,6 +271,17 @@ class MemoryJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NamedLease(Base):
+    """A lease on a named round (retention, memory moves): one process at a time runs it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    token: Mapped[int] = mapped_column(Integer)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class OutboundPart(Base):
@@ -285,3 +308,27 @@ class OptOut(Base):
 
     address: Mapped[str] = mapped_column(String(320), primary_key=True)
     opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RateBucket(Base):
+    """A shared rate (``core.store.shared_limits``): the theoretical arrival time of the key's next
+    message (GCRA), as epoch seconds of the database's clock. ``key`` is a hash (it may stand for an
+    address); ``granted`` is what the last update let through (read back by the flood check). A row whose
+    ``tat`` has passed says nothing a missing row would not, and is pruned."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tat: Mapped[float] = mapped_column(Double(), index=True)
+    granted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LimitWindow(Base):
+    """A shared cap or single-use mark (``core.store.shared_limits``): the expiry stamps (epoch seconds of
+    the database's clock) of the key's uses still counted, and the latest of them. ``key`` is a hash."""
+
+    __tablename__ = "limit_windows"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stamps: Mapped[list[float]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[float] = mapped_column(Double(), index=True)

@@ -21,6 +21,7 @@ parse are a ``ConfigError`` naming the variable (``core.settings.load_settings``
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,10 +31,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import ChannelAdapter, WebhookRequest
 from core.compose import build_adapters, wire
-from core.errors import BadRequest, VerificationFailed
+from core.errors import BadRequest, ConfigError, VerificationFailed
 from core.logs import hide_query_strings
 from core.pipeline.dead_letters import count_dead_letters
-from core.pipeline.hub import Hub
+from core.pipeline.hub import ROLES, Hub, Role
 from core.settings import Settings, load_settings
 from core.web.admin import admin_router
 from core.web.docs import add_docs
@@ -117,9 +118,13 @@ async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastAPI:
     """The Threadline web app: webhooks, health, readiness, metrics and the admin API, with the worker
-    (and the memory-move retries) in-process. Bad settings raise ``ConfigError`` naming the variable."""
+    (and the memory-move retries) in-process. Bad settings raise ``ConfigError`` naming the variable.
+
+    ``role`` (``threadline serve --role``): ``web`` serves all of that but runs no lanes (processes of
+    role ``worker`` on the same PostgreSQL answer what it commits); ``worker`` runs the lanes and serves
+    health, readiness, metrics and the admin API, and no webhooks (404)."""
     settings = settings or load_settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
@@ -127,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        wiring = await wire(settings, senders=adapters)
+        wiring = await wire(settings, senders=adapters, role=role)
         hub = wiring.hub
         app.state.hub = hub
         app.state.admin = wiring.services  # the one IdentityLinks: the background's move round uses it too
@@ -139,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # the documentation pages are core.web.docs's: served from local assets, no CDN
     app = FastAPI(title="Threadline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.adapters = adapters
+    app.state.adapters = adapters if role != "worker" else {}  # the webhooks this process answers
     docs = add_docs(app)
 
     def webhook_too_large(path: str) -> None:
@@ -208,3 +213,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
 
     return app
+
+
+# ``threadline serve --workers N`` runs N processes of uvicorn, each building the app from this factory
+SERVE_ROLE_ENV = "THREADLINE_SERVE_ROLE"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of ``serve --workers N``'s processes: settings from the environment, the role
+    ``serve`` passed in ``THREADLINE_SERVE_ROLE``."""
+    role = os.environ.get(SERVE_ROLE_ENV, "all")
+    if role not in ROLES:
+        raise ConfigError(f"{SERVE_ROLE_ENV} must be one of {', '.join(ROLES)}", setting=SERVE_ROLE_ENV)
+    from core.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings, role=role)

@@ -257,7 +257,7 @@ async def test_send_one_message_to_the_chat(adapter: TelegramAdapter, fake: Fake
     assert sent["params"]["chat_id"] == 1111111
     assert sent["params"]["text"] == "Your refund is on its way."
     assert "reply_parameters" not in sent["params"]  # private chats need no quote
-    assert result.provider_message_ids == (str(sent["message_id"]),)
+    assert result.provider_message_ids == (f"{sent['chat']['id']}:{sent['message_id']}",)
     assert [call["method"] for call in fake.calls] == ["getMe", "sendMessage"]
 
 
@@ -299,7 +299,9 @@ async def test_long_reply_is_split_at_the_limit(adapter: TelegramAdapter, fake: 
     assert texts[0] == "a" * 3000 and texts[1] == "b" * 3000  # paragraph boundaries
     assert all(len(text) <= MAX_TEXT_LENGTH for text in texts)
     assert "".join(texts[2:]).replace(" ", "") == "c" * 2500
-    assert result.provider_message_ids == tuple(str(sent["message_id"]) for sent in fake.sent)
+    assert result.provider_message_ids == tuple(
+        f"{sent['chat']['id']}:{sent['message_id']}" for sent in fake.sent
+    )
 
 
 async def test_exactly_the_limit_is_one_message(adapter: TelegramAdapter, fake: FakeTelegramAPI) -> None:
@@ -340,7 +342,7 @@ async def test_failure_mid_split_reports_the_parts_sent(
     fake.push_rate_limit(retry_after=1)
     with pytest.raises(TransientDeliveryError) as caught:
         await adapter.send(reply(text))
-    assert caught.value.sent_ids == ("501",)
+    assert caught.value.sent_ids == ("1111111:501",)
     assert caught.value.retry_after == 1.0
     # the retry skips the part that went out
     result = await adapter.send(reply(text, parts_sent=len(caught.value.sent_ids)))
@@ -408,7 +410,7 @@ async def test_group_migrated_to_supergroup_is_followed(
     result = await adapter.send(reply("hello", chat_id=-4012345678, chat_type="group"))
     [sent] = fake.sent
     assert sent["params"]["chat_id"] == -1001234567890
-    assert result.provider_message_ids == (str(sent["message_id"]),)
+    assert result.provider_message_ids == (f"{sent['chat']['id']}:{sent['message_id']}",)
 
 
 async def test_a_rejected_token_is_never_in_the_error(fake: FakeTelegramAPI) -> None:

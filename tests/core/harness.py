@@ -13,7 +13,9 @@ from core.ports import Sender
 from core.settings import LLMSettings, Settings, WorkerSettings
 
 
-def make_settings(tmp_path: Path, *, llm_url: str | None = None, **worker: Any) -> Settings:
+def make_settings(
+    tmp_path: Path, *, llm_url: str | None = None, database_url: str | None = None, **worker: Any
+) -> Settings:
     llm = (
         LLMSettings(api_key="sk-test", base_url=llm_url, timeout=10, max_retries=0)
         if llm_url
@@ -21,7 +23,9 @@ def make_settings(tmp_path: Path, *, llm_url: str | None = None, **worker: Any) 
     )
     knobs: dict[str, Any] = {"poll_interval": 0.05, "backoff_base": 0.05, "backoff_max": 0.2}
     knobs.update(worker)
-    return Settings(data_dir=tmp_path / "data", llm=llm, worker=WorkerSettings(**knobs))
+    return Settings(
+        data_dir=tmp_path / "data", llm=llm, worker=WorkerSettings(**knobs), database_url=database_url
+    )
 
 
 @asynccontextmanager

@@ -292,6 +292,28 @@ def messages_table(probe: Probe) -> str | None:
     return None if wanted <= columns else f"the messages table has the columns {sorted(columns)}"
 
 
+def history_calls(probe: Probe) -> str | None:
+    """``no_history_db`` keeps nothing because it overrides every history method ``Memory`` calls."""
+    import re
+
+    from mem0.memory import main
+
+    source = inspect.getsource(main)
+    called = {name for name in re.findall(r"self\.db\.(\w+)\(", source) if "history" in name}
+    overridden = {"add_history", "batch_add_history", "get_history"}
+    if called - overridden:
+        return f"Memory calls history methods no_history_db does not override: {sorted(called - overridden)}"
+    keeper = mem0_quirks.no_history_db()
+    try:
+        keeper.add_history("m1", None, "zqcanary", "ADD")
+        keeper.batch_add_history([{"memory_id": "m2", "new_memory": "zqcanary", "event": "ADD"}])
+        with keeper._lock:
+            rows = keeper.connection.execute("SELECT count(*) FROM history").fetchone()[0]
+    finally:
+        keeper.close()
+    return None if rows == 0 and keeper.get_history("m1") == [] else "no_history_db kept history rows"
+
+
 CHECKS: dict[str, Callable[[Probe], str | None]] = {
     "mem0.utils.spacy_models._load_failed_full": spacy_full,
     "mem0.utils.spacy_models._load_failed_lemma": spacy_lemma,
@@ -314,6 +336,7 @@ CHECKS: dict[str, Callable[[Probe], str | None]] = {
     "SQLiteManager.connection": db_connection,
     "history table (memory_id)": history_table,
     "messages table": messages_table,
+    "Memory.db history calls (no_history_db overrides them)": history_calls,
 }
 
 

@@ -1,0 +1,149 @@
+"""The tables of the PostgreSQL memory index, made by the index itself when it opens.
+
+- ``memory_index_collections``: each collection's name and dimensions.
+- ``memory_index_rows``: one row per memory: ``collection``, ``id``, the scope columns ``user_id`` /
+  ``agent_id`` / ``run_id`` (indexed with the collection), ``created_at`` (text as Mem0 writes it, in
+  byte order like SQLite's), the vector (``core.memory.pg_vectors``), the ``jsonb`` payload, and the
+  keyword index of its text: ``terms`` (a ``tsvector``, GIN-indexed) and ``words`` (its length as
+  FTS5 counts it, for BM25). The keyword index is a column of the row, so deleting the row deletes it.
+- ``memory_index_turns``: the payloads' ``turn_ids`` per user, one probe for ``covers_turns``; its rows go
+  with their memory row (``ON DELETE CASCADE``).
+- ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
+  English Snowball stemming without a stop-word list (FTS5 indexes every word too), accents folded by
+  ``unaccent`` where that extension can be installed (as FTS5's ``remove_diacritics``).
+
+The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
+``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
+with ``IF NOT EXISTS`` / after a look, in one transaction holding :data:`SCHEMA_LOCK` as a transaction-level
+advisory lock, so they queue instead of racing on the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from core.memory.pg_vectors import VectorCodec, codec_for
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key of the schema: any constant the store never uses ("tlmemidx" as 8 bytes)
+SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
+TEXT_CONFIG = "memory_index_text"
+
+
+def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
+    return [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS memory_index_collections ("
+            " name text PRIMARY KEY, dims integer NOT NULL, distance text NOT NULL)"
+        ),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS memory_index_rows ("
+            " rid bigserial PRIMARY KEY,"
+            " collection text NOT NULL,"
+            " id text NOT NULL,"
+            " user_id text, agent_id text, run_id text,"
+            ' created_at text COLLATE "C",'
+            " vector {} NOT NULL,"
+            " payload jsonb NOT NULL,"
+            " terms tsvector NOT NULL,"
+            " words integer NOT NULL,"
+            " UNIQUE (collection, id))"
+        ).format(vector_type),
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS memory_index_rows_user ON memory_index_rows (collection, user_id)"
+        ),
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS memory_index_rows_agent ON memory_index_rows (collection, agent_id)"
+        ),
+        sql.SQL("CREATE INDEX IF NOT EXISTS memory_index_rows_run ON memory_index_rows (collection, run_id)"),
+        sql.SQL("CREATE INDEX IF NOT EXISTS memory_index_rows_terms ON memory_index_rows USING gin (terms)"),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS memory_index_turns ("
+            " collection text NOT NULL, user_id text NOT NULL, turn_id bigint NOT NULL,"
+            " rid bigint NOT NULL REFERENCES memory_index_rows (rid) ON DELETE CASCADE ON UPDATE CASCADE,"
+            " PRIMARY KEY (collection, user_id, turn_id, rid))"
+        ),
+        sql.SQL("CREATE INDEX IF NOT EXISTS memory_index_turns_rid ON memory_index_turns (rid)"),
+    ]
+
+
+def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
+    """True when the extension ``name`` is installed in the database, installing it if PostgreSQL has it
+    and we may (in a savepoint: a refusal leaves the transaction usable)."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (name,)).fetchone():
+        return True
+    if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone():
+        return False
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        log.info("memory index: extension %s not installed (%s)", name, type(exc).__name__)
+        return False
+    return True
+
+
+def _text_search(conn: psycopg.Connection[Any]) -> None:
+    made = conn.execute(
+        "SELECT 1 FROM pg_ts_config WHERE cfgname = %s AND cfgnamespace = current_schema()::regnamespace",
+        (TEXT_CONFIG,),
+    ).fetchone()
+    if made:
+        return
+    folding = sql.SQL("unaccent, " if _extension(conn, "unaccent") else "")
+    conn.execute("CREATE TEXT SEARCH DICTIONARY memory_index_stem (TEMPLATE = snowball, Language = english)")
+    conn.execute("CREATE TEXT SEARCH CONFIGURATION memory_index_text (COPY = pg_catalog.english)")
+    conn.execute(
+        sql.SQL(
+            "ALTER TEXT SEARCH CONFIGURATION memory_index_text"
+            " ALTER MAPPING FOR asciiword, word WITH {}memory_index_stem"
+        ).format(folding)
+    )
+
+
+def _column_type(conn: psycopg.Connection[Any]) -> str | None:
+    """The type of ``memory_index_rows.vector`` as PostgreSQL names it; None before the table exists."""
+    row = conn.execute(
+        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a"
+        " WHERE a.attrelid = to_regclass('memory_index_rows') AND a.attname = 'vector' AND NOT a.attisdropped"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _vector_type(conn: psycopg.Connection[Any], *, pgvector: bool) -> sql.SQL:
+    """The type of the vector column: the table's when it exists, else ``vector`` when pgvector is (or can
+    be) installed and wanted, else ``bytea``."""
+    existing = _column_type(conn)
+    if existing is not None:
+        return codec_for(existing).column_type
+    if pgvector and _extension(conn, "vector"):  # pgvector: only where PostgreSQL has it installed
+        return codec_for("vector").column_type
+    return codec_for("bytea").column_type
+
+
+def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvector: bool) -> VectorCodec:
+    """Make whatever of the schema is missing and register ``collection``; returns the vector codec of the
+    table. ``ValueError`` when the collection exists with other dimensions."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        _text_search(conn)
+        vector_type = _vector_type(conn, pgvector=pgvector)
+        for statement in _tables(vector_type):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO memory_index_collections (name, dims, distance) VALUES (%s, %s, 'cosine')"
+            " ON CONFLICT (name) DO NOTHING",
+            (collection, dims),
+        )
+        stored = conn.execute(
+            "SELECT dims FROM memory_index_collections WHERE name = %s", (collection,)
+        ).fetchone()
+        column = _column_type(conn)
+    if stored is None or int(stored[0]) != dims or column is None:
+        raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")
+    return codec_for(column)
