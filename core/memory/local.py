@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+CLOSE_WAIT = 60.0  # seconds ``aclose`` waits for calls still running (an extraction waits for the LLM)
+
 
 class LocalMemory:
     """Mem0 open source in ``data_dir``; extraction (``infer=True``) uses ``llm`` when it is configured.
@@ -69,6 +71,10 @@ class LocalMemory:
         self._lock = threading.Lock()
         self._oss: mem0_oss.OssMemory | None = None
         self._closed = False
+        # calls running in worker threads: ``aclose`` waits for them, since a task cancelled while its call
+        # runs (the hub stopping) leaves the thread going, and closing Mem0's connections under it crashed
+        self._calls = threading.Condition()
+        self._running = 0
 
     def __repr__(self) -> str:
         return f"LocalMemory(data_dir={str(self._data_dir)!r}, llm_configured={self._llm.configured})"
@@ -85,9 +91,26 @@ class LocalMemory:
                 )
             return self._oss
 
+    def _guarded(self, call: Callable[[], T]) -> Callable[[], T]:
+        """``call``, counted while it runs, so that ``aclose`` closes nothing under it."""
+
+        def run() -> T:
+            with self._calls:
+                if self._closed:
+                    raise MemoryUnavailable("the memory store is closed")
+                self._running += 1
+            try:
+                return call()
+            finally:
+                with self._calls:
+                    self._running -= 1
+                    self._calls.notify_all()
+
+        return run
+
     async def _run(self, what: str, customer_id: str, call: Callable[[], T]) -> T:
         try:
-            return await asyncio.to_thread(call)
+            return await asyncio.to_thread(self._guarded(call))
         except MemoryUnavailable:
             raise
         except Exception as exc:
@@ -162,7 +185,7 @@ class LocalMemory:
 
         if infer and self._llm.configured:
             try:
-                ids = await asyncio.to_thread(extract)
+                ids = await asyncio.to_thread(self._guarded(extract))
             except MemoryUnavailable:
                 raise
             except Exception as exc:
@@ -245,8 +268,11 @@ class LocalMemory:
 
     async def aclose(self) -> None:
         def call() -> None:
+            with self._calls:
+                self._closed = True  # no new call starts
+                if not self._calls.wait_for(lambda: self._running == 0, timeout=CLOSE_WAIT):
+                    log.warning("memory: %d calls still running at close", self._running)
             with self._lock:
-                self._closed = True
                 oss, self._oss = self._oss, None
             if oss is not None:
                 oss.close()

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
@@ -79,6 +79,10 @@ class Delivery:
             .group_by(OutboxRow.customer_id, OutboxRow.recipient)
         )
         now = utcnow()
+        # a lane with a row in flight anywhere waits (also a row a merge brought in while it was sent)
+        busy = select(OutboxRow.customer_id, OutboxRow.recipient).where(
+            OutboxRow.status == "pending", OutboxRow.customer_id.is_not(None), OutboxRow.lease_until >= now
+        )
         async with self._db.read() as session:
             rows = await session.execute(
                 select(
@@ -88,7 +92,13 @@ class Delivery:
                     OutboxRow.next_attempt_at,
                     OutboxRow.lease_until,
                 )
-                .where(OutboxRow.id.in_(oldest))
+                .where(
+                    OutboxRow.id.in_(oldest),
+                    or_(
+                        OutboxRow.customer_id.is_(None),
+                        tuple_(OutboxRow.customer_id, OutboxRow.recipient).not_in(busy),
+                    ),
+                )
                 .order_by(OutboxRow.id)
             )
             heads = [

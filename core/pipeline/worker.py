@@ -169,18 +169,18 @@ class InboxWorker:
             .group_by(InboxRow.customer_id)
         )
         now = utcnow()
+        # a customer with a row in flight anywhere (any process) waits: one row of a customer at a time,
+        # also when a merge has just given it the rows of another customer that were being answered
+        busy = select(InboxRow.customer_id).where(
+            InboxRow.status == "pending", InboxRow.customer_id.is_not(None), InboxRow.lease_until >= now
+        )
         async with self._db.read() as session:
             rows = await session.execute(
-                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at, InboxRow.lease_until)
-                .where(InboxRow.id.in_(oldest))
+                select(InboxRow.customer_id, InboxRow.id, InboxRow.next_attempt_at)
+                .where(InboxRow.id.in_(oldest), InboxRow.customer_id.not_in(busy))
                 .order_by(InboxRow.id)
             )
-            # a head another process holds stops its customer's lane here: order per customer holds
-            heads = [
-                (str(cid), int(iid))
-                for cid, iid, due, leased in rows
-                if (due is None or due <= now) and (leased is None or leased < now)
-            ]
+            heads = [(str(cid), int(iid)) for cid, iid, due in rows if due is None or due <= now]
         self._metrics.pending.labels("inbox").set(len(heads))
         return heads
 

@@ -245,3 +245,44 @@ def test_build_memory_picks_the_backend(tmp_path: Path) -> None:
     )
     assert isinstance(hosted, PlatformMemory)
     assert "m0-key" not in repr(hosted)
+
+
+async def test_close_waits_for_a_write_still_running_in_its_thread(tmp_path: Path) -> None:
+    """A hub that stops cancels its memory lane while a write runs in a worker thread; closing Mem0's
+    connections under that thread crashed the process (a segfault in SQLite). ``aclose`` waits for it."""
+    import asyncio
+    import threading
+    import time
+
+    from core.memory import mem0_oss
+
+    events: list[str] = []
+    started = threading.Event()
+
+    class SlowIndex:
+        def __init__(self) -> None:
+            self._inner = mem0_oss.sqlite_index(tmp_path / "data")
+
+        def insert(self, *args: Any, **kwargs: Any) -> None:
+            started.set()
+            time.sleep(0.5)
+            self._inner.insert(*args, **kwargs)
+            events.append("inserted")
+
+        def close(self) -> None:
+            events.append("closed")
+            self._inner.close()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    store = LocalMemory(data_dir=tmp_path / "data", llm=LLMSettings(), index=SlowIndex)  # type: ignore[arg-type]
+    said = [ChatMessage(role="user", content="my router is red")]
+    write = asyncio.create_task(store.remember("cus_1", said, provenance=provenance(), infer=False))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    write.cancel()  # the lane is cancelled; the thread goes on
+    await store.aclose()
+    assert events == ["inserted", "closed"]
+    with pytest.raises(MemoryUnavailable):
+        await store.list("cus_1")

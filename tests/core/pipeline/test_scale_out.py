@@ -226,3 +226,35 @@ async def test_a_proof_code_is_written_only_under_a_live_claim(database_url: str
             assert await session.scalar(select(LinkChallenge.code_hash)) == code_hash  # the sent code stands
     finally:
         await services.aclose()
+
+
+async def test_a_customer_waits_while_any_of_its_rows_is_in_flight_elsewhere(
+    database_url: str, tmp_path: Path
+) -> None:
+    """After a merge a customer can own a row another process is answering (it came with the merged
+    customer) and an older one nobody has started: the older one waits, one row of a customer at a time."""
+    from core.compose import build_hub
+
+    sender = RecordingSender("telegram")
+    settings = make_settings(tmp_path, database_url=database_url)
+    hub = await build_hub(settings, senders={"telegram": sender})
+    older = await hub.accept(tg(9, 1, "first"))
+    newer = await hub.accept(tg(9, 2, "second"))
+    async with hub.db.session() as session:
+        await session.execute(update(InboxRow).values(customer_id="cus_merged"))
+    elsewhere = Leases(await Database.open(database_url), ttl=30, owner="host-b")
+    held = await elsewhere.claim(InboxRow, newer.inbox_id, ready=InboxRow.status == "pending")
+    assert held is not None
+    await hub.start()
+    try:
+        await asyncio.sleep(0.5)  # many poll rounds of this hub
+        assert sender.sent == []  # the older row waits for the one in flight elsewhere
+        await elsewhere.release(held)  # host-b gives up (or its lease lapses)
+        await sender.wait_for(2, timeout=30)
+        assert [m.idempotency_key for m in sender.sent] == [
+            f"reply:{older.inbox_id}",
+            f"reply:{newer.inbox_id}",
+        ]
+    finally:
+        await hub.stop()
+        await elsewhere._db.aclose()
