@@ -173,10 +173,12 @@ class Delivery:
         headers = {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature}
         return path, urlencode(form).encode(), headers
 
-    def _email(self, attempt: int) -> tuple[str, bytes, dict[str, str]]:
-        # the provider's MTA checked DMARC and wrote its verdict above its own trace: an authenticated
-        # sender, answered by the agent (a bare From: gets one fixed acknowledgement at most)
-        mime = (
+    @property
+    def mime(self) -> str:
+        """The customer's email as our MTA hands it on (to the inbound webhook or the SMTP listener)."""
+        # the MTA checked DMARC and wrote its verdict above its own trace: an authenticated sender,
+        # answered by the agent (a bare From: gets one fixed acknowledgement at most)
+        return (
             f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass header.from=example.com\r\n"
             "Received: from mail.example.com ([198.51.100.7]) by mx.threadline.example; 1 Dec 2026\r\n"
             f"From: {self.customer.email}\r\nTo: Threadline Support <{OUR_EMAIL}>\r\n"
@@ -184,6 +186,9 @@ class Delivery:
             f"Message-ID: {self.email_id}\r\nMIME-Version: 1.0\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{self.text}\r\n"
         )
+
+    def _email(self, attempt: int) -> tuple[str, bytes, dict[str, str]]:
+        mime = self.mime
         stamp = str(int(time.time()))
         token = secrets.token_hex(25)  # a fresh token on every attempt, as Mailgun signs each POST
         signature = hmac.new(EMAIL_KEY.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
@@ -232,3 +237,33 @@ def model(request: dict[str, Any]) -> str:
     last = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
     found = TAG_RE.search(last)
     return f"Thanks, we are looking into {found.group(0) if found else 'your question'}."
+
+
+# ----- what the fakes received (used by ``tests/test_crash_scale.py``) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentReply:
+    """One reply as a fake platform recorded it, in the order the fakes received them."""
+
+    channel: str
+    target: str  # as ``Customer.target`` names it
+    tag: str | None
+    thread: str | None  # Slack thread_ts / email In-Reply-To
+
+
+def replies_at(telegram: Any, slack: Any, twilio: Any, relay: Any) -> list[SentReply]:
+    """Every reply the four fakes (Telegram, Slack, Twilio, SMTP relay) took, in arrival order per fake."""
+
+    def tag(text: str) -> str | None:
+        found = TAG_RE.search(text)
+        return found.group(0) if found else None
+
+    out = [SentReply("telegram", str(m["chat"]["id"]), tag(m["text"]), None) for m in list(telegram.sent)]
+    out += [SentReply("slack", m.channel, tag(m.text), m.thread_ts) for m in list(slack.posted)]
+    out += [SentReply("sms", m["To"], tag(m["Body"]), None) for m in list(twilio.messages)]
+    for relayed in list(relay.messages):
+        part = relayed.message.get_body(preferencelist=("plain",))
+        text = str(part.get_content()) if part is not None else ""
+        out.append(SentReply("email", ",".join(relayed.rcpt_tos), tag(text), relayed.message["In-Reply-To"]))
+    return out

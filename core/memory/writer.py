@@ -151,8 +151,7 @@ class MemoryWriter:
         )
         if claim is None:  # done, not due, or another process is on it
             return
-        async with self._leases.holding(claim):
-            await self._write(claim)
+        await self._leases.run(claim, self._write)
 
     async def _write(self, claim: Claim) -> None:
         job_id = claim.row_id

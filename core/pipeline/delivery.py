@@ -121,8 +121,7 @@ class Delivery:
         )
         if claim is None:  # sent, not due, or another process is on it
             return
-        async with self._leases.holding(claim):
-            await self._deliver(claim)
+        await self._leases.run(claim, self._deliver)
 
     async def _deliver(self, claim: Claim) -> None:
         outbox_id = claim.row_id

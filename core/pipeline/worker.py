@@ -197,11 +197,10 @@ class InboxWorker:
         )
         if claim is None:  # answered, not due, or another process is on it
             return
-        async with self._leases.holding(claim):
-            try:
-                await self._answer(claim)
-            except ClaimLost:
-                log.info("inbox %s: taken over by another process; left to it", inbox_id)
+        try:
+            await self._leases.run(claim, self._answer)
+        except ClaimLost:
+            log.info("inbox %s: taken over by another process; left to it", inbox_id)
 
     async def _answer(self, claim: Claim) -> None:
         inbox_id = claim.row_id

@@ -19,15 +19,14 @@ On SQLite (one serving process) the same statements run; they cost one write eac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -120,12 +119,32 @@ class Leases:
         async with self._db.session() as session:
             await session.execute(update(claim.model).where(claim.held()).values(lease_until=None))
 
-    @contextlib.asynccontextmanager
-    async def holding(self, claim: Claim) -> AsyncIterator[Claim]:
-        """Renew ``claim`` while the block runs; release it after (committed work released it too)."""
-        heartbeat = asyncio.create_task(self._heartbeat(claim), name=f"lease:{claim.row_id}")
+    async def run(self, claim: Claim, work: Callable[[Claim], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``work(claim)`` renewing the claim, and release it after (committed work released it too).
+
+        When the claim is lost (another process took the row over after a renewal came too late, or no
+        renewal has succeeded for a whole lease), the work is cancelled where it is: it must not go on to
+        send or write what the new holder does too. Returns False then, True when the work ran to its end.
+        """
+        task = asyncio.create_task(work(claim), name=f"{claim.model.__tablename__}:{claim.row_id}")
+        lost = asyncio.Event()
+
+        def stop() -> None:
+            lost.set()
+            task.cancel()
+
+        heartbeat = asyncio.create_task(self._heartbeat(claim, stop), name=f"lease:{claim.row_id}")
         try:
-            yield claim
+            await task
+            return True
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lost.is_set() and (current is None or not current.cancelling()):
+                log.warning(
+                    "work on %s %s stopped: its claim was lost", claim.model.__tablename__, claim.row_id
+                )
+                return False
+            raise  # this process is stopping: the work is cancelled with it
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -139,24 +158,31 @@ class Leases:
                     type(exc).__name__,
                 )
 
-    async def _heartbeat(self, claim: Claim) -> None:
+    async def _heartbeat(self, claim: Claim, lost: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
-                if not await self.renew(claim):
-                    log.warning(
-                        "lease on %s %s lost: another process took it over; nothing will be committed",
-                        claim.model.__tablename__,
-                        claim.row_id,
-                    )
-                    return
-            except Exception as exc:  # a database hiccup: try again at the next beat
+                held = await self.renew(claim)
+            except Exception as exc:  # a database hiccup: try again at the next beat, while the lease lasts
                 log.warning(
                     "lease on %s %s not renewed (%s)",
                     claim.model.__tablename__,
                     claim.row_id,
                     type(exc).__name__,
                 )
+                held = loop.time() - renewed < self.ttl
+            else:
+                renewed = loop.time()
+            if not held:
+                log.warning(
+                    "lease on %s %s lost: another process may take it over; the work stops here",
+                    claim.model.__tablename__,
+                    claim.row_id,
+                )
+                lost()
+                return
 
 
 class NamedLeases:

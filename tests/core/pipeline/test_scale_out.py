@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core.store.db import Database
-from core.store.leases import Leases, NamedLeases
+from core.store.leases import Claim, Leases, NamedLeases
 from core.store.models import InboxRow, OutboxRow, Turn
 from tests.core.harness import make_settings, running_hub
 from tests.core.pipeline.test_pipeline import tg, user_texts
@@ -258,3 +258,38 @@ async def test_a_customer_waits_while_any_of_its_rows_is_in_flight_elsewhere(
     finally:
         await hub.stop()
         await elsewhere._db.aclose()
+
+
+async def test_work_whose_claim_is_lost_stops_before_it_sends(database_url: str, tmp_path: Path) -> None:
+    """A process that lost its claim (a stall past its lease, and another process took the row) must
+    not go on to send: the work is cancelled at the next beat of the heartbeat. Before, it logged the
+    loss and sent anyway, and the row went out twice (found by the three-process crash test)."""
+    db, row_id = await _first_inbox_row(database_url, tmp_path)
+    leases = Leases(db, ttl=0.3, owner="host-a")
+    done: list[str] = []
+
+    async def slow_send(claim: object) -> None:
+        await asyncio.sleep(3)  # e.g. waiting for the platform's pacing
+        done.append("sent")
+
+    try:
+        claim = await leases.claim(InboxRow, row_id, ready=InboxRow.status == "pending")
+        assert claim is not None
+        running = asyncio.create_task(leases.run(claim, slow_send))
+        await asyncio.sleep(0.15)
+        async with db.session() as session:  # host-b takes the row over
+            await session.execute(
+                update(InboxRow).values(lease_owner="host-b", lease_token=InboxRow.lease_token + 1)
+            )
+        assert await asyncio.wait_for(running, 10) is False
+        assert done == []
+        # a stop of the process still cancels the work as before
+        claim_b = Claim(model=InboxRow, row_id=row_id, owner="host-b", token=claim.token + 1)
+        stopping = asyncio.create_task(Leases(db, ttl=30, owner="host-b").run(claim_b, slow_send))
+        await asyncio.sleep(0.1)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert done == []
+    finally:
+        await db.aclose()
