@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                 the sizes; results in bench/results/, page docs/benchmarks.md
 #   scripts/bench.sh --quick         small sizes, a smoke run; results and page under bench/results/quick/
-#   scripts/bench.sh --only NAME...  only these (webhook_ack turn_overhead memory_search locomo prompt_size);
+#   scripts/bench.sh --only NAME...  only these (webhook_ack turn_overhead memory_search locomo prompt_size scale);
 #                                    the report still shows the last results of the others
 #
 # Every benchmark talks to 127.0.0.1 only. A failing benchmark does not stop the others; the report is
@@ -36,6 +36,7 @@ if [ "$quick" = 1 ]; then
     [memory_search]="--sizes 100 1000 --queries 30 --warmup 5 --distinct-texts 100 --platform-size 100"
     [locomo]="${locomo_file} --limit-questions 5"
     [prompt_size]="--turns 40 --checkpoints 10 20 40"
+    [scale]="--quick"
   )
 else
   out=bench/results
@@ -46,9 +47,10 @@ else
     [memory_search]="--sizes 1000 10000 100000 --queries 300"
     [locomo]=""
     [prompt_size]="--turns 1000 --checkpoints 10 30 100 300 1000"
+    [scale]=""
   )
 fi
-names=(webhook_ack turn_overhead memory_search locomo prompt_size)
+names=(webhook_ack turn_overhead memory_search locomo prompt_size scale)
 if [ ${#only[@]} -gt 0 ]; then names=("${only[@]}"); fi
 
 mkdir -p "$out/logs"
@@ -71,6 +73,7 @@ for name in "${names[@]}"; do
   fi
 done
 .venv/bin/python -m bench.report --results "$out" --out "$page"
+.venv/bin/python -m bench.scale_report --results "$out" --page "$page"  # the scale-out section
 echo "benchmarks took $((SECONDS - started)) s in all"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "bench: failed: ${failed[*]}" >&2
