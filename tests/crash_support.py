@@ -7,18 +7,27 @@ one fact Mem0 extracts, so a reply at a fake and a memory in the store name the 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import os
 import random
 import re
 import secrets
+import signal
+import socket
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from twilio.request_validator import RequestValidator
+
+from tests.conftest import threadline_cmd
 
 PUBLIC = "https://bot.example.com"
 TELEGRAM_SECRET = "crash-test-secret"
@@ -267,3 +276,79 @@ def replies_at(telegram: Any, slack: Any, twilio: Any, relay: Any) -> list[SentR
         text = str(part.get_content()) if part is not None else ""
         out.append(SentReply("email", ",".join(relayed.rcpt_tos), tag(text), relayed.message["In-Reply-To"]))
     return out
+
+
+# ----- the server under test ----------------------------------------------------------------------
+
+READY_TIMEOUT = 180.0  # seconds a started ``serve`` may take to answer /readyz (a loaded CI machine)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """``threadline serve ARGS`` as a subprocess, started again on the same data dir and port; its output
+    (of every start) in ``log``."""
+
+    def __init__(self, log: Path, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.args = args
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    async def start(self) -> None:
+        """Start it and wait until it answers /readyz (fails with the end of its log if it does not)."""
+        with self.log.open("ab") as log:
+            log.write(f"\n===== start {self.starts + 1} =====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                threadline_cmd("serve", *self.args, "--port", str(self.port)),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + READY_TIMEOUT
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                assert self.proc.poll() is None, f"serve exited: {self.tail()}"
+                assert time.monotonic() < deadline, f"serve not ready: {self.tail()}"
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> int | None:
+        """SIGKILL: no shutdown hook, no flush, no lease released; whatever was in flight is cut. The pid
+        killed (None when it was not running)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.kills += 1
+        return self.proc.pid
+
+    async def reap(self) -> None:
+        if self.proc is not None:
+            await asyncio.to_thread(self.proc.wait, 30)
+            self.proc = None
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        await self.reap()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -19,11 +19,7 @@ The counts are printed: accepted, replied once, duplicates suppressed, lost (0).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -34,7 +30,7 @@ import pytest
 
 from core.memory.local import LocalMemory
 from core.settings import LLMSettings
-from tests.conftest import subprocess_env, threadline_cmd
+from tests.conftest import subprocess_env
 from tests.crash_support import (
     AUTHSERV_ID,
     EMAIL_KEY,
@@ -49,6 +45,7 @@ from tests.crash_support import (
     TWILIO_SID,
     TWILIO_TOKEN,
     Delivery,
+    ServeProcess,
     burst,
     model,
 )
@@ -71,76 +68,7 @@ DRAIN_KILL_SHARE = 0.5  # ... after this share of the backlog left at the end of
 # kill -9 between a platform taking a reply and the hub recording it makes the next start send it
 # again: set True to demand exactly one reply even then (no platform here offers idempotency keys)
 STRICT_EXACTLY_ONCE = False
-READY_TIMEOUT = 180.0
 DRAIN_TIMEOUT = 600.0
-
-
-# ----- the server under test --------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Hub:
-    """``threadline serve`` as a subprocess, started again on the same data dir and port."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env
-        self.log = tmp_path / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.kills = 0
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            log.write(f"\n===== start {self.starts + 1} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                threadline_cmd("serve", "--port", str(self.port)),
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        deadline = time.monotonic() + READY_TIMEOUT
-        async with httpx.AsyncClient(timeout=5) as client:
-            while True:
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                assert self.proc.poll() is None, f"serve exited: {self.tail()}"
-                assert time.monotonic() < deadline, f"serve not ready: {self.tail()}"
-                await asyncio.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, whatever was in flight is cut."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.kills += 1
-
-    async def reap(self) -> None:
-        if self.proc is not None:
-            await asyncio.to_thread(self.proc.wait, 30)
-            self.proc = None
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.proc.wait, 60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        await self.reap()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 # ----- the platforms' side ----------------------------------------------------------------------
@@ -168,7 +96,7 @@ class Ledger:
         self.accepted_tags = set()
 
 
-async def pump(hub: Hub, pending: deque[Call], ledger: Ledger, *, kill_after: int | None) -> None:
+async def pump(hub: ServeProcess, pending: deque[Call], ledger: Ledger, *, kill_after: int | None) -> None:
     """Send ``pending`` calls until none is left, or kill the hub after ``kill_after`` answers."""
     assert ledger.statuses is not None and ledger.accepted_tags is not None
     retry: list[Call] = []
@@ -309,7 +237,7 @@ async def test_kill_9_under_a_burst_loses_nothing_and_doubles_nothing(
             THREADLINE_EMAIL__AUTHSERV_ID=AUTHSERV_ID,
             THREADLINE_EMAIL__MAX_REPLIES_PER_HOUR="10000",
         )
-        hub = Hub(tmp_path, env)
+        hub = ServeProcess(tmp_path / "serve.log", env)
         db = tmp_path / "data" / "threadline.db"
         window: set[str] = set()  # replies in flight at a kill (see ``unrecorded_sends``)
         try:

@@ -37,10 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import time
 from collections import Counter, defaultdict, deque
@@ -72,7 +69,9 @@ from tests.crash_support import (
     TWILIO_SID,
     TWILIO_TOKEN,
     Delivery,
+    ServeProcess,
     burst,
+    free_port,
     model,
     replies_at,
 )
@@ -102,14 +101,7 @@ BURST_KILLS: tuple[tuple[float, int, Restart], ...] = (
 # ... and kill node ``NODES[i]`` once this share of the backlog left at the end of the burst was replied
 DRAIN_KILL: tuple[float, int] = (0.5, 0)
 STRICT_EXACTLY_ONCE = False  # see tests/test_crash.py: a send the kill cut before it was recorded repeats
-READY_TIMEOUT = 180.0
 DRAIN_TIMEOUT = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dsn(database_url: str) -> str:
@@ -119,75 +111,35 @@ def _dsn(database_url: str) -> str:
 # ----- the nodes --------------------------------------------------------------------------------
 
 
-class Node:
+class Node(ServeProcess):
     """One ``threadline serve --role all`` process, started again on the same port and data dir."""
 
     def __init__(self, name: str, tmp_path: Path, env: dict[str, str]) -> None:
         self.name = name
-        self.port = _free_port()
-        self.smtp_port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env | {
+        self.smtp_port = free_port()
+        node_env = env | {
             "THREADLINE_DATA_DIR": str(tmp_path / name / "data"),
             "THREADLINE_EMAIL__SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
         }
-        self.log = tmp_path / f"serve-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(tmp_path / f"serve-{name}.log", node_env, "--role", "all")
         self.up = False  # the balancer sends here (ready, not killed)
         self.wanted = False  # started (or being started): the next kill waits for it to be up
-        self.starts = 0
-        self.kills = 0
 
     async def start(self) -> None:
         self.wanted = True
-        with self.log.open("ab") as log:
-            log.write(f"\n===== start {self.starts + 1} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                threadline_cmd("serve", "--role", "all", "--port", str(self.port)),
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        deadline = time.monotonic() + READY_TIMEOUT
-        async with httpx.AsyncClient(timeout=5) as client:
-            while True:
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert self.proc.poll() is None, f"node {self.name} exited: {self.tail()}"
-                assert time.monotonic() < deadline, f"node {self.name} not ready: {self.tail()}"
-                await asyncio.sleep(0.1)
+        await super().start()
         self.up = True
 
     def kill(self) -> int:
         """SIGKILL: no shutdown hook, no lease released; whatever was in flight is cut. Returns the pid."""
-        assert self.proc is not None and self.proc.poll() is None, f"node {self.name} is not running"
         self.up = self.wanted = False
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.kills += 1
-        return self.proc.pid
-
-    async def reap(self) -> None:
-        if self.proc is not None:
-            await asyncio.to_thread(self.proc.wait, 30)
-            self.proc = None
+        pid = super().kill()
+        assert pid is not None, f"node {self.name} is not running"
+        return pid
 
     async def stop(self) -> None:
         self.up = self.wanted = False
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.proc.wait, 60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        await self.reap()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        await super().stop()
 
     def grep(self, pattern: str) -> list[str]:
         """The log lines (of every start) matching ``pattern``, prefixed with this node's name."""
