@@ -42,7 +42,10 @@ async def _first_inbox_row(database_url: str, tmp_path: Path) -> tuple[Database,
 
 async def test_a_claim_is_fenced_and_taken_over_when_it_lapses(database_url: str, tmp_path: Path) -> None:
     db, row_id = await _first_inbox_row(database_url, tmp_path)
-    first, second = Leases(db, ttl=0.3, owner="host-a"), Leases(db, ttl=30, owner="host-b")
+    first, second = (
+        Leases(db, ttl=0.3, owner="host-a", shared=True),
+        Leases(db, ttl=30, owner="host-b", shared=True),
+    )
     ready = InboxRow.status == "pending"
     try:
         held = await first.claim(InboxRow, row_id, ready=ready)
@@ -197,7 +200,10 @@ async def test_a_proof_code_is_written_only_under_a_live_claim(database_url: str
         await Inbox(db).aclose()
         customer = await DatabaseResolver(db).resolve(message.sender, assurance=Assurance.PLATFORM_ATTESTED)
         proofs = SelfServiceLinking(db, services.links, deliverable={"telegram", "sms"})
-        stalled, taker = Leases(db, ttl=0.2, owner="host-a"), Leases(db, ttl=30, owner="host-b")
+        stalled, taker = (
+            Leases(db, ttl=0.2, owner="host-a", shared=True),
+            Leases(db, ttl=30, owner="host-b", shared=True),
+        )
         ready = InboxRow.status == "pending"
         lost = await stalled.claim(InboxRow, accepted.inbox_id, ready=ready)
         await asyncio.sleep(0.3)
@@ -242,7 +248,7 @@ async def test_a_customer_waits_while_any_of_its_rows_is_in_flight_elsewhere(
     newer = await hub.accept(tg(9, 2, "second"))
     async with hub.db.session() as session:
         await session.execute(update(InboxRow).values(customer_id="cus_merged"))
-    elsewhere = Leases(await Database.open(database_url), ttl=30, owner="host-b")
+    elsewhere = Leases(await Database.open(database_url), ttl=30, owner="host-b", shared=True)
     held = await elsewhere.claim(InboxRow, newer.inbox_id, ready=InboxRow.status == "pending")
     assert held is not None
     await hub.start()
@@ -265,7 +271,7 @@ async def test_work_whose_claim_is_lost_stops_before_it_sends(database_url: str,
     not go on to send: the work is cancelled at the next beat of the heartbeat. Before, it logged the
     loss and sent anyway, and the row went out twice (found by the three-process crash test)."""
     db, row_id = await _first_inbox_row(database_url, tmp_path)
-    leases = Leases(db, ttl=0.3, owner="host-a")
+    leases = Leases(db, ttl=0.3, owner="host-a", shared=True)
     done: list[str] = []
 
     async def slow_send(claim: object) -> None:
@@ -285,7 +291,9 @@ async def test_work_whose_claim_is_lost_stops_before_it_sends(database_url: str,
         assert done == []
         # a stop of the process still cancels the work as before
         claim_b = Claim(model=InboxRow, row_id=row_id, owner="host-b", token=claim.token + 1)
-        stopping = asyncio.create_task(Leases(db, ttl=30, owner="host-b").run(claim_b, slow_send))
+        stopping = asyncio.create_task(
+            Leases(db, ttl=30, owner="host-b", shared=True).run(claim_b, slow_send)
+        )
         await asyncio.sleep(0.1)
         stopping.cancel()
         with pytest.raises(asyncio.CancelledError):
