@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,7 +39,7 @@ from psycopg import sql
 from core.memory import pg_keywords, pg_rows, pg_schema
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
-from core.memory.rows import ScopeSignals, Vector, VectorHit, unit_vector, written_at
+from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.sqlite_keywords import terms
 
 __all__ = ["PostgresIndex"]
@@ -144,11 +143,7 @@ class PostgresIndex:
         ids: Sequence[str] | None = None,
     ) -> None:
         """Insert (or replace, by id) rows. ``ids`` default to new UUIDs, ``payloads`` to ``{}``."""
-        count = len(vectors)
-        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(count)]
-        payloads = list(payloads) if payloads is not None else [{} for _ in range(count)]
-        if not len(ids) == len(payloads) == count:
-            raise ValueError("vectors, payloads and ids differ in length")
+        ids, payloads = rows_to_insert(len(vectors), payloads, ids)
         encoded = [self._vectors.param(self._unit(v)) for v in vectors]
         with self._pool.connection() as conn:
             for vector_id, vector, payload in zip(ids, encoded, payloads, strict=True):

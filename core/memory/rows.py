@@ -7,7 +7,8 @@ PostgreSQL tables of the scale setup) and by ``core.memory.local``, which ranks 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,3 +63,15 @@ def unit_vector(vector: Vector) -> NDArray[np.float32]:
     array = np.asarray(vector, dtype=np.float32).reshape(-1)
     norm = float(np.linalg.norm(array))
     return (array / norm).astype(np.float32) if norm > 0 else array
+
+
+def rows_to_insert(
+    count: int, payloads: Sequence[Mapping[str, Any]] | None, ids: Sequence[str] | None
+) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """The ids and payloads of ``count`` rows Mem0 inserts: ``ids`` default to new UUIDs, ``payloads`` to
+    ``{}``; ``ValueError`` when the lengths differ (every ``MemoryIndex.insert`` checks the same way)."""
+    row_ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(count)]
+    row_payloads = list(payloads) if payloads is not None else [{} for _ in range(count)]
+    if not len(row_ids) == len(row_payloads) == count:
+        raise ValueError("vectors, payloads and ids differ in length")
+    return row_ids, row_payloads

@@ -27,7 +27,6 @@ import builtins
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from numpy.typing import NDArray
 
 from core.memory import sqlite_file, sqlite_keywords
 from core.memory.filters import matches, scope_of
-from core.memory.rows import ScopeSignals, Vector, VectorHit, unit_vector, written_at
+from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.sqlite_file import SharedConnection
 
 __all__ = ["SQLiteVectorStore", "ScopeSignals", "VectorHit"]
@@ -121,11 +120,7 @@ class SQLiteVectorStore:
         ids: Sequence[str] | None = None,
     ) -> None:
         """Insert (or replace, by id) rows. ``ids`` default to new UUIDs, ``payloads`` to ``{}``."""
-        count = len(vectors)
-        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(count)]
-        payloads = list(payloads) if payloads is not None else [{} for _ in range(count)]
-        if not len(ids) == len(payloads) == count:
-            raise ValueError("vectors, payloads and ids differ in length")
+        ids, payloads = rows_to_insert(len(vectors), payloads, ids)
         blobs = [self._as_blob(v) for v in vectors]
         with self._shared.writing() as conn:
             for vector_id, blob, payload in zip(ids, blobs, payloads, strict=True):
