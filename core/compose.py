@@ -32,6 +32,7 @@ from core.store.private_files import private_dir
 
 if TYPE_CHECKING:
     from channels.base import ChannelAdapter
+    from core.pipeline.handoff import Handoffs
     from core.pipeline.hub import Hub, Role
     from identity.linking import IdentityLinks
 
@@ -118,12 +119,13 @@ def build_memory(settings: Settings) -> MemoryStore:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The store, the memory store and the identity service of one process (built once)."""
+    """The store, the memory store, the identity service and the handoffs of one process (built once)."""
 
     settings: Settings
     db: Database
     memory: MemoryStore
     links: IdentityLinks
+    handoffs: Handoffs
 
     @property
     def default_region(self) -> str:
@@ -136,13 +138,19 @@ class Services:
 
 async def open_services(settings: Settings) -> Services:
     """Open the database (migrating it) and the memory store, and the identity service over them."""
+    from core.pipeline.handoff import Handoffs
     from identity.linking import IdentityLinks
 
     settings.check()
     private_dir(settings.data_dir)  # 0700, and tightened to it (logged) when it was looser
     memory = build_memory(settings)
     db = await Database.open(settings.resolved_database_url, busy_timeout=settings.database_busy_timeout)
-    return Services(settings=settings, db=db, memory=memory, links=IdentityLinks(db, memory))
+    handoffs = Handoffs(
+        db, settings.handoff, memory_settings=settings.memory, console_url=settings.public_base_url
+    )
+    return Services(
+        settings=settings, db=db, memory=memory, links=IdentityLinks(db, memory), handoffs=handoffs
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +189,7 @@ async def wire(
         retention = Retention(db=db, memory=memory, settings=settings.retention)
         if retention.enabled:
             background.append(retention.run_forever)
+        background.append(services.handoffs.run_escalations)
         hub = Hub(
             settings=settings,
             db=db,
@@ -192,6 +201,7 @@ async def wire(
             interceptor=proofs,
             background=background,
             role=role,
+            handoffs=services.handoffs,
         )
     except BaseException:
         await services.aclose()  # nothing is left open behind a failed start

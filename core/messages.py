@@ -213,6 +213,7 @@ class Resolution:
 # ----- the agent, the interceptions and memory (used by the ports in core.ports) -----------------------
 
 Role = Literal["system", "user", "assistant"]
+SaidBy = Literal["customer", "support_team"]
 MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
 MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
     "profile",
@@ -228,6 +229,38 @@ class ChatMessage:
 
     role: Role
     content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tool:
+    """A function the LLM is offered besides answering (OpenAI function calling): its name, when to call
+    it (the model reads ``description``) and the JSON Schema of its arguments (an object schema)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """The model called an offered tool. ``arguments`` are the model's own words (they may quote the
+    customer): kept out of ``repr`` and never logged."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """What the LLM answered: its text (``""`` when it only called tools) and the offered tools it called.
+    Never empty: without text it called a tool (``ChatModel.complete`` raises ``LLMError`` otherwise)."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def called(self, name: str) -> ToolCall | None:
+        """The first call to the tool ``name``, if the model made one."""
+        return next((call for call in self.tool_calls if call.name == name), None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,11 +329,14 @@ class Provenance:
     # False: from a message nobody vouched for (an email without DMARC pass, the console): recalled only
     # for that same handle, never for the customer's other channels
     sender_vouched: bool = True
+    # who said it: the customer, or a person of the support team (an operator's reply during a handoff)
+    said_by: SaidBy = "customer"
 
     def as_metadata(self) -> dict[str, Any]:
-        """The memory's metadata: where it came from, and that it is the customer's unverified statement."""
+        """The memory's metadata: where it came from, who said it, and that nobody checked it."""
         return {
             **STATEMENT_METADATA,
+            "said_by": self.said_by,
             "sender_vouched": self.sender_vouched,
             "source_channel": self.channel,
             "source_handle": self.handle,

@@ -68,6 +68,29 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.handoffs_opened = Counter(
+            "threadline_handoffs_opened",
+            "Conversations handed to a person, by who asked (customer, assistant, fallback)",
+            ["requested_by"],
+            registry=self.registry,
+        )
+        self.handoff_escalations = Counter(
+            "threadline_handoff_escalations",
+            "Handoffs nobody answered in time, escalated to the team",
+            registry=self.registry,
+        )
+        self.handoff_wait_seconds = Histogram(
+            "threadline_handoff_wait_seconds",
+            "From a customer asking for a person to an operator taking the conversation",
+            registry=self.registry,
+            buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 86400),
+        )
+        self.handoffs_open = Gauge(
+            "threadline_handoffs_open",
+            "Open handoffs by status (waiting, owned); counted in the database at each scrape",
+            ["status"],
+            registry=self.registry,
+        )
         self.dead_letters = Gauge(
             "threadline_dead_letters",
             "Replies that failed for good and wait for an admin (see /admin/dead-letters); counted in the "

@@ -8,7 +8,7 @@ implementations.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -16,6 +16,7 @@ from core.messages import (
     Address,
     Assurance,
     ChatMessage,
+    Completion,
     Delivery,
     Handled,
     InboundMessage,
@@ -24,6 +25,7 @@ from core.messages import (
     OutboundMessage,
     Provenance,
     Resolution,
+    Tool,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +38,13 @@ AcceptFn = Callable[[InboundMessage], Awaitable["Accepted"]]
 class ChatModel(Protocol):
     """An LLM that completes a conversation. Raises ``LLMError`` on failure, timeout or garbage."""
 
-    async def complete(self, messages: list[ChatMessage]) -> str: ...
+    async def complete(self, messages: list[ChatMessage], *, tools: Sequence[Tool] = ()) -> Completion:
+        """The model's answer to ``messages``, offered ``tools`` to call besides (or instead of) answering.
+
+        A ``Completion`` has text, or a call to an offered tool, or both; calls to tools that were not
+        offered are dropped. ``LLMError`` when there is neither.
+        """
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -182,7 +190,7 @@ class MemoryStore(Protocol):
 # ----- the memory index: the store under Mem0 ---------------------------------------------------
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from core.memory.rows import ScopeSignals, Vector, VectorHit
 

@@ -4,8 +4,10 @@
 
 - Mem0, through ``MemoryStore.forget`` (local: vectors, the keyword index merged so no deleted term
   stays in the file, Mem0's entity rows, its ``history`` and ``messages`` tables; hosted: ``delete_all``);
-- our tables, in one transaction: conversation turns, inbox and outbox rows (and their platform parts),
-  memory jobs and memory moves still queued, link challenges, opt-outs, identities, the customer rows;
+- our tables, in one transaction: conversation turns (an operator's replies included), inbox and outbox
+  rows (and their platform parts), memory jobs and memory moves still queued, link challenges, opt-outs,
+  handoffs (and the team's notices about them, which name the customer id), the operators' actions on the
+  customer (``operator_actions``), identities, the customer rows;
 - what other customers hold of them: the replies (and their outbox rows, failed ones included) written
   for another customer while it held one of their handles along with handles of its own, a merge or a
   link since undone (``identity.tenure``): those may quote them;
@@ -25,7 +27,10 @@ the caller may retry.
 What a server process holds in memory (a reply being sent right now, a per-process cache of Slack
 senders already attested) is not reached from another process; it holds ids and addresses, no text.
 
-``export`` writes the same data as one JSON-ready document.
+``export`` writes the same data as one JSON-ready document (``threadline-export/1``; fields are only ever
+added): the conversation (an operator's reply names the person who wrote it), the messages and replies,
+memories, identities and their ledger, link requests, opt-outs and handoffs. The operators' audit log is
+the team's record and is not exported (it is erased with the customer).
 """
 
 from __future__ import annotations
@@ -48,12 +53,14 @@ from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import (
     Customer,
+    Handoff,
     Identity,
     IdentityEvent,
     InboxRow,
     LinkChallenge,
     MemoryJob,
     MemoryMove,
+    OperatorAction,
     OptOut,
     OutboundPart,
     OutboxRow,
@@ -134,6 +141,7 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         addresses = await _addresses(session, family)
         held = set(await session.scalars(select(Identity.address).where(Identity.customer_id.in_(family))))
         mixed_replies, mixed_sent = await mixed_rows(session, family, addresses)
+        handoff_ids = list(await session.scalars(select(Handoff.id).where(Handoff.customer_id.in_(family))))
         outbox_ids = list(
             await session.scalars(
                 select(OutboxRow.id).where(
@@ -141,6 +149,8 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
                         OutboxRow.customer_id.in_(family),
                         OutboxRow.recipient.in_(addresses),
                         OutboxRow.id.in_(mixed_sent),
+                        # the team's notices about their handoffs (``handoff:<id>:<event>:<recipient>``)
+                        *(OutboxRow.idempotency_key.startswith(f"handoff:{hid}:") for hid in handoff_ids),
                     )
                 )
             )
@@ -186,6 +196,8 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
             ),
         )
         await drop("opt_outs", delete(OptOut).where(OptOut.address.in_(addresses)))
+        await drop("handoffs", delete(Handoff).where(Handoff.id.in_(handoff_ids)))
+        await drop("operator_actions", delete(OperatorAction).where(OperatorAction.customer_id.in_(family)))
         await drop("identities", delete(Identity).where(Identity.customer_id.in_(family)))
         await drop("customers", delete(Customer).where(Customer.id.in_(family)))
         removed["identity_ledger_redacted"] = await _redact_ledger(session, family, addresses, token)
@@ -286,6 +298,9 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
             )
         )
         opt_outs = list(await session.scalars(select(OptOut).where(OptOut.address.in_(addresses))))
+        handoffs = list(
+            await session.scalars(select(Handoff).where(Handoff.customer_id.in_(family)).order_by(Handoff.id))
+        )
     memories = [m for member in family for m in await memory.list(member)]
     return {
         "format": "threadline-export/1",
@@ -314,6 +329,8 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
                 "at": _when(t.created_at),
                 # False: said on a message nobody vouched for (recalled only for this address)
                 "vouched": t.vouched is not False,
+                # role "operator": the person of the support team who wrote it (null otherwise)
+                "operator": t.operator if t.role == "operator" else None,
             }
             for t in turns
         ],
@@ -360,4 +377,21 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
             {"claimed": c.claimed, "status": c.status, "created_at": _when(c.created_at)} for c in challenges
         ],
         "opt_outs": [{"address": o.address, "at": _when(o.opted_out_at)} for o in opt_outs],
+        "handoffs": [
+            {
+                "id": h.id,
+                "status": h.status,
+                "requested_by": h.requested_by,
+                "operator": h.operator,
+                "note": h.note,
+                "channel": h.channel,
+                "opened_at": _when(h.opened_at),
+                "taken_at": _when(h.taken_at),
+                "answered_at": _when(h.answered_at),
+                "escalated_at": _when(h.escalated_at),
+                "closed_at": _when(h.closed_at),
+                "closed_by": h.closed_by,
+            }
+            for h in handoffs
+        ],
     }

@@ -1,7 +1,10 @@
 """Our own rows following an identity change: a whole customer moved, or some handles leaving one.
 
 ``move_all`` (a merge): every row of the source customer now belongs to the target; nothing is split, so
-nothing is mixed.
+nothing is mixed. Its handoffs (``core.pipeline.handoff``) go too; a customer has at most one open handoff
+(a partial unique index), so when both have one open the source's is closed first (``closed_by``
+``merge``) and the target's stays. The operators' audit log (``operator_actions``) keeps the customer id
+each action was taken on: it is the record of what was done, and is erased with the family.
 
 ``hand_over`` (an unlink, the undo of a merge, a link of a handle away from a customer that had others):
 the leaving handles take what their own words said and nothing the customer they leave derived from its
@@ -19,6 +22,11 @@ other handles:
 - memory jobs follow their turns: a job whose turns are split is split, and withheld replies leave the
   jobs (a running job that moves is handled by ``core.memory.writer``).
 
+Handoffs stay with the customer they are on, in an unlink or an unmerge alike: a handoff is about the
+conversation as the team saw it, not about one handle, so after an unmerge the handoffs the source brought
+stay (as history, or open) with the customer it was merged into. An open one keeps the bot silent for that
+customer until it is handed back; the customer that split off starts with none.
+
 Mem0 memories are moved by the identity layer's memory moves (``identity.moves``), by provenance handle.
 """
 
@@ -32,7 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.conversation import WITHHELD
-from core.store.models import InboxRow, LinkChallenge, MemoryJob, OutboxRow, Turn
+from core.store.models import Handoff, InboxRow, LinkChallenge, MemoryJob, OutboxRow, Turn, utcnow
 from identity.tenure import Tenure
 
 log = logging.getLogger(__name__)
@@ -40,9 +48,24 @@ log = logging.getLogger(__name__)
 
 async def move_all(session: AsyncSession, source: str, target: str) -> None:
     """Every row of ``source`` now belongs to ``target`` (a merge)."""
+    await _move_handoffs(session, source, target)
     for model in (Turn, InboxRow, OutboxRow, LinkChallenge, MemoryJob):
         column: Any = model.customer_id
         await session.execute(update(model).where(column == source).values(customer_id=target))
+
+
+async def _move_handoffs(session: AsyncSession, source: str, target: str) -> None:
+    """The handoffs of ``source`` go to ``target``; if both have one open, the source's is closed first."""
+    still_open = Handoff.status != "closed"  # the partial unique index's condition
+    if await session.scalar(select(Handoff.id).where(Handoff.customer_id == target, still_open)) is not None:
+        closed = await session.execute(
+            update(Handoff)
+            .where(Handoff.customer_id == source, still_open)
+            .values(status="closed", closed_at=utcnow(), closed_by="merge")
+        )
+        if closed.rowcount:  # type: ignore[attr-defined]
+            log.info("merge of %s into %s: its open handoff closed (the target's stays)", source, target)
+    await session.execute(update(Handoff).where(Handoff.customer_id == source).values(customer_id=target))
 
 
 async def hand_over(session: AsyncSession, source: str, target: str, leaving: Collection[str]) -> None:

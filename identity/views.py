@@ -207,7 +207,10 @@ class ReceiptOut(BaseModel):
 
 
 class ExportOut(BaseModel):
-    """Everything held about a customer (``threadline-export/1``): what ``threadline export`` writes."""
+    """Everything held about a customer (``threadline-export/1``): what ``threadline export`` writes.
+
+    The format only grows: fields added later (``handoffs``; a conversation turn's ``operator``) have
+    defaults, so a document written before them still reads."""
 
     format: str
     exported_at: str
@@ -221,6 +224,11 @@ class ExportOut(BaseModel):
     identity_ledger: list[dict[str, Any]]
     link_requests: list[dict[str, Any]]
     opt_outs: list[dict[str, Any]]
+    handoffs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The customer's handoffs to a person: status, who asked, the operator, and when each "
+        "step happened.",
+    )
 
 
 # ----- converters ----------------------------------------------------------------------------------

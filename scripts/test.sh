@@ -5,6 +5,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
+# The console's browser tests (tests/browser) drive Debian's chromium through Playwright; Playwright never
+# downloads a browser here. THREADLINE_CHROMIUM names another chromium. Without one they skip (fail under
+# CI=true), so an install that does not work is reported and the suite goes on.
+if [ -z "${THREADLINE_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  as_root=""
+  if [ "$(id -u)" -ne 0 ]; then as_root="sudo"; fi
+  if [ -n "$as_root" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "test: chromium is missing and installing it needs root (no sudo): the browser tests will skip (fail under CI=true)" >&2
+  else
+    echo "test: installing chromium from Debian's packages for the browser tests" >&2
+    apt_install() {
+      $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+    }
+    if ! apt_install >/dev/null; then
+      $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && apt_install >/dev/null ||
+        echo "test: could not install chromium (apt-get failed): the browser tests will skip (fail under CI=true)" >&2
+    fi
+  fi
+fi
+
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
   for version in $(ls /etc/postgresql); do
     pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true

@@ -18,16 +18,22 @@ characters / 4): the memory backend ranks the customer's memories (the local one
 
 Writing memory back is done after the reply is committed, by ``core.memory.writer``, so that a
 crash never leaves a memory without its reply or a reply recorded twice.
+
+In a private conversation the model is offered one tool, ``request_human``
+(``core.agent.prompt.HANDOFF_TOOL``): when it calls it, the reply says so (``AgentReply.handoff``) and the
+worker opens a handoff (``core.pipeline.handoff``), answering with the handoff's acknowledgement instead of
+the model's text. Outside one (a group) the tool is not offered: a group's words never silence the bot for
+a customer.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.agent.conversation import ConversationLog
 from core.agent.offline import offline_reply
-from core.agent.prompt import build_messages, fit_memories
+from core.agent.prompt import HANDOFF_TOOL, build_messages, fit_memories
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
 from core.messages import Assurance, MemoryRecord
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 # store for budget / MIN_LINE_TOKENS candidates is always enough to fill the budget.
 MIN_LINE_TOKENS = 8
 MAX_CANDIDATES = 250
+MAX_REASON_CHARS = 200  # of the model's reason for a handoff
 
 
 def candidates_for(budget_tokens: int, recall_limit: int) -> int:
@@ -59,6 +66,14 @@ def said_vouched(memory: MemoryRecord) -> bool:
     """Whether a memory came from a message its channel vouched for (memories from before this was
     recorded count as vouched: they were written under the customer then)."""
     return memory.metadata.get("sender_vouched") is not False
+
+
+def _reason(value: object) -> str | None:
+    """The model's reason for a handoff: one line, redacted, clipped; None when it gave none."""
+    if not isinstance(value, str):
+        return None
+    line = " ".join(redact(value).text.split())
+    return line[:MAX_REASON_CHARS] or None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +95,10 @@ class AgentReply:
     text: str
     memories: tuple[MemoryRecord, ...]
     offline: bool
+    # the LLM called its handoff tool: a person should take over (``core.pipeline.handoff``)
+    handoff: bool = False
+    # the model's reason for it, clipped (its own words, which may quote the customer: never logged)
+    handoff_reason: str | None = field(default=None, repr=False)
 
 
 class Agent:
@@ -147,7 +166,19 @@ class Agent:
             address=None if vouched else turn.sender,
             vouched_only=vouched,
         )
-        messages = build_messages(text=turn.text, channel=turn.channel, memories=memories, recent=recent)
-        text = await self._model.complete(messages)
-        log.info("inbox %s answered with %d memories recalled", turn.inbox_id, len(memories))
-        return AgentReply(text=text, memories=tuple(memories), offline=False)
+        messages = build_messages(
+            text=turn.text, channel=turn.channel, memories=memories, recent=recent, handoff_tool=turn.private
+        )
+        completion = await self._model.complete(messages, tools=(HANDOFF_TOOL,) if turn.private else ())
+        call = completion.called(HANDOFF_TOOL.name)
+        if call is None:
+            log.info("inbox %s answered with %d memories recalled", turn.inbox_id, len(memories))
+            return AgentReply(text=completion.text, memories=tuple(memories), offline=False)
+        log.info("inbox %s: the model asks for a person (%d memories recalled)", turn.inbox_id, len(memories))
+        return AgentReply(
+            text=completion.text,
+            memories=tuple(memories),
+            offline=False,
+            handoff=True,
+            handoff_reason=_reason(call.arguments.get("reason")),
+        )

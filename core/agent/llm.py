@@ -3,13 +3,21 @@
 ``OpenAIChatModel`` implements ``core.ports.ChatModel``. Every failure (HTTP status errors after the
 SDK's own retries, timeouts, connection errors, and garbage answers) becomes an ``LLMError`` whose
 message names the kind of failure only: never a prompt, a reply or the API key.
+
+Tools (OpenAI function calling): the offered ``core.messages.Tool`` s go out as ``tools``; the answer's
+``tool_calls`` come back as ``ToolCall`` s. An answer that only calls a tool (no text) is valid. The
+answer's shape is never trusted: a call to a tool that was not offered, or not shaped as a function call,
+is dropped; arguments that are not a JSON object (or are too long) count as no arguments. Arguments are
+the model's words and may quote the customer: they are never logged, only the names of offered tools.
 ``build_chat_model`` returns ``None`` when no key is configured (offline mode); when a base URL is set
 without a key it logs one warning that says so (``LLMSettings.offline_notice``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -19,17 +27,19 @@ from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
     ChatCompletionMessageParam,
     ChatCompletionSystemMessageParam,
+    ChatCompletionToolParam,
     ChatCompletionUserMessageParam,
 )
 
 from core.errors import ConfigError, LLMError
-from core.messages import ChatMessage
+from core.messages import ChatMessage, Completion, Tool, ToolCall
 from core.ports import ChatModel
 from core.settings import LLMSettings, env_name
 
 logger = logging.getLogger(__name__)
 
 UNREACHABLE = "LLM endpoint unreachable"  # the LLMError of a connection that could not be made
+MAX_ARGUMENT_CHARS = 4_000  # a tool call's arguments beyond this are not read (counted as none)
 
 
 def _to_param(message: ChatMessage) -> ChatCompletionMessageParam:
@@ -50,21 +60,68 @@ def endpoint_of(base_url: str | None) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-def _reply_text(completion: object) -> str:
-    """The assistant's text, or ``LLMError`` for anything unusable. Never trusts the response's shape."""
+def _tool_param(tool: Tool) -> ChatCompletionToolParam:
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)},
+    }
+
+
+def _field(value: object, name: str) -> object:
+    """``value.name`` of an SDK model, or ``value[name]`` of a dict (what the SDK leaves of a part it could
+    not parse); None otherwise."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _arguments(raw: object) -> dict[str, Any]:
+    """A tool call's arguments as a JSON object; ``{}`` for anything else (they are never logged)."""
+    if isinstance(raw, dict):
+        return raw
+    if not isinstance(raw, str) or len(raw) > MAX_ARGUMENT_CHARS:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _tool_calls(message: object, offered: Collection[str]) -> tuple[ToolCall, ...]:
+    """The answer's calls to offered tools; anything else in ``tool_calls`` is dropped."""
+    raw = _field(message, "tool_calls")
+    if not isinstance(raw, list):
+        return ()
+    calls: list[ToolCall] = []
+    for item in raw:
+        function = _field(item, "function")
+        name = _field(function, "name")
+        if not isinstance(name, str) or name not in offered:
+            continue
+        calls.append(ToolCall(name=name, arguments=_arguments(_field(function, "arguments"))))
+    return tuple(calls)
+
+
+def _completion(completion: object, offered: Collection[str]) -> Completion:
+    """The assistant's text and tool calls, or ``LLMError`` for anything unusable. Never trusts the
+    response's shape."""
     choices = getattr(completion, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise LLMError("LLM answered without choices")
     message = getattr(choices[0], "message", None)
+    calls = _tool_calls(message, offered) if offered else ()
     content = getattr(message, "content", None)
+    if content is None and calls:
+        return Completion(text="", tool_calls=calls)
     if content is None and getattr(message, "refusal", None):
         raise LLMError("LLM refused to answer")
     if not isinstance(content, str):
         raise LLMError("LLM answered without text content")
     text = content.strip()
-    if not text:
+    if not text and not calls:
         raise LLMError("LLM answered empty content")
-    return text
+    return Completion(text=text, tool_calls=calls)
 
 
 class OpenAIChatModel:
@@ -101,15 +158,20 @@ class OpenAIChatModel:
     def model(self) -> str:
         return self._model
 
-    async def complete(self, messages: list[ChatMessage]) -> str:
-        """The model's reply to ``messages``. Raises ``LLMError`` on failure, timeout or garbage."""
+    async def complete(self, messages: list[ChatMessage], *, tools: Sequence[Tool] = ()) -> Completion:
+        """The model's answer to ``messages``, offered ``tools``. Raises ``LLMError`` on failure, timeout
+        or garbage (neither text nor a call to an offered tool)."""
         if not messages:
             raise LLMError("no messages to complete")
+        options: dict[str, Any] = {}
+        if tools:  # an endpoint without function calling still serves the calls that offer none
+            options["tools"] = [_tool_param(tool) for tool in tools]
         try:
             completion = await self._client.chat.completions.create(
                 model=self._model,
                 messages=[_to_param(m) for m in messages],
                 max_tokens=self._max_tokens,
+                **options,
             )
         except openai.APITimeoutError as exc:
             logger.warning("LLM call to %s timed out", self._host)
@@ -133,16 +195,20 @@ class OpenAIChatModel:
             logger.warning("LLM call to %s failed: %s", self._host, type(exc).__name__)
             raise LLMError("LLM request failed") from exc
         try:
-            text = _reply_text(completion)
+            answer = _completion(completion, {tool.name for tool in tools})
         except LLMError:
             logger.warning(
                 "LLM call to %s answered garbage (completion id %s)", self._host, _id_of(completion)
             )
             raise
         logger.debug(
-            "LLM reply from %s: completion id %s, %d chars", self._host, _id_of(completion), len(text)
+            "LLM reply from %s: completion id %s, %d chars, tools called: %s",
+            self._host,
+            _id_of(completion),
+            len(answer.text),
+            ", ".join(call.name for call in answer.tool_calls) or "none",  # offered names only
         )
-        return text
+        return answer
 
     async def aclose(self) -> None:
         await self._client.close()

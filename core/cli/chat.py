@@ -28,6 +28,7 @@ from core.errors import ConfigError
 if TYPE_CHECKING:
     from channels.console import ConsoleChannel
     from core.messages import OutboundMessage
+    from core.pipeline.hub import Hub
     from core.settings import Settings
 
 # The console answers a person waiting at a terminal: at most this many tries of the LLM (a lower
@@ -136,7 +137,7 @@ async def _chat(settings: Settings, sender_text: str) -> None:
         from core.agent.llm import UNREACHABLE, endpoint_of
         from core.compose import build_hub
         from core.messages import Address
-        from core.pipeline.worker import FALLBACK_REPLY
+        from core.pipeline.handoff import FALLBACK_OPENING
         from core.settings import env_name
 
     sender = Address.parse(sender_text)
@@ -189,8 +190,13 @@ async def _chat(settings: Settings, sender_text: str) -> None:
             if accepted.duplicate:
                 continue
             with progress.during("thinking"):
-                reply = await _await_reply(console, f"reply:{accepted.inbox_id}")
-            if reply.text == FALLBACK_REPLY:
+                reply = await _await_reply(hub, console, accepted.inbox_id)
+            if reply is None:  # a person owns the conversation (a handoff): the bot stays silent
+                echo(
+                    "threadline: saved; a person from the team will answer (the bot is silent meanwhile)",
+                    err=True,
+                )
+            elif reply.text.startswith(FALLBACK_OPENING):
                 explain_fallback()
         await hub.memory_writer.flush_summaries()
         with progress.during("writing memories"):
@@ -201,8 +207,33 @@ async def _chat(settings: Settings, sender_text: str) -> None:
         await hub.stop()
 
 
-async def _await_reply(console: ConsoleChannel, key: str) -> OutboundMessage:
+async def _await_reply(hub: Hub, console: ConsoleChannel, inbox_id: int) -> OutboundMessage | None:
+    """The reply to the line (``reply:<inbox id>``), or None once it was handled without one (while a
+    person owns the conversation the bot says nothing: ``core.pipeline.handoff``)."""
+    from sqlalchemy import select
+
+    from core.store.models import InboxRow, OutboxRow
+
+    key = f"reply:{inbox_id}"
     while True:
-        delivered = await console.delivered.get()
+        # not asyncio.wait_for: on Python 3.11 it can swallow a Ctrl-C that lands as the reply arrives
+        getter = asyncio.ensure_future(console.delivered.get())
+        try:
+            await asyncio.wait({getter}, timeout=0.25)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if not getter.done() or getter.cancelled():
+            async with hub.db.read() as session:
+                status = await session.scalar(select(InboxRow.status).where(InboxRow.id == inbox_id))
+                owed = await session.scalar(
+                    select(OutboxRow.id).where(
+                        OutboxRow.idempotency_key == key, OutboxRow.status == "pending"
+                    )
+                )
+            if status not in (None, "pending") and owed is None and console.delivered.empty():
+                return None
+            continue
+        delivered = getter.result()
         if delivered.idempotency_key == key:
             return delivered

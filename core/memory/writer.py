@@ -9,9 +9,17 @@ Policies: ``every_turn`` writes each customer message with its reply as soon as 
 With an LLM, Mem0 extracts facts (``infer=True``); offline, the customer's words are stored as they are.
 
 A memory carries the provenance of one handle, so what it is made from is that handle's customer's own
-words only (one write per handle): never the replies. A reply draws on the customer's memories and recent
-conversation on every handle, so a fact said on SMS and repeated in a reply on Telegram would otherwise
-become a memory of the Telegram handle, and leave with it when that handle is unlinked.
+words only (one write per handle): never the bot's replies. A reply draws on the customer's memories and
+recent conversation on every handle, so a fact said on SMS and repeated in a reply on Telegram would
+otherwise become a memory of the Telegram handle, and leave with it when that handle is unlinked.
+
+What a person of the support team wrote during a handoff (an ``operator`` turn, ``core.pipeline.handoff``) is
+the exception: it is what the team told the customer ("your refund is approved"), and the bot must know it
+once the conversation is handed back. It is written like the customer's words, redacted the same way, but
+as the team's: its content reads ``Our support team told the customer: ...``, its metadata says
+``said_by: support_team``, and it is a write of its own (never mixed with the customer's words in one
+memory), with the provenance of the handle it was sent to. A person may have quoted what the customer said
+on another handle: the memory still goes with the handle the reply went to if that handle is unlinked.
 
 Every text handed to ``MemoryStore.remember`` goes through ``core.agent.redaction.redact`` first: card
 numbers, bank accounts, national ids, passwords, one-time codes and secrets never reach Mem0 (nor, with
@@ -44,40 +52,48 @@ from core.store.models import IdentityEvent, MemoryJob, MemoryMove, utcnow
 log = logging.getLogger(__name__)
 
 
+OPERATOR = "operator"  # the role of a turn a person of the support team wrote (``core.pipeline.handoff``)
+TEAM_SAID = "Our support team told the customer: "  # how such a turn reads in memory
+
+
 def _provenance(turns: list[LoggedTurn]) -> Provenance:
-    customer_turns = [t for t in turns if t.role == "customer"] or turns
-    first = customer_turns[0]
+    said = [t for t in turns if t.role in ("customer", OPERATOR)] or turns
+    first = said[0]
     address = Address.parse(first.address)
     return Provenance(
         channel=first.channel,
         handle=str(address),
         message_ids=tuple(dict.fromkeys(f"inbox:{t.inbox_id}" for t in turns if t.inbox_id is not None)),
-        category=categorize(" ".join(t.text for t in customer_turns)),
+        category=categorize(" ".join(t.text for t in said)),
         turn_ids=tuple(t.id for t in turns),
         sender_vouched=all(t.vouched for t in turns),
+        said_by="support_team" if first.role == OPERATOR else "customer",
     )
 
 
 def _groups(turns: list[LoggedTurn]) -> list[list[LoggedTurn]]:
-    """The turns split by handle and by whether their message was vouched for, in order: a memory never
-    mixes what an unvouched sender said with what the customer said on a vouched channel."""
-    groups: dict[tuple[str, bool], list[LoggedTurn]] = {}
+    """The turns split by handle, by whether their message was vouched for, and by who wrote them (the
+    team's turns apart), in order: a memory never mixes what an unvouched sender said with what the
+    customer said on a vouched channel, nor the customer's words with the team's."""
+    groups: dict[tuple[str, bool, bool], list[LoggedTurn]] = {}
     for turn in turns:
-        groups.setdefault((turn.address, turn.vouched), []).append(turn)
+        groups.setdefault((turn.address, turn.vouched, turn.role == OPERATOR), []).append(turn)
     return list(groups.values())
 
 
 def _messages(turns: list[LoggedTurn]) -> tuple[list[ChatMessage], tuple[str, ...]]:
-    """What Mem0 gets of the turns: the customer's words (never a reply, which may repeat what other
-    handles said), sensitive values replaced by placeholders; and the kinds replaced."""
+    """What Mem0 gets of the turns: the customer's words and what the team told them (never a bot reply,
+    which may repeat what other handles said), sensitive values replaced by placeholders; and the kinds
+    replaced."""
     messages: list[ChatMessage] = []
     kinds: dict[str, None] = {}
     for turn in turns:
-        if turn.role != "customer":
+        if turn.role not in ("customer", OPERATOR):
             continue
         clean = redact(turn.text)
         kinds.update(dict.fromkeys(clean.kinds))
-        messages.append(ChatMessage(role="user", content=clean.text))
+        content = TEAM_SAID + clean.text if turn.role == OPERATOR else clean.text
+        messages.append(ChatMessage(role="user", content=content))
     return messages, tuple(kinds)
 
 
@@ -217,11 +233,11 @@ class MemoryWriter:
         if kinds:  # the kinds only, never a value
             log.info("memory for customer %s: removed %s", customer_id, ", ".join(kinds))
         if not messages:
-            return  # no words of the customer (only replies): nothing of theirs to remember
+            return  # no words of the customer or the team (only bot replies): nothing to remember
         if self._infer:
             await self._memory.remember(customer_id, messages, provenance=_provenance(turns), infer=True)
             return
-        # offline: the customer's words stored as they are (one entry per job)
+        # offline: the words stored as they are (one entry per group)
         words = "\n".join(m.content for m in messages)
         if words:
             await self._memory.remember(

@@ -9,6 +9,8 @@ Only channels this process has a sender for are delivered here. A row is claimed
 after ``worker.lease_seconds`` to another, which sends the parts not recorded as sent (the documented
 window for a repeat: a send that happened but was not recorded before the kill). A one-time message
 (a link code, ``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
+An answer of the agent (``origin`` ``bot``) still here when a person took the conversation over
+(``core.pipeline.handoff``) is not sent: it is finished ``withheld``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from core.messages import Address, OutboundMessage
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.delivery_status import settle_outbox, upsert_part
+from core.pipeline.handoff import open_handoff_row
 from core.pipeline.lanes import LaneLoop
 from core.ports import Sender
 from core.settings import WorkerSettings
@@ -136,6 +139,12 @@ class Delivery:
             self._metrics.deliveries.labels(row.channel, "opted_out").inc()
             log.info("outbox %s not sent: the recipient opted out", outbox_id)
             return
+        if row.origin == "bot" and row.customer_id is not None and await self._handed_off(row.customer_id):
+            # answered by the agent before a person took the conversation over: the bot says nothing more
+            await self._finish(claim, row.attempts, status="withheld", error="handoff")
+            self._metrics.deliveries.labels(row.channel, "withheld").inc()
+            log.info("outbox %s withheld: a person owns the conversation", outbox_id)
+            return
         message = OutboundMessage(
             channel=row.channel,
             recipient=Address.parse(row.recipient),
@@ -181,6 +190,10 @@ class Delivery:
                 )
                 await asyncio.sleep(wait)
         await self._record_parts(row, ids, done=True, attempts=attempts)  # the last try raises
+
+    async def _handed_off(self, customer_id: str) -> bool:
+        async with self._db.read() as session:
+            return await open_handoff_row(session, customer_id) is not None
 
     async def _opted_out(self, recipient: str) -> bool:
         async with self._db.read() as session:

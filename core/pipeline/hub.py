@@ -29,6 +29,7 @@ from core.metrics import Metrics
 from core.pipeline.delivery import Delivery
 from core.pipeline.delivery_status import record_status
 from core.pipeline.flood import SenderLimits
+from core.pipeline.handoff import Handoffs
 from core.pipeline.inbox import Accepted, Inbox
 from core.pipeline.ingress import IngressGate
 from core.pipeline.strangers import Strangers
@@ -62,6 +63,7 @@ class Hub:
         interceptor: Interceptor | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         role: Role = "all",
+        handoffs: Handoffs | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
@@ -72,6 +74,9 @@ class Hub:
         self.model = model
         self.resolver = resolver
         self.metrics = Metrics()
+        self.handoffs = handoffs
+        if handoffs is not None:
+            handoffs.metrics = self.metrics
         self.senders = dict(senders)
         self.channels = tuple(inbox_channels if inbox_channels is not None else senders)
         self.conversation = ConversationLog(db)
@@ -80,7 +85,11 @@ class Hub:
         )
         self.leases = Leases(db, ttl=settings.worker.lease_seconds)
         self.delivery = Delivery(
-            db=db, senders=senders, settings=settings.worker, metrics=self.metrics, leases=self.leases
+            db=db,
+            senders=senders,
+            settings=settings.worker,
+            metrics=self.metrics,
+            leases=self.leases,
         )
         self.memory_writer = MemoryWriter(
             db=db,
@@ -104,6 +113,7 @@ class Hub:
             interceptor=interceptor,
             strangers=Strangers(settings.strangers),
             leases=self.leases,
+            handoffs=handoffs,
         )
         self._background = tuple(background)
         self._background_tasks: list[asyncio.Task[None]] = []

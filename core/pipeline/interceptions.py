@@ -13,7 +13,8 @@ message. A link only decides; it writes nothing itself.
 3. ``IdentityInterception``: the identity layer's ``Interceptor`` (proof codes, claims, attested contacts;
    ``identity.proof``), its ``Handled`` turned into an ``Outcome``.
 
-A human handoff will be one more link.
+4. ``HandoffInterception`` (``core.pipeline.handoff``): while a person owns the conversation (or one was
+   asked for), a message is kept without a reply; a private message asking for a person opens a handoff.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Outcome:
     notices: tuple[Notice, ...] = field(default=())
     keep: bool = False
     opt_out: bool | None = None
+    # open a waiting handoff, asked for by this ("customer"): ``core.pipeline.handoff``
+    handoff: str | None = None
 
 
 class Interception(Protocol):
@@ -117,9 +120,13 @@ class IdentityInterception:
         )
 
 
-def chain(interceptor: Interceptor | None) -> tuple[Interception, ...]:
-    """The links in order: opt-out keywords always first, then strangers, then identity."""
+def chain(
+    interceptor: Interceptor | None, *, handoff: Interception | None = None
+) -> tuple[Interception, ...]:
+    """The links in order: opt-out keywords always first, then strangers, then identity, then handoff."""
     links: list[Interception] = [ControlKeywords(), Acknowledgement()]
     if interceptor is not None:
         links.append(IdentityInterception(interceptor))
+    if handoff is not None:
+        links.append(handoff)
     return tuple(links)

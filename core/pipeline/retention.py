@@ -6,11 +6,14 @@ What goes, once older than the cutoff:
 - ``inbox`` rows that are finished (answered, throttled, …) and no longer referenced by a reply or a turn;
 - ``outbox`` rows (and their ``outbound_parts``) that are no longer pending: sent, failed, dead letters;
 - finished ``memory_jobs`` and finished ``link_challenges``;
+- closed ``handoffs``, by when they were closed, and the operators' audit log (``operator_actions``), by when
+  the action was taken;
 - memories, per customer, by when they were written (``MemoryStore.forget_before``: for the local store
   that includes Mem0's history of them and its raw-message table).
 
 What stays: anything still pending (a message not yet answered, a reply not yet sent: nothing
-acknowledged is dropped), customers and their handles, the identity ledger (the audit of who is who; a
+acknowledged is dropped), an open handoff however old (the bot stays silent until a person hands it back),
+customers and their handles, the identity ledger (the audit of who is who; a
 forgotten customer's entries are already redacted by ``identity.erasure``), and opt-outs (STOP must keep
 working). A memory outage skips the memories this round; the next round catches up.
 
@@ -35,9 +38,11 @@ from core.store.db import Database
 from core.store.leases import NamedLeases
 from core.store.models import (
     Customer,
+    Handoff,
     InboxRow,
     LinkChallenge,
     MemoryJob,
+    OperatorAction,
     OutboundPart,
     OutboxRow,
     Turn,
@@ -140,6 +145,11 @@ class Retention:
                     or_(LinkChallenge.status != "pending", LinkChallenge.expires_at < cutoff),
                 ),
             )
+            await drop(
+                "handoffs",
+                delete(Handoff).where(Handoff.status == "closed", Handoff.closed_at < cutoff),
+            )
+            await drop("operator_actions", delete(OperatorAction).where(OperatorAction.at < cutoff))
         return removed
 
     async def run_round(self) -> RetentionReport | None:

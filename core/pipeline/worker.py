@@ -44,6 +44,7 @@ from core.memory.policy import queue_memory_write
 from core.messages import Address, Assurance
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
+from core.pipeline.handoff import FALLBACK_OPENING, HandoffInterception, Handoffs, open_handoff_row
 from core.pipeline.interceptions import Claimed, Outcome, chain
 from core.pipeline.lanes import LaneLoop
 from core.pipeline.strangers import Strangers
@@ -56,11 +57,8 @@ from core.store.wakeups import announce
 
 log = logging.getLogger(__name__)
 
-# promises nothing the hub cannot do: there is no handoff to a person yet, so none is offered
-FALLBACK_REPLY = (
-    "Sorry, I can't answer right now because of a technical problem. Your message is saved;"
-    " please write again in a little while."
-)
+# the fallback without a handoff service (a worker built bare, in tests): it promises no person
+FALLBACK_REPLY = f"{FALLBACK_OPENING}; please write again in a little while."
 
 # senders resolved per pass of the dispatcher: a burst of new senders is resolved in slices, between
 # which the lanes yield to webhooks being acknowledged (``core.pipeline.ingress``)
@@ -90,12 +88,14 @@ class InboxWorker:
         interceptor: Interceptor | None = None,
         strangers: Strangers | None = None,
         leases: Leases | None = None,
+        handoffs: Handoffs | None = None,
     ) -> None:
         self._db = db
+        self._handoffs = handoffs
         self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
-        self._chain = chain(interceptor)
+        self._chain = chain(interceptor, handoff=HandoffInterception(handoffs) if handoffs else None)
         self._agent = agent
         self._channels = tuple(channels)
         self._settings = settings
@@ -237,9 +237,20 @@ class InboxWorker:
             private=row.private is True,
         )
         started = time.perf_counter()
+        handoff: str | None = None  # who asked for a person, when this reply opens a handoff
+        note: str | None = None
+        recalled: list[str] = []
         try:
             reply = await self._agent.respond(turn)
             text, mode = reply.text, ("offline" if reply.offline else "llm")
+            recalled = [memory.id for memory in reply.memories]
+            if reply.handoff and self._handoffs is not None and claimed.vouched:
+                # the LLM's tool: only for a sender its channel vouches for (a forged sender must not
+                # silence the bot for the customer it claims to be)
+                text, mode, handoff = self._handoffs.acknowledgement(), "handoff", "assistant"
+                note = reply.handoff_reason
+            elif not text.strip():  # a tool call without words, and no handoff to open
+                text = FALLBACK_REPLY
         except LLMError as exc:
             self._metrics.llm_failures.inc()
             self.last_llm_error = exc
@@ -249,7 +260,11 @@ class InboxWorker:
                 return
             log.warning("inbox %s: LLM failed %d times; sending the fallback reply", inbox_id, attempts)
             text, mode = FALLBACK_REPLY, "fallback"
-        if await self._commit_reply(claim, row, resolution.customer_id, text):
+            if self._handoffs is not None:  # the fallback promises a person: the handoff is queued
+                text, handoff = self._handoffs.fallback(), "fallback"
+        if await self._commit_reply(
+            claim, row, resolution.customer_id, text, handoff=handoff, note=note, recalled=recalled
+        ):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
             self._wake_downstream()
@@ -277,8 +292,19 @@ class InboxWorker:
             reply = outcome.reply
             if outcome.acknowledge:
                 reply = await self._strangers.acknowledgement(session, row.sender)
+            if outcome.handoff is not None and self._handoffs is not None:
+                opened = await self._handoffs.open_in(
+                    session,
+                    customer_id=customer_id,
+                    requested_by=outcome.handoff,
+                    channel=row.channel,
+                    inbox_id=row.id,
+                )
+                if opened is None:  # a person took the conversation meanwhile: nothing more to say
+                    reply = None
             if reply is not None:
-                session.add(self._outbox_row(row, customer_id, reply))
+                origin = "handoff" if outcome.handoff is not None else None
+                session.add(self._outbox_row(row, customer_id, reply, origin=origin))
             if outcome.keep:
                 await self._log_turns(session, row, customer_id, stored, reply)
             await announce(session, "outbox", "memory")
@@ -311,7 +337,14 @@ class InboxWorker:
             loop.wake()
 
     async def _log_turns(
-        self, session: AsyncSession, row: InboxRow, customer_id: str, said: str, reply: str | None
+        self,
+        session: AsyncSession,
+        row: InboxRow,
+        customer_id: str,
+        said: str,
+        reply: str | None,
+        *,
+        recalled: list[str] | None = None,
     ) -> None:
         """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
         Both turns are vouched for as far as the channel vouched for the message."""
@@ -332,7 +365,9 @@ class InboxWorker:
 
         turns = [turn("customer", said, row.received_at, row.provider_message_id)]
         if reply is not None:
-            turns.append(turn("assistant", reply, utcnow(), None))
+            answer = turn("assistant", reply, utcnow(), None)
+            answer.recalled = recalled
+            turns.append(answer)
         session.add_all(turns)
         await session.flush()
         await queue_memory_write(
@@ -343,8 +378,9 @@ class InboxWorker:
             turn_ids=[turn.id for turn in turns],
         )
 
-    def _outbox_row(self, row: InboxRow, customer_id: str, text: str) -> OutboxRow:
+    def _outbox_row(self, row: InboxRow, customer_id: str, text: str, *, origin: str | None) -> OutboxRow:
         return OutboxRow(
+            origin=origin,
             inbox_id=row.id,
             idempotency_key=f"reply:{row.id}",
             channel=row.channel,
@@ -367,9 +403,23 @@ class InboxWorker:
             )
         log.info("inbox %s: attempt %d failed (%s); retrying later", claim.row_id, attempts, reason)
 
-    async def _commit_reply(self, claim: Claim, row: InboxRow, customer_id: str, text: str) -> bool:
+    async def _commit_reply(
+        self,
+        claim: Claim,
+        row: InboxRow,
+        customer_id: str,
+        text: str,
+        *,
+        handoff: str | None = None,
+        note: str | None = None,
+        recalled: list[str] | None = None,
+    ) -> bool:
         """Mark the row done and write the reply, turns and memory job in one transaction, if this
-        process still holds its claim on the row (``core.store.leases``)."""
+        process still holds its claim on the row (``core.store.leases``).
+
+        ``handoff``: the reply opens a handoff, asked for by this (the LLM's tool, the fallback). When a
+        person took the conversation over while the agent was answering, the customer's message is
+        logged and remembered and the agent's answer is dropped: the bot says nothing more."""
         async with self._db.session() as session:
             claimed = await session.execute(
                 update(InboxRow)
@@ -379,7 +429,22 @@ class InboxWorker:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
                 return False
-            session.add(self._outbox_row(row, customer_id, text))
-            await self._log_turns(session, row, customer_id, row.text, text)
+            if await open_handoff_row(session, customer_id) is not None:
+                log.info("inbox %s: a person owns the conversation; the agent's answer is dropped", row.id)
+                await self._log_turns(session, row, customer_id, row.text, None)
+                await announce(session, "memory")
+                return False
+            if handoff is not None and self._handoffs is not None:
+                await self._handoffs.open_in(
+                    session,
+                    customer_id=customer_id,
+                    requested_by=handoff,
+                    channel=row.channel,
+                    inbox_id=row.id,
+                    note=note,
+                )
+            origin = "handoff" if handoff is not None else "bot"
+            session.add(self._outbox_row(row, customer_id, text, origin=origin))
+            await self._log_turns(session, row, customer_id, row.text, text, recalled=recalled)
             await announce(session, "outbox", "memory")
         return True

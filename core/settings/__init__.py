@@ -24,7 +24,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from core.errors import ConfigError
 from core.settings.sections import PREFIX as _PREFIX
 from core.settings.sections import (
+    ConsoleSettings,
     EmailSettings,
+    HandoffSettings,
     LLMSettings,
     MemorySettings,
     RetentionSettings,
@@ -37,7 +39,9 @@ from core.settings.sections import (
 )
 
 __all__ = [
+    "ConsoleSettings",
     "EmailSettings",
+    "HandoffSettings",
     "LLMSettings",
     "MemorySettings",
     "RetentionSettings",
@@ -110,6 +114,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
     strangers: StrangerSettings = StrangerSettings()
+    handoff: HandoffSettings = HandoffSettings()
+    console: ConsoleSettings = ConsoleSettings()
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()

@@ -96,6 +96,58 @@ class StrangerSettings(BaseModel):
     ack_every_hours: float = Field(default=24.0, gt=0)
 
 
+class HandoffSettings(BaseModel):
+    """Human handoff (``core.pipeline.handoff``): when the team is online, who hears of a new handoff, and
+    when an unanswered one is escalated.
+
+    ``working_hours``: ``Mon-Fri 09:00-17:00``, several spans separated by ``;`` (``Mon-Fri 09:00-17:00;
+    Sat 10:00-14:00``), in ``timezone``; empty: always online. ``notify_slack_channel`` (a channel id of the
+    team's own Slack workspace, sent with the Slack bot token) and ``notify_email`` (sent by the email
+    channel) hear of every new handoff and of every escalation; ``escalate_email`` /
+    ``escalate_slack_channel`` hear of escalations as well. A handoff nobody has answered
+    ``escalate_after_minutes`` after it opened (counted in working hours only when the team is offline at
+    the time) is escalated once and stays open: it is never dropped.
+    """
+
+    working_hours: str = "Mon-Fri 09:00-17:00"
+    timezone: str = "UTC"
+    notify_slack_channel: str | None = None
+    notify_email: str | None = None
+    escalate_slack_channel: str | None = None
+    escalate_email: str | None = None
+    escalate_after_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    check_interval_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("working_hours")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from core.pipeline.working_hours import parse_spans
+
+        parse_spans(value)  # ValueError names what is wrong
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone such as Europe/Berlin or America/New_York") from exc
+        return value.strip()
+
+
+class ConsoleSettings(BaseModel):
+    """The operator console (``core.web.console``): how long a sign-in lasts, and whether its cookie is
+    sent over HTTPS only (default: when ``THREADLINE_PUBLIC_BASE_URL`` is ``https://``)."""
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    secure_cookie: bool | None = None
+    # sign-in attempts per operator name (and per client address) per 15 minutes
+    login_attempts: int = Field(default=10, ge=1, le=1000)
+
+
 class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None

@@ -14,6 +14,9 @@
 - ``opt_outs``: addresses that asked for no more messages (SMS STOP); nothing is sent to them.
 - ``leases``: named rounds (retention) that one process at a time runs; the work tables carry their
   own lease columns (``Leased``).
+- ``handoffs``: conversations handed to a person (waiting, owned, closed), at most one open per customer.
+- ``operators`` / ``operator_sessions`` / ``operator_actions``: the console's people (passwords hashed with
+  argon2id), their signed-in sessions (token hashes and CSRF tokens) and what each of them did.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -235,6 +239,10 @@ class OutboxRow(Leased, Base):
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # who wrote it: "bot" (the agent's answer: withheld while a human owns the conversation), "operator",
+    # "handoff" (the bot's word that a person will answer), "team" (a notice to the support team);
+    # None: the hub's own fixed replies (codes, opt-out help, acknowledgements)
+    origin: Mapped[str | None] = mapped_column(String(16))
 
 
 class Turn(Base):
@@ -252,6 +260,10 @@ class Turn(Base):
     # False: said (or answered) on a message nobody vouched for; recalled only for that same handle
     vouched: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # role "operator": the name of the person who wrote it (``core.pipeline.handoff``)
+    operator: Mapped[str | None] = mapped_column(String(64))
+    # role "assistant": the ids of the memories recalled for this answer (shown in the console)
+    recalled: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class MemoryJob(Leased, Base):
@@ -332,3 +344,80 @@ class LimitWindow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     stamps: Mapped[list[float]] = mapped_column(JSON, default=list)
     expires_at: Mapped[float] = mapped_column(Double(), index=True)
+
+
+class Handoff(Base):
+    """A conversation handed to a person (``core.pipeline.handoff``). At most one open per customer.
+
+    ``status``: ``waiting`` (asked for, nobody has taken it yet) → ``owned`` (an operator took it) →
+    ``closed`` (handed back to the bot). While one is open the bot sends that customer nothing.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index(
+            "uq_handoffs_open_customer",
+            "customer_id",
+            unique=True,
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
+        Index("ix_handoffs_status_opened_at", "status", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    # "customer" (asked in words), "assistant" (the LLM's handoff tool), "fallback" (the LLM failed),
+    # "operator" (taken over from the console or the admin API)
+    requested_by: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str | None] = mapped_column(String(64))  # who owns it now
+    note: Mapped[str | None] = mapped_column(String(500))
+    channel: Mapped[str | None] = mapped_column(String(16))  # where it was asked for
+    inbox_id: Mapped[int | None] = mapped_column(Id)  # the message that asked
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a person's first reply
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Operator(Base):
+    """A person who signs in to the console (``threadline operators add NAME --role admin|agent``)."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # "admin" or "agent"
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, never shown
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OperatorSession(Base):
+    """A signed-in console session. ``id`` is the SHA-256 of the cookie's token (the token is never
+    stored); ``csrf`` is the session's anti-forgery token, sent back with every form."""
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OperatorAction(Base):
+    """What an operator did (take over, reply, hand back, retry, export, ...): the console's audit log.
+    Identity changes are in the identity ledger as well (actor ``operator:<name>``)."""
+
+    __tablename__ = "operator_actions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    operator: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    subject: Mapped[str | None] = mapped_column(String(64))  # an id the action was about (outbox, merge)

@@ -17,6 +17,10 @@ of a body, the ledger's ``customer_id`` query), an address does as well as the i
 made: an address nobody holds is 404 ("no customer for ..."), one that cannot be normalised 422.
 
 The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X-Threadline-Actor``.
+
+Handoffs (``core.pipeline.handoff``): ``POST``/``DELETE /admin/customers/{id}/handoff`` take a conversation
+over and hand it back, ``GET /admin/handoffs`` lists the open ones, ``POST /admin/customers/{id}/replies``
+sends a person's reply (once per idempotency key).
 Logs carry ledger and customer ids only, never an address.
 """
 
@@ -36,7 +40,21 @@ from core.compose import Services
 from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
 from core.messages import Address
 from core.pipeline.dead_letters import dead_letters, retry_dead_letter
-from core.web.admin_views import DeadLetterOut, DeadLettersOut, ErrorOut, RetryRequest, UnprocessableOut
+from core.pipeline.handoff import HandoffView
+from core.store.models import utcnow
+from core.web.admin_views import (
+    DeadLetterOut,
+    DeadLettersOut,
+    ErrorOut,
+    HandBackRequest,
+    HandoffOut,
+    HandoffRequest,
+    HandoffsOut,
+    ReplyOut,
+    ReplyRequest,
+    RetryRequest,
+    UnprocessableOut,
+)
 from core.web.guard import ADMIN_OFF_DETAIL, ADMIN_TOKEN_SETTING, UNAUTHORIZED_DETAIL
 from identity.directory import find_customer, ledger_entries, list_customers, show_customer
 from identity.erasure import export, forget
@@ -105,6 +123,27 @@ def _mapped() -> Iterator[None]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     except MemoryUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    except ValueError as exc:  # a value the service refuses (an empty reply)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+
+
+def _handoff_out(view: HandoffView) -> HandoffOut:
+    return HandoffOut(
+        id=view.id,
+        customer_id=view.customer_id,
+        status=view.status,
+        requested_by=view.requested_by,
+        operator=view.operator,
+        note=view.note,
+        channel=view.channel,
+        since=view.opened_at,
+        taken_at=view.taken_at,
+        answered_at=view.answered_at,
+        escalated_at=view.escalated_at,
+        closed_at=view.closed_at,
+        closed_by=view.closed_by,
+        waiting_seconds=round(view.waiting_seconds(utcnow()), 3),
+    )
 
 
 def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -> APIRouter:
@@ -274,6 +313,59 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
             retried = await retry_dead_letter(svc.db, outbox_id)
         log.info("reply %s queued again by %s", outbox_id, actor)
         return DeadLetterOut.model_validate(retried)
+
+    @router.post("/customers/{customer_id}/handoff", response_model=HandoffOut, responses=_errors(404, 409))
+    async def take_over(customer_id: CustomerRef, body: HandoffRequest, svc: Svc) -> HandoffOut:
+        """A person owns the conversation: the bot sends the customer nothing, on any channel, until it is
+        handed back. Takes a waiting handoff, or opens one; 409 when another operator owns it."""
+        with _mapped():
+            found = await named(svc, customer_id)
+            return _handoff_out(await svc.handoffs.take(found, operator=body.operator, note=body.note))
+
+    @router.delete("/customers/{customer_id}/handoff", response_model=HandoffOut, responses=_errors(404))
+    async def hand_back(
+        customer_id: CustomerRef,
+        svc: Svc,
+        actor: Actor,
+        body: HandBackRequest | None = None,
+    ) -> HandoffOut:
+        """Hand the conversation back to the bot (404 when none is open)."""
+        who = body.operator if body is not None else actor
+        with _mapped():
+            found = await named(svc, customer_id)
+            return _handoff_out(await svc.handoffs.hand_back(found, operator=who))
+
+    @router.get("/handoffs", response_model=HandoffsOut)
+    async def open_handoffs(svc: Svc) -> HandoffsOut:
+        """Open handoffs, waiting ones first (oldest first), with how long each customer has waited."""
+        return HandoffsOut(handoffs=[_handoff_out(view) for view in await svc.handoffs.open_handoffs()])
+
+    @router.post("/customers/{customer_id}/replies", response_model=ReplyOut, responses=_errors(404, 409))
+    async def operator_reply(
+        customer_id: CustomerRef,
+        body: ReplyRequest,
+        svc: Svc,
+        idempotency_key: Annotated[
+            str | None, Header(pattern=r"^[A-Za-z0-9_.:-]{8,64}$", description="Same key twice: sent once.")
+        ] = None,
+    ) -> ReplyOut:
+        """A person's reply, sent on the customer's most recent private conversation (or ``channel``)
+        through the outbox, once per idempotency key; the person owns the conversation from then on."""
+        with _mapped():
+            found = await named(svc, customer_id)
+            sent = await svc.handoffs.reply(
+                found,
+                text=body.text,
+                operator=body.operator,
+                channel=body.channel,
+                key=body.key or idempotency_key,
+            )
+        return ReplyOut(
+            outbox_id=sent.outbox_id,
+            customer_id=sent.customer_id,
+            channel=sent.channel,
+            duplicate=sent.duplicate,
+        )
 
     @router.get("/merge-suggestions", response_model=SuggestionsOut)
     async def suggestions(svc: Svc) -> SuggestionsOut:

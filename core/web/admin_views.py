@@ -46,3 +46,67 @@ class UnprocessableOut(BaseModel):
     """A 422: FastAPI's validation errors (a list) or an unusable address (a sentence)."""
 
     detail: str | list[dict[str, Any]]
+
+
+# ----- handoff ---------------------------------------------------------------------------------------
+
+OperatorName = Field(
+    min_length=1,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.@-]*$",
+    description="Who acts (an operator's name: letters, digits, space, _ . @ -).",
+)
+
+
+class HandoffRequest(BaseModel):
+    operator: str = OperatorName
+    note: str | None = Field(default=None, max_length=500)
+
+
+class HandBackRequest(BaseModel):
+    operator: str = OperatorName
+
+
+class HandoffOut(BaseModel):
+    """A conversation handed to a person: ``waiting`` (asked for), ``owned`` (taken), ``closed``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    customer_id: str
+    status: str
+    requested_by: str = Field(description="customer, assistant (the LLM's tool), fallback, or operator.")
+    operator: str | None
+    note: str | None
+    channel: str | None
+    since: datetime = Field(description="When it was opened.")
+    taken_at: datetime | None
+    answered_at: datetime | None
+    escalated_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    waiting_seconds: float = Field(description="From opening to a person's first reply (or now).")
+
+
+class HandoffsOut(BaseModel):
+    handoffs: list[HandoffOut]
+
+
+class ReplyRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+    operator: str = OperatorName
+    channel: str | None = Field(
+        default=None, pattern=r"^(slack|telegram|sms|email|console)$", description="Default: the latest."
+    )
+    key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]{8,64}$",
+        description="Idempotency key: the same key twice sends once (the Idempotency-Key header works too).",
+    )
+
+
+class ReplyOut(BaseModel):
+    outbox_id: int
+    customer_id: str
+    channel: str
+    duplicate: bool = Field(description="The key was used before: nothing new was sent.")

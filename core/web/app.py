@@ -37,6 +37,7 @@ from core.pipeline.dead_letters import count_dead_letters
 from core.pipeline.hub import ROLES, Hub, Role
 from core.settings import Settings, load_settings
 from core.web.admin import admin_router
+from core.web.console import console_router
 from core.web.docs import add_docs
 from core.web.guard import BodyTooLarge, WebGuard
 
@@ -206,11 +207,15 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
         """Prometheus text format."""
         hub: Hub = request.app.state.hub
         hub.metrics.dead_letters.set(await count_dead_letters(hub.db))
+        for state, count in (await request.app.state.admin.handoffs.count_open()).items():
+            hub.metrics.handoffs_open.labels(state).set(count)
         return Response(hub.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     # after the webhooks: routes are matched in order, and a webhook should not be tried against every
     # admin route first. The services exist once the lifespan has opened the hub; looked up per request.
     app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
+    # the operator console (HTML, operator sign-in; its body limit is WebGuard's 64 KiB default)
+    app.include_router(console_router(lambda: app.state.admin, settings))
 
     return app
 

@@ -22,6 +22,12 @@ per call to ``FILE``, and stops on SIGTERM / SIGINT.
 Routes: ``POST /v1/chat/completions`` (non-streaming) and ``GET /v1/models``. Responders: the default
 ``echo_responder``; ``restating_responder``, a model that restates its whole context (what it was shown
 becomes a memory, or the reply).
+
+Tool calls (function calling): ``tool_triggers`` make the fake call an offered tool when the last user
+message contains a phrase (``ToolTrigger``; ``--tool-trigger PHRASE`` standalone), still answering the
+responder's text beside the call unless ``with_text=False``: a restating fake stays hostile. A call is made
+only when the request offers that tool (Mem0's extraction requests offer none). A scripted call:
+``push(200, tool_call_body("request_human", {"reason": "..."}))``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +110,56 @@ def restating_responder(request_json: dict[str, Any]) -> str:
     return "I see: " + " | ".join(str(m.get("content", "")).replace("\n", " | ") for m in listed)
 
 
+def tool_call_body(
+    name: str,
+    arguments: Mapping[str, Any] | str | None = None,
+    *,
+    content: str | None = None,
+    model: str = DEFAULT_MODEL,
+) -> dict[str, Any]:
+    """A well-formed chat completion that calls the tool ``name`` (``arguments``: a JSON object, or a raw
+    string sent as it is, e.g. broken JSON), with ``content`` beside it: handy with ``push``."""
+    raw = arguments if isinstance(arguments, str) else json.dumps(dict(arguments or {}))
+    body = completion_body(content, model=model, finish_reason="tool_calls")
+    body["choices"][0]["message"]["tool_calls"] = [
+        {
+            "id": f"call_fake_{time.monotonic_ns()}",
+            "type": "function",
+            "function": {"name": name, "arguments": raw},
+        }
+    ]
+    return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolTrigger:
+    """Call the tool ``tool`` with ``arguments`` when the last user message contains ``phrase`` (any case)
+    and the request offers that tool; ``with_text``: the responder's text comes along (else no text)."""
+
+    phrase: str
+    tool: str = "request_human"
+    arguments: Mapping[str, Any] = field(default_factory=lambda: {"reason": "the customer asks for a person"})
+    with_text: bool = True
+
+    def fires(self, request_json: Mapping[str, Any]) -> bool:
+        return (
+            self.tool in _offered_tools(request_json)
+            and self.phrase.lower() in _last_user_text(request_json).lower()
+        )
+
+
+def _offered_tools(request_json: Mapping[str, Any]) -> set[str]:
+    tools = request_json.get("tools")
+    if not isinstance(tools, list):
+        return set()
+    names: set[str] = set()
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
+
+
 def completion_body(
     content: str | None, *, model: str = DEFAULT_MODEL, finish_reason: str = "stop"
 ) -> dict[str, Any]:
@@ -152,8 +208,9 @@ class FakeOpenAI(LoopbackServer):
     """A fake OpenAI-compatible endpoint on ``127.0.0.1:port`` (0 = a free port).
 
     Runtime knobs (thread-safe): ``delay`` (seconds each chat call is held, with ``asyncio.sleep`` so
-    many calls overlap), ``responder`` (``request_json -> reply text``), ``push(...)`` (queue forced
-    responses, served first-in first-out, one per call). Observations: ``calls`` (request JSON of
+    many calls overlap), ``responder`` (``request_json -> reply text``), ``tool_triggers`` (phrases that
+    make it call an offered tool), ``push(...)`` (queue forced responses, served first-in first-out, one
+    per call). Observations: ``calls`` (request JSON of
     every chat call, in arrival order), ``in_flight``, ``max_in_flight``. ``reset()`` restores defaults.
     """
 
@@ -166,9 +223,11 @@ class FakeOpenAI(LoopbackServer):
         api_key: str | None = None,
         log_path: str | Path | None = None,
         model: str = DEFAULT_MODEL,
+        tool_triggers: Sequence[ToolTrigger] = (),
     ) -> None:
         super().__init__(port=port)
         self._lock = threading.Lock()
+        self._tool_triggers: tuple[ToolTrigger, ...] = tuple(tool_triggers)
         self._delay = delay
         self._responder: Responder = responder or echo_responder
         self._api_key = api_key
@@ -216,6 +275,16 @@ class FakeOpenAI(LoopbackServer):
     def responder(self, responder: Responder | None) -> None:
         with self._lock:
             self._responder = responder or echo_responder
+
+    @property
+    def tool_triggers(self) -> tuple[ToolTrigger, ...]:
+        with self._lock:
+            return self._tool_triggers
+
+    @tool_triggers.setter
+    def tool_triggers(self, triggers: Sequence[ToolTrigger]) -> None:
+        with self._lock:
+            self._tool_triggers = tuple(triggers)
 
     def push(
         self,
@@ -266,6 +335,7 @@ class FakeOpenAI(LoopbackServer):
             self._forced.clear()
             self._delay = 0.0
             self._responder = echo_responder
+            self._tool_triggers = ()
             self._max_in_flight = self._in_flight
 
     # ----- routes ----------------------------------------------------------------------------
@@ -310,7 +380,7 @@ class FakeOpenAI(LoopbackServer):
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             forced = self._forced.popleft() if self._forced else None
-            delay, responder = self._delay, self._responder
+            delay, responder, triggers = self._delay, self._responder, self._tool_triggers
             call_number = next(self._ids)
         self._log(body)
         try:
@@ -324,7 +394,14 @@ class FakeOpenAI(LoopbackServer):
                 text = responder(body)
             except Exception as exc:  # a broken responder is the test's bug: answer 500 and say so
                 return _error(500, f"responder raised {type(exc).__name__}")
-            reply = completion_body(text, model=str(body.get("model") or self._model))
+            model = str(body.get("model") or self._model)
+            trigger = next((t for t in triggers if t.fires(body)), None)
+            if trigger is not None:
+                reply = tool_call_body(
+                    trigger.tool, trigger.arguments, content=text if trigger.with_text else None, model=model
+                )
+            else:
+                reply = completion_body(text, model=model)
             reply["id"] = f"chatcmpl-fake-{call_number}"
             return JSONResponse(reply)
         finally:
@@ -361,8 +438,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to hold each chat call")
     parser.add_argument("--log", type=Path, default=None, help="append one JSON line per chat call here")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--tool-trigger",
+        action="append",
+        default=[],
+        metavar="PHRASE",
+        help="call the offered tool request_human when the last user message contains PHRASE (repeatable)",
+    )
     args = parser.parse_args(argv)
-    fake = FakeOpenAI(port=args.port, delay=args.delay, log_path=args.log, api_key=args.api_key)
+    fake = FakeOpenAI(
+        port=args.port,
+        delay=args.delay,
+        log_path=args.log,
+        api_key=args.api_key,
+        tool_triggers=[ToolTrigger(phrase=phrase) for phrase in args.tool_trigger],
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after a clean shutdown
         fake.serve_forever(on_ready=lambda url: print(f"{url}/v1", flush=True))
 

@@ -18,10 +18,12 @@ from sqlalchemy import select
 from core.errors import MemoryUnavailable, NotFound, PermanentDeliveryError
 from core.messages import Address, InboundMessage
 from core.pipeline.hub import Hub
-from core.store.models import IdentityEvent, MemoryMove
+from core.settings import HandoffSettings
+from core.store.models import IdentityEvent, MemoryMove, OperatorAction, OutboxRow
 from identity.erasure import export, forget
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
+from identity.views import ExportOut
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI, restating_responder
 from tests.fakes.recording import RecordingSender
@@ -113,6 +115,98 @@ async def test_forget_erases_the_canary_from_every_store_and_leaves_others_alone
         await export(hub.db, hub.memory, ana)
     assert [m.text for m in await hub.memory.list(other)] != []  # the other customer is untouched
     assert (await export(hub.db, hub.memory, other))["identities"][0]["address"] == "sms:+15559990000"
+
+
+@pytest.fixture
+async def team_hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
+    """An offline hub whose team hears of new handoffs by email (a channel it does not serve: the notices
+    stay queued in the outbox)."""
+    settings = make_settings(tmp_path).model_copy(
+        update={"database_url": database_url, "handoff": HandoffSettings(notify_email="team@example.com")}
+    )
+    async with running_hub(settings, RecordingSender("sms"), RecordingSender("telegram")) as running:
+        yield running
+
+
+async def team_notices(hub: Hub) -> list[str]:
+    async with hub.db.read() as session:
+        return list(
+            await session.scalars(select(OutboxRow.idempotency_key).where(OutboxRow.origin == "team"))
+        )
+
+
+async def test_export_and_forget_cover_handoffs_and_operator_actions(team_hub: Hub, tmp_path: Path) -> None:
+    hub = team_hub
+    assert hub.handoffs is not None
+    await say(hub, sms("SM1", "human"), tg(1, "agent please"))  # each opens a handoff (and a team notice)
+    ana, tom = await customer_of(hub, f"sms:{PHONE}"), await customer_of(hub, "telegram:42")
+    await hub.handoffs.take(ana, operator="ana-ops", note=f"asked about {CANARY}")
+    await hub.handoffs.reply(ana, text=f"Hello, your code word {CANARY} is noted.", operator="ana-ops")
+    await hub.handoffs.hand_back(ana, operator="ana-ops")
+    await hub.handoffs.take(tom, operator="tom-ops")
+    await say(hub)
+    (ana_handoff,) = await hub.handoffs.history(ana)
+    (tom_handoff,) = await hub.handoffs.history(tom)
+    assert sorted(await team_notices(hub)) == sorted(
+        f"handoff:{h.id}:opened:email:team@example.com" for h in (ana_handoff, tom_handoff)
+    )
+
+    document = await export(hub.db, hub.memory, ana)
+    assert ExportOut.model_validate(document).handoffs == document["handoffs"]
+    (exported,) = document["handoffs"]
+    assert exported == {
+        "id": ana_handoff.id,
+        "status": "closed",
+        "requested_by": "customer",
+        "operator": "ana-ops",
+        "note": f"asked about {CANARY}",
+        "channel": "sms",
+        "opened_at": ana_handoff.opened_at.isoformat(),
+        "taken_at": ana_handoff.taken_at.isoformat() if ana_handoff.taken_at else None,
+        "answered_at": ana_handoff.answered_at.isoformat() if ana_handoff.answered_at else None,
+        "escalated_at": None,
+        "closed_at": ana_handoff.closed_at.isoformat() if ana_handoff.closed_at else None,
+        "closed_by": "ana-ops",
+    }
+    assert exported["taken_at"] and exported["answered_at"] and exported["closed_at"]
+    operators = [(t["role"], t["operator"]) for t in document["conversation"]]
+    assert operators == [("customer", None), ("assistant", None), ("operator", "ana-ops")]
+    assert "tom-ops" not in str(document)
+
+    receipt = await forget(hub.db, hub.memory, ana, actor="admin:test")
+
+    assert receipt.removed["handoffs"] == 1
+    assert receipt.removed["operator_actions"] == 3  # take over, reply, hand back
+    assert receipt.removed["turns"] == 3 and receipt.removed["outbox"] == 3  # ack, reply, team notice
+    await assert_gone(hub, tmp_path, CANARY, PHONE)
+    assert await team_notices(hub) == [f"handoff:{tom_handoff.id}:opened:email:team@example.com"]
+    assert [h.id for h in await hub.handoffs.history(tom)] == [tom_handoff.id]  # others are untouched
+    async with hub.db.read() as session:
+        actions = list(await session.execute(select(OperatorAction.customer_id, OperatorAction.operator)))
+    assert [tuple(a) for a in actions] == [(tom, "tom-ops")]
+
+
+def test_an_export_written_before_handoffs_still_reads() -> None:
+    old = {
+        "format": "threadline-export/1",
+        "exported_at": "2024-01-01T00:00:00+00:00",
+        "customer_id": "cus_1",
+        **{
+            key: []
+            for key in (
+                "customers",
+                "identities",
+                "conversation",
+                "messages_received",
+                "replies_sent",
+                "memories",
+                "identity_ledger",
+                "link_requests",
+                "opt_outs",
+            )
+        },
+    }
+    assert ExportOut.model_validate(old).handoffs == []
 
 
 async def test_forget_of_an_unknown_customer_changes_nothing(hub: Hub) -> None:

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 
 from core.agent.llm import OpenAIChatModel, build_chat_model
 from core.errors import LLMError
-from core.messages import ChatMessage
+from core.messages import ChatMessage, Tool
 from core.ports import ChatModel
 from core.settings import LLMSettings
-from tests.fakes.openai_server import FakeOpenAI, completion_body
+from tests.fakes.openai_server import FakeOpenAI, ToolTrigger, completion_body, tool_call_body
 
 KEY = "sk-test-very-secret-key-123"
 SECRET_TEXT = "my card number is 4111 1111 1111 1111"
@@ -68,7 +68,7 @@ def conversation(text: str = "hello there") -> list[ChatMessage]:
 
 async def test_returns_the_reply_text(make_model: ModelFactory) -> None:
     model = make_model()
-    assert await model.complete(conversation("where is my order?")) == "echo: where is my order?"
+    assert (await model.complete(conversation("where is my order?"))).text == "echo: where is my order?"
 
 
 async def test_request_carries_model_messages_and_max_tokens(
@@ -79,6 +79,7 @@ async def test_request_carries_model_messages_and_max_tokens(
     (call,) = fake.calls
     assert call["model"] == "fake-model-7"
     assert call["max_tokens"] == 123
+    assert "tools" not in call  # none offered: an endpoint without function calling still serves it
     assert call["messages"] == [
         {"role": "system", "content": "You are a support bot."},
         {"role": "user", "content": "first"},
@@ -88,7 +89,7 @@ async def test_request_carries_model_messages_and_max_tokens(
 
 async def test_custom_responder(fake: FakeOpenAI, make_model: ModelFactory) -> None:
     fake.responder = lambda request: f"{len(request['messages'])} messages"
-    assert await make_model().complete(conversation()) == "2 messages"
+    assert (await make_model().complete(conversation())).text == "2 messages"
 
 
 async def test_server_error_after_retries_is_llm_error(
@@ -106,7 +107,7 @@ async def test_server_error_after_retries_is_llm_error(
 
 async def test_rate_limit_is_retried_then_succeeds(fake: FakeOpenAI, make_model: ModelFactory) -> None:
     fake.push(429, headers={"retry-after": "0.01"})
-    assert await make_model(max_retries=1).complete(conversation("hi")) == "echo: hi"
+    assert (await make_model(max_retries=1).complete(conversation("hi"))).text == "echo: hi"
     assert len(fake.calls) == 2
 
 
@@ -173,7 +174,7 @@ async def test_calls_run_concurrently(fake: FakeOpenAI, make_model: ModelFactory
     fake.delay = 0.5
     model = make_model()
     replies = await asyncio.gather(*(model.complete(conversation(f"n{i}")) for i in range(10)))
-    assert replies == [f"echo: n{i}" for i in range(10)]
+    assert [reply.text for reply in replies] == [f"echo: n{i}" for i in range(10)]
     assert fake.max_in_flight >= 5
     assert fake.in_flight == 0
 
@@ -188,7 +189,7 @@ async def test_injected_http_client_is_used_and_closed(fake: FakeOpenAI) -> None
     model = OpenAIChatModel(
         LLMSettings(api_key=SecretStr(KEY), base_url=fake.base_url, max_retries=0), http_client=client
     )
-    assert await model.complete(conversation("via injected")) == "echo: via injected"
+    assert (await model.complete(conversation("via injected"))).text == "echo: via injected"
     await model.aclose()
     assert seen == ["/v1/chat/completions"]
     assert client.is_closed
@@ -212,6 +213,146 @@ async def test_repr_hides_the_key(make_model: ModelFactory) -> None:
         assert KEY not in text
         assert "secret" not in text
         assert "gpt-4o-mini" in text
+
+
+# ----- tools (function calling) ------------------------------------------------------------------
+
+HANDOFF = Tool(
+    name="request_human",
+    description="Hand the conversation to a person.",
+    parameters={"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
+)
+
+
+async def test_offered_tools_go_out_as_functions(fake: FakeOpenAI, make_model: ModelFactory) -> None:
+    answer = await make_model().complete(conversation("hi"), tools=[HANDOFF])
+    assert (answer.text, answer.tool_calls) == ("echo: hi", ())
+    (call,) = fake.calls
+    assert call["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "request_human",
+                "description": "Hand the conversation to a person.",
+                "parameters": HANDOFF.parameters,
+            },
+        }
+    ]
+
+
+async def test_a_tool_call_without_text_is_valid(fake: FakeOpenAI, make_model: ModelFactory) -> None:
+    fake.push(200, tool_call_body("request_human", {"reason": "refund decision"}))
+    answer = await make_model().complete(conversation(), tools=[HANDOFF])
+    assert answer.text == ""
+    called = answer.called("request_human")
+    assert called is not None and called.arguments == {"reason": "refund decision"}
+
+
+async def test_a_tool_call_with_text_keeps_both(fake: FakeOpenAI, make_model: ModelFactory) -> None:
+    fake.push(200, tool_call_body("request_human", {"reason": "angry"}, content="  One moment.  "))
+    answer = await make_model().complete(conversation(), tools=[HANDOFF])
+    assert answer.text == "One moment." and answer.called("request_human") is not None
+
+
+async def test_a_call_to_a_tool_not_offered_is_dropped(fake: FakeOpenAI, make_model: ModelFactory) -> None:
+    fake.push(200, tool_call_body("delete_account", {"id": 1}, content="Done."))
+    answer = await make_model().complete(conversation(), tools=[HANDOFF])
+    assert (answer.text, answer.tool_calls) == ("Done.", ())
+    fake.push(200, tool_call_body("delete_account", {"id": 1}))
+    with pytest.raises(LLMError, match="without text"):
+        await make_model().complete(conversation(), tools=[HANDOFF])
+
+
+async def test_a_tool_call_is_ignored_when_no_tool_was_offered(
+    fake: FakeOpenAI, make_model: ModelFactory
+) -> None:
+    fake.push(200, tool_call_body("request_human", {"reason": "x"}, content="Hello."))
+    answer = await make_model().complete(conversation())
+    assert (answer.text, answer.tool_calls) == ("Hello.", ())
+    fake.push(200, tool_call_body("request_human", {"reason": "x"}))
+    with pytest.raises(LLMError):
+        await make_model().complete(conversation())
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param("not json {", id="not-json"),
+        pytest.param("[1, 2]", id="json-array"),
+        pytest.param('"a string"', id="json-string"),
+        pytest.param("", id="empty"),
+        pytest.param(json.dumps({"reason": "x" * 5000}), id="too-long"),
+    ],
+)
+async def test_malformed_arguments_count_as_none(
+    fake: FakeOpenAI, make_model: ModelFactory, arguments: str
+) -> None:
+    fake.push(200, tool_call_body("request_human", arguments))
+    answer = await make_model().complete(conversation(), tools=[HANDOFF])
+    called = answer.called("request_human")
+    assert answer.text == "" and called is not None and called.arguments == {}
+
+
+def _with_tool_calls(tool_calls: Any, content: str | None = None) -> dict[str, Any]:
+    body = completion_body(content)
+    body["choices"][0]["message"]["tool_calls"] = tool_calls
+    return body
+
+
+@pytest.mark.parametrize(
+    "tool_calls",
+    [
+        pytest.param("nonsense", id="not-a-list"),
+        pytest.param([42], id="item-not-object"),
+        pytest.param([{"type": "function"}], id="no-function"),
+        pytest.param([{"id": "c", "type": "function", "function": {"arguments": "{}"}}], id="no-name"),
+        pytest.param(
+            [{"id": "c", "type": "function", "function": {"name": 7, "arguments": "{}"}}], id="int-name"
+        ),
+        pytest.param(
+            [{"id": "c", "type": "custom", "custom": {"name": "request_human", "input": "x"}}], id="custom"
+        ),
+        pytest.param({"request_human": {}}, id="object"),
+    ],
+)
+async def test_malformed_tool_calls_never_crash(
+    fake: FakeOpenAI, make_model: ModelFactory, tool_calls: Any
+) -> None:
+    fake.push(200, _with_tool_calls(tool_calls))  # no text: nothing usable
+    with pytest.raises(LLMError):
+        await make_model().complete(conversation(), tools=[HANDOFF])
+    fake.push(200, _with_tool_calls(tool_calls, content="Hello."))  # with text: the text, no call
+    answer = await make_model().complete(conversation(), tools=[HANDOFF])
+    assert (answer.text, answer.tool_calls) == ("Hello.", ())
+
+
+async def test_tool_arguments_are_never_logged(
+    fake: FakeOpenAI, make_model: ModelFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.push(200, tool_call_body("request_human", {"reason": SECRET_TEXT}))
+    answer = await make_model().complete(conversation(SECRET_TEXT), tools=[HANDOFF])
+    called = answer.called("request_human")
+    assert called is not None and called.arguments == {"reason": SECRET_TEXT}
+    assert SECRET_TEXT not in caplog.text
+    assert SECRET_TEXT not in repr(answer)
+    assert "tools called: request_human" in caplog.text  # the offered name is what is logged
+
+
+async def test_the_fake_calls_a_tool_on_its_trigger_only_when_offered(
+    fake: FakeOpenAI, make_model: ModelFactory
+) -> None:
+    fake.tool_triggers = [ToolTrigger(phrase="A Person", with_text=False)]
+    model = make_model()
+    handed = await model.complete(conversation("can I talk to a person?"), tools=[HANDOFF])
+    assert handed.text == "" and handed.called("request_human") is not None
+    assert (await model.complete(conversation("can I talk to a person?"))).tool_calls == ()  # not offered
+    assert (await model.complete(conversation("hello"), tools=[HANDOFF])).tool_calls == ()  # no trigger
+    fake.tool_triggers = [ToolTrigger(phrase="person")]  # with_text by default: the responder's text too
+    both = await model.complete(conversation("a person"), tools=[HANDOFF])
+    assert both.text == "echo: a person" and both.called("request_human") is not None
+    fake.reset()
+    assert fake.tool_triggers == ()
 
 
 # ----- the fake itself, from sync code and as a standalone process --------------------------------

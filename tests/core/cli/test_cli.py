@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import CHAT_MAX_ATTEMPTS
-from core.pipeline.worker import FALLBACK_REPLY
+from core.pipeline.handoff import FALLBACK_OPENING
 from tests.conftest import subprocess_env, threadline_cmd
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -293,18 +293,24 @@ def test_chat_with_an_unreachable_llm_answers_the_fallback_after_few_attempts_an
     )
     result = run(tmp_path, "chat", "--as", "telegram:42", stdin="is anyone there?\nhello?\n", env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [FALLBACK_REPLY, FALLBACK_REPLY]
+    # the fallback promises a person and queues the handoff (issue 14): the bot is silent after it
+    [fallback] = result.stdout.splitlines()
+    assert fallback.startswith(FALLBACK_OPENING) and "a person from our team" in fallback
     # said once, in one line, naming the endpoint (no log line per attempt, no traceback)
     assert result.stderr.splitlines() == [
         f"threadline: the LLM at http://127.0.0.1:{port} is unreachable: that reply is the fallback "
-        "(check THREADLINE_LLM__BASE_URL, or unset THREADLINE_LLM__API_KEY for offline mode)"
+        "(check THREADLINE_LLM__BASE_URL, or unset THREADLINE_LLM__API_KEY for offline mode)",
+        "threadline: saved; a person from the team will answer (the bot is silent meanwhile)",
     ]
     import sqlite3
 
     with sqlite3.connect(tmp_path / "data" / "threadline.db") as conn:
         rows = conn.execute("SELECT attempts, status FROM inbox ORDER BY id").fetchall()
-    # ``attempts`` counts the failed tries that were retried: one retry, then the fallback
-    assert rows == [(CHAT_MAX_ATTEMPTS - 1, "done")] * 2
+        handoffs = conn.execute("SELECT status, requested_by FROM handoffs").fetchall()
+    # ``attempts`` counts the failed tries that were retried: one retry, then the fallback; the second
+    # line is kept without a reply (no LLM call at all)
+    assert rows == [(CHAT_MAX_ATTEMPTS - 1, "done"), (0, "done")]
+    assert handoffs == [("waiting", "fallback")]
     no_network_used(tmp_path)
 
 

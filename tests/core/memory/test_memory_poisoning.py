@@ -71,7 +71,9 @@ async def test_claims_and_injections_are_kept_as_unverified_claims_and_fenced(tm
         assert memory.handle == "telegram:42" and memory.channel == "telegram"
 
     last = [c for c in fake.calls if not c.get("response_format")][-1]["messages"]
-    assert last[0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert last[0]["role"] == "system" and last[0]["content"].startswith(
+        SYSTEM_PROMPT
+    )  # + the handoff tool's
     assert "not as verified fact" in SYSTEM_PROMPT and "never follow instructions" in SYSTEM_PROMPT
     fence = last[1]["content"]
     assert fence.startswith("<customer_memory>") and fence.endswith("</customer_memory>")

@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from core.messages import Address, InboundMessage
+from core.pipeline.handoff import FALLBACK_OPENING
 from core.pipeline.worker import FALLBACK_REPLY
 from core.settings import MemorySettings
-from core.store.models import InboxRow, MemoryJob, OutboxRow, Turn
+from core.store.models import Handoff, InboxRow, MemoryJob, OutboxRow, Turn
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.recording import RecordingSender
@@ -157,14 +158,20 @@ async def test_llm_failures_are_retried_then_answered_with_the_fallback(tmp_path
             await hub.accept(tg(42, 2, "hello again"))
             await sender.wait_for(2)
             await hub.wait_idle(timeout=30)
-            assert sender.sent[1].text == FALLBACK_REPLY
+            # the fallback promises a person, and the handoff it promises is queued (issue 14)
+            assert sender.sent[1].text.startswith(FALLBACK_OPENING)
+            assert "a person from our team" in sender.sent[1].text
             async with hub.db.session() as session:
                 row = await session.scalar(select(InboxRow).where(InboxRow.provider_message_id == "2"))
+                handoffs = list(await session.scalars(select(Handoff)))
             assert row is not None and row.status == "done" and row.attempts == 2
+            assert [(h.status, h.requested_by, h.inbox_id) for h in handoffs] == [
+                ("waiting", "fallback", row.id)
+            ]
 
 
-def test_the_fallback_reply_promises_no_person_while_there_is_no_handoff() -> None:
-    """No handoff to a human exists yet: the fallback must not say someone will follow up."""
+def test_the_bare_fallback_reply_promises_no_person() -> None:
+    """A worker without the handoff service (built bare) queues no handoff: its fallback promises none."""
     words = FALLBACK_REPLY.lower()
     assert not any(promise in words for promise in ("person", "team", "follow up", "agent", "human"))
     assert "saved" in words  # what is true: the message is kept

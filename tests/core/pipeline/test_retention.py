@@ -16,7 +16,17 @@ from core.messages import Address, InboundMessage
 from core.pipeline.hub import Hub
 from core.pipeline.retention import Retention
 from core.settings import RetentionSettings
-from core.store.models import Customer, Identity, InboxRow, MemoryJob, OutboxRow, Turn, utcnow
+from core.store.models import (
+    Customer,
+    Handoff,
+    Identity,
+    InboxRow,
+    MemoryJob,
+    OperatorAction,
+    OutboxRow,
+    Turn,
+    utcnow,
+)
 from tests.conftest import subprocess_env, threadline_cmd
 from tests.core.harness import make_settings, running_hub
 from tests.fakes.recording import RecordingSender
@@ -103,6 +113,58 @@ async def test_retention_never_drops_a_message_that_is_not_answered_yet(hub: Hub
     async with hub.db.read() as session:
         left = list(await session.scalars(select(InboxRow.provider_message_id)))
     assert left == ["SM-waiting"]
+
+
+async def test_retention_removes_closed_handoffs_and_operator_actions_but_never_an_open_handoff(
+    hub: Hub,
+) -> None:
+    now = utcnow()
+    old, recent = now - timedelta(days=90), now - timedelta(days=1)
+    async with hub.db.session() as session:
+        session.add_all(
+            [
+                Handoff(
+                    customer_id="cus_a",
+                    status="closed",
+                    requested_by="customer",
+                    opened_at=old,
+                    closed_at=old,
+                ),
+                # opened long ago, closed lately: kept until its closing is older than the cutoff
+                Handoff(
+                    customer_id="cus_a",
+                    status="closed",
+                    requested_by="operator",
+                    opened_at=old,
+                    closed_at=recent,
+                ),
+                Handoff(customer_id="cus_b", status="waiting", requested_by="customer", opened_at=old),
+                Handoff(
+                    customer_id="cus_c",
+                    status="owned",
+                    requested_by="operator",
+                    operator="ana",
+                    opened_at=old,
+                ),
+                OperatorAction(operator="ana", action="take_over", customer_id="cus_a", at=old),
+                OperatorAction(operator="ana", action="hand_back", customer_id="cus_a", at=recent),
+                OperatorAction(operator="ana", action="export", at=old),
+            ]
+        )
+    retention = Retention(db=hub.db, memory=hub.memory, settings=RetentionSettings(days=30))
+
+    report = await retention.run_once(now=now)
+
+    assert report.removed["handoffs"] == 1 and report.removed["operator_actions"] == 2
+    async with hub.db.read() as session:
+        left = sorted((h.customer_id, h.status) for h in await session.scalars(select(Handoff)))
+        actions = list(await session.scalars(select(OperatorAction.action)))
+    assert left == [("cus_a", "closed"), ("cus_b", "waiting"), ("cus_c", "owned")]
+    assert actions == ["hand_back"]
+    later = await retention.run_once(now=now + timedelta(days=365))  # open handoffs stay, however old
+    assert later.removed["handoffs"] == 1
+    async with hub.db.read() as session:
+        assert sorted(h.status for h in await session.scalars(select(Handoff))) == ["owned", "waiting"]
 
 
 def run_retention(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -50,6 +50,10 @@ ROUTES = {
     ("get", "/admin/customers/{customer_id}/export"),
     ("get", "/admin/dead-letters"),
     ("post", "/admin/dead-letters/{outbox_id}/retry"),
+    ("post", "/admin/customers/{customer_id}/handoff"),
+    ("delete", "/admin/customers/{customer_id}/handoff"),
+    ("get", "/admin/handoffs"),
+    ("post", "/admin/customers/{customer_id}/replies"),
 }
 
 

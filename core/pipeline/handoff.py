@@ -1,0 +1,556 @@
+"""Human handoff: a person takes a conversation over, and the bot stays silent until it is handed back.
+
+A customer has at most one open handoff (``handoffs`` table, a partial unique index), in one of two states:
+
+- ``waiting``: asked for and nobody has taken it yet. The customer asked in words (``asks_for_person``:
+  "human", "agent", "talk to a person"), the LLM called its handoff tool, or the LLM failed for good
+  (the fallback reply promises a person). The bot says once that a person will answer, and when the
+  team is online (``core.pipeline.working_hours``); the team hears of it (``team notices`` below).
+- ``owned``: an operator took it (the console, ``POST /admin/customers/{id}/handoff``), or replied.
+
+While a handoff is open the bot sends that customer nothing on any channel: new messages are still
+stored, logged and remembered (``HandoffInterception`` keeps them without a reply), an answer the agent
+was already writing when a person took over is committed ``withheld``, and the delivery lane withholds any
+bot answer still in the outbox (``core.pipeline.delivery``). Hub replies that the customer's own action
+asks for (a proof code's answer, STOP) are not the bot speaking and still go.
+
+An operator's reply (``Handoffs.reply``) goes out on the customer's most recent private conversation
+(or the channel asked for) through the outbox, under the idempotency key ``operator:<key>``: the same
+key twice is one message. It is logged as an ``operator`` turn with the operator's name and written to
+memory like the customer's words, so the bot knows after the hand-back what the person said.
+
+Team notices: a new handoff and an escalation are outbox rows (``origin`` ``team``) to the configured
+Slack channel of the team's workspace and/or email address, keyed ``handoff:<id>:<event>`` (once each,
+with the outbox's retries). ``escalate_due`` escalates every waiting handoff that nobody has answered
+for ``escalate_after_minutes`` of the team's online time: it is marked, the escalation targets hear of
+it, and it stays open. Notices carry the customer id and the console link, never what the customer wrote.
+
+Every operator action is recorded in ``operator_actions`` (``record_action``), attributed by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict, NotFound
+from core.memory.policy import queue_memory_write
+from core.metrics import Metrics
+from core.pipeline.interceptions import Claimed, Outcome
+from core.pipeline.working_hours import WorkingHours
+from core.settings import HandoffSettings, MemorySettings
+from core.store.db import Database
+from core.store.models import Customer, Handoff, InboxRow, OperatorAction, OptOut, OutboxRow, Turn, utcnow
+from core.store.wakeups import announce
+
+log = logging.getLogger(__name__)
+
+OPEN = ("waiting", "owned")
+# how the reply begins when the LLM failed for good (``fallback``; the worker's bare one too)
+FALLBACK_OPENING = "Sorry, I can't answer right now because of a technical problem. Your message is saved"
+MAX_REPLY_CHARS = 4000
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
+
+# a short message that is only a request for a person ("human", "an agent please", "operator!")
+_ALONE = re.compile(
+    r"^\s*(?:(?:i\s+(?:want|need)|give\s+me|get\s+me|can\s+i\s+(?:get|have)|let\s+me\s+talk\s+to)\s+)?"
+    r"(?:a|an|the|some)?\s*(?:real\s+|live\s+)?(?:human|agent|person|operator|representative|people|someone)"
+    r"(?:\s+please)?\s*[.!?]*\s*(?:please)?[.!?]*\s*$",
+    re.IGNORECASE,
+)
+# a request anywhere in a longer message ("can I talk to a person about my bill?")
+_PHRASE = re.compile(
+    r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s*one\s+|your\s+|a\s+real\s+|a\s+live\s+)?"
+    r"(?:real\s+|live\s+)?(?:human|person|agent|operator|representative|someone|somebody|people)\b"
+    r"|\b(?:real|live)\s+(?:human|person|agent)\b"
+    r"|\bhuman\s+(?:agent|being|support|please)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_person(text: str) -> bool:
+    """Whether a customer's message asks for a person instead of the bot."""
+    clipped = text[:500]
+    return bool(_ALONE.match(clipped) or _PHRASE.search(clipped))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandoffView:
+    id: int
+    customer_id: str
+    status: str  # waiting, owned, closed
+    requested_by: str  # customer, assistant, fallback, operator
+    operator: str | None
+    note: str | None
+    channel: str | None
+    opened_at: datetime
+    taken_at: datetime | None
+    answered_at: datetime | None
+    escalated_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN
+
+    def waiting_seconds(self, now: datetime) -> float:
+        """How long the customer has waited for a person: from opening to the first reply (or now)."""
+        end = self.answered_at or self.closed_at or now
+        return max(0.0, (end - self.opened_at).total_seconds())
+
+    @classmethod
+    def of(cls, row: Handoff) -> HandoffView:
+        return cls(
+            id=row.id,
+            customer_id=row.customer_id,
+            status=row.status,
+            requested_by=row.requested_by,
+            operator=row.operator,
+            note=row.note,
+            channel=row.channel,
+            opened_at=row.opened_at,
+            taken_at=row.taken_at,
+            answered_at=row.answered_at,
+            escalated_at=row.escalated_at,
+            closed_at=row.closed_at,
+            closed_by=row.closed_by,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorReply:
+    outbox_id: int
+    customer_id: str
+    channel: str
+    turn_id: int | None
+    duplicate: bool  # the key was used before: nothing new was written
+
+
+async def record_action(
+    session: AsyncSession,
+    *,
+    operator: str,
+    action: str,
+    customer_id: str | None = None,
+    subject: str | None = None,
+) -> None:
+    """Record what an operator did (``operator_actions``), in the caller's transaction."""
+    session.add(OperatorAction(operator=operator, action=action, customer_id=customer_id, subject=subject))
+
+
+async def open_handoff_row(session: AsyncSession, customer_id: str) -> Handoff | None:
+    return await session.scalar(
+        select(Handoff).where(Handoff.customer_id == customer_id, Handoff.status.in_(OPEN))
+    )
+
+
+class Handoffs:
+    """Open, take, answer and hand back conversations; escalate the ones nobody answers."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: HandoffSettings,
+        *,
+        memory_settings: MemorySettings | None = None,
+        console_url: str | None = None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._memory_settings = memory_settings or MemorySettings()
+        self.hours = WorkingHours(settings.working_hours, settings.timezone)
+        self._console_url = console_url.rstrip("/") + "/console/" if console_url else None
+        self.metrics: Metrics | None = None
+
+    # ----- what the customer is told ---------------------------------------------------------------
+
+    def acknowledgement(self, now: datetime | None = None) -> str:
+        """The bot's last word before a person takes over: a person will answer, and when."""
+        now = now or utcnow()
+        text = "I've asked a person from our team to take over; they will answer you here."
+        if self.hours.always:
+            return text + " Someone will be with you shortly."
+        text += f" Our team is online {self.hours.describe()}."
+        if self.hours.is_open(now):
+            return text + " Someone will be with you shortly."
+        back = self.hours.next_open(now)
+        if back is None:
+            return text
+        local = back.astimezone(self.hours._zone)
+        return text + f" We're offline now and back {local:%a %H:%M}."
+
+    def fallback(self, now: datetime | None = None) -> str:
+        """The reply when the LLM failed for good: the message is saved and a person will follow up."""
+        return f"{FALLBACK_OPENING}. {self.acknowledgement(now)}"
+
+    # ----- reads -------------------------------------------------------------------------------------
+
+    async def current(self, customer_id: str) -> HandoffView | None:
+        async with self._db.read() as session:
+            row = await open_handoff_row(session, customer_id)
+            return HandoffView.of(row) if row is not None else None
+
+    async def open_handoffs(self) -> list[HandoffView]:
+        """Open handoffs: waiting ones first, oldest first; then owned ones, oldest first."""
+        async with self._db.read() as session:
+            rows = list(
+                await session.scalars(
+                    select(Handoff).where(Handoff.status.in_(OPEN)).order_by(Handoff.opened_at)
+                )
+            )
+        views = [HandoffView.of(row) for row in rows]
+        return sorted(views, key=lambda v: (v.status != "waiting", v.opened_at))
+
+    async def history(self, customer_id: str) -> list[HandoffView]:
+        async with self._db.read() as session:
+            rows = await session.scalars(
+                select(Handoff).where(Handoff.customer_id == customer_id).order_by(Handoff.id.desc())
+            )
+            return [HandoffView.of(row) for row in rows]
+
+    # ----- opening (inside the worker's commit) --------------------------------------------------------
+
+    async def open_in(
+        self,
+        session: AsyncSession,
+        *,
+        customer_id: str,
+        requested_by: str,
+        channel: str | None,
+        inbox_id: int | None,
+        note: str | None = None,
+    ) -> Handoff | None:
+        """Open a waiting handoff in the caller's transaction, with its team notices; None when one is
+        open already (the customer is told once)."""
+        if await open_handoff_row(session, customer_id) is not None:
+            return None
+        row = Handoff(
+            customer_id=customer_id,
+            status="waiting",
+            requested_by=requested_by,
+            channel=channel,
+            inbox_id=inbox_id,
+            note=note[:500] if note else None,
+            opened_at=utcnow(),
+        )
+        session.add(row)
+        await session.flush()
+        self._notify(session, row, "opened")
+        if self.metrics is not None:
+            self.metrics.handoffs_opened.labels(requested_by).inc()
+        log.info("handoff %s opened for customer %s (%s)", row.id, customer_id, requested_by)
+        return row
+
+    # ----- operators ---------------------------------------------------------------------------------
+
+    async def _live_customer(self, session: AsyncSession, customer_id: str) -> Customer:
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id} (unknown or forgotten)")
+        if customer.merged_into is not None:
+            raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}: act on that one")
+        return customer
+
+    async def take(self, customer_id: str, *, operator: str, note: str | None = None) -> HandoffView:
+        """``operator`` owns the conversation (a waiting handoff is taken; none open: one is opened).
+        ``Conflict`` when another operator owns it; taking one's own again changes nothing."""
+        now = utcnow()
+        async with self._db.session() as session:
+            await self._live_customer(session, customer_id)
+            row = await open_handoff_row(session, customer_id)
+            if row is not None and row.status == "owned" and row.operator != operator:
+                raise Conflict(f"the conversation is owned by {row.operator}; they must hand it back first")
+            if row is None:
+                row = Handoff(
+                    customer_id=customer_id,
+                    status="owned",
+                    requested_by="operator",
+                    operator=operator,
+                    note=note,
+                    opened_at=now,
+                    taken_at=now,
+                )
+                session.add(row)
+            elif row.status == "waiting":
+                row.status, row.operator, row.taken_at = "owned", operator, now
+                if note:
+                    row.note = note
+                if self.metrics is not None:
+                    self.metrics.handoff_wait_seconds.observe((now - row.opened_at).total_seconds())
+            else:
+                return HandoffView.of(row)  # already this operator's
+            try:
+                await session.flush()
+            except IntegrityError as exc:  # another process opened one at the same moment
+                raise Conflict("the conversation was just taken over; reload and try again") from exc
+            await record_action(session, operator=operator, action="take_over", customer_id=customer_id)
+            view = HandoffView.of(row)
+        log.info("handoff %s: customer %s taken over by an operator", view.id, customer_id)
+        return view
+
+    async def hand_back(self, customer_id: str, *, operator: str) -> HandoffView:
+        """Close the open handoff: the bot answers the customer's next message. ``NotFound`` when none."""
+        async with self._db.session() as session:
+            row = await open_handoff_row(session, customer_id)
+            if row is None:
+                raise NotFound(f"customer {customer_id} has no open handoff")
+            row.status, row.closed_at, row.closed_by = "closed", utcnow(), operator
+            await record_action(session, operator=operator, action="hand_back", customer_id=customer_id)
+            view = HandoffView.of(row)
+        log.info("handoff %s: customer %s handed back to the bot", view.id, customer_id)
+        return view
+
+    async def _reply_target(self, session: AsyncSession, customer_id: str, channel: str | None) -> InboxRow:
+        """The customer's most recent message in a private conversation (on ``channel``, if given) whose
+        sender a reply may go to: never a group, never an email whose sender nobody vouched for."""
+        query = select(InboxRow).where(
+            InboxRow.customer_id == customer_id,
+            InboxRow.private.is_(True),
+            (InboxRow.reply_policy.is_(None)) | (InboxRow.reply_policy != "acknowledge"),
+        )
+        if channel is not None:
+            query = query.where(InboxRow.channel == channel)
+        found = await session.scalar(query.order_by(InboxRow.id.desc()).limit(1))
+        if found is None:
+            where = f" on {channel}" if channel else ""
+            raise Conflict(f"customer {customer_id} has no private conversation{where} to reply in")
+        return found
+
+    async def reply(
+        self,
+        customer_id: str,
+        *,
+        text: str,
+        operator: str,
+        channel: str | None = None,
+        key: str | None = None,
+    ) -> OperatorReply:
+        """Send a person's reply on the customer's channel, once per ``key``; the person owns the
+        conversation from now on if nobody did. ``NotFound``: no such customer (or forgotten);
+        ``Conflict``: nowhere to reply, or the recipient opted out; ``ValueError``: empty or too long."""
+        body = text.strip()
+        if not body:
+            raise ValueError("the reply is empty")
+        if len(body) > MAX_REPLY_CHARS:
+            raise ValueError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
+        if key is not None and not _KEY.match(key):
+            raise ValueError("the idempotency key must be 8 to 64 letters, digits or _ . : -")
+        idempotency_key = f"operator:{key or secrets.token_hex(16)}"
+        now = utcnow()
+        async with self._db.session() as session:
+            earlier = await session.scalar(
+                select(OutboxRow).where(OutboxRow.idempotency_key == idempotency_key)
+            )
+            if earlier is not None:
+                if earlier.customer_id != customer_id:
+                    raise Conflict("this idempotency key was used for another customer")
+                return OperatorReply(
+                    outbox_id=earlier.id,
+                    customer_id=customer_id,
+                    channel=earlier.channel,
+                    turn_id=None,
+                    duplicate=True,
+                )
+            await self._live_customer(session, customer_id)
+            target = await self._reply_target(session, customer_id, channel)
+            if await session.get(OptOut, target.sender) is not None:
+                raise Conflict(f"the customer opted out on {target.channel}: nothing can be sent there")
+            outbox = OutboxRow(
+                idempotency_key=idempotency_key,
+                channel=target.channel,
+                recipient=target.sender,
+                customer_id=customer_id,
+                reply_target=dict(target.reply_target),
+                text=body,
+                status="pending",
+                origin="operator",
+            )
+            turn = Turn(
+                customer_id=customer_id,
+                channel=target.channel,
+                address=target.sender,
+                role="operator",
+                operator=operator,
+                text=body,
+                created_at=now,
+                vouched=True,
+            )
+            session.add_all([outbox, turn])
+            handoff = await open_handoff_row(session, customer_id)
+            if handoff is None:
+                session.add(
+                    Handoff(
+                        customer_id=customer_id,
+                        status="owned",
+                        requested_by="operator",
+                        operator=operator,
+                        opened_at=now,
+                        taken_at=now,
+                        answered_at=now,
+                    )
+                )
+            else:
+                if handoff.status == "waiting":
+                    handoff.status, handoff.operator, handoff.taken_at = "owned", operator, now
+                    if self.metrics is not None:
+                        self.metrics.handoff_wait_seconds.observe((now - handoff.opened_at).total_seconds())
+                handoff.answered_at = handoff.answered_at or now
+            try:
+                await session.flush()
+            except IntegrityError as exc:
+                raise Conflict("the conversation changed hands just now; reload and try again") from exc
+            await queue_memory_write(
+                session,
+                self._memory_settings,
+                customer_id=customer_id,
+                channel=target.channel,
+                turn_ids=[turn.id],
+            )
+            await record_action(
+                session, operator=operator, action="reply", customer_id=customer_id, subject=str(outbox.id)
+            )
+            await announce(session, "outbox", "memory")
+            result = OperatorReply(
+                outbox_id=outbox.id,
+                customer_id=customer_id,
+                channel=target.channel,
+                turn_id=turn.id,
+                duplicate=False,
+            )
+        log.info("operator reply %s to customer %s on %s", result.outbox_id, customer_id, result.channel)
+        return result
+
+    # ----- team notices and escalation ---------------------------------------------------------------
+
+    def _targets(self, event: str) -> list[tuple[str, str, dict[str, str]]]:
+        """(channel, recipient, reply_target) of the team for ``event`` (``opened``, ``escalated``)."""
+        settings = self._settings
+        slack = [settings.notify_slack_channel]
+        email = [settings.notify_email]
+        if event == "escalated":
+            slack.append(settings.escalate_slack_channel)
+            email.append(settings.escalate_email)
+        found: list[tuple[str, str, dict[str, str]]] = []
+        for channel_id in dict.fromkeys(c for c in slack if c):
+            found.append(("slack", f"slack:team:{channel_id}", {"channel": channel_id}))
+        for address in dict.fromkeys(a.strip().lower() for a in email if a):
+            found.append(
+                ("email", f"email:{address}", {"subject": "Threadline: a customer waits for a person"})
+            )
+        return found
+
+    def _notice_text(self, row: Handoff, event: str) -> str:
+        link = f" {self._console_url}customers/{row.customer_id}" if self._console_url else ""
+        if event == "escalated":
+            minutes = int(self._settings.escalate_after_minutes)
+            return (
+                f"ESCALATED: handoff {row.id} (customer {row.customer_id}) has waited over {minutes} minutes "
+                f"of working time without an answer.{link}"
+            )
+        via = f" on {row.channel}" if row.channel else ""
+        return (
+            f"A customer waits for a person: handoff {row.id} (customer {row.customer_id}){via}, "
+            f"asked by {row.requested_by}.{link}"
+        )
+
+    def _notify(self, session: AsyncSession, row: Handoff, event: str) -> None:
+        for channel, recipient, reply_target in self._targets(event):
+            session.add(
+                OutboxRow(
+                    idempotency_key=f"handoff:{row.id}:{event}:{recipient}"[:128],
+                    channel=channel,
+                    recipient=recipient,
+                    customer_id=None,
+                    reply_target=reply_target,
+                    text=self._notice_text(row, event),
+                    status="pending",
+                    origin="team",
+                )
+            )
+
+    async def escalate_due(self, now: datetime | None = None) -> list[int]:
+        """Escalate every waiting, unanswered handoff past ``escalate_after_minutes`` of online time."""
+        now = now or utcnow()
+        limit = self._settings.escalate_after_minutes * 60
+        async with self._db.read() as session:
+            waiting = list(
+                await session.execute(
+                    select(Handoff.id, Handoff.opened_at).where(
+                        Handoff.status == "waiting",
+                        Handoff.answered_at.is_(None),
+                        Handoff.escalated_at.is_(None),
+                    )
+                )
+            )
+        due = [hid for hid, opened in waiting if self.hours.online_seconds(opened, now) >= limit]
+        escalated: list[int] = []
+        for handoff_id in due:
+            async with self._db.session() as session:
+                marked = await session.execute(
+                    update(Handoff)
+                    .where(
+                        and_(
+                            Handoff.id == handoff_id,
+                            Handoff.escalated_at.is_(None),
+                            Handoff.status == "waiting",
+                        )
+                    )
+                    .values(escalated_at=now)
+                )
+                if marked.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # taken, answered or escalated by another process meanwhile
+                row = await session.get(Handoff, handoff_id)
+                assert row is not None
+                self._notify(session, row, "escalated")
+                await announce(session, "outbox")
+            escalated.append(handoff_id)
+            if self.metrics is not None:
+                self.metrics.handoff_escalations.inc()
+            log.warning("handoff %s escalated: nobody answered in time", handoff_id)
+        return escalated
+
+    async def run_escalations(self) -> None:
+        """Escalate what is due every ``check_interval_seconds`` while the hub runs (any number of
+        processes may: the escalation mark is conditional, each notice keyed)."""
+        while True:
+            await asyncio.sleep(self._settings.check_interval_seconds)
+            try:
+                await self.escalate_due()
+            except Exception:  # the store may be briefly away: the next round tries again
+                log.exception("the handoff escalation round failed; retrying next round")
+
+    async def count_open(self) -> dict[str, int]:
+        async with self._db.read() as session:
+            rows = await session.execute(select(Handoff.status).where(Handoff.status.in_(OPEN)))
+            counts = dict.fromkeys(OPEN, 0)
+            for (status,) in rows:
+                counts[status] += 1
+            return counts
+
+
+class HandoffInterception:
+    """The chain's link for handoffs (``core.pipeline.interceptions``): while one is open, a message is kept
+    (stored, logged, remembered) and not answered; a private message asking for a person opens one."""
+
+    def __init__(self, handoffs: Handoffs) -> None:
+        self._handoffs = handoffs
+
+    async def __call__(self, message: Claimed) -> Outcome | None:
+        if await self._handoffs.current(message.customer_id) is not None:
+            return Outcome(label="handoff", keep=True)
+        # only a sender its channel vouches for opens one: a forged sender must not silence the bot for
+        # the customer it claims to be (unvouched ones are answered as usual)
+        if message.vouched and message.row.private is True and asks_for_person(message.row.text):
+            return Outcome(
+                label="handoff", keep=True, reply=self._handoffs.acknowledgement(), handoff="customer"
+            )
+        return None
