@@ -168,6 +168,11 @@ class MemoryStore(Protocol):
 
     async def forget(self, customer_id: str) -> int: ...
 
+    async def supersede(self, customer_id: str, memory_ids: builtins.list[str]) -> int:
+        """Mark the customer's older statements of the facts these new memories state (an address, a
+        phone, a plan: ``core.memory.supersession``) superseded; returns how many were marked."""
+        ...
+
     async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
         """Retention: delete the customer's memories written before ``cutoff``; returns how many."""
         ...

@@ -36,6 +36,7 @@ from core.agent.offline import offline_reply
 from core.agent.prompt import HANDOFF_TOOL, build_messages, fit_memories
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
+from core.memory.supersession import is_superseded
 from core.messages import Assurance, MemoryRecord
 from core.ports import ChatModel, MemoryStore
 from core.settings import MemorySettings
@@ -133,6 +134,9 @@ class Agent:
         own_only = not vouched_for(turn.assurance)
 
         def allowed(memory: MemoryRecord) -> bool:
+            # a fact stated again since (a new address, plan, phone) is history, not current
+            if is_superseded(memory.metadata):
+                return False
             # unverified sender: its own handle's memories only; vouched: none that an unvouched one wrote
             return memory.handle == turn.sender if own_only else said_vouched(memory)
 

@@ -22,7 +22,7 @@ import builtins
 import logging
 import threading
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
+from core.memory.supersession import plan_supersession, slot_of
 from core.messages import ChatMessage, MemoryRecord, Provenance
 from core.ports import MemoryIndex
 from core.settings import LLMSettings
@@ -218,6 +219,33 @@ class LocalMemory:
         return await self._run(
             "lookup", customer_id, lambda: self._backend().index.covers_turns(customer_id, turn_ids)
         )
+
+    async def supersede(self, customer_id: str, memory_ids: builtins.list[str]) -> int:
+        if not memory_ids:
+            return 0
+
+        def call() -> int:
+            index = self._backend().index
+            fresh = {
+                memory_id: payload
+                for memory_id, payload in index.payloads(memory_ids).items()
+                if payload.get("user_id") == customer_id
+            }
+            if not any(slot_of(str(p.get("data") or "")) for p in fresh.values()):
+                return 0  # the common case: nothing one-valued was said, nothing else is read
+            others = {hit.id: hit.payload for hit in index.list(self._scope(customer_id))}
+            plan = plan_supersession(fresh, others)
+            now = datetime.now(UTC).isoformat()
+            for old_id, by in plan.items():
+                payload = fresh.get(old_id) or others.get(old_id)
+                if payload is not None:
+                    index.update(old_id, payload={**payload, "superseded_by": by, "superseded_at": now})
+            return len(plan)
+
+        marked = await self._run("write", customer_id, call)
+        if marked:
+            log.info("memory: %d superseded for customer %s", marked, customer_id)
+        return marked
 
     async def forget(self, customer_id: str) -> int:
         def call() -> int:

@@ -180,6 +180,11 @@ class PlatformMemory:
 
         return await self._run("lookup", customer_id, call)
 
+    async def supersede(self, customer_id: str, memory_ids: builtins.list[str]) -> int:
+        """Not done for hosted Mem0: its own extraction updates and deletes facts (``infer=True``), and
+        marking ours would cost a read of every memory of the customer per write. Returns 0."""
+        return 0
+
     async def forget(self, customer_id: str) -> int:
         async def call(client: Any) -> int:
             count = len(await self._all_items(client, customer_id))

@@ -235,16 +235,27 @@ class MemoryWriter:
         if not messages:
             return  # no words of the customer or the team (only bot replies): nothing to remember
         if self._infer:
-            await self._memory.remember(customer_id, messages, provenance=_provenance(turns), infer=True)
-            return
-        # offline: the words stored as they are (one entry per group)
-        words = "\n".join(m.content for m in messages)
-        if words:
-            await self._memory.remember(
+            written = await self._memory.remember(
+                customer_id, messages, provenance=_provenance(turns), infer=True
+            )
+        else:
+            # offline: the words stored as they are (one entry per group)
+            words = "\n".join(m.content for m in messages)
+            if not words:
+                return
+            written = await self._memory.remember(
                 customer_id,
                 [ChatMessage(role="user", content=words)],
                 provenance=_provenance(turns),
                 infer=False,
+            )
+        # a newer address, phone or plan replaces the older statement (``core.memory.supersession``); the
+        # write stands even if this fails (the old statement is then recalled beside the new, both dated)
+        try:
+            await self._memory.supersede(customer_id, written)
+        except MemoryUnavailable:
+            log.warning(
+                "memory for customer %s: older statements not marked (backend unavailable)", customer_id
             )
 
     async def _retry(self, claim: Claim, job: MemoryJob) -> None:

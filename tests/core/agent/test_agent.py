@@ -54,6 +54,9 @@ class EmptyMemory:
     async def forget_before(self, customer_id: str, cutoff: datetime) -> int:
         return 0
 
+    async def supersede(self, customer_id: str, memory_ids: builtins.list[str]) -> int:
+        return 0
+
     async def move(
         self, from_customer: str, to_customer: str, *, handles: Collection[str] | None = None
     ) -> builtins.list[str]:

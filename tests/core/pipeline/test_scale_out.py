@@ -164,7 +164,8 @@ async def test_one_retention_round_per_interval_across_processes(database_url: s
     from core.pipeline.retention import Retention
     from core.settings import LLMSettings, RetentionSettings
 
-    settings = RetentionSettings(days=30, interval_seconds=0.5)
+    # an interval well above a round's time on a loaded machine: b must find a's lease still held
+    settings = RetentionSettings(days=30, interval_seconds=5.0)
     db_a, db_b = await Database.open(database_url), await Database.open(database_url)
     memory = LocalMemory(data_dir=tmp_path / "data", llm=LLMSettings())
     a = Retention(db=db_a, memory=memory, settings=settings)
@@ -173,7 +174,7 @@ async def test_one_retention_round_per_interval_across_processes(database_url: s
         assert await a.run_round() is not None
         assert await b.run_round() is None  # a holds this interval's round
         assert await a.run_round() is not None  # its holder may run it again
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(5.0)
         assert await b.run_round() is not None  # the next interval: whoever comes first
     finally:
         await memory.aclose()
