@@ -91,6 +91,24 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.cases_opened = Counter(
+            "threadline_cases_opened",
+            "Support cases opened, by who opened them (assistant: the LLM's tool, rules: offline)",
+            ["opened_by"],
+            registry=self.registry,
+        )
+        self.cases_resolved = Counter(
+            "threadline_cases_resolved",
+            "Support cases resolved, by who resolved them (assistant, rules)",
+            ["resolved_by"],
+            registry=self.registry,
+        )
+        self.case_ratings = Counter(
+            "threadline_case_ratings",
+            "Customers' ratings (1 bad to 5 great) of resolved support cases",
+            ["rating"],
+            registry=self.registry,
+        )
         self.dead_letters = Gauge(
             "threadline_dead_letters",
             "Replies that failed for good and wait for an admin (see /admin/dead-letters); counted in the "

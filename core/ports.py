@@ -21,6 +21,7 @@ from core.messages import (
     Handled,
     InboundMessage,
     IncomingTurn,
+    MemoryFilter,
     MemoryRecord,
     OutboundMessage,
     Provenance,
@@ -144,7 +145,12 @@ class MemoryStore(Protocol):
     Failures of the backend raise ``MemoryUnavailable``.
     """
 
-    async def recall(self, customer_id: str, query: str, *, limit: int) -> list[MemoryRecord]: ...
+    async def recall(
+        self, customer_id: str, query: str, *, limit: int, filters: MemoryFilter | None = None
+    ) -> list[MemoryRecord]:
+        """The customer's ``limit`` best memories for ``query``, best first; with ``filters``, only those
+        that meet them (applied before the limit)."""
+        ...
 
     async def remember(
         self,
@@ -160,7 +166,16 @@ class MemoryStore(Protocol):
         """
         ...
 
-    async def list(self, customer_id: str) -> list[MemoryRecord]: ...
+    async def list(self, customer_id: str, *, filters: MemoryFilter | None = None) -> list[MemoryRecord]:
+        """The customer's memories, newest first; with ``filters``, only those that meet them."""
+        ...
+
+    async def import_memory(
+        self, customer_id: str, text: str, *, metadata: dict[str, Any], created_at: datetime | None
+    ) -> str | None:
+        """Store ``text`` as it is (no extraction) with ``metadata`` and its original ``created_at`` (None:
+        now); returns its id, or None when the backend queues the write (hosted Mem0)."""
+        ...
 
     async def covers_turns(self, customer_id: str, turn_ids: builtins.list[int]) -> bool:
         """True when memories made from any of these turns already exist (makes retried writes idempotent)."""

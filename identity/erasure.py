@@ -7,7 +7,7 @@
 - our tables, in one transaction: conversation turns (an operator's replies included), inbox and outbox
   rows (and their platform parts), memory jobs and memory moves still queued, link challenges, opt-outs,
   handoffs (and the team's notices about them, which name the customer id), the operators' actions on the
-  customer (``operator_actions``), identities, the customer rows;
+  customer (``operator_actions``), support cases (``cases``), identities, the customer rows;
 - what other customers hold of them: the replies (and their outbox rows, failed ones included) written
   for another customer while it held one of their handles along with handles of its own, a merge or a
   link since undone (``identity.tenure``): those may quote them;
@@ -29,7 +29,8 @@ senders already attested) is not reached from another process; it holds ids and 
 
 ``export`` writes the same data as one JSON-ready document (``threadline-export/1``; fields are only ever
 added): the conversation (an operator's reply names the person who wrote it), the messages and replies,
-memories, identities and their ledger, link requests, opt-outs and handoffs. The operators' audit log is
+memories, identities and their ledger, link requests, opt-outs, handoffs and support cases. The operators'
+audit log is
 the team's record and is not exported (it is erased with the customer).
 """
 
@@ -52,6 +53,7 @@ from core.errors import MemoryUnavailable, NotFound
 from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import (
+    Case,
     Customer,
     Handoff,
     Identity,
@@ -197,6 +199,7 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
         )
         await drop("opt_outs", delete(OptOut).where(OptOut.address.in_(addresses)))
         await drop("handoffs", delete(Handoff).where(Handoff.id.in_(handoff_ids)))
+        await drop("cases", delete(Case).where(Case.customer_id.in_(family)))
         await drop("operator_actions", delete(OperatorAction).where(OperatorAction.customer_id.in_(family)))
         await drop("identities", delete(Identity).where(Identity.customer_id.in_(family)))
         await drop("customers", delete(Customer).where(Customer.id.in_(family)))
@@ -301,6 +304,9 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
         handoffs = list(
             await session.scalars(select(Handoff).where(Handoff.customer_id.in_(family)).order_by(Handoff.id))
         )
+        cases = list(
+            await session.scalars(select(Case).where(Case.customer_id.in_(family)).order_by(Case.id))
+        )
     memories = [m for member in family for m in await memory.list(member)]
     return {
         "format": "threadline-export/1",
@@ -393,5 +399,22 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
                 "closed_by": h.closed_by,
             }
             for h in handoffs
+        ],
+        "cases": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "status": c.status,
+                "opened_at": _when(c.opened_at),
+                "resolved_at": _when(c.resolved_at),
+                "opened_by": c.opened_by,
+                "resolved_by": c.resolved_by,
+                "channel": c.channel,
+                "turn_ids": list(c.turn_ids or []),
+                "summary": c.summary,
+                "rating": c.rating,
+                "rated_at": _when(c.rated_at),
+            }
+            for c in cases
         ],
     }

@@ -1,10 +1,11 @@
 """Our own rows following an identity change: a whole customer moved, or some handles leaving one.
 
-``move_all`` (a merge): every row of the source customer now belongs to the target; nothing is split, so
-nothing is mixed. Its handoffs (``core.pipeline.handoff``) go too; a customer has at most one open handoff
-(a partial unique index), so when both have one open the source's is closed first (``closed_by``
-``merge``) and the target's stays. The operators' audit log (``operator_actions``) keeps the customer id
-each action was taken on: it is the record of what was done, and is erased with the family.
+``move_all`` (a merge): every row of the source customer now belongs to the target (its support cases
+too, open and resolved, ``core.pipeline.cases``); nothing is split, so nothing is mixed. Its handoffs
+(``core.pipeline.handoff``) go too; a customer has at most one open handoff (a partial unique index), so
+when both have one open the source's is closed first (``closed_by`` ``merge``) and the target's stays. The
+operators' audit log (``operator_actions``) keeps the customer id each action was taken on: it is the record
+of what was done, and is erased with the family.
 
 ``hand_over`` (an unlink, the undo of a merge, a link of a handle away from a customer that had others):
 the leaving handles take what their own words said and nothing the customer they leave derived from its
@@ -22,10 +23,10 @@ other handles:
 - memory jobs follow their turns: a job whose turns are split is split, and withheld replies leave the
   jobs (a running job that moves is handled by ``core.memory.writer``).
 
-Handoffs stay with the customer they are on, in an unlink or an unmerge alike: a handoff is about the
-conversation as the team saw it, not about one handle, so after an unmerge the handoffs the source brought
-stay (as history, or open) with the customer it was merged into. An open one keeps the bot silent for that
-customer until it is handed back; the customer that split off starts with none.
+Handoffs and support cases stay with the customer they are on, in an unlink or an unmerge alike: a handoff
+is about the conversation as the team saw it, not about one handle, so after an unmerge the handoffs the
+source brought stay (as history, or open) with the customer it was merged into. An open one keeps the bot
+silent for that customer until it is handed back; the customer that split off starts with none.
 
 Mem0 memories are moved by the identity layer's memory moves (``identity.moves``), by provenance handle.
 """
@@ -40,7 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.conversation import WITHHELD
-from core.store.models import Handoff, InboxRow, LinkChallenge, MemoryJob, OutboxRow, Turn, utcnow
+from core.store.models import Case, Handoff, InboxRow, LinkChallenge, MemoryJob, OutboxRow, Turn, utcnow
 from identity.tenure import Tenure
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 async def move_all(session: AsyncSession, source: str, target: str) -> None:
     """Every row of ``source`` now belongs to ``target`` (a merge)."""
     await _move_handoffs(session, source, target)
-    for model in (Turn, InboxRow, OutboxRow, LinkChallenge, MemoryJob):
+    for model in (Turn, InboxRow, OutboxRow, LinkChallenge, MemoryJob, Case):
         column: Any = model.customer_id
         await session.execute(update(model).where(column == source).values(customer_id=target))
 

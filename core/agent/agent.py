@@ -24,20 +24,33 @@ In a private conversation the model is offered one tool, ``request_human``
 worker opens a handoff (``core.pipeline.handoff``), answering with the handoff's acknowledgement instead of
 the model's text. Outside one (a group) the tool is not offered: a group's words never silence the bot for
 a customer.
+
+Beside it, in a private conversation, the model is offered the case tools (``OPEN_CASE_TOOL``,
+``RESOLVE_CASE_TOOL``) and shown the customer's cases (``AgentTurn.cases``, loaded by the worker): what it
+decides comes back as ``AgentReply.case_actions`` and the worker applies it in its commit
+(``core.pipeline.cases``). A call to resolve a case that is not one of the customer's open ones is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 from core.agent.conversation import ConversationLog
 from core.agent.offline import offline_reply
-from core.agent.prompt import HANDOFF_TOOL, build_messages, fit_memories
+from core.agent.prompt import (
+    HANDOFF_TOOL,
+    OPEN_CASE_TOOL,
+    RESOLVE_CASE_TOOL,
+    CaseNote,
+    build_messages,
+    fit_memories,
+)
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
 from core.memory.supersession import is_superseded
-from core.messages import Assurance, MemoryRecord
+from core.messages import Assurance, Completion, MemoryRecord
 from core.ports import ChatModel, MemoryStore
 from core.settings import MemorySettings
 
@@ -49,6 +62,7 @@ log = logging.getLogger(__name__)
 MIN_LINE_TOKENS = 8
 MAX_CANDIDATES = 250
 MAX_REASON_CHARS = 200  # of the model's reason for a handoff
+MAX_CASE_TEXT_CHARS = 500  # of a case title or summary the model wrote (the title is clipped further)
 
 
 def candidates_for(budget_tokens: int, recall_limit: int) -> int:
@@ -77,6 +91,44 @@ def _reason(value: object) -> str | None:
     return line[:MAX_REASON_CHARS] or None
 
 
+def _case_text(value: object) -> str | None:
+    """A case title or summary the model wrote: one line, redacted, clipped; None when it gave none."""
+    if not isinstance(value, str):
+        return None
+    line = " ".join(redact(value).text.split())
+    return line[:MAX_CASE_TEXT_CHARS] or None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseAction:
+    """A decision about a support case (``core.pipeline.cases``): open one (``title``), or resolve the open
+    case ``case_id`` (``summary``). Made by the model's tools, or offline by the case rules."""
+
+    kind: Literal["open", "resolve"]
+    title: str | None = field(default=None, repr=False)
+    case_id: int | None = None
+    summary: str | None = field(default=None, repr=False)
+
+
+def case_actions(completion: Completion, cases: tuple[CaseNote, ...]) -> tuple[CaseAction, ...]:
+    """The model's case tool calls as actions: a resolution of one of the open ``cases`` (else dropped),
+    then an opening with a title."""
+    actions: list[CaseAction] = []
+    still_open = {case.id for case in cases if not case.resolved}
+    for call in completion.tool_calls:
+        if call.name == RESOLVE_CASE_TOOL.name:
+            raw = call.arguments.get("case_id")
+            case_id = int(raw) if isinstance(raw, int | str) and str(raw).strip().isdigit() else None
+            if case_id in still_open and all(a.case_id != case_id for a in actions):
+                summary = _case_text(call.arguments.get("summary"))
+                actions.append(CaseAction(kind="resolve", case_id=case_id, summary=summary))
+    opening = completion.called(OPEN_CASE_TOOL.name)
+    title = _case_text(opening.arguments.get("title")) if opening is not None else None
+    if title is not None:
+        actions.append(CaseAction(kind="open", title=title))
+    return tuple(actions)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentTurn:
     """One customer message to answer."""
@@ -89,6 +141,8 @@ class AgentTurn:
     inbox_id: int
     # a one-to-one conversation: outside one, nothing personal is recalled
     private: bool = True
+    # the customer's open cases and recently resolved ones (``core.pipeline.cases``; private only)
+    cases: tuple[CaseNote, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +154,8 @@ class AgentReply:
     handoff: bool = False
     # the model's reason for it, clipped (its own words, which may quote the customer: never logged)
     handoff_reason: str | None = field(default=None, repr=False)
+    # the model's case tools: open or resolve a support case (``core.pipeline.cases``)
+    case_actions: tuple[CaseAction, ...] = ()
 
 
 class Agent:
@@ -170,14 +226,24 @@ class Agent:
             address=None if vouched else turn.sender,
             vouched_only=vouched,
         )
+        cases = turn.cases if turn.private else ()
         messages = build_messages(
-            text=turn.text, channel=turn.channel, memories=memories, recent=recent, handoff_tool=turn.private
+            text=turn.text,
+            channel=turn.channel,
+            memories=memories,
+            recent=recent,
+            handoff_tool=turn.private,
+            cases=cases,
         )
-        completion = await self._model.complete(messages, tools=(HANDOFF_TOOL,) if turn.private else ())
+        tools = (HANDOFF_TOOL, OPEN_CASE_TOOL, RESOLVE_CASE_TOOL) if turn.private else ()
+        completion = await self._model.complete(messages, tools=tools)
+        actions = case_actions(completion, cases) if turn.private else ()
         call = completion.called(HANDOFF_TOOL.name)
         if call is None:
             log.info("inbox %s answered with %d memories recalled", turn.inbox_id, len(memories))
-            return AgentReply(text=completion.text, memories=tuple(memories), offline=False)
+            return AgentReply(
+                text=completion.text, memories=tuple(memories), offline=False, case_actions=actions
+            )
         log.info("inbox %s: the model asks for a person (%d memories recalled)", turn.inbox_id, len(memories))
         return AgentReply(
             text=completion.text,
@@ -185,4 +251,5 @@ class Agent:
             offline=False,
             handoff=True,
             handoff_reason=_reason(call.arguments.get("reason")),
+            case_actions=actions,
         )

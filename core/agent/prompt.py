@@ -1,5 +1,6 @@
 """Builds the LLM conversation: instructions, recalled memory fenced as data, recent turns, the message;
-and the tool the model is offered (``HANDOFF_TOOL``: hand the conversation to a person).
+and the tools the model is offered (``HANDOFF_TOOL``: hand the conversation to a person; ``OPEN_CASE_TOOL``
+and ``RESOLVE_CASE_TOOL``: open and resolve a support case, ``core.pipeline.cases``).
 
 Recalled memories and earlier turns are the customer's own words and may contain anything,
 "ignore previous instructions" included. They go inside a fenced block that the instructions
@@ -13,12 +14,22 @@ written before redaction existed.
 Earlier turns show who said them: the customer's as user messages (``[via sms] ...``), the bot's replies as
 assistant messages, and what a person of the support team wrote during a handoff (``core.pipeline.handoff``)
 as assistant messages marked ``[support team, via telegram] ...``, so the model knows a person said it.
+
+Support cases (``CaseNote``) are shown in the memory block's "Cases" section: open ones as open, with the
+date they were opened, and the last few resolved ones as "resolved on <date>". A resolved problem is
+history, and the instructions say so: a memory or an earlier turn that belongs to a resolved case (its
+metadata names the case, or it was made from one of the case's turns) is marked ``[resolved case #N, on
+<date>: history]`` wherever it appears, so nothing of a solved problem reaches the model unmarked. The
+Cases section and these marks are outside the memory budget (a few lines: the open cases and
+``MAX_RESOLVED_SHOWN`` resolved ones).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from core.agent.conversation import LoggedTurn
 from core.agent.redaction import redact
@@ -26,6 +37,8 @@ from core.messages import ChatMessage, MemoryRecord, Tool
 
 MAX_TURN_CHARS = 1_000
 MAX_MEMORY_CHARS = 500
+MAX_TITLE_CHARS = 120
+MAX_RESOLVED_SHOWN = 3  # resolved cases listed in the Cases section (all known ones still mark history)
 CHARS_PER_TOKEN = 4  # the budget's unit: a token is counted as four characters
 
 SYSTEM_PROMPT = """\
@@ -70,6 +83,110 @@ HANDOFF_TOOL = Tool(
     },
 )
 
+# added to the instructions when the model is offered the case tools
+CASES_INSTRUCTION = """\
+The Cases section of the memory block lists this customer's support cases. An open case is a problem that
+is still current. A resolved case is history: it was solved on the date shown, so never bring it up as a
+current problem; what is marked [resolved case ...] belongs to such a solved problem. When the customer
+reports a new problem that needs follow-up and no open case is about it, call open_case; when the customer
+confirms that the problem of an open case is solved, call resolve_case with that case's number."""
+
+# the case tools, offered in a private conversation beside ``HANDOFF_TOOL`` (``core.pipeline.cases``)
+OPEN_CASE_TOOL = Tool(
+    name="open_case",
+    description=(
+        "Open a support case for a problem the customer reports that needs follow-up (something broken or "
+        "not working, a wrong or double charge, a missing delivery, a refund or cancellation), when none of "
+        "the open cases in the Cases section is about it."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "title": {
+                "type": "string",
+                "description": "The problem in a few words, no personal details: 'Charged twice in March'.",
+            }
+        },
+        "required": ["title"],
+        "additionalProperties": False,
+    },
+)
+RESOLVE_CASE_TOOL = Tool(
+    name="resolve_case",
+    description=(
+        "Resolve one of the customer's open cases (listed in the Cases section) when the customer confirms "
+        "that its problem is solved."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "case_id": {
+                "type": "integer",
+                "description": "The case's number, as the Cases section shows it.",
+            },
+            "summary": {
+                "type": "string",
+                "description": "The problem and how it was solved, in one sentence (no personal details).",
+            },
+        },
+        "required": ["case_id", "summary"],
+        "additionalProperties": False,
+    },
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseNote:
+    """A support case as the prompt shows it (``core.pipeline.cases`` makes them from the ``cases`` table)."""
+
+    id: int
+    title: str
+    status: str  # open, resolved
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    turn_ids: tuple[int, ...] = ()
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == "resolved"
+
+    def mark(self) -> str:
+        """How what belongs to this (resolved) case is marked wherever it appears."""
+        when = self.resolved_at.date().isoformat() if self.resolved_at else "earlier"
+        return f"[resolved case #{self.id}, on {when}: history]"
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """The resolved cases, by id and by the turns they came from."""
+
+    by_id: Mapping[int, CaseNote]
+    by_turn: Mapping[int, CaseNote]
+
+    @classmethod
+    def of(cls, cases: Sequence[CaseNote]) -> _History:
+        resolved = [case for case in cases if case.resolved]
+        return cls(
+            by_id={case.id: case for case in resolved},
+            by_turn={turn_id: case for case in resolved for turn_id in case.turn_ids},
+        )
+
+    def memory_mark(self, memory: MemoryRecord) -> str | None:
+        case_id = memory.metadata.get("case_id")
+        if isinstance(case_id, int) and not isinstance(case_id, bool):
+            if case_id in self.by_id:
+                return self.by_id[case_id].mark()
+            if memory.metadata.get("case_status") == "resolved":
+                return f"[resolved case #{case_id}: history]"
+        return next((self.by_turn[t].mark() for t in memory.turn_ids if t in self.by_turn), None)
+
+    def turn_mark(self, turn_id: int) -> str | None:
+        case = self.by_turn.get(turn_id)
+        return case.mark() if case is not None else None
+
+
+_NO_HISTORY = _History(by_id={}, by_turn={})
+
 _INVISIBLE = frozenset({"Cc", "Cf"})
 _NO_BRACKETS = str.maketrans({"<": "‹", ">": "›"})
 _FENCE_OPEN = "<customer_memory>"
@@ -99,17 +216,48 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
-def memory_line(memory: MemoryRecord) -> str:
+def memory_line(memory: MemoryRecord, *, history: _History = _NO_HISTORY) -> str:
     """One recalled memory as the prompt shows it: when, which channel, the text (redacted, clipped,
-    defanged)."""
+    defanged); marked as history when it belongs to a resolved case."""
     when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
     via = memory.channel or "unknown channel"
-    return f"- ({when}, via {via}) {_defang(_clip(redact(memory.text).text, MAX_MEMORY_CHARS))}"
+    mark = history.memory_mark(memory)
+    marked = f"{mark} " if mark else ""
+    return f"- ({when}, via {via}) {marked}{_defang(_clip(redact(memory.text).text, MAX_MEMORY_CHARS))}"
 
 
-def memory_block(memories: Sequence[MemoryRecord]) -> str:
-    lines = [memory_line(memory) for memory in memories]
+def case_line(case: CaseNote) -> str:
+    """One support case as the Cases section shows it (its title redacted, clipped, defanged)."""
+    title = _defang(_clip(redact(case.title).text, MAX_TITLE_CHARS))
+    opened = case.opened_at.date().isoformat()
+    if case.resolved:
+        when = case.resolved_at.date().isoformat() if case.resolved_at else "an earlier date"
+        return f"- case #{case.id}: resolved on {when} (opened {opened}; history, not current): {title}"
+    return f"- case #{case.id}: open since {opened}: {title}"
+
+
+def cases_section(cases: Sequence[CaseNote]) -> list[str]:
+    """The Cases section's lines: the open cases, then the last ``MAX_RESOLVED_SHOWN`` resolved ones."""
+    if not cases:
+        return []
+    still_open = sorted((c for c in cases if not c.resolved), key=lambda c: c.id)
+    resolved = sorted((c for c in cases if c.resolved), key=lambda c: c.id, reverse=True)[:MAX_RESOLVED_SHOWN]
+    lines = ["Cases (our records):"]
+    lines += [case_line(case) for case in [*still_open, *resolved]]
+    if not still_open:
+        lines.append("(no open case)")
+    lines.append("Memories:")
+    return lines
+
+
+def memory_block(memories: Sequence[MemoryRecord], cases: Sequence[CaseNote] = ()) -> str:
+    """The fenced block of recalled memories, after the Cases section when there are cases."""
+    history = _History.of(cases)
+    lines = [memory_line(memory, history=history) for memory in memories]
     body = "\n".join(lines) if lines else "(nothing recalled)"
+    section = cases_section(cases)
+    if section:
+        body = "\n".join([*section, body])
     return f"{_FENCE_OPEN}\n{body}\n{_FENCE_CLOSE}"
 
 
@@ -138,23 +286,30 @@ def build_messages(
     memories: Sequence[MemoryRecord],
     recent: Sequence[LoggedTurn],
     handoff_tool: bool = False,
+    cases: Sequence[CaseNote] = (),
 ) -> list[ChatMessage]:
     """The conversation sent to the LLM for one customer message; ``handoff_tool``: the model is offered
-    ``HANDOFF_TOOL`` and told when to call it."""
-    instructions = f"{SYSTEM_PROMPT}\n\n{HANDOFF_INSTRUCTION}" if handoff_tool else SYSTEM_PROMPT
+    ``HANDOFF_TOOL`` and the case tools and told when to call them. ``cases``: the customer's open cases and
+    recently resolved ones (shown in the memory block; what belongs to a resolved one is marked history)."""
+    instructions = (
+        f"{SYSTEM_PROMPT}\n\n{HANDOFF_INSTRUCTION}\n\n{CASES_INSTRUCTION}" if handoff_tool else SYSTEM_PROMPT
+    )
     messages = [
         ChatMessage(role="system", content=instructions),
-        ChatMessage(role="system", content=memory_block(memories)),
+        ChatMessage(role="system", content=memory_block(memories, cases)),
     ]
+    history = _History.of(cases)
     for turn in recent:
         content = _clip(redact(turn.text).text, MAX_TURN_CHARS)
+        mark = history.turn_mark(turn.id)
         if turn.role == "customer":
-            messages.append(ChatMessage(role="user", content=f"[via {turn.channel}] {content}"))
+            where = f"via {turn.channel}; {mark}" if mark else f"via {turn.channel}"
+            messages.append(ChatMessage(role="user", content=f"[{where}] {content}"))
         elif turn.role == "operator":  # a person of the support team wrote it (a handoff)
-            messages.append(
-                ChatMessage(role="assistant", content=f"[support team, via {turn.channel}] {content}")
-            )
+            where = f"support team, via {turn.channel}"
+            where = f"{where}; {mark}" if mark else where
+            messages.append(ChatMessage(role="assistant", content=f"[{where}] {content}"))
         else:
-            messages.append(ChatMessage(role="assistant", content=content))
+            messages.append(ChatMessage(role="assistant", content=f"{mark} {content}" if mark else content))
     messages.append(ChatMessage(role="user", content=f"[via {channel}] {redact(text).text}"))
     return messages

@@ -6,7 +6,9 @@ another index is given) and the local embedder. ``LocalMemory`` uses the index t
 Mem0 extracts, writes, lists and forgets; recall ranks the customer's rows of the index itself
 (``core.memory.ranking``: dense and BM25 fused by reciprocal rank, smoothed over neighbouring
 memories), which Mem0's own search cannot do (it scores only its dense candidates, and BM25 there only
-raises them). Every memory carries the provenance of the turn it came from in its metadata.
+raises them). Every memory carries the provenance of the turn it came from in its metadata. A
+``MemoryFilter`` narrows the rows before they are ranked: its category and channel in the index's scope
+read, its time window on the rows' ``created_at``; ``list`` filters the records it read.
 
 What Mem0 shows its extractor for a turn comes from that turn's handle only: the existing memories it
 shows are read narrowed to the handle's provenance (``mem0_oss.narrowed``), and it keeps no "last
@@ -38,8 +40,9 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
+from core.memory.rows import ScopeSignals
 from core.memory.supersession import plan_supersession, slot_of
-from core.messages import ChatMessage, MemoryRecord, Provenance
+from core.messages import ChatMessage, MemoryFilter, MemoryRecord, Provenance
 from core.ports import MemoryIndex
 from core.settings import LLMSettings
 
@@ -119,12 +122,15 @@ class LocalMemory:
             raise MemoryUnavailable(f"memory {what} failed ({type(exc).__name__})") from exc
 
     @staticmethod
-    def _scope(customer_id: str) -> dict[str, Any]:
-        return {"user_id": customer_id}
+    def _scope(customer_id: str, filters: MemoryFilter | None = None) -> dict[str, Any]:
+        """The customer's rows; with ``filters``, narrowed by their metadata conditions (in the index)."""
+        return {"user_id": customer_id, **(filters.metadata() if filters is not None else {})}
 
     # ----- the port ----------------------------------------------------------------------------
 
-    async def recall(self, customer_id: str, query: str, *, limit: int) -> list[MemoryRecord]:
+    async def recall(
+        self, customer_id: str, query: str, *, limit: int, filters: MemoryFilter | None = None
+    ) -> list[MemoryRecord]:
         """The customer's ``limit`` best memories for ``query``, best first (``core.memory.ranking``).
 
         Hybrid and per customer: the query's cosine to each of the customer's memories (the same embedder
@@ -137,11 +143,13 @@ class LocalMemory:
         def call() -> list[MemoryRecord]:
             index = self._backend().index
             vector = self._embedder.embed_one(" ".join(query.split()))
-            signals = index.scope_signals(vector, keyword_terms(query), self._scope(customer_id))
-            ranked = ranking.rank(signals.dense, signals.keyword, signals.written, limit=len(signals.ids))
+            signals = index.scope_signals(vector, keyword_terms(query), self._scope(customer_id, filters))
+            signals = written_within(signals, filters)  # filtered before ranking: the limit comes after
+            order, scores = ranking.ranked(signals.dense, signals.keyword, signals.written)
             found: list[MemoryRecord] = []
-            for start in range(0, len(ranked), limit):
-                batch = [(signals.ids[i], score) for i, score in ranked[start : start + limit]]
+            for start in range(0, len(order), limit):  # payloads of the best first, a batch at a time
+                ids = [signals.ids[i] for i in order[start : start + limit].tolist()]
+                batch = list(zip(ids, scores[start : start + limit].tolist(), strict=True))
                 payloads = index.payloads([memory_id for memory_id, _ in batch])
                 for memory_id, score in batch:
                     payload = payloads.get(memory_id)
@@ -202,16 +210,37 @@ class LocalMemory:
         log.info("memory: %d stored as is for customer %s", len(ids), customer_id)
         return ids
 
-    async def list(self, customer_id: str) -> list[MemoryRecord]:
+    async def list(self, customer_id: str, *, filters: MemoryFilter | None = None) -> list[MemoryRecord]:
         def call() -> list[MemoryRecord]:
             oss = self._backend()
             count = oss.index.count(self._scope(customer_id))
             if count == 0:
                 return []
             listed = oss.memory.get_all(filters=self._scope(customer_id), top_k=count)
-            return [to_record(item) for item in results_of(listed)]
+            records = [to_record(item) for item in results_of(listed)]
+            return records if filters is None else [r for r in records if filters.admits(r)]
 
         return await self._run("list", customer_id, call)
+
+    async def import_memory(
+        self, customer_id: str, text: str, *, metadata: dict[str, Any], created_at: datetime | None
+    ) -> str | None:
+        """Store ``text`` as it is (Mem0's ``infer=False``, no LLM), then give its row the original
+        ``created_at``; returns the new memory's id."""
+
+        def call() -> str | None:
+            oss = self._backend()
+            added = oss.memory.add(
+                [{"role": "user", "content": text}], user_id=customer_id, metadata=dict(metadata), infer=False
+            )
+            ids = [str(item["id"]) for item in results_of(added) if "id" in item]
+            if not ids:
+                return None
+            if created_at is not None and (hit := oss.index.get(ids[0])) is not None:
+                oss.index.update(ids[0], payload={**hit.payload, "created_at": created_at.isoformat()})
+            return ids[0]
+
+        return await self._run("import", customer_id, call)
 
     async def covers_turns(self, customer_id: str, turn_ids: builtins.list[int]) -> bool:
         if not turn_ids:
@@ -306,3 +335,16 @@ class LocalMemory:
                 oss.close()
 
         await asyncio.to_thread(call)
+
+
+def written_within(signals: ScopeSignals, filters: MemoryFilter | None) -> ScopeSignals:
+    """The rows of ``signals`` written within the filters' time window (all of them without one)."""
+    if filters is None or (filters.since is None and filters.until is None):
+        return signals
+    keep = [i for i, written in enumerate(signals.written) if filters.admits_time(written)]
+    return ScopeSignals(
+        ids=[signals.ids[i] for i in keep],
+        written=[signals.written[i] for i in keep],
+        dense=signals.dense[keep],
+        keyword=signals.keyword[keep],
+    )

@@ -10,6 +10,11 @@ result is checked to belong to the customer asked about. ``covers_turns`` lists 
 memories (filtered server-side by ``user_id``) and looks at their ``turn_ids`` metadata here, because
 the platform's metadata filters match scalar values and ``turn_ids`` is a list. ``move`` copies and
 deletes, because the platform cannot change a memory's user.
+
+A ``MemoryFilter`` on ``recall`` goes to the server (its v2 filters: ``metadata`` equalities and a
+``created_at`` range, so the limit applies after them) and is checked again on the answer; ``list`` reads
+every page and filters here. ``import_memory`` adds as it is (``infer=False``) with the original time as the
+add's ``timestamp``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from core.memory.records import (
     to_record,
     wanted_handles,
 )
-from core.messages import ChatMessage, MemoryRecord, Provenance
+from core.messages import ChatMessage, MemoryFilter, MemoryRecord, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,23 @@ def new_platform_client(*, data_dir: Path, api_key: str, host: str, timeout: flo
     mem0 = mem0_quirks.import_mem0(data_dir)
     # an unused AsyncClient holds no connection: if the constructor's ping fails there is nothing to close
     return mem0.AsyncMemoryClient(api_key=api_key, host=host, client=httpx.AsyncClient(timeout=timeout))
+
+
+def search_filters(customer_id: str, filters: MemoryFilter | None) -> dict[str, Any]:
+    """The platform's search filters: the customer, and the filter's conditions (v2 filter language)."""
+    if filters is None or filters.empty:
+        return {"user_id": customer_id}
+    conditions: builtins.list[dict[str, Any]] = [{"user_id": customer_id}]
+    if wanted := filters.metadata():
+        conditions.append({"metadata": wanted})
+    window: dict[str, str] = {}
+    if filters.since is not None:
+        window["gte"] = filters.since.isoformat()
+    if filters.until is not None:
+        window["lt"] = filters.until.isoformat()
+    if window:
+        conditions.append({"created_at": window})
+    return {"AND": conditions}
 
 
 class PlatformMemory:
@@ -115,13 +137,18 @@ class PlatformMemory:
 
     # ----- the port ----------------------------------------------------------------------------
 
-    async def recall(self, customer_id: str, query: str, *, limit: int) -> builtins.list[MemoryRecord]:
+    async def recall(
+        self, customer_id: str, query: str, *, limit: int, filters: MemoryFilter | None = None
+    ) -> builtins.list[MemoryRecord]:
+        """The platform's search; ``filters`` go to the server (its v2 filters: ``metadata`` equalities and
+        a ``created_at`` range, so the limit applies after them) and are checked again here."""
         if not query.strip() or limit <= 0:
             return []
 
         async def call(client: Any) -> builtins.list[MemoryRecord]:
-            found = await client.search(query, filters={"user_id": customer_id}, top_k=limit)
-            return [to_record(item) for item in results_of(found) if belongs_to(item, customer_id)][:limit]
+            found = await client.search(query, filters=search_filters(customer_id, filters), top_k=limit)
+            records = [to_record(item) for item in results_of(found) if belongs_to(item, customer_id)]
+            return [r for r in records if filters is None or filters.admits(r)][:limit]
 
         return await self._run("recall", customer_id, call)
 
@@ -163,11 +190,38 @@ class PlatformMemory:
         log.info("hosted memory: %d stored as is for customer %s", len(ids), customer_id)
         return ids
 
-    async def list(self, customer_id: str) -> builtins.list[MemoryRecord]:
+    async def list(
+        self, customer_id: str, *, filters: MemoryFilter | None = None
+    ) -> builtins.list[MemoryRecord]:
+        """Every memory of the customer (read page by page), newest first; ``filters`` are applied here."""
+
         async def call(client: Any) -> builtins.list[MemoryRecord]:
-            return newest_first([to_record(item) for item in await self._all_items(client, customer_id)])
+            records = [to_record(item) for item in await self._all_items(client, customer_id)]
+            return newest_first([r for r in records if filters is None or filters.admits(r)])
 
         return await self._run("list", customer_id, call)
+
+    async def import_memory(
+        self, customer_id: str, text: str, *, metadata: dict[str, Any], created_at: datetime | None
+    ) -> str | None:
+        """Add ``text`` as it is (``infer=False``) with its original time (the add's ``timestamp``); the
+        platform queues adds, so the id is returned only when the server gives it."""
+        options: dict[str, Any] = {}
+        if created_at is not None:
+            options["timestamp"] = int(created_at.timestamp())
+
+        async def call(client: Any) -> str | None:
+            answer = await client.add(
+                [{"role": "user", "content": text}],
+                user_id=customer_id,
+                metadata=dict(metadata),
+                infer=False,
+                **options,
+            )
+            ids = [str(item["id"]) for item in results_of(answer) if "id" in item]
+            return ids[0] if ids else None
+
+        return await self._run("import", customer_id, call)
 
     async def covers_turns(self, customer_id: str, turn_ids: builtins.list[int]) -> bool:
         wanted = set(turn_ids)

@@ -28,7 +28,7 @@ follows that customer's memory count, never the size of the store.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -66,11 +66,35 @@ def keyword_terms(query: str) -> list[str]:
     return (kept or terms)[:MAX_QUERY_TERMS]
 
 
+class WrittenTimes(list[datetime | None]):
+    """Written times that carry their POSIX timestamps (``stamps``, ``-inf`` where a time is missing), so
+    that :func:`conversations` needs no Python loop over them. Made by a store that reads the times once
+    and keeps them (``core.memory.sqlite_scopes``); neither the list nor ``stamps`` is changed afterwards.
+    """
+
+    stamps: NDArray[np.float64]
+
+    def __init__(self, written: Iterable[datetime | None], stamps: NDArray[np.float64]) -> None:
+        super().__init__(written)
+        if len(stamps) != len(self):
+            raise ValueError("written times and their timestamps differ in length")
+        self.stamps = stamps
+
+
+# Timestamps of two datetimes differ from the exact difference by far less than this (a few float64 ulps:
+# under 1e-4 s up to the year 9999); pairs this close to the gap are compared as datetimes.
+_STAMP_TOLERANCE = 1e-3
+
+
 def conversations(written: Sequence[datetime | None], gap: timedelta = CONVERSATION_GAP) -> NDArray[np.int64]:
     """A conversation number per memory (in written order): a new one starts after a gap over ``gap``.
 
-    A memory without a time starts a conversation of its own and ends it.
+    A memory without a time starts a conversation of its own and ends it. :class:`WrittenTimes` are
+    split with array operations, the same way (a pair of times within a millisecond of the gap is
+    compared exactly, as datetimes).
     """
+    if isinstance(written, WrittenTimes) and len(written) > 1:
+        return _conversations_of_stamps(written, gap)
     numbers = np.zeros(len(written), dtype=np.int64)
     current = 0
     for i in range(1, len(written)):
@@ -78,6 +102,23 @@ def conversations(written: Sequence[datetime | None], gap: timedelta = CONVERSAT
         if before is None or now is None or abs(now - before) > gap:
             current += 1
         numbers[i] = current
+    return numbers
+
+
+def _conversations_of_stamps(written: WrittenTimes, gap: timedelta) -> NDArray[np.int64]:
+    stamps = written.stamps
+    missing = np.isneginf(stamps)
+    limit = gap.total_seconds()
+    with np.errstate(invalid="ignore"):  # -inf - -inf: both missing, decided by ``missing``
+        apart = np.abs(stamps[1:] - stamps[:-1])
+    starts = missing[1:] | missing[:-1] | (apart > limit)
+    close = np.flatnonzero(~missing[1:] & ~missing[:-1] & (np.abs(apart - limit) <= _STAMP_TOLERANCE))
+    for i in close.tolist():
+        before, now = written[i], written[i + 1]
+        if before is not None and now is not None:
+            starts[i] = abs(now - before) > gap
+    numbers = np.zeros(len(written), dtype=np.int64)
+    numbers[1:] = np.cumsum(starts, dtype=np.int64)
     return numbers
 
 
@@ -107,6 +148,42 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: float = RRF_K) 
     return fused
 
 
+def ranked(
+    dense: NDArray[np.float32],
+    keyword: NDArray[np.float32],
+    written: Sequence[datetime | None],
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Every memory that passes the floor, best first (ties: the newer first): their indexes and their
+    fused scores, as arrays.
+
+    ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the order
+    the memories were written. Array operations only (no Python loop over the memories but
+    :func:`conversations`): the same fusion as :func:`reciprocal_rank_fusion`, the same floats summed in
+    the same order, so the scores and the order are exactly those of the loops it replaced.
+    """
+    count = len(dense)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    conversation = conversations(written)
+    dense_s = smooth(np.asarray(dense, dtype=np.float32), conversation)
+    keyword_s = smooth(np.asarray(keyword, dtype=np.float32), conversation)
+    newest_first = np.arange(count, dtype=np.int64)[::-1]
+    # stable sorts over newest-first order: equal scores rank the newer memory first
+    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
+    by_keyword = newest_first[np.argsort(-keyword_s[newest_first], kind="stable")]
+    matched = keyword_s > 0
+    dense_ranking = by_dense[((dense_s >= MIN_DENSE) | matched)[by_dense]]
+    keyword_ranking = by_keyword[matched[by_keyword]]
+    # reciprocal rank fusion: 0.0 + 1 / (k + dense rank), then + 1 / (k + keyword rank), in float64
+    fused = np.zeros(count, dtype=np.float64)
+    fused[dense_ranking] += 1.0 / (RRF_K + np.arange(1, len(dense_ranking) + 1, dtype=np.float64))
+    fused[keyword_ranking] += 1.0 / (RRF_K + np.arange(1, len(keyword_ranking) + 1, dtype=np.float64))
+    candidates = np.flatnonzero(fused > 0)
+    scores = fused[candidates]
+    order = np.lexsort((-candidates, -scores))  # the higher score first, then the newer memory
+    return candidates[order], scores[order]
+
+
 def rank(
     dense: NDArray[np.float32],
     keyword: NDArray[np.float32],
@@ -117,20 +194,9 @@ def rank(
     """The best ``limit`` memories as ``(index, fused score)``, best first (ties: the newer first).
 
     ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the
-    order the memories were written.
+    order the memories were written (:func:`ranked`, as a list).
     """
-    count = len(dense)
-    if count == 0 or limit <= 0:
+    if len(dense) == 0 or limit <= 0:
         return []
-    conversation = conversations(written)
-    dense_s = smooth(np.asarray(dense, dtype=np.float32), conversation)
-    keyword_s = smooth(np.asarray(keyword, dtype=np.float32), conversation)
-    newest_first = np.arange(count)[::-1]
-    # stable sorts over newest-first order: equal scores rank the newer memory first
-    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
-    by_keyword = newest_first[np.argsort(-keyword_s[newest_first], kind="stable")]
-    dense_ranking = [int(i) for i in by_dense if dense_s[i] >= MIN_DENSE or keyword_s[i] > 0]
-    keyword_ranking = [int(i) for i in by_keyword if keyword_s[i] > 0]
-    fused = reciprocal_rank_fusion([dense_ranking, keyword_ranking])
-    ordered = sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
-    return ordered[:limit]
+    indexes, scores = ranked(dense, keyword, written)
+    return list(zip(indexes[:limit].tolist(), scores[:limit].tolist(), strict=True))

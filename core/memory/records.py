@@ -73,6 +73,9 @@ _PAYLOAD_CORE = frozenset(
 )
 
 
+PAYLOAD_KEYS = _PAYLOAD_CORE  # for importers: metadata keys a memory's own metadata must never set
+
+
 def from_payload(memory_id: str, payload: Mapping[str, Any], score: float | None = None) -> MemoryRecord:
     """A row of our vector store (a Mem0 payload) as a ``MemoryRecord``, as Mem0's own search shapes it."""
     item: dict[str, Any] = {

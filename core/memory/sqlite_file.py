@@ -7,6 +7,8 @@
 - The file is created 0600 (its ``-wal``/``-shm`` follow), a folder made for it 0700.
 - Many processes may open the same file (WAL, ``busy_timeout``); within a process one connection is
   shared by Mem0's threads under a lock. ``secure_delete`` zeroes the pages of deleted rows.
+- The connection keeps the large scopes recall reads in memory (``core.memory.sqlite_scopes``), told of
+  its own writes by TEMP triggers and of other processes' by ``PRAGMA data_version``.
 
 A row spans the three tables: :func:`write_row`, :func:`reindex_row` and :func:`delete_rows` keep them
 consistent (call them inside :meth:`SharedConnection.writing`).
@@ -24,6 +26,7 @@ from typing import Any
 
 from core.memory import sqlite_keywords
 from core.memory.filters import SCOPE_KEYS
+from core.memory.sqlite_scopes import TEMP_SCHEMA, ScopeCache
 from core.store.private_files import private_dir, private_sqlite
 
 BUSY_TIMEOUT_MS = 10_000
@@ -72,6 +75,9 @@ class SharedConnection:
             sqlite_keywords.migrate(db)
             for statement in _SCHEMA:
                 db.execute(statement)
+        for statement in TEMP_SCHEMA:  # this connection's own: other connections do not see them
+            conn.execute(statement)
+        self.scopes = ScopeCache()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -116,6 +122,7 @@ class SharedConnection:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self.scopes.clear()
 
 
 # ----- one row across the tables ------------------------------------------------------------------

@@ -22,6 +22,9 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from core.memory.filters import SCOPE_KEYS
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,16 @@ def scores(
         "SELECT rowid, -bm25(memory_fts, 1.0, 0.0) FROM memory_fts WHERE memory_fts MATCH ?", (expression,)
     ).fetchall()
     return [(int(rid), float(score)) for rid, score in rows]
+
+
+def score_arrays(
+    db: sqlite3.Connection, collection: str, scope: Mapping[str, str], words: Sequence[str]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """:func:`scores` as two aligned arrays: the rowids and their ``-bm25``."""
+    found = scores(db, collection, scope, words)
+    rids = np.fromiter((rid for rid, _ in found), dtype=np.int64, count=len(found))
+    values = np.fromiter((score for _, score in found), dtype=np.float64, count=len(found))
+    return rids, values
 
 
 def compact(conn: sqlite3.Connection) -> None:

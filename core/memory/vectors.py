@@ -12,7 +12,8 @@ follows the customer's memory count, not the total.
 - Keyword search and BM25: ``core.memory.sqlite_keywords``; the file, its schema and its shared
   connection: ``core.memory.sqlite_file``.
 - Recall signals (:meth:`scope_signals`): one scope's rows in the order written, each with its cosine
-  to the query and its BM25 score, for ``core.memory.ranking`` to rank.
+  to the query and its BM25 score, for ``core.memory.ranking`` to rank; a large scope's rows are kept in
+  memory between recalls (``core.memory.sqlite_scopes``), so a recall does not read them all again.
 - ``turn_ids`` from each payload go to an indexed side table: :meth:`covers_turns` is one index probe.
 - :meth:`forget_scope` and :meth:`forget_written_before` merge the keyword index and checkpoint the WAL,
   so deleted text does not linger in the file.
@@ -39,6 +40,7 @@ from core.memory import sqlite_file, sqlite_keywords
 from core.memory.filters import matches, scope_of
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.sqlite_file import SharedConnection
+from core.memory.sqlite_scopes import ScopeRows
 
 __all__ = ["SQLiteVectorStore", "ScopeSignals", "VectorHit"]
 
@@ -304,32 +306,33 @@ class SQLiteVectorStore:
         """Every row of the filters' scope, oldest first, with its cosine to ``vectors`` and its BM25 score
         for ``terms`` (any of them; 0 where none matches). Nothing without a scope.
 
-        What recall ranks by (``core.memory.ranking``). The rows are read once, from the scope's index;
-        the keyword scores come from the keyword index, limited to the scope's token, and only rows of
-        the scope read here are kept.
+        What recall ranks by (``core.memory.ranking``). The scope's rows come from the connection's
+        :class:`~core.memory.sqlite_scopes.ScopeCache` (a large scope is read from the file once and kept,
+        exactly as the file holds it; with Mem0's metadata filters, from the file every time); the cosines
+        are one matrix-vector product; the keyword scores come from the keyword index, limited to the
+        scope's token, and only rows of the scope are kept. The lists handed out are read-only.
         """
-        rows = self._scope_rows("rid, id, created_at, vector", filters, "scope read")
-        if not rows:
+        where, params = self._scope_sql(filters)
+        if not where:
+            log.warning("scope read without a user_id/agent_id/run_id refused")
             return ScopeSignals.empty()
-        written = [written_at(r[2]) for r in rows]
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (w.timestamp() if (w := written[i]) is not None else float("-inf"), rows[i][0]),
-        )
-        rows = [rows[i] for i in order]
-        written = [written[i] for i in order]
-        dense: NDArray[np.float32] = (self._matrix([r[3] for r in rows]) @ unit_vector(vectors)).astype(
-            np.float32
-        )
-        keyword = np.zeros(len(rows), dtype=np.float32)
-        position = {int(r[0]): i for i, r in enumerate(rows)}
+        scope = scope_of(filters)
+        dims = self.embedding_model_dims
         with self._shared.lock:
-            scored = sqlite_keywords.scores(self._db, self.collection_name, scope_of(filters), terms)
-        for rid, score in scored:
-            i = position.get(rid)
-            if i is not None and score > 0:
-                keyword[i] = score
-        return ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+            if self._extra_filters(filters):
+                rows = self._scope_rows("rid, id, created_at, vector", filters, "scope read")
+                scoped = ScopeRows.read(rows, dims) if rows else ScopeRows.empty(dims)
+            else:
+                scoped = self._shared.scopes.rows(self._db, self.collection_name, scope, where, params, dims)
+            if len(scoped) == 0:
+                return ScopeSignals.empty()
+            rids, scores = sqlite_keywords.score_arrays(self._db, self.collection_name, scope, terms)
+        dense: NDArray[np.float32] = (scoped.matrix @ unit_vector(vectors)).astype(np.float32)
+        keyword = np.zeros(len(scoped), dtype=np.float32)
+        at = scoped.positions(rids)
+        hit = (at >= 0) & (scores > 0)
+        keyword[at[hit]] = scores[hit]
+        return ScopeSignals(ids=scoped.ids, written=scoped.written, dense=dense, keyword=keyword)
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The payloads of the rows ``ids`` of this collection (missing ids are left out)."""

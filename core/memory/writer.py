@@ -42,6 +42,7 @@ from core.memory.categorize import categorize
 from core.messages import Address, ChatMessage, Provenance
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
+from core.pipeline.cases import SUMMARY_JOB, remember_resolution
 from core.pipeline.lanes import LaneLoop
 from core.ports import MemoryStore
 from core.settings import WorkerSettings
@@ -179,6 +180,8 @@ class MemoryWriter:
         written: list[str] = []  # the handles whose memories this run wrote
         try:
             outcome = "nothing_to_write" if not turns else "already_written"
+            if job.kind == SUMMARY_JOB:  # a resolved case's summary memory (``core.pipeline.cases``)
+                outcome = await remember_resolution(self._db, self._memory, job_id)
             for group in _groups(turns):  # each group is one write: a re-run skips the ones done
                 if await self._memory.covers_turns(job.customer_id, [t.id for t in group]):
                     continue

@@ -15,6 +15,8 @@ message. A link only decides; it writes nothing itself.
 
 4. ``HandoffInterception`` (``core.pipeline.handoff``): while a person owns the conversation (or one was
    asked for), a message is kept without a reply; a private message asking for a person opens a handoff.
+5. ``RatingInterception`` (``core.pipeline.cases``, added by the worker): a digit 1-5 alone that answers
+   the satisfaction question of a resolved case is stored as its rating and thanked.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class Outcome:
     opt_out: bool | None = None
     # open a waiting handoff, asked for by this ("customer"): ``core.pipeline.handoff``
     handoff: str | None = None
+    # (case id, 1-5): the customer's rating of a resolved case (``core.pipeline.cases``)
+    case_rating: tuple[int, int] | None = None
 
 
 class Interception(Protocol):

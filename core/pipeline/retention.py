@@ -8,11 +8,13 @@ What goes, once older than the cutoff:
 - finished ``memory_jobs`` and finished ``link_challenges``;
 - closed ``handoffs``, by when they were closed, and the operators' audit log (``operator_actions``), by when
   the action was taken;
+- resolved ``cases``, by when they were resolved (``core.pipeline.cases``);
 - memories, per customer, by when they were written (``MemoryStore.forget_before``: for the local store
   that includes Mem0's history of them and its raw-message table).
 
 What stays: anything still pending (a message not yet answered, a reply not yet sent: nothing
 acknowledged is dropped), an open handoff however old (the bot stays silent until a person hands it back),
+an open case however old (the problem is still the customer's),
 customers and their handles, the identity ledger (the audit of who is who; a
 forgotten customer's entries are already redacted by ``identity.erasure``), and opt-outs (STOP must keep
 working). A memory outage skips the memories this round; the next round catches up.
@@ -37,6 +39,7 @@ from core.settings import RetentionSettings
 from core.store.db import Database
 from core.store.leases import NamedLeases
 from core.store.models import (
+    Case,
     Customer,
     Handoff,
     InboxRow,
@@ -150,6 +153,7 @@ class Retention:
                 delete(Handoff).where(Handoff.status == "closed", Handoff.closed_at < cutoff),
             )
             await drop("operator_actions", delete(OperatorAction).where(OperatorAction.at < cutoff))
+            await drop("cases", delete(Case).where(Case.status == "resolved", Case.resolved_at < cutoff))
         return removed
 
     async def run_round(self) -> RetentionReport | None:

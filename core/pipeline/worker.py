@@ -38,12 +38,13 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.agent.agent import Agent, AgentTurn
+from core.agent.agent import Agent, AgentTurn, CaseAction
 from core.errors import ClaimLost, LLMError
 from core.memory.policy import queue_memory_write
 from core.messages import Address, Assurance
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
+from core.pipeline.cases import Cases, RatingInterception
 from core.pipeline.handoff import FALLBACK_OPENING, HandoffInterception, Handoffs, open_handoff_row
 from core.pipeline.interceptions import Claimed, Outcome, chain
 from core.pipeline.lanes import LaneLoop
@@ -95,7 +96,12 @@ class InboxWorker:
         self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
-        self._chain = chain(interceptor, handoff=HandoffInterception(handoffs) if handoffs else None)
+        # support cases (``core.pipeline.cases``): opened and resolved in ``_commit_reply``; rated last
+        self._cases = Cases(db, metrics=metrics)
+        self._chain = (
+            *chain(interceptor, handoff=HandoffInterception(handoffs) if handoffs else None),
+            RatingInterception(self._cases),
+        )
         self._agent = agent
         self._channels = tuple(channels)
         self._settings = settings
@@ -235,13 +241,16 @@ class InboxWorker:
             text=row.text,
             inbox_id=inbox_id,
             private=row.private is True,
+            cases=await self._cases.notes(resolution.customer_id) if row.private is True else (),
         )
         started = time.perf_counter()
         handoff: str | None = None  # who asked for a person, when this reply opens a handoff
         note: str | None = None
         recalled: list[str] = []
+        actions: tuple[CaseAction, ...] = ()  # what is done about support cases (``core.pipeline.cases``)
         try:
             reply = await self._agent.respond(turn)
+            actions = self._cases.decide(turn, reply, vouched=claimed.vouched)
             text, mode = reply.text, ("offline" if reply.offline else "llm")
             recalled = [memory.id for memory in reply.memories]
             if reply.handoff and self._handoffs is not None and claimed.vouched:
@@ -249,7 +258,7 @@ class InboxWorker:
                 # silence the bot for the customer it claims to be)
                 text, mode, handoff = self._handoffs.acknowledgement(), "handoff", "assistant"
                 note = reply.handoff_reason
-            elif not text.strip():  # a tool call without words, and no handoff to open
+            elif not text.strip() and not actions:  # a tool call without words, and nothing to do
                 text = FALLBACK_REPLY
         except LLMError as exc:
             self._metrics.llm_failures.inc()
@@ -263,7 +272,15 @@ class InboxWorker:
             if self._handoffs is not None:  # the fallback promises a person: the handoff is queued
                 text, handoff = self._handoffs.fallback(), "fallback"
         if await self._commit_reply(
-            claim, row, resolution.customer_id, text, handoff=handoff, note=note, recalled=recalled
+            claim,
+            row,
+            resolution.customer_id,
+            text,
+            handoff=handoff,
+            note=note,
+            recalled=recalled,
+            cases=actions,
+            offline=mode == "offline",
         ):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
@@ -289,6 +306,9 @@ class InboxWorker:
                     session.add(OptOut(address=row.sender))
                 elif not outcome.opt_out and opted_out is not None:
                     await session.delete(opted_out)
+            if outcome.case_rating is not None:
+                case_id, rating = outcome.case_rating
+                await self._cases.rate_in(session, customer_id=customer_id, case_id=case_id, rating=rating)
             reply = outcome.reply
             if outcome.acknowledge:
                 reply = await self._strangers.acknowledgement(session, row.sender)
@@ -345,9 +365,9 @@ class InboxWorker:
         reply: str | None,
         *,
         recalled: list[str] | None = None,
-    ) -> None:
+    ) -> list[int]:
         """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
-        Both turns are vouched for as far as the channel vouched for the message."""
+        Both turns are vouched for as far as the channel vouched for the message. Returns their ids."""
         vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
 
         def turn(role: str, text: str, at: datetime, provider_id: str | None) -> Turn:
@@ -377,6 +397,7 @@ class InboxWorker:
             channel=row.channel,
             turn_ids=[turn.id for turn in turns],
         )
+        return [turn.id for turn in turns]
 
     def _outbox_row(self, row: InboxRow, customer_id: str, text: str, *, origin: str | None) -> OutboxRow:
         return OutboxRow(
@@ -413,6 +434,8 @@ class InboxWorker:
         handoff: str | None = None,
         note: str | None = None,
         recalled: list[str] | None = None,
+        cases: tuple[CaseAction, ...] = (),
+        offline: bool = False,
     ) -> bool:
         """Mark the row done and write the reply, turns and memory job in one transaction, if this
         process still holds its claim on the row (``core.store.leases``).
@@ -443,8 +466,18 @@ class InboxWorker:
                     inbox_id=row.id,
                     note=note,
                 )
+            change = await self._cases.apply_in(
+                session,
+                customer_id=customer_id,
+                channel=row.channel,
+                said=row.text,
+                actions=cases,
+                offline=offline,
+            )
+            text = change.reply(text)
             origin = "handoff" if handoff is not None else "bot"
             session.add(self._outbox_row(row, customer_id, text, origin=origin))
-            await self._log_turns(session, row, customer_id, row.text, text, recalled=recalled)
+            turn_ids = await self._log_turns(session, row, customer_id, row.text, text, recalled=recalled)
+            await change.attach_in(session, turn_ids=turn_ids, channel=row.channel, metrics=self._metrics)
             await announce(session, "outbox", "memory")
         return True

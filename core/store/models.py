@@ -17,6 +17,7 @@
 - ``handoffs``: conversations handed to a person (waiting, owned, closed), at most one open per customer.
 - ``operators`` / ``operator_sessions`` / ``operator_actions``: the console's people (passwords hashed with
   argon2id), their signed-in sessions (token hashes and CSRF tokens) and what each of them did.
+- ``cases``: customers' support issues (open, resolved), with the turns they came from.
 """
 
 from __future__ import annotations
@@ -421,3 +422,31 @@ class OperatorAction(Base):
     action: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     subject: Mapped[str | None] = mapped_column(String(64))  # an id the action was about (outbox, merge)
+
+
+class Case(Base):
+    """A customer's support issue (``core.pipeline.cases``): ``open`` until it is ``resolved``.
+
+    Opened by the LLM's ``open_case`` tool (``assistant``), by the offline rules (``rules``) or by a person
+    (``operator:<name>``); ``turn_ids`` are the conversation turns it came from (the opening and resolving
+    messages and their replies). ``title`` is redacted (``core.agent.redaction``) and short; ``summary``
+    is set on resolution and written once to memory (the memory job ``summary_job_id``). ``rating``: the
+    customer's 1-5 answer to the satisfaction question asked with the resolution.
+    """
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, resolved
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opened_by: Mapped[str] = mapped_column(String(80))  # assistant, rules, operator:<name>
+    resolved_by: Mapped[str | None] = mapped_column(String(80))
+    channel: Mapped[str | None] = mapped_column(String(16))  # where it was opened
+    turn_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    summary: Mapped[str | None] = mapped_column(Text)
+    summary_job_id: Mapped[int | None] = mapped_column(Id)
+    rating: Mapped[int | None] = mapped_column(Integer)  # 1 (bad) to 5 (great)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

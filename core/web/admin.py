@@ -7,7 +7,7 @@ time: a missing or wrong token is 401 (``WWW-Authenticate: Bearer``) and nothing
 no token configured every call is 403. ``core.web.guard.WebGuard`` makes the same check in front of the
 app, before the request body is read (and limits the body to 1 MiB); this dependency is the second check.
 The glue is thin: convert the request in, call ``identity.directory``, ``identity.suggestions``,
-``identity.linking`` or ``identity.erasure``, convert the answer out (the JSON shapes are
+``identity.linking``, ``identity.erasure`` or the memory store, convert the answer out (the JSON shapes are
 ``identity.views`` and ``core.web.admin_views``, which import no FastAPI); the errors are mapped in one
 place (``_mapped``): ``NotFound`` 404, ``Conflict`` 409, ``InvalidAddress`` 422, ``MemoryUnavailable`` 503.
 
@@ -20,7 +20,9 @@ The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X
 
 Handoffs (``core.pipeline.handoff``): ``POST``/``DELETE /admin/customers/{id}/handoff`` take a conversation
 over and hand it back, ``GET /admin/handoffs`` lists the open ones, ``POST /admin/customers/{id}/replies``
-sends a person's reply (once per idempotency key).
+sends a person's reply (once per idempotency key). ``GET /admin/customers/{id}/cases``: the customer's
+support cases (``core.pipeline.cases``), newest first. ``GET /admin/customers/{id}/memories`` searches a
+customer's memory (or lists it, newest first) by category, channel and time (``core.messages.MemoryFilter``).
 Logs carry ledger and customer ids only, never an address.
 """
 
@@ -38,11 +40,14 @@ from pydantic import SecretStr
 
 from core.compose import Services
 from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
-from core.messages import Address
+from core.messages import Address, MemoryCategory, MemoryFilter
+from core.pipeline.cases import list_cases
 from core.pipeline.dead_letters import dead_letters, retry_dead_letter
 from core.pipeline.handoff import HandoffView
 from core.store.models import utcnow
 from core.web.admin_views import (
+    CaseOut,
+    CasesOut,
     DeadLetterOut,
     DeadLettersOut,
     ErrorOut,
@@ -50,10 +55,12 @@ from core.web.admin_views import (
     HandoffOut,
     HandoffRequest,
     HandoffsOut,
+    MemoriesOut,
     ReplyOut,
     ReplyRequest,
     RetryRequest,
     UnprocessableOut,
+    memories_out,
 )
 from core.web.guard import ADMIN_OFF_DETAIL, ADMIN_TOKEN_SETTING, UNAUTHORIZED_DETAIL
 from identity.directory import find_customer, ledger_entries, list_customers, show_customer
@@ -294,6 +301,41 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
             found = await named(svc, customer_id)
             return ExportOut.model_validate(await export(svc.db, svc.memory, found))
 
+    @router.get("/customers/{customer_id}/memories", response_model=MemoriesOut, responses=_errors(404, 503))
+    async def customer_memories(
+        customer_id: CustomerRef,
+        svc: Svc,
+        query: Annotated[
+            str, Query(max_length=2000, description="What to look for; empty: every memory, newest first.")
+        ] = "",
+        category: Annotated[
+            MemoryCategory | None,
+            Query(description="Only memories of this category."),
+        ] = None,
+        channel: Annotated[
+            str | None,
+            Query(max_length=32, description="Only memories from this channel (sms, ...)."),
+        ] = None,
+        since: Annotated[
+            str | None, Query(max_length=40, description="Written at or after (ISO date or date-time; UTC).")
+        ] = None,
+        until: Annotated[
+            str | None, Query(max_length=40, description="Written before (ISO date or date-time; UTC).")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> MemoriesOut:
+        """Search a customer's memory as the agent recalls it (the filters apply before ``limit``), or list
+        it newest first when ``query`` is empty; each memory with its provenance."""
+        with _mapped():
+            filters = MemoryFilter.parse(category=category, channel=channel, since=since, until=until)
+            found = await named(svc, customer_id)
+            chosen = None if filters.empty else filters
+            if query.strip():
+                records = await svc.memory.recall(found, query, limit=limit, filters=chosen)
+            else:
+                records = (await svc.memory.list(found, filters=chosen))[:limit]
+        return memories_out(found, query.strip() or None, filters, records)
+
     @router.get("/dead-letters", response_model=DeadLettersOut)
     async def failed_replies(
         svc: Svc,
@@ -365,6 +407,16 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
             customer_id=sent.customer_id,
             channel=sent.channel,
             duplicate=sent.duplicate,
+        )
+
+    @router.get("/customers/{customer_id}/cases", response_model=CasesOut, responses=_errors(404))
+    async def customer_cases(customer_id: CustomerRef, svc: Svc) -> CasesOut:
+        """The customer's support cases, newest first: open or resolved, when, by whom, and their turns."""
+        with _mapped():
+            found = await named(svc, customer_id)
+        return CasesOut(
+            customer_id=found,
+            cases=[CaseOut.model_validate(case) for case in await list_cases(svc.db, found)],
         )
 
     @router.get("/merge-suggestions", response_model=SuggestionsOut)

@@ -1,4 +1,5 @@
-"""The admin API's JSON shapes that are not identity's: failed replies (dead letters) and error bodies.
+"""The admin API's JSON shapes that are not identity's: failed replies (dead letters), handoffs, memory
+searches and error bodies.
 
 Pydantic models only, no FastAPI (like ``identity.views``, which holds the identity shapes): the router
 (``core.web.admin``) answers with them, and a command line could print them without the web framework.
@@ -10,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.messages import MemoryFilter, MemoryRecord
 
 
 class DeadLetterOut(BaseModel):
@@ -110,3 +113,106 @@ class ReplyOut(BaseModel):
     customer_id: str
     channel: str
     duplicate: bool = Field(description="The key was used before: nothing new was sent.")
+
+
+# ----- memories --------------------------------------------------------------------------------------
+
+
+class MemoryItemOut(BaseModel):
+    """One memory with its provenance: where it came from, who said it, and whether anyone checked it."""
+
+    id: str
+    text: str
+    score: float | None = Field(description="The recall score (a search); null in a listing.")
+    category: str | None
+    channel: str | None = Field(description="The channel it came from (source_channel).")
+    handle: str | None = Field(description="The handle it came from (source_handle).")
+    message_ids: list[str]
+    turn_ids: list[int]
+    created_at: datetime | None
+    said_by: str | None = Field(description="customer, or support_team (an operator's reply).")
+    verified: bool | None = Field(description="false: a statement nobody checked.")
+    sender_vouched: bool | None = Field(description="false: from a message nobody vouched for.")
+    imported_from: str | None = Field(description="<format>:<original id> when it was imported.")
+
+
+class MemoryFilterOut(BaseModel):
+    category: str | None
+    channel: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+class MemoriesOut(BaseModel):
+    """A customer's memories: recall order for a query, newest first without one."""
+
+    customer_id: str
+    query: str | None
+    filters: MemoryFilterOut
+    memories: list[MemoryItemOut]
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _word(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def memories_out(
+    customer_id: str, query: str | None, filters: MemoryFilter, records: list[MemoryRecord]
+) -> MemoriesOut:
+    return MemoriesOut(
+        customer_id=customer_id,
+        query=query,
+        filters=MemoryFilterOut(
+            category=filters.category, channel=filters.channel, since=filters.since, until=filters.until
+        ),
+        memories=[
+            MemoryItemOut(
+                id=r.id,
+                text=r.text,
+                score=r.score,
+                category=r.category,
+                channel=r.channel,
+                handle=r.handle,
+                message_ids=list(r.message_ids),
+                turn_ids=list(r.turn_ids),
+                created_at=r.created_at,
+                said_by=_word(r.metadata.get("said_by")),
+                verified=_flag(r.metadata.get("verified")),
+                sender_vouched=_flag(r.metadata.get("sender_vouched")),
+                imported_from=_word(r.metadata.get("imported_from")),
+            )
+            for r in records
+        ],
+    )
+
+
+# ----- support cases ---------------------------------------------------------------------------------
+
+
+class CaseOut(BaseModel):
+    """A support case (``core.pipeline.cases``): ``open`` or ``resolved``, with the turns it came from."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    customer_id: str
+    title: str = Field(description="What the problem is, in a few words (redacted).")
+    status: str = Field(description="open or resolved.")
+    opened_at: datetime
+    resolved_at: datetime | None
+    opened_by: str = Field(description="assistant (the LLM's tool), rules (offline), or operator:<name>.")
+    resolved_by: str | None
+    channel: str | None = Field(description="The channel it was opened on.")
+    turn_ids: list[int] = Field(description="The conversation turns it came from.")
+    summary: str | None = Field(description="How it was resolved (set on resolution).")
+    rating: int | None = Field(description="The customer's rating, 1 (bad) to 5 (great).")
+    rated_at: datetime | None
+
+
+class CasesOut(BaseModel):
+    customer_id: str
+    cases: list[CaseOut] = Field(description="Newest first.")

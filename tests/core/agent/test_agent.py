@@ -20,7 +20,15 @@ from pydantic import SecretStr
 from core.agent.agent import Agent, AgentTurn
 from core.agent.conversation import ConversationLog, LoggedTurn
 from core.agent.llm import OpenAIChatModel
-from core.agent.prompt import HANDOFF_INSTRUCTION, HANDOFF_TOOL, SYSTEM_PROMPT, build_messages
+from core.agent.prompt import (
+    CASES_INSTRUCTION,
+    HANDOFF_INSTRUCTION,
+    HANDOFF_TOOL,
+    OPEN_CASE_TOOL,
+    RESOLVE_CASE_TOOL,
+    SYSTEM_PROMPT,
+    build_messages,
+)
 from core.messages import Assurance, ChatMessage, Completion, MemoryRecord, Provenance, Tool, ToolCall
 from core.ports import ChatModel
 from core.settings import LLMSettings, MemorySettings
@@ -115,11 +123,11 @@ async def test_the_handoff_tool_is_offered_in_a_private_conversation(db: Databas
     reply = await agent_with(db, model).respond(turn("where is my order?"))
     assert (reply.text, reply.handoff, reply.handoff_reason) == ("Your order ships tomorrow.", False, None)
     ((messages, tools),) = model.seen
-    assert tools == (HANDOFF_TOOL,)
+    assert tools == (HANDOFF_TOOL, OPEN_CASE_TOOL, RESOLVE_CASE_TOOL)
     assert HANDOFF_TOOL.name == "request_human"
     assert HANDOFF_TOOL.parameters["properties"]["reason"]["type"] == "string"
     assert "refund decisions" in HANDOFF_TOOL.description and "account closure" in HANDOFF_TOOL.description
-    assert messages[0].content == f"{SYSTEM_PROMPT}\n\n{HANDOFF_INSTRUCTION}"
+    assert messages[0].content == f"{SYSTEM_PROMPT}\n\n{HANDOFF_INSTRUCTION}\n\n{CASES_INSTRUCTION}"
 
 
 async def test_no_tool_is_offered_in_a_group(db: Database) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from core.pipeline.hub import Hub
 from core.pipeline.retention import Retention
 from core.settings import RetentionSettings
 from core.store.models import (
+    Case,
     Customer,
     Handoff,
     Identity,
@@ -57,7 +58,7 @@ async def count(hub: Hub, model: type, customer_id: str) -> int:
 
 
 async def test_retention_removes_what_is_older_than_the_cutoff_everywhere(hub: Hub, tmp_path: Path) -> None:
-    await say(hub, sms_message("SM1", f"my code word is {OLD} and the router is broken", "+15551110000"))
+    await say(hub, sms_message("SM1", f"my code word is {OLD} and the router blinks", "+15551110000"))
     await asyncio.sleep(0.05)
     split = utcnow()  # everything above was written before this moment, everything below after it
     await asyncio.sleep(0.05)
@@ -165,6 +166,41 @@ async def test_retention_removes_closed_handoffs_and_operator_actions_but_never_
     assert later.removed["handoffs"] == 1
     async with hub.db.read() as session:
         assert sorted(h.status for h in await session.scalars(select(Handoff))) == ["owned", "waiting"]
+
+
+async def test_retention_removes_resolved_cases_by_their_resolution_but_never_an_open_case(hub: Hub) -> None:
+    now = utcnow()
+    old, recent = now - timedelta(days=90), now - timedelta(days=1)
+
+    def case(customer: str, status: str, resolved_at: datetime | None) -> Case:
+        return Case(
+            customer_id=customer,
+            title="router broken",
+            status=status,
+            opened_at=old,
+            resolved_at=resolved_at,
+            opened_by="rules",
+            turn_ids=[],
+        )
+
+    async with hub.db.session() as session:
+        session.add_all(
+            [
+                case("cus_a", "resolved", old),
+                case("cus_a", "resolved", recent),  # opened long ago, resolved lately: kept for now
+                case("cus_b", "open", None),
+            ]
+        )
+    retention = Retention(db=hub.db, memory=hub.memory, settings=RetentionSettings(days=30))
+
+    assert (await retention.run_once(now=now)).removed["cases"] == 1
+    async with hub.db.read() as session:
+        left = sorted((c.customer_id, c.status, c.resolved_at) for c in await session.scalars(select(Case)))
+    assert [(who, status) for who, status, _ in left] == [("cus_a", "resolved"), ("cus_b", "open")]
+    later = await retention.run_once(now=now + timedelta(days=365))  # an open case stays, however old
+    assert later.removed["cases"] == 1
+    async with hub.db.read() as session:
+        assert [c.status for c in await session.scalars(select(Case))] == ["open"]
 
 
 def run_retention(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

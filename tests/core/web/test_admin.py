@@ -54,6 +54,8 @@ ROUTES = {
     ("delete", "/admin/customers/{customer_id}/handoff"),
     ("get", "/admin/handoffs"),
     ("post", "/admin/customers/{customer_id}/replies"),
+    ("get", "/admin/customers/{customer_id}/memories"),
+    ("get", "/admin/customers/{customer_id}/cases"),
 }
 
 

@@ -1,0 +1,266 @@
+"""Recall's kept scopes (``core.memory.sqlite_scopes``) and the array ranking: exactly what a read from the
+file and the loops they replaced give, through every kind of write (own, rolled back, another process's).
+
+The references below are the code as it was before the scopes were kept: the scope read straight from
+the file, sorted by (written time, rowid) in Python, and ``rank`` with its Python loops and dict."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from core.memory import ranking, sqlite_keywords, sqlite_scopes
+from core.memory.filters import scope_of
+from core.memory.rows import ScopeSignals, unit_vector, written_at
+from core.memory.vectors import SQLiteVectorStore
+
+DIMS = 384
+BIG = sqlite_scopes.MIN_ROWS + 44  # kept in memory
+SMALL = 30  # read from the file every time
+WORDS = [
+    "router",
+    "refund",
+    "invoice",
+    "fence",
+    "painted",
+    "wifi",
+    "billing",
+    "delivery",
+    "password",
+    "upgrade",
+]
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def unit(rng: np.random.Generator) -> NDArray[np.float32]:
+    vector = rng.standard_normal(DIMS).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def payload(user: str, rng: random.Random, **extra: Any) -> dict[str, Any]:
+    minutes = rng.randint(0, 60 * 24 * 30)
+    created: str | None = (T0 + timedelta(minutes=minutes, microseconds=rng.randint(0, 999_999))).isoformat()
+    if rng.random() < 0.03:
+        created = None  # a row without a readable time
+    elif rng.random() < 0.05:
+        created = T0.isoformat()  # equal times: the rowid decides
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+    return {"user_id": user, "data": text, "created_at": created, **extra}
+
+
+def reference_signals(
+    path: Path, vector: NDArray[np.float32], terms: Sequence[str], user: str
+) -> ScopeSignals:
+    """The scope read as ``scope_signals`` did it before scopes were kept: a fresh connection, every row."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT rid, id, created_at, vector FROM memory_vectors"
+            " WHERE collection = 'threadline' AND user_id = ? ORDER BY rid",
+            (user,),
+        ).fetchall()
+        scored = sqlite_keywords.scores(db, "threadline", scope_of({"user_id": user}), terms)
+    written = [written_at(r[2]) for r in rows]
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (w.timestamp() if (w := written[i]) is not None else float("-inf"), rows[i][0]),
+    )
+    rows = [rows[i] for i in order]
+    written = [written[i] for i in order]
+    matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), DIMS)
+    dense = (matrix @ unit_vector(vector)).astype(np.float32)
+    keyword = np.zeros(len(rows), dtype=np.float32)
+    position = {int(r[0]): i for i, r in enumerate(rows)}
+    for rid, score in scored:
+        i = position.get(rid)
+        if i is not None and score > 0:
+            keyword[i] = score
+    return ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+
+
+def reference_rank(
+    dense: NDArray[np.float32], keyword: NDArray[np.float32], written: Sequence[datetime | None], limit: int
+) -> list[tuple[int, float]]:
+    """``ranking.rank`` as it was: Python lists, a dict for the fusion, ``sorted``."""
+    count = len(dense)
+    if count == 0 or limit <= 0:
+        return []
+    conversation = ranking.conversations(written)
+    dense_s = ranking.smooth(np.asarray(dense, dtype=np.float32), conversation)
+    keyword_s = ranking.smooth(np.asarray(keyword, dtype=np.float32), conversation)
+    newest_first = np.arange(count)[::-1]
+    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
+    by_keyword = newest_first[np.argsort(-keyword_s[newest_first], kind="stable")]
+    dense_ranking = [int(i) for i in by_dense if dense_s[i] >= ranking.MIN_DENSE or keyword_s[i] > 0]
+    keyword_ranking = [int(i) for i in by_keyword if keyword_s[i] > 0]
+    fused = ranking.reciprocal_rank_fusion([dense_ranking, keyword_ranking])
+    return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))[:limit]
+
+
+def same(got: ScopeSignals, expected: ScopeSignals) -> None:
+    assert got.ids == expected.ids
+    assert got.written == expected.written
+    assert got.dense.dtype == expected.dense.dtype and got.dense.tobytes() == expected.dense.tobytes()
+    assert got.keyword.tobytes() == expected.keyword.tobytes()
+
+
+def rid_of(path: Path, vector_id: str) -> int:
+    with sqlite3.connect(path) as db:
+        (rid,) = db.execute("SELECT rid FROM memory_vectors WHERE id = ?", (vector_id,)).fetchone()
+    return int(rid)
+
+
+class World:
+    """A store with a big and a small customer, and checks of every customer against the reference."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.store = SQLiteVectorStore(path)
+        self.rng = random.Random(7)
+        self.np_rng = np.random.default_rng(7)
+        self.users = {"big": BIG, "small": SMALL, "other": BIG}
+        for user, count in self.users.items():
+            self.add(user, count)
+
+    def add(self, user: str, count: int) -> list[str]:
+        ids = [f"{user}-{self.rng.getrandbits(48):x}" for _ in range(count)]
+        self.store.insert(
+            [unit(self.np_rng) for _ in ids], payloads=[payload(user, self.rng) for _ in ids], ids=ids
+        )
+        return ids
+
+    def ids(self, user: str) -> list[str]:
+        return [hit.id for hit in self.store.list({"user_id": user})]
+
+    def check(self) -> None:
+        for _ in range(2):  # the first read may fill or refresh a kept scope, the second uses it
+            for user in self.users:
+                vector = unit(self.np_rng)
+                terms = self.rng.sample(WORDS, 3)
+                got = self.store.scope_signals(vector, terms, {"user_id": user})
+                expected = reference_signals(self.path, vector, terms, user)
+                same(got, expected)
+                for limit in (1, 5, len(got.ids) + 1):
+                    assert ranking.rank(got.dense, got.keyword, got.written, limit=limit) == reference_rank(
+                        expected.dense, expected.keyword, expected.written, limit
+                    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path / "vectors.sqlite3")
+    yield made
+    made.store.close()
+
+
+def test_a_large_scope_is_kept_and_a_small_one_is_not(world: World) -> None:
+    world.check()
+    kept = world.store._shared.scopes
+    assert "scopes=2" in repr(kept) and f"rows={2 * BIG}" in repr(kept)
+
+
+def test_kept_scopes_follow_every_write_of_this_process(world: World) -> None:
+    world.check()
+    added = world.add("big", 3)  # new rows (random times: not only at the end)
+    world.check()
+    before = rid_of(world.path, added[-1])
+    world.store.update(added[-1], vector=unit(world.np_rng))  # deleted and written again: same rowid
+    assert rid_of(world.path, added[-1]) == before
+    world.check()
+    world.store.delete(world.ids("big")[0])  # the newest: what is left is a prefix of the kept rows
+    world.check()
+    victim = world.ids("big")[5]
+    world.store.delete(victim)
+    world.add("big", 1)  # may get the deleted rowid
+    world.check()
+    moved = world.store.reassign("other", "big")  # the whole other customer moves in
+    assert moved
+    world.users.pop("other")
+    world.check()
+    world.store.reassign("big", "other", handles={"sms:+1"})  # no row has that handle: nothing moves
+    world.store.forget_written_before({"user_id": "big"}, T0 + timedelta(days=10))
+    world.check()
+    world.store.forget_scope({"user_id": "big"})
+    world.check()
+
+
+def test_a_rolled_back_write_leaves_the_kept_scope_as_it_was(world: World) -> None:
+    world.check()
+
+    def delete_then_fail() -> None:
+        with world.store._shared.writing() as conn:
+            conn.execute("DELETE FROM memory_vectors WHERE user_id = 'big'")
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        delete_then_fail()
+    world.check()
+
+
+def test_another_process_writing_drops_what_is_kept(world: World) -> None:
+    world.check()
+    other = SQLiteVectorStore(world.path)  # another connection, as the CLI beside the server
+    try:
+        newest = other.list({"user_id": "big"}, top_k=1)[0]
+        other.update(newest.id, vector=unit(world.np_rng))
+        other.insert([unit(world.np_rng)], payloads=[payload("big", world.rng)], ids=["from-the-cli"])
+    finally:
+        other.close()
+    world.check()
+    assert "from-the-cli" in world.store.scope_signals(unit(world.np_rng), [], {"user_id": "big"}).ids
+
+
+def test_metadata_filters_read_from_the_file(world: World) -> None:
+    world.store.insert(
+        [unit(world.np_rng)], payloads=[payload("big", world.rng, category="profile")], ids=["profiled"]
+    )
+    world.check()
+    signals = world.store.scope_signals(
+        unit(world.np_rng), ["router"], {"user_id": "big", "category": "profile"}
+    )
+    assert signals.ids == ["profiled"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_array_ranking_is_the_loops_it_replaced(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 400))
+    # coarse values, so that equal scores (ties) happen
+    dense = (rng.integers(-2, 8, count) / 10).astype(np.float32)
+    keyword = np.where(rng.random(count) < 0.3, rng.integers(0, 4, count), 0).astype(np.float32)
+    written: list[datetime | None] = []
+    at = T0
+    for _ in range(count):
+        at += timedelta(minutes=int(rng.choice([1, 5, 59, 60, 61, 300])))
+        written.append(None if rng.random() < 0.02 else at)
+    for limit in (0, 1, 10, count + 5):
+        assert ranking.rank(dense, keyword, written, limit=limit) == reference_rank(
+            dense, keyword, written, limit
+        )
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_conversations_from_timestamps_are_the_loop_over_datetimes(seed: int) -> None:
+    rng = random.Random(seed)
+    gap = ranking.CONVERSATION_GAP
+    one = timedelta(microseconds=1)
+    steps = [gap, gap + one, gap - one, gap * 2, timedelta(0), -gap, -gap - one, timedelta(minutes=3)]
+    at = datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC)
+    written: list[datetime | None] = []
+    for _ in range(2000):
+        at += rng.choice(steps) + timedelta(microseconds=rng.choice([0, 0, 0, rng.randint(0, 999_999)]))
+        written.append(None if rng.random() < 0.03 else at)
+    stamps = np.array([w.timestamp() if w is not None else -np.inf for w in written], dtype=np.float64)
+    timed = ranking.WrittenTimes(written, stamps)
+    assert timed == written
+    assert ranking.conversations(timed).tolist() == ranking.conversations(written).tolist()
+    assert ranking.conversations(ranking.WrittenTimes([], np.zeros(0))).tolist() == []
+    with pytest.raises(ValueError, match="differ in length"):
+        ranking.WrittenTimes(written, stamps[1:])
