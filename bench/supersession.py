@@ -26,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.common import Run
+from bench.common import RESULTS_DIR, Run
 from bench.machine import print_machine
 from core.agent.agent import Agent, AgentTurn
 from core.memory.local import LocalMemory
@@ -187,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=240)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="the results folder")
     args = parser.parse_args()
     machine = print_machine()
     with TemporaryDirectory() as folder:
@@ -195,7 +196,7 @@ def main() -> None:
     bench.note(
         "current: the hub (older statements marked superseded); baseline: the same store, ranking alone"
     )
-    path = bench.write(results)
+    path = bench.write(results, args.out)
     for side in ("current", "baseline"):
         found = results[side]
         print(f"{side:9s} {found['score']:.3f} of {found['cases']} cases  {found['by_slot']}")

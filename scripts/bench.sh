@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh                 the sizes; results in bench/results/, page docs/benchmarks.md
 #   scripts/bench.sh --quick         small sizes, a smoke run; results and page under bench/results/quick/
-#   scripts/bench.sh --only NAME...  only these (webhook_ack turn_overhead memory_search locomo prompt_size scale);
+#   scripts/bench.sh --only NAME...  only these (webhook_ack turn_overhead memory_search locomo prompt_size scale
+#                                    recall_latency supersession);
 #                                    the report still shows the last results of the others
 #
 # Every benchmark talks to 127.0.0.1 only. A failing benchmark does not stop the others; the report is
@@ -37,6 +38,8 @@ if [ "$quick" = 1 ]; then
     [locomo]="${locomo_file} --limit-questions 5"
     [prompt_size]="--turns 40 --checkpoints 10 20 40"
     [scale]="--quick"
+    [recall_latency]="--sizes 100 1000 --queries 30 --warmup 5 --distinct-texts 200"
+    [supersession]="--cases 40"
   )
 else
   out=bench/results
@@ -48,9 +51,11 @@ else
     [locomo]=""
     [prompt_size]="--turns 1000 --checkpoints 10 30 100 300 1000"
     [scale]=""
+    [recall_latency]="--sizes 100 10000 --queries 300"
+    [supersession]="--cases 240"
   )
 fi
-names=(webhook_ack turn_overhead memory_search locomo prompt_size scale)
+names=(webhook_ack turn_overhead memory_search locomo prompt_size scale recall_latency supersession)
 if [ ${#only[@]} -gt 0 ]; then names=("${only[@]}"); fi
 
 mkdir -p "$out/logs"
@@ -74,6 +79,9 @@ for name in "${names[@]}"; do
 done
 .venv/bin/python -m bench.report --results "$out" --out "$page"
 .venv/bin/python -m bench.scale_report --results "$out" --page "$page"  # the scale-out section
+if [ -f "$out/recall_latency.json" ]; then  # one customer's recall as their memories grow
+  .venv/bin/python -m bench.recall_latency --out "$out" --page "$page" --page-only
+fi
 echo "benchmarks took $((SECONDS - started)) s in all"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "bench: failed: ${failed[*]}" >&2

@@ -217,7 +217,9 @@ class Agent:
         """Answer ``turn``. Raises ``LLMError`` when the model fails; the caller decides about retries."""
         memories = await self.recall(turn)
         if self._model is None:
-            return AgentReply(text=offline_reply(memories), memories=tuple(memories), offline=True)
+            return AgentReply(
+                text=offline_reply(memories, turn.cases), memories=tuple(memories), offline=True
+            )
         vouched = vouched_for(turn.assurance)
         recent = await self._conversation.recent(
             turn.customer_id,

@@ -187,6 +187,12 @@ class _History:
 
 _NO_HISTORY = _History(by_id={}, by_turn={})
 
+
+def history_mark(memory: MemoryRecord, cases: Sequence[CaseNote]) -> str | None:
+    """The mark of a memory that belongs to one of ``cases`` that is resolved (None: it is current)."""
+    return _History.of(cases).memory_mark(memory)
+
+
 _INVISIBLE = frozenset({"Cc", "Cf"})
 _NO_BRACKETS = str.maketrans({"<": "‹", ">": "›"})
 _FENCE_OPEN = "<customer_memory>"

@@ -60,6 +60,27 @@ Scope = Mapping[str, str]
 Row = Sequence[Any]  # rid, id, created_at, vector (float32 bytes)
 
 
+class _Buffer:
+    """The storage behind the matrices of one kept scope, with room to append: a recall after a new memory
+    then copies only the new rows, not the whole matrix. ``used`` rows are taken; only the newest
+    :class:`ScopeRows` (the one whose matrix ends at ``used``) may append, so a matrix once handed out
+    never changes."""
+
+    __slots__ = ("array", "used")
+
+    def __init__(self, array: NDArray[np.float32], used: int) -> None:
+        self.array = array
+        self.used = used
+
+    @classmethod
+    def holding(cls, matrix: NDArray[np.float32], extra: int) -> _Buffer:
+        """A new buffer with ``matrix`` in it and room for ``extra`` rows and a quarter more."""
+        rows, dims = matrix.shape
+        array = np.empty((rows + extra + max(16, rows // 4), dims), dtype=np.float32)
+        array[:rows] = matrix
+        return cls(array, rows)
+
+
 @dataclass(frozen=True, slots=True)
 class ScopeRows:
     """One scope's rows, oldest first (by written time, then rowid): what recall ranks. Read-only."""
@@ -70,6 +91,7 @@ class ScopeRows:
     stamps: NDArray[np.float64]  # the sort key: the written time in seconds, -inf when unknown
     matrix: NDArray[np.float32]  # (rows, dims), C-contiguous, one unit vector per row
     by_rid: NDArray[np.int64]  # positions in rowid order, for :meth:`positions`
+    buffer: _Buffer | None = None  # where ``matrix`` lives when rows may be appended in place
 
     @classmethod
     def empty(cls, dims: int) -> ScopeRows:
@@ -118,6 +140,32 @@ class ScopeRows:
         found = sorted_rids[at] == rids
         return np.where(found, self.by_rid[at], -1).astype(np.int64)
 
+    def _appended(self, added: ScopeRows) -> ScopeRows | None:
+        """These rows with ``added`` after them, when those are all newer (the common change: new memories),
+        copying only the new rows' vectors; None when they would not go at the end."""
+        if len(self) and len(added) and (added.stamps[0], added.rids[0]) <= (self.stamps[-1], self.rids[-1]):
+            return None
+        count, extra = len(self), len(added)
+        buffer = self.buffer
+        if buffer is None or buffer.used != count or buffer.array.shape[0] < count + extra:
+            buffer = _Buffer.holding(self.matrix, extra)
+        buffer.array[count : count + extra] = added.matrix
+        buffer.used = count + extra
+        rids = np.concatenate([self.rids, added.rids])
+        stamps = np.concatenate([self.stamps, added.stamps])
+        rows = ScopeRows._ordered(
+            rids, self.ids + added.ids, [*self.written, *added.written], stamps, buffer.array[: count + extra]
+        )
+        return ScopeRows(
+            rids=rows.rids,
+            ids=rows.ids,
+            written=rows.written,
+            stamps=rows.stamps,
+            matrix=rows.matrix,
+            by_rid=rows.by_rid,
+            buffer=buffer,
+        )
+
     def changed(self, gone: NDArray[np.int64], fresh: Sequence[Row]) -> ScopeRows:
         """These rows without the rowids ``gone``, with the rows ``fresh`` (read again), in written order.
 
@@ -127,6 +175,10 @@ class ScopeRows:
         keep = np.flatnonzero(~np.isin(self.rids, gone))
         if not fresh and len(keep) == len(self.rids):
             return self
+        if fresh and len(keep) == len(self.rids):
+            appended = self._appended(ScopeRows.read(fresh, self.matrix.shape[1]))
+            if appended is not None:
+                return appended
         prefix = bool(np.array_equal(keep, np.arange(len(keep))))
         kept_matrix = self.matrix[: len(keep)] if prefix else self.matrix[keep]
         if fresh:

@@ -169,3 +169,25 @@ async def test_the_agent_offers_the_case_tools_and_shows_the_cases(db: Database)
     assert (await agent_with(db, model).respond(group)).case_actions == ()
     ((messages, tools),) = model.seen
     assert tools == () and "case #" not in messages[1].content  # a group sees no case
+
+
+def test_the_offline_template_marks_a_resolved_cases_memory_as_history() -> None:
+    from datetime import UTC, datetime
+
+    from core.agent.offline import offline_reply
+    from core.agent.prompt import CaseNote
+    from core.messages import MemoryRecord
+
+    solved = CaseNote(
+        id=4,
+        title="charged twice",
+        status="resolved",
+        opened_at=datetime(2026, 5, 1, tzinfo=UTC),
+        resolved_at=datetime(2026, 5, 3, tzinfo=UTC),
+    )
+    memory = MemoryRecord(id="m1", text="I was charged twice for May", metadata={"case_id": 4}, channel="sms")
+    other = MemoryRecord(id="m2", text="My router blinks", channel="sms")
+    reply = offline_reply([memory, other], (solved,))
+    assert "- [resolved case #4, on 2026-05-03: history] I was charged twice for May" in reply
+    assert "- My router blinks" in reply
+    assert "[resolved" not in offline_reply([memory], ())  # no cases known: nothing to mark

@@ -264,3 +264,40 @@ def test_conversations_from_timestamps_are_the_loop_over_datetimes(seed: int) ->
     assert ranking.conversations(ranking.WrittenTimes([], np.zeros(0))).tolist() == []
     with pytest.raises(ValueError, match="differ in length"):
         ranking.WrittenTimes(written, stamps[1:])
+
+
+def test_appending_new_rows_in_place_equals_a_fresh_read_and_never_changes_an_older_matrix() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from core.memory.sqlite_scopes import ScopeRows
+
+    dims, base = 8, datetime(2026, 1, 1, tzinfo=UTC)
+    rng = np.random.default_rng(3)
+
+    def row(rid: int, minutes: int) -> tuple[int, str, str, bytes]:
+        vector = rng.random(dims, dtype=np.float32)
+        return (rid, f"m{rid}", (base + timedelta(minutes=minutes)).isoformat(), vector.tobytes())
+
+    rows = [row(i, i) for i in range(1, 300)]
+    kept = ScopeRows.read(rows, dims)
+    history = [kept]
+    for step in range(300, 400):
+        fresh = [row(step, step)]
+        rows += fresh
+        kept = kept.changed(np.zeros(0, np.int64), fresh)
+        history.append(kept)
+    again = ScopeRows.read(rows, dims)
+    assert kept.ids == again.ids and np.array_equal(kept.matrix, again.matrix)
+    assert np.array_equal(kept.by_rid, again.by_rid) and kept.matrix.flags["C_CONTIGUOUS"]
+    # an older snapshot appends elsewhere (a copy), never over the newer rows
+    older = history[50]
+    snapshot = kept.matrix.copy()
+    forked = older.changed(np.zeros(0, np.int64), [row(999, 10_000)])
+    assert np.array_equal(kept.matrix, snapshot)
+    assert forked.ids[-1] == "m999" and len(forked) == len(older) + 1
+    # a row that is not the newest goes through the full path, still equal to a read
+    late = [row(1000, 0)]
+    rebuilt = kept.changed(np.zeros(0, np.int64), late)
+    assert rebuilt.ids == ScopeRows.read(rows + late, dims).ids
