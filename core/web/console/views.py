@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 
 from core.agent.conversation import WITHHELD
 from core.compose import Services
+from core.memory.supersession import is_superseded
 from core.messages import MemoryRecord
+from core.pipeline.cases import CaseView, list_cases
 from core.pipeline.handoff import HandoffView
 from core.store.models import IdentityEvent, Turn, utcnow
 from identity.directory import CustomerDetail, ledger_entries, show_customer
@@ -213,6 +215,8 @@ class CustomerPage:
     suggestions: list[MergeSuggestion]
     merges: list[UndoableMerge]  # merges into or out of this customer that are still in force
     items: list[TimelineItem]
+    cases: list[CaseView]  # support cases, newest first (``core.pipeline.cases``)
+    superseded: frozenset[str]  # memories replaced by a newer statement of the same fact (history)
 
 
 async def customer_page(svc: Services, customer_id: str) -> CustomerPage:
@@ -245,4 +249,6 @@ async def customer_page(svc: Services, customer_id: str) -> CustomerPage:
         suggestions=suggestions,
         merges=merges,
         items=items,
+        cases=await list_cases(svc.db, customer_id),
+        superseded=frozenset(m.id for m in detail.memories if is_superseded(m.metadata)),
     )

@@ -195,3 +195,58 @@ async def test_pages_carry_no_inline_script_or_style_and_every_input_is_labelled
         assert static.status_code == 200 and static.headers["content-type"].startswith(kind)
     assert (await admin.get("/console/static/../render.py")).status_code == 404
     assert (await admin.get("/console/static/VENDORED.md")).status_code == 404
+
+
+async def test_the_customer_page_lists_cases_and_marks_replaced_memories(
+    served: Served, agent: Browser
+) -> None:
+    from core.messages import ChatMessage, Provenance
+    from core.store.models import Case
+
+    customer = await conversation(served, "telegram:42", ("customer", "I was charged twice <again>"))
+    svc = services(served)
+    now = utcnow()
+    async with svc.db.session() as session:
+        session.add_all(
+            [
+                Case(
+                    customer_id=customer,
+                    title="charged twice <again>",
+                    status="resolved",
+                    opened_at=now - timedelta(days=2),
+                    resolved_at=now - timedelta(days=1),
+                    opened_by="rules",
+                    resolved_by="rules",
+                    channel="telegram",
+                    turn_ids=[],
+                    summary="refunded the second charge",
+                    rating=5,
+                ),
+                Case(
+                    customer_id=customer,
+                    title="router drops wifi",
+                    status="open",
+                    opened_at=now,
+                    opened_by="rules",
+                ),
+            ]
+        )
+    provenance = Provenance(channel="telegram", handle="telegram:42", message_ids=(), category="profile")
+    for text in ("My address is 1 Elm Street, Leeds.", "I moved to 9 Oak Avenue, Porto."):
+        ids = await svc.memory.remember(
+            customer, [ChatMessage(role="user", content=text)], provenance=provenance, infer=False
+        )
+        await svc.memory.supersede(customer, ids)
+    html = (await agent.get(f"/console/customers/{customer}")).text
+    assert '<section id="cases" aria-labelledby="cases-heading">' in html
+    assert 'data-status="resolved"' in html and 'data-status="open"' in html
+    assert (
+        "charged twice &lt;again&gt;" in html and "rated 5/5" in html and "refunded the second charge" in html
+    )
+    cases = html[html.index('<section id="cases"') : html.index('<section id="memories"')]
+    assert cases.index("router drops wifi") < cases.index("charged twice &lt;again&gt;")  # newest first
+    memories = html[html.index('<section id="memories"') :]
+    old, new = memories.index("1 Elm Street"), memories.index("9 Oak Avenue")
+    replaced = memories.index("replaced by a newer statement")
+    assert replaced > old and (new < old or replaced < new)  # the mark is on the old statement's entry
+    assert memories.count("replaced by a newer statement") == 1
