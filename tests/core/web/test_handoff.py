@@ -9,17 +9,14 @@ changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
 from core.settings import EmailSettings, HandoffSettings, SlackSettings
 from core.store.models import Handoff, MemoryJob, OperatorAction, OptOut, OutboxRow, Turn, utcnow
@@ -29,7 +26,7 @@ from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.smtp_relay import FakeSmtpRelay
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
-from tests.platforms import telegram_settings, twilio_settings
+from tests.platforms import post_telegram_message, post_twilio_sms, telegram_settings, twilio_settings
 
 TOKEN = "handoff-admin-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -81,15 +78,8 @@ async def served(
 
 
 async def telegram(served: Served, update_id: int, text: str, *, user: int = 42, group: bool = False) -> None:
-    chat: dict[str, Any] = (
-        {"id": -100 - user, "type": "group", "title": "Team"}
-        if group
-        else {
-            "id": user,
-            "type": "private",
-            "first_name": "Ana",
-        }
-    )
+    private = {"id": user, "type": "private", "first_name": "Ana"}
+    chat = {"id": -100 - user, "type": "group", "title": "Team"} if group else private
     message = {
         "message_id": update_id,
         "date": 1_764_000_000,
@@ -97,24 +87,19 @@ async def telegram(served: Served, update_id: int, text: str, *, user: int = 42,
         "from": {"id": user, "is_bot": False, "first_name": "Ana"},
         "text": text,
     }
-    response = await served.client.post(
-        "/webhooks/telegram",
-        content=json.dumps({"update_id": update_id, "message": message}),
-        headers={"content-type": "application/json", "x-telegram-bot-api-secret-token": TELEGRAM_SECRET},
-    )
-    assert response.status_code == 200
+    await post_telegram_message(served.client, secret=TELEGRAM_SECRET, update_id=update_id, message=message)
 
 
-async def sms(served: Served, sid: str, text: str, *, phone: str = PHONE) -> None:
-    form = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": phone, "To": OUR_NUMBER}
-    form |= {"Body": text, "NumMedia": "0"}
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
-    response = await served.client.post(
-        "/webhooks/twilio/sms",
-        content=urlencode(form),
-        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+async def sms(served: Served, text: str, *, phone: str = PHONE) -> None:
+    await post_twilio_sms(
+        served.client,
+        public=PUBLIC,
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        to=OUR_NUMBER,
+        phone=phone,
+        text=text,
     )
-    assert response.status_code == 200
 
 
 async def settle(served: Served) -> None:
@@ -153,7 +138,7 @@ async def test_a_person_takes_over_the_bot_is_silent_on_every_channel_and_hands_
     assert [(h["customer_id"], h["status"]) for h in listed] == [(customer, "owned")]
 
     await telegram(served, 2, "hello? still there?")
-    await sms(served, "SM" + "1" * 32, "I also wrote by text")
+    await sms(served, "I also wrote by text")
     await settle(served)
     assert len(tg.sent) == 1 and twilio.messages == []  # nothing from the bot, on either channel
     async with served.hub.db.read() as session:
@@ -269,8 +254,8 @@ async def test_replies_that_cannot_go_are_refused_and_change_nothing(
     twilio, tg, _ = platforms
     # a customer who only ever wrote in a group: a person's reply would be read by everyone there
     await telegram(served, 30, "hi all", user=77, group=True)
-    await sms(served, "SM" + "2" * 32, "hello")
-    await sms(served, "SM" + "3" * 32, "STOP")
+    await sms(served, "hello")
+    await sms(served, "STOP")
     await settle(served)
     grouped = (await admin(served, "GET", "/admin/customers/telegram:77"))["id"]
     texted = (await admin(served, "GET", f"/admin/customers/sms:{PHONE}"))["id"]
