@@ -1,4 +1,5 @@
-"""The email channel: inbound through our SMTP listener or a signed inbound-parse webhook, outbound by SMTP.
+"""The email channel: inbound through our SMTP listener, a signed inbound-parse webhook or an IMAP mailbox,
+outbound by SMTP.
 
 - Inbound SMTP (``THREADLINE_EMAIL__SMTP_LISTEN``, see ``channels.email_smtp``): ``250`` only after the
   message is committed, ``451`` when committing fails, ``550`` for other recipients, ``552`` over 10 MiB.
@@ -7,8 +8,15 @@
   ``recipient`` and ``sender``. No ``inbound_signing_key`` → every POST is refused (403). ``verify``
   reads only the three signature fields (in a thread when the body is large); the whole form is
   decoded, in a thread, only by ``parse``, after verification passed.
-- Both paths share ``channels.email_parse.parse_email``: noise per RFC 3834 is dropped (never answered),
-  quoted history and signatures are stripped, ``provider_message_id`` is ``<Message-ID>|<recipient>``.
+- IMAP (``THREADLINE_EMAIL__IMAP_HOST`` with ``__IMAP_USERNAME`` / ``__IMAP_PASSWORD``, see
+  ``channels.email_imap``): a mailbox the team already has. Unseen messages are fetched with
+  ``BODY.PEEK[]`` and flagged ``\\Seen`` only once committed; IDLE where the server offers it, a poll every
+  ``imap_poll_seconds`` otherwise; reconnects with capped backoff; one poller per database (a named lease).
+  The provider's ``Authentication-Results`` count as the webhook's do (``HeaderTrust.PROVIDER``).
+- Every path shares ``channels.email_parse.parse_email``: noise per RFC 3834 is dropped (never answered),
+  quoted history and signatures are stripped, ``provider_message_id`` is ``<Message-ID>|<recipient>``
+  (a message fetched or delivered twice is one inbox row). The SMTP listener and the IMAP poller also
+  share the step from parse to commit (``channels.email_ingest``).
 - ``send`` writes a threaded reply with loop guards (``channels.email_send``) through aiosmtplib:
   implicit TLS on port 465, STARTTLS whenever the relay offers it. 5xx → ``PermanentDeliveryError``;
   4xx, timeouts and connection errors → ``TransientDeliveryError``. At most
@@ -31,6 +39,7 @@ import aiosmtplib
 
 from channels.base import AcceptFn, Parsed, WebhookRequest
 from channels.email_auth import HeaderTrust
+from channels.email_imap import ImapConfig, ImapPoller
 from channels.email_parse import ParseContext, parse_email
 from channels.email_send import ReplyCap, build_reply, delivery_error, message_id_for
 from channels.email_smtp import SmtpListener
@@ -43,7 +52,7 @@ from core.errors import (
     VerificationFailed,
 )
 from core.messages import Address, Delivery, InboundMessage, OutboundMessage
-from core.ports import SharedLimits
+from core.ports import NamedLease, SharedLimits
 from core.settings import EmailSettings, env_name
 
 log = logging.getLogger(__name__)
@@ -54,7 +63,7 @@ IMPLICIT_TLS_PORT = 465
 
 
 class EmailAdapter:
-    """``ChannelAdapter`` (the inbound-parse webhook, SMTP sending) and ``InboundServer`` (SMTP listener)."""
+    """``ChannelAdapter`` (webhook in, SMTP out) and ``InboundServer`` (the SMTP listener, IMAP)."""
 
     name = "email"
     max_body_bytes = MAX_BODY_BYTES
@@ -73,17 +82,24 @@ class EmailAdapter:
         self._verifier = MailgunVerifier(settings.inbound_signing_key)
         self._cap = ReplyCap(settings.max_replies_per_hour)
         self._listener: SmtpListener | None = None
+        self._imap_config = ImapConfig.from_settings(settings)  # None: no IMAP; ConfigError if partly set
+        self._imap: ImapPoller | None = None
+        self._leases: NamedLease | None = None
 
     def __repr__(self) -> str:
         return (
             f"EmailAdapter(smtp_host={self._settings.smtp_host!r}, smtp_port={self._settings.smtp_port}, "
-            f"listening={self._listener is not None})"
+            f"listening={self._listener is not None}, imap={self._imap is not None})"
         )
 
     def bind_limits(self, limits: SharedLimits) -> None:
         """Keep the reply cap and spent tokens in ``limits`` (``core.ports.UsesSharedLimits``)."""
         self._cap.bind(limits)
         self._verifier.bind(limits)
+
+    def bind_leases(self, leases: NamedLease) -> None:
+        """One process at a time polls the IMAP mailbox (``core.ports.UsesNamedLeases``; scale mode)."""
+        self._leases = leases
 
     # --- inbound: webhook ---------------------------------------------------------------------------
 
@@ -132,6 +148,10 @@ class EmailAdapter:
         """A message from the listener: our own relay's Authentication-Results count, nobody else's."""
         return await self._parse(raw, mail_from, recipients, trust=self._trust_of(peer))
 
+    async def _parse_imap(self, raw: bytes) -> InboundMessage | None:
+        """A message from the team's mailbox: the provider's MTA was the border (``channels.email_imap``)."""
+        return await self._parse(raw, None, [], trust=HeaderTrust.PROVIDER)
+
     def _trust_of(self, peer: str | None) -> HeaderTrust:
         if peer is None:
             return HeaderTrust.NONE
@@ -149,15 +169,36 @@ class EmailAdapter:
         """The port the SMTP listener is bound to (``None`` when it is not running)."""
         return self._listener.port if self._listener is not None else None
 
+    @property
+    def imap(self) -> ImapPoller | None:
+        """The IMAP poller while it runs (``None`` when IMAP is not configured or not started)."""
+        return self._imap
+
     async def start_inbound(self, accept: AcceptFn) -> None:
-        if not self._settings.smtp_listen:
-            log.info("email: no SMTP listener configured (inbound mail comes by webhook only)")
+        if not self._settings.smtp_listen and self._imap_config is None:
+            log.info(
+                "email: no SMTP listener nor IMAP mailbox configured (inbound mail comes by webhook only)"
+            )
             return
-        if self._listener is not None:
-            raise RuntimeError("the SMTP listener is already running")
+        if self._listener is not None or self._imap is not None:
+            raise RuntimeError("the email channel's inbound servers are already running")
+        if self._settings.smtp_listen:
+            await self._start_listener(self._settings.smtp_listen, accept)
+        if self._imap_config is not None:
+            poller = ImapPoller(
+                self._imap_config, parse=self._parse_imap, max_bytes=self.max_body_bytes, leases=self._leases
+            )
+            try:
+                await poller.start(accept)
+            except BaseException:
+                await self.stop_inbound()
+                raise
+            self._imap = poller
+
+    async def _start_listener(self, listen: str, accept: AcceptFn) -> None:
         try:
             listener = SmtpListener(
-                listen=self._settings.smtp_listen,
+                listen=listen,
                 address=self._address,
                 hostname=self._domain,
                 max_bytes=self.max_body_bytes,
@@ -169,6 +210,9 @@ class EmailAdapter:
         self._listener = listener
 
     async def stop_inbound(self) -> None:
+        poller, self._imap = self._imap, None
+        if poller is not None:
+            await poller.stop()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()

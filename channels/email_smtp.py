@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import AcceptFn
-from core.errors import BadRequest
+from channels.email_ingest import Outcome, ingest
 from core.messages import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,14 @@ OK = "250 2.0.0 OK"
 TRY_LATER = "451 4.3.0 try again later"
 UNREADABLE = "550 5.6.0 message could not be read"
 NOT_OURS = "550 5.1.1 recipient not accepted here"
+
+_ANSWERS = {
+    Outcome.COMMITTED: OK,
+    Outcome.NOISE: OK,
+    Outcome.UNREADABLE: UNREADABLE,
+    Outcome.PARSE_FAILED: TRY_LATER,  # the sending MTA retries, then gives up and bounces
+    Outcome.COMMIT_FAILED: TRY_LATER,
+}
 
 # several processes of one host may share the listening port (see the module docstring)
 REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
@@ -72,23 +80,12 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        try:
-            message = await self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos), _peer_ip(session))
-        except BadRequest:
-            log.info("smtp: unreadable message refused")
-            return UNREADABLE
-        except Exception as exc:
-            log.warning("smtp: parsing failed (%s); asked the sender to retry", type(exc).__name__)
-            return TRY_LATER
-        if message is None:
-            return OK
-        try:
-            accepted = await self._accept(message)
-        except Exception as exc:
-            log.warning("smtp: commit failed (%s); asked the sender to retry", type(exc).__name__)
-            return TRY_LATER
-        log.info("smtp: message committed as inbox %s (duplicate=%s)", accepted.inbox_id, accepted.duplicate)
-        return OK
+
+        def parse() -> Awaitable[InboundMessage | None]:
+            return self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos), _peer_ip(session))
+
+        outcome = await ingest(parse, self._accept, source="smtp")  # shared with IMAP (channels.email_ingest)
+        return _ANSWERS[outcome]
 
 
 def _peer_ip(session: Session) -> str | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
 from core.messages import Address
-from core.ports import Attestor, MemoryStore, Sender, UsesSharedLimits
+from core.ports import Attestor, MemoryStore, Sender, UsesNamedLeases, UsesSharedLimits
 from core.settings import Settings, env_name
 from core.store.db import Database
 from core.store.private_files import private_dir
@@ -87,6 +87,19 @@ def bind_shared_limits(senders: Mapping[str, Sender], db: Database) -> None:
     for sender in senders.values():
         if isinstance(sender, UsesSharedLimits):
             sender.bind_limits(limits)
+
+
+def bind_named_leases(senders: Mapping[str, Sender], db: Database) -> None:
+    """Hand the adapters that one process at a time may run (``core.ports.UsesNamedLeases``: the Telegram
+    poller) the store's named leases. On PostgreSQL only: on SQLite one ``serve`` holds the data dir."""
+    if db.dialect != "postgresql":
+        return
+    from core.store.leases import NamedLeases
+
+    leases = NamedLeases(db)
+    for sender in senders.values():
+        if isinstance(sender, UsesNamedLeases):
+            sender.bind_leases(leases)
 
 
 def build_memory(settings: Settings) -> MemoryStore:
@@ -208,6 +221,7 @@ async def wire(
         raise
     # issue 13: the adapters' pacing, caps and single-use tokens are shared by every process on the store
     bind_shared_limits(chosen, db)
+    bind_named_leases(chosen, db)  # one Telegram poller among the processes on the store
     return Wiring(services=services, hub=hub)
 
 

@@ -26,6 +26,7 @@ QUIET_LOGGERS = (
     "slack_sdk",
     "twilio",
     "aiosmtpd",
+    "aioimaplib",  # at DEBUG it prints every line it receives: fetched mail, bodies included
     "mail.log",
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
@@ -135,12 +136,50 @@ class InboundMessage:
             object.__setattr__(self, "received_at", self.received_at.replace(tzinfo=UTC))
 
 
+BUTTON_VALUE_MAX_BYTES = 64  # Telegram's callback_data limit (Slack allows 2,000): the smaller rules
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A choice offered under a reply where the channel has buttons (Slack Block Kit buttons, a Telegram
+    inline keyboard); elsewhere the reply's text says what to type instead.
+
+    A press comes back as an ``InboundMessage`` whose ``text`` is the button's ``label`` and whose
+    ``extras["button"]`` is its ``value``. The platform lets a modified client send any value, so the core
+    checks a pressed value like any other input (``core.pipeline.ratings.RatingInterception``).
+    """
+
+    label: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not self.label or not self.value or len(self.value.encode("utf-8")) > BUTTON_VALUE_MAX_BYTES:
+            raise ValueError(f"a button needs a label and a value of 1-{BUTTON_VALUE_MAX_BYTES} bytes")
+
+
+BUTTONS_KEY = "buttons"  # where an outbox row's reply_target keeps its buttons: [[label, value], ...]
+
+
+def buttons_from(reply_target: Mapping[str, Any]) -> tuple[Button, ...]:
+    """The buttons an outbox row's ``reply_target`` holds (``BUTTONS_KEY``); malformed entries skipped."""
+    found: list[Button] = []
+    raw = reply_target.get(BUTTONS_KEY)
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item):
+            try:
+                found.append(Button(item[0], item[1]))
+            except ValueError:
+                continue
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboundMessage:
     """A reply to send. ``idempotency_key`` is unique per reply and survives retries.
 
     An adapter that splits a long reply into parts skips the first ``parts_sent`` parts: they went
-    out in an earlier attempt that failed part-way (see ``DeliveryError.sent_ids``).
+    out in an earlier attempt that failed part-way (see ``DeliveryError.sent_ids``). ``buttons`` go under
+    the last part where the channel has buttons (``Button``) and are ignored elsewhere.
     """
 
     channel: str
@@ -149,6 +188,7 @@ class OutboundMessage:
     idempotency_key: str
     reply_target: dict[str, Any] = field(default_factory=dict)
     parts_sent: int = 0
+    buttons: tuple[Button, ...] = ()
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -138,6 +138,24 @@ class UsesSharedLimits(Protocol):
     def bind_limits(self, limits: SharedLimits) -> None: ...
 
 
+@runtime_checkable
+class NamedLease(Protocol):
+    """Leases on names: ``acquire`` is True for one holder at a time (it renews its own lease) until the
+    lease lapses or is released. Implemented by ``core.store.leases.NamedLeases``."""
+
+    async def acquire(self, name: str, *, ttl: float) -> bool: ...
+
+    async def release(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class UsesNamedLeases(Protocol):
+    """An adapter that one process at a time may run (the Telegram poller: a second ``getUpdates``
+    gets 409): the composition root hands it the store's leases in scale mode."""
+
+    def bind_leases(self, leases: NamedLease) -> None: ...
+
+
 class MemoryStore(Protocol):
     """Long-term memory of customers, keyed by the canonical customer id (never by a handle).
 

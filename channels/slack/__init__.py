@@ -1,4 +1,4 @@
-"""The Slack channel: Events API over HTTP in, ``chat.postMessage`` through slack_sdk out.
+"""The Slack channel: Events API over HTTP (or Socket Mode) in, ``chat.postMessage`` through slack_sdk out.
 
 - ``verify``: slack_sdk's ``SignatureVerifier`` over the raw body (``v0`` HMAC-SHA256 of
   ``v0:{timestamp}:{body}``, five-minute window); anything missing, stale or wrong is a 401.
@@ -11,11 +11,19 @@
   ``Retry-After``) and on 500/503, replies split at 4,000 characters on paragraph, line, sentence or
   word boundaries, and paced to about one message a second per Slack channel (``ChannelPacer``).
 
-``app_manifest`` builds the Slack app manifest that ``threadline setup slack`` prints.
+- Socket Mode (``THREADLINE_SLACK__APP_TOKEN``, ``xapp-...``): ``start_inbound`` opens a connection with
+  slack-bolt's ``AsyncApp`` and ``AsyncSocketModeHandler``; no public URL, no signing secret (the webhook
+  then answers 404 unless one is set too). Envelopes go through ``parse_event`` (and ``parse_interaction``
+  for button presses) and the hub's ``accept``; one is acknowledged only after its message is committed,
+  a redelivery is a no-op, and the connection is renewed on ``disconnect`` or a drop.
+
+``app_manifest`` builds the Slack app manifest that ``threadline setup slack`` prints (with Socket Mode
+on and no request URLs when the app token is set).
 
 Where things live:
 
 - ``channels.slack.adapter``: ``SlackAdapter`` (verify, parse, send, profile attestation, the client);
+- ``channels.slack.socket_mode``: ``SocketModeReceiver``, the Socket Mode connection and when it acknowledges;
 - ``channels.slack.events``: reading an ``event_callback``: noise, mentions of us, time, extras;
 - ``channels.slack.text``: escaping and splitting a reply (``escape_text``, ``split_text``);
 - ``channels.slack.pacing``: ``ChannelPacer``, about one message a second per Slack channel;

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -27,7 +27,7 @@ from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookReply, WebhookRequest
+from channels.base import DEFAULT_MAX_BODY_BYTES, AcceptFn, Parsed, WebhookReply, WebhookRequest
 from channels.limits import LocalLimits
 from channels.slack.api_errors import _api_error, _BoundedRateLimitRetryHandler
 from channels.slack.events import (
@@ -39,6 +39,7 @@ from channels.slack.events import (
     _received_at,
     _strip_mentions,
 )
+from channels.slack.interactions import blocks_for, button_press, interaction_payload
 from channels.slack.pacing import ChannelPacer
 from channels.slack.text import escape_text, split_text
 from core.errors import (
@@ -52,6 +53,9 @@ from core.messages import Address, Assurance, Delivery, InboundMessage, Outbound
 from core.ports import SharedLimits
 from core.settings import SlackSettings
 
+if TYPE_CHECKING:
+    from channels.slack.socket_mode import SocketModeReceiver
+
 log = logging.getLogger(__name__)
 
 # slack_sdk logs whole request bodies (message text) at DEBUG whenever its logger's own level is
@@ -60,6 +64,7 @@ _SDK_LOG = logging.getLogger(f"{__name__}.sdk")
 _SDK_LOG.setLevel(logging.INFO)
 
 SIGNATURE_WINDOW_SECONDS = 300
+INTERACTIVE_SUFFIX = "/interactive"  # the Interactivity Request URL: /webhooks/slack/interactive
 # a sender's profile email is asked for once in this long, by whichever process sees them first
 ATTEST_EVERY_SECONDS = 24 * 3600.0
 
@@ -97,6 +102,7 @@ class SlackAdapter:
         self._client: AsyncWebClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._own_user_ids: set[str] = set()  # our bot user, once auth.test or a post told us
+        self._socket: SocketModeReceiver | None = None  # Socket Mode, while the hub runs (app token set)
 
     def __repr__(self) -> str:
         return f"SlackAdapter(api_base_url={self._settings.api_base_url!r})"
@@ -109,8 +115,8 @@ class SlackAdapter:
     # ----- inbound ----------------------------------------------------------------------------
 
     async def verify(self, request: WebhookRequest) -> None:
-        if self._verifier is None:
-            raise VerificationFailed("the Slack signing secret is not configured", status=401)
+        if self._verifier is None:  # Socket Mode without a signing secret: no webhook door at all
+            raise VerificationFailed("the Slack signing secret is not configured", status=404)
         timestamp = request.header("x-slack-request-timestamp")
         if not timestamp or not request.header("x-slack-signature"):
             raise VerificationFailed("Slack signature headers missing", status=401)
@@ -125,6 +131,8 @@ class SlackAdapter:
             raise VerificationFailed("wrong Slack signature", status=401)
 
     async def parse(self, request: WebhookRequest) -> Parsed:
+        if request.path.rstrip("/").endswith(INTERACTIVE_SUFFIX):  # a button press (form, ``payload=``)
+            return self.parse_interaction(interaction_payload(request.body))
         try:
             payload = json.loads(request.body)
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
@@ -143,10 +151,31 @@ class SlackAdapter:
             else:
                 log.debug("Slack envelope type %r ignored", kind)
             return Parsed()
-        message = self._message(payload, request)
+        return self.parse_event(
+            payload,
+            retry_num=request.header("x-slack-retry-num"),
+            retry_reason=request.header("x-slack-retry-reason"),
+        )
+
+    def parse_event(
+        self, payload: dict[str, Any], *, retry_num: str | None = None, retry_reason: str | None = None
+    ) -> Parsed:
+        """An authentic ``event_callback`` payload, from the webhook or a Socket Mode ``events_api``
+        envelope: at most one message, keyed by ``event_id``. ``BadRequest`` when it cannot be read."""
+        message = self._message(payload, retry_num, retry_reason)
         return Parsed(messages=[message] if message is not None else [])
 
-    def _message(self, payload: dict[str, Any], request: WebhookRequest) -> InboundMessage | None:
+    def parse_interaction(self, payload: dict[str, Any]) -> Parsed:
+        """An interaction payload (from the Interactivity Request URL or a Socket Mode ``interactive``
+        envelope): a press of one of our buttons is a message (``channels.slack.interactions``)."""
+        message = button_press(payload, normalize=self._normalize, channel_name=self.name)
+        if message is None:
+            log.debug("Slack interaction of type %r ignored", payload.get("type"))
+        return Parsed(messages=[message] if message is not None else [])
+
+    def _message(
+        self, payload: dict[str, Any], retry_num: str | None, retry_reason: str | None
+    ) -> InboundMessage | None:
         event = payload.get("event")
         event_id = payload.get("event_id")
         if not isinstance(event, dict) or not isinstance(event_id, str) or not event_id:
@@ -195,8 +224,32 @@ class SlackAdapter:
             sender_assurance=Assurance.PLATFORM_ATTESTED,  # Slack signs the event and names the member
             # a direct message only: a channel message or an app_mention is read by the whole channel
             private=event_type == "message" and event.get("channel_type") == "im",
-            extras=_extras(payload, event, request),
+            extras=_extras(payload, event, retry_num, retry_reason),
         )
+
+    # ----- inbound: Socket Mode (``core.ports.InboundServer``) ---------------------------------------
+
+    async def start_inbound(self, accept: AcceptFn) -> None:
+        """With an app token, receive over Socket Mode (``channels.slack.socket_mode``); else nothing."""
+        if self._socket is not None or not (
+            self._settings.app_token and self._settings.app_token.get_secret_value()
+        ):
+            return
+        from channels.slack.socket_mode import SocketModeReceiver  # slack-bolt is loaded only when used
+
+        receiver = SocketModeReceiver(
+            self._settings,
+            parse_event=self.parse_event,
+            parse_interaction=self.parse_interaction,
+            accept=accept,
+        )
+        await receiver.start()
+        self._socket = receiver
+
+    async def stop_inbound(self) -> None:
+        receiver, self._socket = self._socket, None
+        if receiver is not None:
+            await receiver.stop()
 
     # ----- outbound ---------------------------------------------------------------------------
 
@@ -207,7 +260,12 @@ class SlackAdapter:
             raise PermanentDeliveryError("empty reply: Slack refuses a message without text")
         client = self._get_client()
         sent: list[str] = []
-        for part in parts[message.parts_sent :]:
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            if index < message.parts_sent:
+                continue
+            # the buttons go under the last part, the text in its sections (and in ``text`` for notifications)
+            blocks = blocks_for(part, message.buttons) if message.buttons and index == last else None
             try:
                 await self._pacer.wait(channel)
             except Exception as exc:  # the shared limits' store failed: later, keeping what went out
@@ -215,7 +273,9 @@ class SlackAdapter:
                     f"Slack pacing unavailable: {type(exc).__name__}", sent_ids=tuple(sent)
                 ) from exc
             try:
-                response = await client.chat_postMessage(channel=channel, text=part, thread_ts=thread_ts)
+                response = await client.chat_postMessage(
+                    channel=channel, text=part, thread_ts=thread_ts, blocks=blocks
+                )
             except SlackApiError as exc:
                 raise _api_error(exc, tuple(sent)) from None  # its text repeats the response body
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -1,8 +1,8 @@
 """Reading a Slack ``event_callback``: which events are a person writing to us, and what to keep of them.
 
-Used by ``SlackAdapter.parse`` (``channels.slack.adapter``): the event types we answer, noise (bots,
-our own messages, subtypes that are not a person writing), mentions of our bot user, the time the
-message was sent and the ``extras`` kept with it.
+Used by ``SlackAdapter.parse_event`` (``channels.slack.adapter``), for the webhook and Socket Mode alike:
+the event types we answer, noise (bots, our own messages, subtypes that are not a person writing),
+mentions of our bot user, the time the message was sent and the ``extras`` kept with it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-from channels.base import WebhookRequest
 
 # Message subtypes that are still a person writing to us; every other subtype is noise.
 _PERSON_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message"})
@@ -74,7 +72,11 @@ def _received_at(payload: Mapping[str, Any], ts: str) -> datetime:
     return datetime.now(UTC)
 
 
-def _extras(payload: Mapping[str, Any], event: Mapping[str, Any], request: WebhookRequest) -> dict[str, Any]:
+def _extras(
+    payload: Mapping[str, Any], event: Mapping[str, Any], retry_num: str | None, retry_reason: str | None
+) -> dict[str, Any]:
+    """What to keep of the event; ``retry_num``/``retry_reason`` are Slack's (HTTP headers, or the Socket
+    Mode envelope's ``retry_attempt``/``retry_reason``), as the platform sent them."""
     extras: dict[str, Any] = {"event_type": event.get("type")}
     for key in ("team_id", "api_app_id", "enterprise_id", "event_time", "is_ext_shared_channel"):
         if payload.get(key) is not None:
@@ -85,12 +87,10 @@ def _extras(payload: Mapping[str, Any], event: Mapping[str, Any], request: Webho
     files = event.get("files")
     if isinstance(files, list):
         extras["file_ids"] = [f["id"] for f in files if isinstance(f, dict) and isinstance(f.get("id"), str)]
-    retry_num = request.header("x-slack-retry-num")
     if retry_num is not None:
         # isdigit() alone also takes '²' (latin-1 header bytes) and int() refuses it, or a 5000-digit run
         digits = retry_num.isascii() and retry_num.isdigit() and len(retry_num) <= 9
         extras["retry_num"] = int(retry_num) if digits else retry_num
-    retry_reason = request.header("x-slack-retry-reason")
     if retry_reason is not None:
         extras["retry_reason"] = retry_reason
     return extras

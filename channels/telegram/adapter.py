@@ -15,7 +15,16 @@ import logging
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from telegram import Bot, Chat, Message, ReplyParameters, Update
+from telegram import (
+    Bot,
+    CallbackQuery,
+    Chat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ChatType
 from telegram.error import (
     BadRequest as TelegramBadRequest,
@@ -29,7 +38,7 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
-from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookRequest
+from channels.base import DEFAULT_MAX_BODY_BYTES, AcceptFn, Parsed, WebhookRequest
 from channels.telegram.config import (
     _TOKEN_SETTING,
     _bot_token,
@@ -38,8 +47,9 @@ from channels.telegram.config import (
     _scrub,
     _secret_token,
 )
-from channels.telegram.message import _attachment_ids, _aware, _extras, _shared_contact
+from channels.telegram.message import _attachment_ids, _aware, _button_label, _extras, _shared_contact
 from channels.telegram.pacing import TelegramPacer
+from channels.telegram.polling import TelegramPoller
 from channels.telegram.split import split_text
 from core.errors import (
     BadRequest,
@@ -49,7 +59,7 @@ from core.errors import (
     VerificationFailed,
 )
 from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
-from core.ports import SharedLimits
+from core.ports import NamedLease, SharedLimits
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -76,8 +86,13 @@ class TelegramAdapter:
     ) -> None:
         self._token, self.bot_id = _bot_token(settings)
         self._pacer = pacer if pacer is not None else TelegramPacer(self.bot_id)
-        self._secret = _secret_token(settings).encode("utf-8")
+        self.mode = settings.mode
+        # polling takes no webhook, so it needs no secret (the route answers 404: no unauthenticated door)
+        self._secret = _secret_token(settings).encode("utf-8") if self.mode == "webhook" else b""
         self._api_base_url = settings.api_base_url
+        self._poll_timeout = settings.poll_timeout
+        self._poller: TelegramPoller | None = None
+        self._leases: NamedLease | None = None
         self._normalize = normalize
         self._bot: ExtBot[int] | None = None
         self._ready = False
@@ -91,9 +106,34 @@ class TelegramAdapter:
         """Take the send rate's slots from ``limits`` (``core.ports.UsesSharedLimits``)."""
         self._pacer.bind(limits)
 
+    def bind_leases(self, leases: NamedLease) -> None:
+        """One poller among the processes on the store (``core.ports.UsesNamedLeases``)."""
+        self._leases = leases
+
     # ----- inbound ---------------------------------------------------------------------------
 
+    async def start_inbound(self, accept: AcceptFn) -> None:
+        """Polling mode: long-poll ``getUpdates`` (``channels.telegram.polling``). Webhook mode: nothing."""
+        if self.mode != "polling" or self._poller is not None:
+            return
+        self._poller = TelegramPoller(
+            url=self._get_bot().base_url + "/getUpdates",
+            token=self._token,
+            bot_id=self.bot_id,
+            timeout=self._poll_timeout,
+            parse=self.parse_update,
+            leases=self._leases,
+        )
+        await self._poller.start(accept)
+
+    async def stop_inbound(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.stop()
+
     async def verify(self, request: WebhookRequest) -> None:
+        if self.mode != "webhook":
+            raise VerificationFailed("the Telegram webhook is off: this hub polls", status=404)
         given = request.header(SECRET_HEADER)
         if given is None:
             raise VerificationFailed("missing Telegram secret token header", status=403)
@@ -105,6 +145,10 @@ class TelegramAdapter:
             data = json.loads(request.body)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise BadRequest("the update is not JSON") from exc
+        return self.parse_update(data)
+
+    def parse_update(self, data: Any) -> Parsed:
+        """One update's JSON object (a webhook's body, or one of ``getUpdates``'s) → its customer message."""
         update_id = data.get("update_id") if isinstance(data, dict) else None
         if not isinstance(update_id, int) or isinstance(update_id, bool):
             raise BadRequest("the update is not an object with an integer update_id")
@@ -119,6 +163,8 @@ class TelegramAdapter:
 
     def _customer_message(self, update: Update) -> InboundMessage | None:
         update_id = update.update_id
+        if update.callback_query is not None:
+            return self._button_press(update_id, update.callback_query)
         message = update.message
         if message is None:
             log.debug("telegram update %s dropped: not a new message", update_id)
@@ -166,6 +212,39 @@ class TelegramAdapter:
             extras=_extras(message),
         )
 
+    def _button_press(self, update_id: int, query: CallbackQuery) -> InboundMessage | None:
+        """A press of one of our inline-keyboard buttons: a message whose text is the button's label and
+        whose ``extras["button"]`` is its ``callback_data`` (which the core checks: a modified client can
+        send any data). Presses on inline-mode messages, games and bots are noise."""
+        user, data, message = query.from_user, query.data, query.message
+        if user is None or user.is_bot or not isinstance(data, str) or not data or message is None:
+            log.debug("telegram update %s dropped: not a button press of a person on our message", update_id)
+            return None
+        chat = message.chat
+        if not isinstance(chat, Chat) or chat.type not in _CUSTOMER_CHATS:
+            log.debug("telegram update %s dropped: button press outside a customer chat", update_id)
+            return None
+        try:
+            sender = self._normalize(f"telegram:{user.id}")
+        except InvalidAddress:
+            raise BadRequest("the presser's id is not a Telegram user id", status=422) from None
+        return InboundMessage(
+            channel=self.name,
+            provider_message_id=f"{self.bot_id}:{update_id}",
+            sender=sender,
+            text=_button_label(message, data),
+            reply_target={
+                "chat_id": chat.id,
+                "chat_type": str(chat.type),
+                # answered (the client's spinner stops) and its keyboard removed when the reply is sent
+                "callback_query_id": query.id,
+                "buttons_message_id": message.message_id,
+            },
+            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
+            private=chat.type == ChatType.PRIVATE,
+            extras={"chat_type": str(chat.type), "button": data[:64]},
+        )
+
     # ----- outbound --------------------------------------------------------------------------
 
     async def send(self, message: OutboundMessage) -> Delivery:
@@ -176,19 +255,29 @@ class TelegramAdapter:
         parts = split_text(message.text)
         if not parts:
             raise PermanentDeliveryError("empty reply: Telegram refuses an empty message")
+        keyboard = (
+            InlineKeyboardMarkup(
+                [[InlineKeyboardButton(b.label, callback_data=b.value) for b in message.buttons]]
+            )
+            if message.buttons
+            else None
+        )
         sent: list[str] = []
         try:
             bot = await self._ready_bot()
+            if message.parts_sent == 0:
+                await _settle_press(bot, chat_id, target)
             for index, part in enumerate(parts):
                 if index < message.parts_sent:
                     continue
                 reply_to = quote if index == 0 else None  # in groups, the first part quotes the customer
+                markup = keyboard if index == len(parts) - 1 else None  # the buttons go under the last part
                 try:
-                    result = await _send_part(bot, chat_id, part, thread_id, reply_to)
+                    result = await _send_part(bot, chat_id, part, thread_id, reply_to, markup)
                 except ChatMigrated as exc:  # a group became a supergroup: same chat, new id
                     log.info("telegram chat migrated to %s", exc.new_chat_id)
                     chat_id = exc.new_chat_id
-                    result = await _send_part(bot, chat_id, part, thread_id, reply_to)
+                    result = await _send_part(bot, chat_id, part, thread_id, reply_to, markup)
                 # message ids count per chat: two chats' replies share ids, so the chat is part of it
                 sent.append(f"{chat_id}:{result.message_id}")
         except TelegramError as exc:
@@ -243,6 +332,7 @@ class TelegramAdapter:
         return bot
 
     async def aclose(self) -> None:
+        await self.stop_inbound()
         bot, self._bot, self._ready = self._bot, None, False
         if bot is not None:
             await bot.shutdown()
@@ -253,12 +343,35 @@ def _chat_id(handle: str) -> int | str:
     return int(handle) if handle.lstrip("-").isdigit() else handle
 
 
+async def _settle_press(bot: Bot, chat_id: int | str, target: dict[str, Any]) -> None:
+    """For a reply to a button press: answer the callback query (the client's spinner stops) and remove
+    the keyboard from the message that carried it (one press per question). Best effort: a query older
+    than Telegram keeps (about 15 minutes) or a message edited already is not a reason to hold the reply."""
+    query_id, message_id = target.get("callback_query_id"), target.get("buttons_message_id")
+    if isinstance(query_id, str) and query_id:
+        try:
+            await bot.answer_callback_query(query_id)
+        except TelegramError as exc:
+            log.info("telegram callback query not answered: %s", type(exc).__name__)
+    if isinstance(message_id, int):
+        try:
+            await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None)
+        except TelegramError as exc:
+            log.info("telegram keyboard of message %s not removed: %s", message_id, type(exc).__name__)
+
+
 async def _send_part(
-    bot: Bot, chat_id: int | str, text: str, thread_id: int | None, reply_to: int | None
+    bot: Bot,
+    chat_id: int | str,
+    text: str,
+    thread_id: int | None,
+    reply_to: int | None,
+    markup: InlineKeyboardMarkup | None = None,
 ) -> Message:
     return await bot.send_message(
         chat_id=chat_id,
         text=text,
+        reply_markup=markup,
         message_thread_id=thread_id,
         reply_parameters=(
             ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)

@@ -28,6 +28,17 @@ def _attachment_ids(message: Message) -> Iterator[str]:
             yield media.file_id
 
 
+def _button_label(message: object, data: str) -> str:
+    """The label of the button of ``message``'s inline keyboard whose callback data is ``data``; a
+    neutral text when the message (older than 48 hours, or inaccessible) no longer shows it."""
+    markup = message.reply_markup if isinstance(message, Message) else None
+    for row in markup.inline_keyboard if markup is not None else ():
+        for button in row:
+            if button.callback_data == data and button.text:
+                return button.text
+    return "[pressed a button]"
+
+
 def _shared_contact(message: Message) -> SharedContact | None:
     """A contact the sender shared: Telegram vouches for its number, and says whether it is the sender's."""
     contact, user = message.contact, message.from_user

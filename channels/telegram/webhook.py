@@ -18,13 +18,15 @@ from core.errors import ConfigError, ThreadlineError
 from core.settings import TelegramSettings
 
 WEBHOOK_PATH = "/webhooks/telegram"
+ALLOWED_UPDATES = ("message", "callback_query")  # a customer's messages, and presses of our buttons
 
 
 async def set_webhook(settings: TelegramSettings, public_base_url: str) -> str:
     """Point the bot's webhook at ``<public_base_url>/webhooks/telegram`` with our secret token.
 
-    Only ``message`` updates are asked for, and updates still pending are kept. Returns one line that
-    says what was done (no secrets). Raises ``ConfigError`` when Telegram refuses the token or the URL.
+    Only ``message`` and ``callback_query`` (our buttons' presses) updates are asked for, and updates
+    still pending are kept. Returns one line that says what was done (no secrets). Raises
+    ``ConfigError`` when Telegram refuses the token or the URL.
     """
     token, bot_id = _bot_token(settings)
     secret = _secret_token(settings)
@@ -34,7 +36,10 @@ async def set_webhook(settings: TelegramSettings, public_base_url: str) -> str:
     try:
         async with bot:
             await bot.set_webhook(
-                url=url, secret_token=secret, allowed_updates=["message"], drop_pending_updates=False
+                url=url,
+                secret_token=secret,
+                allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=False,
             )
             info = await bot.get_webhook_info()
             username = bot.username
@@ -52,5 +57,6 @@ async def set_webhook(settings: TelegramSettings, public_base_url: str) -> str:
     pending = info.pending_update_count
     return (
         f"Telegram webhook of @{username} (bot {bot_id}) now points at {url}: "
-        f"message updates only, checked with the secret token, {pending} pending update(s) kept."
+        f"message and button-press updates only, checked with the secret token, "
+        f"{pending} pending update(s) kept."
     )

@@ -136,7 +136,8 @@ class ImportCustomers:
 
     async def for_reference(self, reference: str, *, create: bool) -> Match:
         from core.errors import InvalidAddress, NotFound
-        from core.memory.importer import Match, Refused
+        from core.memory.import_formats import Refused
+        from core.memory.importer import Match
         from identity.directory import customer_of, find_customer
         from identity.normalize import normalize_address
         from identity.resolver import DatabaseResolver
@@ -158,7 +159,8 @@ class ImportCustomers:
 
     async def for_handles(self, handles: Sequence[str], *, create: bool) -> Match:
         from core.errors import InvalidAddress
-        from core.memory.importer import Match, Refused
+        from core.memory.import_formats import Refused
+        from core.memory.importer import Match
         from core.messages import Address
         from identity.directory import customer_of
         from identity.normalize import normalize_address
@@ -241,7 +243,8 @@ def memory_import(
 ) -> None:
     """Import memories from a file, as they are (no LLM), keeping their provenance and time; a second run
     of the same file adds nothing."""
-    from core.memory.importer import MalformedImport, MemoryImporter, read_import
+    from core.memory.import_formats import MalformedImport, read_import
+    from core.memory.importer import MemoryImporter
 
     settings = checked_settings()
     try:

@@ -45,20 +45,33 @@ def _set_up(call: Coroutine[Any, Any, str]) -> str:
 
 @setup_app.command("telegram", cls=Command)
 def setup_telegram() -> None:
-    """Call setWebhook with our URL and the secret token (allowed updates: messages)."""
-    from channels.telegram import set_webhook
+    """Call setWebhook with our URL and the secret token; in polling mode, deleteWebhook instead."""
+    from channels.telegram import delete_webhook, set_webhook
 
     settings = checked_settings()
     _require(settings, "telegram")
+    if settings.telegram.mode == "polling":  # no public URL: getUpdates works only without a webhook
+        echo(_set_up(delete_webhook(settings.telegram)))
+        return
     echo(_set_up(set_webhook(settings.telegram, _public_url(settings))))
 
 
 @setup_app.command("slack", cls=Command)
 def setup_slack() -> None:
-    """Print a Slack app manifest with our events URL and the scopes the bot needs."""
+    """Print a Slack app manifest with our events URL (or Socket Mode) and the scopes the bot needs."""
     from channels.slack import app_manifest
 
     settings = checked_settings()
+    token = settings.slack.app_token
+    if token is not None and token.get_secret_value():  # Socket Mode: no public URL, no signing secret
+        echo(json.dumps(app_manifest(None, socket_mode=True), indent=2))
+        echo(
+            "Create the app from this manifest at api.slack.com/apps (From an app manifest), install it, "
+            "add an app-level token with the connections:write scope (Basic Information), then set "
+            "THREADLINE_SLACK__BOT_TOKEN and THREADLINE_SLACK__APP_TOKEN.",
+            err=True,
+        )
+        return
     url = _public_url(settings)
     echo(json.dumps(app_manifest(url), indent=2))
     echo(

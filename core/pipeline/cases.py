@@ -20,9 +20,9 @@ for a resolution, ONE memory job of kind ``case`` that ``core.memory.writer`` ha
 resolving handle, category ``support_history`` and the metadata ``case_id`` / ``case_status``. Offline the
 summary is built from the title and the resolving message (redacted).
 
-Satisfaction (``RatingInterception``): the resolution reply asks "How did we do? Reply with a number from 1
-(bad) to 5 (great)."; the customer's next message that is only a digit 1-5, within ``RATING_WINDOW`` of the
-resolution, is stored as the case's rating (once) and answered with a short thanks, never by the agent.
+Satisfaction: the resolution reply asks for a 1-5 rating (``RATING_QUESTION``), with five buttons where the
+channel has them (``rating_buttons``, values ``rate:<case id>:<1-5>``); the answer is
+``core.pipeline.ratings``'s.
 
 Every case's title and summary are redacted (``core.agent.redaction``); logs carry ids only.
 """
@@ -32,18 +32,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.agent import AgentReply, AgentTurn, CaseAction
 from core.agent.prompt import CaseNote
 from core.agent.redaction import redact
-from core.messages import ChatMessage, Provenance
+from core.messages import Button, ChatMessage, Provenance
 from core.metrics import Metrics
-from core.pipeline.interceptions import Claimed, Outcome
 from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import Case, MemoryJob, Turn, utcnow
@@ -55,9 +54,7 @@ SUMMARY_JOB = "case"  # the memory job kind of a resolved case's summary (``core
 MAX_TITLE_CHARS = 80
 MAX_SUMMARY_CHARS = 400
 RECENT_RESOLVED = 20  # resolved cases the prompt knows of (it lists fewer; the others still mark history)
-RATING_WINDOW = timedelta(hours=24)
 RATING_QUESTION = "How did we do? Reply with a number from 1 (bad) to 5 (great)."
-RATING_THANKS = "Thank you for your rating!"
 _SCAN_CHARS = 500  # the rules read the start of a message only (bounded time whatever its length)
 
 _PROBLEM = re.compile(
@@ -80,7 +77,11 @@ _NEGATED = re.compile(
     r"n't\s(?:\w+\s){0,2}?(?:fixed|resolved|solved|sorted|work\w*)\b",
     re.IGNORECASE,
 )
-_RATING = re.compile(r"\s*([1-5])\s*[.!]?\s*")
+
+
+def rating_buttons(case_id: int) -> tuple[Button, ...]:
+    """The five buttons under a resolution's rating question: labels 1-5, values ``rate:<case>:<n>``."""
+    return tuple(Button(str(n), f"rate:{case_id}:{n}") for n in range(1, 6))
 
 
 def _words(text: str) -> str:
@@ -208,6 +209,10 @@ class CaseChange:
             return text
         return "\n\n".join(part for part in (text.strip(), " ".join(added)) if part)
 
+    def buttons(self) -> tuple[Button, ...]:
+        """The rating buttons of the case the reply asks about (the last one resolved), if any."""
+        return rating_buttons(self.resolved[-1].id) if self.resolved else ()
+
     async def attach_in(
         self, session: AsyncSession, *, turn_ids: list[int], channel: str, metrics: Metrics | None = None
     ) -> None:
@@ -312,62 +317,6 @@ class Cases:
         for row in change.resolved:
             log.info("case %s of customer %s resolved (%s)", row.id, customer_id, by)
         return change
-
-    # ----- satisfaction ----------------------------------------------------------------------------
-
-    async def awaiting_rating(self, customer_id: str, now: datetime | None = None) -> int | None:
-        """The case whose rating the customer was asked for last, if unrated and resolved within
-        ``RATING_WINDOW``."""
-        now = now or utcnow()
-        async with self._db.read() as session:
-            row = await session.scalar(
-                select(Case)
-                .where(Case.customer_id == customer_id, Case.status == RESOLVED)
-                .order_by(Case.resolved_at.desc(), Case.id.desc())
-                .limit(1)
-            )
-        if row is None or row.rating is not None or row.resolved_at is None:
-            return None
-        if row.resolved_by not in ("assistant", "rules") or now - row.resolved_at > RATING_WINDOW:
-            return None  # asked only with the bot's resolution reply
-        return row.id
-
-    async def rate_in(self, session: AsyncSession, *, customer_id: str, case_id: int, rating: int) -> bool:
-        """Store the rating once (in the caller's transaction); False when it was rated meanwhile."""
-        done = await session.execute(
-            update(Case)
-            .where(Case.id == case_id, Case.customer_id == customer_id, Case.rating.is_(None))
-            .values(rating=rating, rated_at=utcnow())
-        )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        if self.metrics is not None:
-            self.metrics.case_ratings.labels(str(rating)).inc()
-        log.info("case %s rated by customer %s", case_id, customer_id)
-        return True
-
-
-def rating_of(text: str) -> int | None:
-    """The rating a message gives: a message that is only a digit 1-5."""
-    found = _RATING.fullmatch(text[:20]) if len(text) <= 20 else None
-    return int(found.group(1)) if found else None
-
-
-class RatingInterception:
-    """The chain's link for satisfaction: a digit 1-5 alone, answering the question asked with a case's
-    resolution (within ``RATING_WINDOW``, once), is the case's rating: thanked, not answered by the agent."""
-
-    def __init__(self, cases: Cases) -> None:
-        self._cases = cases
-
-    async def __call__(self, message: Claimed) -> Outcome | None:
-        rating = rating_of(message.row.text)
-        if rating is None or not message.vouched or message.row.private is not True:
-            return None
-        case_id = await self._cases.awaiting_rating(message.customer_id)
-        if case_id is None:
-            return None
-        return Outcome(label="rating", reply=RATING_THANKS, keep=True, case_rating=(case_id, rating))
 
 
 # ----- the summary memory (run by ``core.memory.writer`` for a job of kind ``case``) ----------------

@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
-from core.messages import Address, OutboundMessage
+from core.messages import Address, OutboundMessage, buttons_from
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.delivery_status import settle_outbox, upsert_part
@@ -152,6 +152,7 @@ class Delivery:
             idempotency_key=row.idempotency_key,
             reply_target=dict(row.reply_target),
             parts_sent=row.parts_sent,
+            buttons=buttons_from(row.reply_target),
         )
         try:
             delivery = await sender.send(message)

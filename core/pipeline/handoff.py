@@ -5,25 +5,24 @@ A customer has at most one open handoff (``handoffs`` table, a partial unique in
 - ``waiting``: asked for and nobody has taken it yet. The customer asked in words (``asks_for_person``:
   "human", "agent", "talk to a person"), the LLM called its handoff tool, or the LLM failed for good
   (the fallback reply promises a person). The bot says once that a person will answer, and when the
-  team is online (``core.pipeline.working_hours``); the team hears of it (``team notices`` below).
+  team is online (``core.pipeline.working_hours``); the team hears of it (``core.pipeline.handoff_team``).
 - ``owned``: an operator took it (the console, ``POST /admin/customers/{id}/handoff``), or replied.
 
 While a handoff is open the bot sends that customer nothing on any channel: new messages are still
-stored, logged and remembered (``HandoffInterception`` keeps them without a reply), an answer the agent
-was already writing when a person took over is committed ``withheld``, and the delivery lane withholds any
-bot answer still in the outbox (``core.pipeline.delivery``). Hub replies that the customer's own action
-asks for (a proof code's answer, STOP) are not the bot speaking and still go.
+stored, logged and remembered (``core.pipeline.handoff_requests.HandoffInterception`` keeps them without
+a reply), an answer the agent was already writing when a person took over is committed ``withheld``, and
+the delivery lane withholds any bot answer still in the outbox (``core.pipeline.delivery``). Hub replies
+that the customer's own action asks for (a proof code's answer, STOP) are not the bot speaking and still
+go.
 
 An operator's reply (``Handoffs.reply``) goes out on the customer's most recent private conversation
 (or the channel asked for) through the outbox, under the idempotency key ``operator:<key>``: the same
 key twice is one message. It is logged as an ``operator`` turn with the operator's name and written to
 memory like the customer's words, so the bot knows after the hand-back what the person said.
 
-Team notices: a new handoff and an escalation are outbox rows (``origin`` ``team``) to the configured
-Slack channel of the team's workspace and/or email address, keyed ``handoff:<id>:<event>`` (once each,
-with the outbox's retries). ``escalate_due`` escalates every waiting handoff that nobody has answered
-for ``escalate_after_minutes`` of the team's online time: it is marked, the escalation targets hear of
-it, and it stays open. Notices carry the customer id and the console link, never what the customer wrote.
+The team's side (``core.pipeline.handoff_team``): a new handoff and an escalation are notices to the
+team's Slack channel and/or email address, and ``escalate_due`` escalates every waiting handoff nobody has
+answered for ``escalate_after_minutes`` of the team's online time.
 
 Every operator action is recorded in ``operator_actions`` (``record_action``), attributed by name.
 """
@@ -37,14 +36,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
 from core.memory.policy import queue_memory_write
 from core.metrics import Metrics
-from core.pipeline.interceptions import Claimed, Outcome
+from core.pipeline.handoff_team import Escalations, TeamNotices
 from core.pipeline.working_hours import WorkingHours
 from core.settings import HandoffSettings, MemorySettings
 from core.store.db import Database
@@ -58,28 +57,6 @@ OPEN = ("waiting", "owned")
 FALLBACK_OPENING = "Sorry, I can't answer right now because of a technical problem. Your message is saved"
 MAX_REPLY_CHARS = 4000
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
-
-# a short message that is only a request for a person ("human", "an agent please", "operator!")
-_ALONE = re.compile(
-    r"^\s*(?:(?:i\s+(?:want|need)|give\s+me|get\s+me|can\s+i\s+(?:get|have)|let\s+me\s+talk\s+to)\s+)?"
-    r"(?:a|an|the|some)?\s*(?:real\s+|live\s+)?(?:human|agent|person|operator|representative|people|someone)"
-    r"(?:\s+please)?\s*[.!?]*\s*(?:please)?[.!?]*\s*$",
-    re.IGNORECASE,
-)
-# a request anywhere in a longer message ("can I talk to a person about my bill?")
-_PHRASE = re.compile(
-    r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s*one\s+|your\s+|a\s+real\s+|a\s+live\s+)?"
-    r"(?:real\s+|live\s+)?(?:human|person|agent|operator|representative|someone|somebody|people)\b"
-    r"|\b(?:real|live)\s+(?:human|person|agent)\b"
-    r"|\bhuman\s+(?:agent|being|support|please)\b",
-    re.IGNORECASE,
-)
-
-
-def asks_for_person(text: str) -> bool:
-    """Whether a customer's message asks for a person instead of the bot."""
-    clipped = text[:500]
-    return bool(_ALONE.match(clipped) or _PHRASE.search(clipped))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,7 +145,8 @@ class Handoffs:
         self._settings = settings
         self._memory_settings = memory_settings or MemorySettings()
         self.hours = WorkingHours(settings.working_hours, settings.timezone)
-        self._console_url = console_url.rstrip("/") + "/console/" if console_url else None
+        self._notices = TeamNotices(settings, console_url=console_url)
+        self._escalations = Escalations(db, settings, self.hours, self._notices)
         self.metrics: Metrics | None = None
 
     # ----- what the customer is told ---------------------------------------------------------------
@@ -244,7 +222,7 @@ class Handoffs:
         )
         session.add(row)
         await session.flush()
-        self._notify(session, row, "opened")
+        self._notices.add_in(session, row, "opened")
         if self.metrics is not None:
             self.metrics.handoffs_opened.labels(requested_by).inc()
         log.info("handoff %s opened for customer %s (%s)", row.id, customer_id, requested_by)
@@ -429,93 +407,13 @@ class Handoffs:
         log.info("operator reply %s to customer %s on %s", result.outbox_id, customer_id, result.channel)
         return result
 
-    # ----- team notices and escalation ---------------------------------------------------------------
-
-    def _targets(self, event: str) -> list[tuple[str, str, dict[str, str]]]:
-        """(channel, recipient, reply_target) of the team for ``event`` (``opened``, ``escalated``)."""
-        settings = self._settings
-        slack = [settings.notify_slack_channel]
-        email = [settings.notify_email]
-        if event == "escalated":
-            slack.append(settings.escalate_slack_channel)
-            email.append(settings.escalate_email)
-        found: list[tuple[str, str, dict[str, str]]] = []
-        for channel_id in dict.fromkeys(c for c in slack if c):
-            found.append(("slack", f"slack:team:{channel_id}", {"channel": channel_id}))
-        for address in dict.fromkeys(a.strip().lower() for a in email if a):
-            found.append(
-                ("email", f"email:{address}", {"subject": "Threadline: a customer waits for a person"})
-            )
-        return found
-
-    def _notice_text(self, row: Handoff, event: str) -> str:
-        link = f" {self._console_url}customers/{row.customer_id}" if self._console_url else ""
-        if event == "escalated":
-            minutes = int(self._settings.escalate_after_minutes)
-            return (
-                f"ESCALATED: handoff {row.id} (customer {row.customer_id}) has waited over {minutes} minutes "
-                f"of working time without an answer.{link}"
-            )
-        via = f" on {row.channel}" if row.channel else ""
-        return (
-            f"A customer waits for a person: handoff {row.id} (customer {row.customer_id}){via}, "
-            f"asked by {row.requested_by}.{link}"
-        )
-
-    def _notify(self, session: AsyncSession, row: Handoff, event: str) -> None:
-        for channel, recipient, reply_target in self._targets(event):
-            session.add(
-                OutboxRow(
-                    idempotency_key=f"handoff:{row.id}:{event}:{recipient}"[:128],
-                    channel=channel,
-                    recipient=recipient,
-                    customer_id=None,
-                    reply_target=reply_target,
-                    text=self._notice_text(row, event),
-                    status="pending",
-                    origin="team",
-                )
-            )
+    # ----- escalation (``core.pipeline.handoff_team``) -------------------------------------------------
 
     async def escalate_due(self, now: datetime | None = None) -> list[int]:
         """Escalate every waiting, unanswered handoff past ``escalate_after_minutes`` of online time."""
-        now = now or utcnow()
-        limit = self._settings.escalate_after_minutes * 60
-        async with self._db.read() as session:
-            waiting = list(
-                await session.execute(
-                    select(Handoff.id, Handoff.opened_at).where(
-                        Handoff.status == "waiting",
-                        Handoff.answered_at.is_(None),
-                        Handoff.escalated_at.is_(None),
-                    )
-                )
-            )
-        due = [hid for hid, opened in waiting if self.hours.online_seconds(opened, now) >= limit]
-        escalated: list[int] = []
-        for handoff_id in due:
-            async with self._db.session() as session:
-                marked = await session.execute(
-                    update(Handoff)
-                    .where(
-                        and_(
-                            Handoff.id == handoff_id,
-                            Handoff.escalated_at.is_(None),
-                            Handoff.status == "waiting",
-                        )
-                    )
-                    .values(escalated_at=now)
-                )
-                if marked.rowcount != 1:  # type: ignore[attr-defined]
-                    continue  # taken, answered or escalated by another process meanwhile
-                row = await session.get(Handoff, handoff_id)
-                assert row is not None
-                self._notify(session, row, "escalated")
-                await announce(session, "outbox")
-            escalated.append(handoff_id)
-            if self.metrics is not None:
-                self.metrics.handoff_escalations.inc()
-            log.warning("handoff %s escalated: nobody answered in time", handoff_id)
+        escalated = await self._escalations.escalate_due(now)
+        if self.metrics is not None:
+            self.metrics.handoff_escalations.inc(len(escalated))
         return escalated
 
     async def run_escalations(self) -> None:
@@ -535,22 +433,3 @@ class Handoffs:
             for (status,) in rows:
                 counts[status] += 1
             return counts
-
-
-class HandoffInterception:
-    """The chain's link for handoffs (``core.pipeline.interceptions``): while one is open, a message is kept
-    (stored, logged, remembered) and not answered; a private message asking for a person opens one."""
-
-    def __init__(self, handoffs: Handoffs) -> None:
-        self._handoffs = handoffs
-
-    async def __call__(self, message: Claimed) -> Outcome | None:
-        if await self._handoffs.current(message.customer_id) is not None:
-            return Outcome(label="handoff", keep=True)
-        # only a sender its channel vouches for opens one: a forged sender must not silence the bot for
-        # the customer it claims to be (unvouched ones are answered as usual)
-        if message.vouched and message.row.private is True and asks_for_person(message.row.text):
-            return Outcome(
-                label="handoff", keep=True, reply=self._handoffs.acknowledgement(), handoff="customer"
-            )
-        return None

@@ -13,10 +13,12 @@ message. A link only decides; it writes nothing itself.
 3. ``IdentityInterception``: the identity layer's ``Interceptor`` (proof codes, claims, attested contacts;
    ``identity.proof``), its ``Handled`` turned into an ``Outcome``.
 
-4. ``HandoffInterception`` (``core.pipeline.handoff``): while a person owns the conversation (or one was
-   asked for), a message is kept without a reply; a private message asking for a person opens a handoff.
-5. ``RatingInterception`` (``core.pipeline.cases``, added by the worker): a digit 1-5 alone that answers
-   the satisfaction question of a resolved case is stored as its rating and thanked.
+4. ``HandoffInterception`` (``core.pipeline.handoff_requests``): while a person owns the conversation (or
+   one was asked for), a message is kept without a reply; a private message asking for a person opens a
+   handoff.
+5. ``RatingInterception`` (``core.pipeline.ratings``, added by the worker): a rating button pressed, or a
+   digit 1-5 alone, that answers the satisfaction question of a resolved case is stored as its rating and
+   thanked.
 """
 
 from __future__ import annotations

@@ -41,13 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agent.agent import Agent, AgentTurn, CaseAction
 from core.errors import ClaimLost, LLMError
 from core.memory.policy import queue_memory_write
-from core.messages import Address, Assurance
+from core.messages import BUTTONS_KEY, Address, Assurance, Button
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
-from core.pipeline.cases import Cases, RatingInterception
-from core.pipeline.handoff import FALLBACK_OPENING, HandoffInterception, Handoffs, open_handoff_row
+from core.pipeline.cases import Cases
+from core.pipeline.handoff import FALLBACK_OPENING, Handoffs, open_handoff_row
+from core.pipeline.handoff_requests import HandoffInterception
 from core.pipeline.interceptions import Claimed, Outcome, chain
 from core.pipeline.lanes import LaneLoop
+from core.pipeline.ratings import RatingInterception, Ratings
 from core.pipeline.strangers import Strangers
 from core.ports import IdentityResolver, Interceptor
 from core.settings import MemorySettings, StrangerSettings, WorkerSettings
@@ -98,9 +100,10 @@ class InboxWorker:
         self._resolver = resolver
         # support cases (``core.pipeline.cases``): opened and resolved in ``_commit_reply``; rated last
         self._cases = Cases(db, metrics=metrics)
+        self._ratings = Ratings(db, metrics=metrics)
         self._chain = (
             *chain(interceptor, handoff=HandoffInterception(handoffs) if handoffs else None),
-            RatingInterception(self._cases),
+            RatingInterception(self._ratings),
         )
         self._agent = agent
         self._channels = tuple(channels)
@@ -308,7 +311,7 @@ class InboxWorker:
                     await session.delete(opted_out)
             if outcome.case_rating is not None:
                 case_id, rating = outcome.case_rating
-                await self._cases.rate_in(session, customer_id=customer_id, case_id=case_id, rating=rating)
+                await self._ratings.rate_in(session, customer_id=customer_id, case_id=case_id, rating=rating)
             reply = outcome.reply
             if outcome.acknowledge:
                 reply = await self._strangers.acknowledgement(session, row.sender)
@@ -399,7 +402,18 @@ class InboxWorker:
         )
         return [turn.id for turn in turns]
 
-    def _outbox_row(self, row: InboxRow, customer_id: str, text: str, *, origin: str | None) -> OutboxRow:
+    def _outbox_row(
+        self,
+        row: InboxRow,
+        customer_id: str,
+        text: str,
+        *,
+        origin: str | None,
+        buttons: tuple[Button, ...] = (),
+    ) -> OutboxRow:
+        reply_target = dict(row.reply_target)
+        if buttons:
+            reply_target[BUTTONS_KEY] = [[button.label, button.value] for button in buttons]
         return OutboxRow(
             origin=origin,
             inbox_id=row.id,
@@ -407,7 +421,7 @@ class InboxWorker:
             channel=row.channel,
             recipient=row.sender,
             customer_id=customer_id,
-            reply_target=dict(row.reply_target),
+            reply_target=reply_target,
             text=text,
             status="pending",
         )
@@ -476,7 +490,9 @@ class InboxWorker:
             )
             text = change.reply(text)
             origin = "handoff" if handoff is not None else "bot"
-            session.add(self._outbox_row(row, customer_id, text, origin=origin))
+            # the rating question's buttons, where only the customer reads them (a group could press them)
+            buttons = change.buttons() if row.private is True else ()
+            session.add(self._outbox_row(row, customer_id, text, origin=origin, buttons=buttons))
             turn_ids = await self._log_turns(session, row, customer_id, row.text, text, recalled=recalled)
             await change.attach_in(session, turn_ids=turn_ids, channel=row.channel, metrics=self._metrics)
             await announce(session, "outbox", "memory")

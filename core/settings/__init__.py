@@ -64,10 +64,18 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 # Settings that count as "this channel was meant to be on" when set, besides the required ones.
 _OPTIONAL_TRIGGERS: dict[str, tuple[str, ...]] = {
-    "slack": (),
+    "slack": ("app_token",),
     "telegram": (),
     "twilio": (),
-    "email": ("smtp_listen", "smtp_username", "smtp_password", "inbound_signing_key"),
+    "email": (
+        "smtp_listen",
+        "smtp_username",
+        "smtp_password",
+        "inbound_signing_key",
+        "imap_host",
+        "imap_username",
+        "imap_password",
+    ),
 }
 
 
@@ -185,15 +193,24 @@ class Settings(BaseSettings):
     def enabled_channels(self) -> list[str]:
         """The platform channels whose credentials are complete (``check`` refuses partial ones)."""
         return [
-            name for name, keys in _REQUIRED.items() if all(_is_set(self._section(name, k)) for k in keys)
+            name for name in _REQUIRED if all(_is_set(self._section(name, k)) for k in self._required(name))
         ]
+
+    def _required(self, channel: str) -> tuple[str, ...]:
+        """The settings that switch ``channel`` on (Telegram polling takes no webhook, so no secret)."""
+        if channel == "telegram" and self.telegram.mode == "polling":
+            return tuple(key for key in _REQUIRED[channel] if key != "secret_token")
+        if channel == "slack" and _is_set(self.slack.app_token):  # Socket Mode: no webhook, no signing secret
+            return tuple(key for key in _REQUIRED[channel] if key != "signing_secret")
+        return _REQUIRED[channel]
 
     def _section(self, channel: str, key: str) -> object:
         return getattr(getattr(self, channel), key)
 
     def check(self) -> None:
         """Refuse inconsistent configuration, naming the setting at fault."""
-        for channel, keys in _REQUIRED.items():
+        for channel in _REQUIRED:
+            keys = self._required(channel)
             present = [k for k in keys + _OPTIONAL_TRIGGERS[channel] if _is_set(self._section(channel, k))]
             if not present:
                 continue
@@ -206,11 +223,11 @@ class Settings(BaseSettings):
                         setting=env_name(channel, key),
                     )
         if "email" in self.enabled_channels() and not (
-            self.email.smtp_listen or _is_set(self.email.inbound_signing_key)
+            self.email.smtp_listen or _is_set(self.email.inbound_signing_key) or self.email.imap_host
         ):
             raise ConfigError(
-                f"{env_name('email', 'smtp_listen')} or {env_name('email', 'inbound_signing_key')} "
-                "is required so that inbound email can arrive",
+                f"{env_name('email', 'smtp_listen')}, {env_name('email', 'inbound_signing_key')} or "
+                f"{env_name('email', 'imap_host')} is required so that inbound email can arrive",
                 setting=env_name("email", "smtp_listen"),
             )
         if "twilio" in self.enabled_channels() and not self.public_base_url:

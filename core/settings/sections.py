@@ -151,6 +151,9 @@ class ConsoleSettings(BaseModel):
 class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
+    # an app-level token (xapp-...): events arrive over Socket Mode (channels.slack.socket_mode), no public
+    # URL and no signing secret needed
+    app_token: SecretStr | None = None
     api_base_url: str = "https://slack.com/api/"
     # workspaces (team ids, comma-separated) whose members' profile emails we accept as theirs: only
     # a workspace that verifies its members' emails (SSO, an admin-managed domain) belongs here
@@ -163,11 +166,25 @@ class SlackSettings(BaseModel):
             return [team.strip().upper() for team in value.split(",") if team.strip()]
         return value
 
+    @field_validator("app_token")
+    @classmethod
+    def _app_level_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # a bot token (xoxb-) here would be sent to apps.connections.open, which refuses it anyway
+        token = value.get_secret_value() if value is not None else ""
+        if token and not token.startswith("xapp-"):
+            raise ValueError("must be a Slack app-level token (it starts with xapp-)")
+        return value
+
 
 class TelegramSettings(BaseModel):
     bot_token: SecretStr | None = None
     secret_token: SecretStr | None = None
     api_base_url: str = "https://api.telegram.org/bot"
+    # webhook: Telegram calls /webhooks/telegram (needs a public URL and the secret token); polling: the hub
+    # long-polls getUpdates itself (no public URL, no secret; channels.telegram.polling)
+    mode: Literal["webhook", "polling"] = "webhook"
+    # polling: seconds one getUpdates call waits for an update before it answers empty
+    poll_timeout: int = Field(default=30, ge=0, le=60)
 
 
 class TwilioSettings(BaseModel):
@@ -192,6 +209,17 @@ class EmailSettings(BaseModel):
     # strips forged Authentication-Results (RFC 8601 §5). From any other peer nothing naming us is trusted
     trusted_relays: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
     max_replies_per_hour: int = 20
+    # inbound by IMAP from a mailbox the team already has (channels.email_imap): on when imap_host is set,
+    # which then needs imap_username and imap_password. TLS from the first byte (993); plain IMAP is
+    # refused for any host but a loopback one (a local test server)
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_mailbox: str = "INBOX"
+    imap_tls: bool = True
+    # seconds between two looks at the mailbox when the server offers no IDLE
+    imap_poll_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("trusted_relays", mode="before")
     @classmethod

@@ -48,6 +48,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # every webhook path and the channel whose adapter answers it (the body limit there is the adapter's)
 WEBHOOKS = {
     "/webhooks/slack/events": "slack",
+    "/webhooks/slack/interactive": "slack",
     "/webhooks/telegram": "telegram",
     "/webhooks/twilio/sms": "sms",
     "/webhooks/twilio/status": "sms",
@@ -167,6 +168,11 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
     @app.post("/webhooks/slack/events", tags=["webhooks"])
     async def slack_events(request: Request) -> Response:
         """Slack Events API (signed with the signing secret; url_verification answered)."""
+        return await _webhook(request, "slack")
+
+    @app.post("/webhooks/slack/interactive", tags=["webhooks"])
+    async def slack_interactive(request: Request) -> Response:
+        """Slack interactivity: presses of a reply's buttons (signed like the events)."""
         return await _webhook(request, "slack")
 
     @app.post("/webhooks/telegram", tags=["webhooks"])

@@ -217,7 +217,7 @@ async def test_missing_signing_secret_fails_closed() -> None:
     slack = make_adapter(secret=None)
     with pytest.raises(VerificationFailed) as caught:
         await slack.verify(request(fixture_bytes("message_channels.json")))
-    assert caught.value.status == 401
+    assert caught.value.status == 404  # Socket Mode without a signing secret: the webhook is no door
 
 
 # ----- parse: messages -------------------------------------------------------------------------
@@ -725,6 +725,10 @@ def test_app_manifest() -> None:
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"] == "https://support.example.com/webhooks/slack/events"
     assert set(events["bot_events"]) == {"message.im", "message.channels", "app_mention"}
+    assert manifest["settings"]["interactivity"] == {
+        "is_enabled": True,
+        "request_url": "https://support.example.com/webhooks/slack/interactive",  # the rating buttons
+    }
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "chat:write",
         "im:history",

@@ -472,7 +472,7 @@ async def test_set_webhook(fake: FakeTelegramAPI) -> None:
     [params] = fake.webhooks
     assert params["url"] == "https://bot.example.com/webhooks/telegram"
     assert params["secret_token"] == SECRET
-    assert params["allowed_updates"] == ["message"]
+    assert params["allowed_updates"] == ["message", "callback_query"]  # messages and our buttons
     assert params["drop_pending_updates"] is False
     assert "https://bot.example.com/webhooks/telegram" in line and "@threadline_test_bot" in line
     assert "\n" not in line and SECRET not in line and DEFAULT_TOKEN not in line

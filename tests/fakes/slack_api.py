@@ -65,6 +65,7 @@ class PostedMessage:
     text: str
     thread_ts: str | None
     ts: str
+    blocks: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +115,7 @@ class FakeSlackAPI(LoopbackServer):
         self._ts = itertools.count(1)
         # users.info: user id -> profile email (``known_users`` exist without an email)
         self.profile_emails: dict[str, str] = {}
+        self.socket_mode: Any = None  # a FakeSocketMode answers apps.connections.open
         self.known_users: set[str] = set()
         self.app = Starlette(
             routes=[
@@ -229,6 +231,11 @@ class FakeSlackAPI(LoopbackServer):
             token = params["token"]
         if not token:
             return {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":  # the app-level token's method (tests/fakes/slack_socket.py)
+            socket_mode = self.socket_mode
+            return (
+                socket_mode.open_connection(token) if socket_mode else {"ok": False, "error": "invalid_auth"}
+            )
         if token != self.token:
             return {"ok": False, "error": "invalid_auth"}
         if method == "auth.test":
@@ -275,6 +282,14 @@ class FakeSlackAPI(LoopbackServer):
             return {"ok": False, "error": "no_text"}
         if len(text) > MAX_TEXT:
             return {"ok": False, "error": "msg_too_long"}
+        blocks = params.get("blocks")
+        if isinstance(blocks, str):  # a form-encoded call sends them as a JSON string
+            try:
+                blocks = json.loads(blocks)
+            except ValueError:
+                return {"ok": False, "error": "invalid_blocks_format"}
+        if blocks is not None and not _valid_blocks(blocks):
+            return {"ok": False, "error": "invalid_blocks"}
         ts = f"1700000000.{next(self._ts):06d}"
         with self._lock:
             self._posted.append(
@@ -283,6 +298,7 @@ class FakeSlackAPI(LoopbackServer):
                     text=text,
                     thread_ts=thread_ts if isinstance(thread_ts, str) else None,
                     ts=ts,
+                    blocks=blocks,
                 )
             )
         message: dict[str, Any] = {
@@ -295,7 +311,36 @@ class FakeSlackAPI(LoopbackServer):
         }
         if isinstance(thread_ts, str):
             message["thread_ts"] = thread_ts
+        if blocks is not None:
+            message["blocks"] = blocks
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+
+def _valid_blocks(blocks: object) -> bool:
+    """Block Kit's limits that matter for replies: at most 50 blocks, a section's text at most 3,000
+    characters, an actions block of 1-25 elements, a button's label at most 75 and its value 2,000."""
+    if not isinstance(blocks, list) or not 0 < len(blocks) <= 50:
+        return False
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "section":
+            text = (block.get("text") or {}).get("text")
+            if not isinstance(text, str) or not 0 < len(text) <= 3000:
+                return False
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= 25:
+                return False
+            for element in elements:
+                label = (element.get("text") or {}).get("text") if isinstance(element, dict) else None
+                value = element.get("value") if isinstance(element, dict) else None
+                if not isinstance(label, str) or not 0 < len(label) <= 75:
+                    return False
+                if not isinstance(value, str) or len(value) > 2000:
+                    return False
+        else:
+            return False
+    return True
 
 
 async def _read_params(request: Request) -> dict[str, Any]:

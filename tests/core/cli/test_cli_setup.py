@@ -94,6 +94,20 @@ def test_setup_slack_prints_a_manifest_with_our_events_url(
     assert {"chat:write", "im:history"} <= set(manifest["oauth_config"]["scopes"]["bot"])
 
 
+def test_setup_slack_with_an_app_token_prints_a_socket_mode_manifest_without_urls(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THREADLINE_SLACK__BOT_TOKEN", "xoxb-setup-token")
+    monkeypatch.setenv("THREADLINE_SLACK__APP_TOKEN", "xapp-1-A0SETUP-1-setup")  # no public URL needed
+    result = runner.invoke(app, ["setup", "slack"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert "request_url" not in result.stdout
+    assert "xapp-1-A0SETUP" not in result.output  # the token itself is never printed
+    assert "connections:write" in result.stderr
+
+
 @pytest.mark.parametrize("channel", ["telegram", "twilio", "slack"])
 def test_setup_without_a_public_url_refuses_naming_the_setting(
     runner: CliRunner, channel: str, telegram: FakeTelegramAPI, twilio: FakeTwilioAPI

@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.memory.importer import (
-    MalformedImport,
-    Match,
-    MemoryImporter,
-    Refused,
-    read_import,
-)
+from core.memory.import_formats import MalformedImport, Refused, read_import
+from core.memory.importer import Match, MemoryImporter
 from core.memory.local import LocalMemory
 from core.settings import LLMSettings
 

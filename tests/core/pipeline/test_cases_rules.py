@@ -14,11 +14,11 @@ from core.pipeline.cases import (
     RATING_QUESTION,
     CaseChange,
     clipped,
-    rating_of,
     reports_problem,
     rules,
     says_solved,
 )
+from core.pipeline.ratings import rating_of
 from core.store.models import Case
 
 CARD = "4111 1111 1111 1111"

@@ -1,4 +1,4 @@
-"""Who may open a handoff by asking (``core.pipeline.handoff.HandoffInterception``), through the hub.
+"""Who may open a handoff by asking (``core.pipeline.handoff_requests.HandoffInterception``), through the hub.
 
 Only a sender its channel vouches for, in a private conversation: a forged sender must not silence the bot
 for the customer it claims to be, and a group must not hand a customer's conversation to a person.

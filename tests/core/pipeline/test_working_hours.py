@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.errors import ConfigError
-from core.pipeline.handoff import Handoffs, asks_for_person
+from core.pipeline.handoff import Handoffs
+from core.pipeline.handoff_requests import asks_for_person
 from core.pipeline.working_hours import WorkingHours, parse_spans
 from core.settings import HandoffSettings, load_settings
 

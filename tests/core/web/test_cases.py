@@ -14,14 +14,13 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 
-from core.pipeline.cases import RATING_QUESTION, RATING_THANKS
+from core.pipeline.cases import RATING_QUESTION
+from core.pipeline.ratings import RATING_THANKS
 from core.settings import SlackSettings
 from core.store.models import Case, Turn, utcnow
 from tests.apphost import Served, app_settings, serving
@@ -31,7 +30,7 @@ from tests.fakes.openai_server import FakeOpenAI, ToolTrigger, restating_respond
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
-from tests.platforms import telegram_settings, twilio_settings
+from tests.platforms import post_telegram_message, post_twilio_sms, telegram_settings, twilio_settings
 
 TOKEN = "cases-admin-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -113,24 +112,19 @@ async def telegram(served: Served, update_id: int, text: str, *, user: int = 42)
         "from": {"id": user, "is_bot": False, "first_name": "Ana"},
         "text": text,
     }
-    response = await served.client.post(
-        "/webhooks/telegram",
-        content=json.dumps({"update_id": update_id, "message": message}),
-        headers={"content-type": "application/json", "x-telegram-bot-api-secret-token": TELEGRAM_SECRET},
-    )
-    assert response.status_code == 200
+    await post_telegram_message(served.client, secret=TELEGRAM_SECRET, update_id=update_id, message=message)
 
 
-async def sms(served: Served, number: int, text: str) -> None:
-    form = {"MessageSid": f"SM{number:032d}", "AccountSid": ACCOUNT_SID, "From": PHONE, "To": OUR_NUMBER}
-    form |= {"Body": text, "NumMedia": "0"}
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{PUBLIC}/webhooks/twilio/sms", form)
-    response = await served.client.post(
-        "/webhooks/twilio/sms",
-        content=urlencode(form),
-        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+async def sms(served: Served, text: str) -> None:
+    await post_twilio_sms(
+        served.client,
+        public=PUBLIC,
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        to=OUR_NUMBER,
+        phone=PHONE,
+        text=text,
     )
-    assert response.status_code == 200
 
 
 async def slack_dm(served: Served, event_id: str, text: str, *, ts: str) -> None:
@@ -191,7 +185,7 @@ async def test_a_case_opened_on_telegram_resolved_by_sms_is_history_on_slack(
     await link(served, f"slack:{TEAM}:{SLACK_USER}", customer)
 
     # the SMS prompt shows the case as open, with its number, so the model can resolve it
-    await sms(served, 1, "that fixed it, thanks!")
+    await sms(served, "that fixed it, thanks!")
     await settle(served)
     shown = call_for(llm, "that fixed it")["messages"][1]["content"]
     assert f"case #1: open since {utcnow().date().isoformat()}: {TITLE}" in shown
@@ -246,13 +240,13 @@ async def test_a_case_opened_on_telegram_resolved_by_sms_is_history_on_slack(
 
     # the satisfaction question is answered once with a bare digit: thanked, not answered by the model
     calls = len(llm.calls)
-    await sms(served, 2, "5")
+    await sms(served, "5")
     await settle(served)
     assert twilio.messages[-1]["Body"] == RATING_THANKS
     assert all(not call.get("tools") for call in llm.calls[calls:])  # no answering call for it
     (case,) = (await admin(served, "GET", f"/admin/customers/{customer}/cases"))["cases"]
     assert case["rating"] == 5 and case["rated_at"] is not None
-    await sms(served, 3, "4")  # asked once: another digit is a message like any other
+    await sms(served, "4")  # asked once: another digit is a message like any other
     await settle(served)
     assert twilio.messages[-1]["Body"] != RATING_THANKS
     (case,) = (await admin(served, "GET", f"/admin/customers/{customer}/cases"))["cases"]
