@@ -51,8 +51,8 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Delivery, InboundMessage, OutboundMessage
-from core.ports import NamedLease, SharedLimits
+from core.messages import Address, Attachment, Delivery, InboundMessage, OutboundMessage
+from core.ports import FileSource, NamedLease, SharedLimits
 from core.settings import EmailSettings, env_name
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class EmailAdapter:
         self._imap_config = ImapConfig.from_settings(settings)  # None: no IMAP; ConfigError if partly set
         self._imap: ImapPoller | None = None
         self._leases: NamedLease | None = None
+        self._outgoing: FileSource | None = None  # the files of replies (``bind_files``)
 
     def __repr__(self) -> str:
         return (
@@ -96,6 +97,10 @@ class EmailAdapter:
         """Keep the reply cap and spent tokens in ``limits`` (``core.ports.UsesSharedLimits``)."""
         self._cap.bind(limits)
         self._verifier.bind(limits)
+
+    def bind_files(self, files: FileSource) -> None:
+        """Attach the files of replies, read from ``files`` (``core.ports.UsesFileSource``)."""
+        self._outgoing = files
 
     def bind_leases(self, leases: NamedLease) -> None:
         """One process at a time polls the IMAP mailbox (``core.ports.UsesNamedLeases``; scale mode)."""
@@ -227,6 +232,7 @@ class EmailAdapter:
         host = self._settings.smtp_host
         if not host:
             raise PermanentDeliveryError(f"{env_name('email', 'smtp_host')} is not set")
+        files = [(file, await self._read(file)) for file in message.files]  # MIME attachments
         try:  # built before a slot of the recipient's cap is taken: a reply that cannot be built takes none
             reply = build_reply(
                 from_header=self._settings.address or self._address,
@@ -235,6 +241,7 @@ class EmailAdapter:
                 text=message.text,
                 message_id=message_id,
                 reply_target=message.reply_target,
+                files=files,
             )
         except (ValueError, TypeError) as exc:
             raise PermanentDeliveryError(f"the reply could not be built ({type(exc).__name__})") from exc
@@ -274,6 +281,11 @@ class EmailAdapter:
             raise error from exc
         log.info("email reply %s sent", message_id)
         return Delivery(provider_message_ids=(message_id,))
+
+    async def _read(self, file: Attachment) -> bytes:
+        if self._outgoing is None:
+            raise PermanentDeliveryError("email: this process cannot read the reply's files")
+        return await self._outgoing.read(file)
 
     def _recipient(self, message: OutboundMessage) -> str:
         target = message.reply_target.get("to")

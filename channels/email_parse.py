@@ -49,7 +49,7 @@ from channels.email_auth import _dmarc_pass
 from channels.email_structure import _readable
 from channels.email_text import MAX_HTML_CHARS, html_to_text, newest_reply
 from core.errors import BadRequest, InvalidAddress
-from core.messages import Address, Assurance, InboundMessage, ReplyPolicy
+from core.messages import Address, Assurance, InboundMessage, MediaRef, ReplyPolicy
 from core.textlimits import clip_text
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def parse_email(
             "subject": subject,
             "to": sender.handle,
         },
-        attachments=_attachment_names(msg),
+        attachments=_attachments(msg),
         sender_assurance=Assurance.PLATFORM_ATTESTED if authenticated else Assurance.UNVERIFIED,
         private=True,
         # anyone can write any From: line: without DMARC pass, one fixed acknowledgement at most
@@ -271,10 +271,22 @@ def _decoded(part: Message) -> str:
     return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
 
 
-def _attachment_names(msg: EmailMessage) -> tuple[str, ...]:
-    names: list[str] = []
-    for part in msg.iter_attachments():
+def _attachments(msg: EmailMessage) -> tuple[MediaRef, ...]:
+    """The message's attached parts, their bytes carried to the media store at accept time
+    (``core.media.intake.MediaIntake.keep_inline``); the name and type are the sender's word (untrusted)."""
+    found: list[MediaRef] = []
+    for index, part in enumerate(msg.iter_attachments()):
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue  # a message/rfc822 part or an undecodable one: not a file
         name = part.get_filename()
-        if name:
-            names.append(str(name))
-    return tuple(names)
+        found.append(
+            MediaRef(
+                ref=f"part:{index}",
+                name=str(name) if name else None,
+                media_type=part.get_content_type(),
+                size=len(payload),
+                data=payload,
+            )
+        )
+    return tuple(found)

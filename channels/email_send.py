@@ -5,6 +5,10 @@ A reply carries ``From`` our address, ``To`` the customer, ``Subject`` ``Re: <su
 references> <parent>`` (RFC 5322 §3.6.4), and the RFC 3834 loop guards ``Auto-Submitted:
 auto-replied``, ``X-Auto-Response-Suppress: All`` and ``X-Loop: <our address>``.
 
+Files (an operator's reply) are MIME attachments of the same message (``multipart/mixed``: the text
+first, then each file with its checked media type and safe name, base64), so a reply with files is still
+one message, one part of the outbox row.
+
 Our Message-ID is derived from the outbox row's idempotency key, so it is fixed before the first
 attempt and the same on every retry: a retry after a lost ``250`` carries the same id, and mail
 clients show one message.
@@ -16,7 +20,7 @@ import hashlib
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -26,6 +30,7 @@ import aiosmtplib
 
 from channels.limits import LocalLimits
 from core.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from core.messages import Attachment
 from core.ports import SharedLimits
 
 _RE_PREFIX = re.compile(r"^(?:\s*re\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
@@ -68,6 +73,7 @@ def build_reply(
     message_id: str,
     reply_target: dict[str, Any],
     now: datetime | None = None,
+    files: Sequence[tuple[Attachment, bytes]] = (),
 ) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = from_header
@@ -90,6 +96,14 @@ def build_reply(
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = loop_address
     msg.set_content(text)
+    for file, data in files:
+        maintype, _, subtype = file.media_type.partition("/")
+        msg.add_attachment(
+            data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=file.name,
+        )
     return msg
 
 

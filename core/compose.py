@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
+from core.media.store import MediaStore
 from core.messages import Address
 from core.ports import Attestor, MemoryStore, Sender, UsesNamedLeases, UsesSharedLimits
 from core.settings import Settings, env_name
@@ -144,6 +145,11 @@ class Services:
     def default_region(self) -> str:
         return self.settings.default_region
 
+    @property
+    def media(self) -> MediaStore:
+        """The bytes of attachments (``core.media``), under the data dir: what forget and retention remove."""
+        return MediaStore(self.settings.data_dir / "media")
+
     async def aclose(self) -> None:
         await self.memory.aclose()
         await self.db.aclose()
@@ -199,7 +205,7 @@ async def wire(
         )
         moves_every = max(1.0, settings.worker.poll_interval * 10)
         background = [lambda: links.run_forever(moves_every)]
-        retention = Retention(db=db, memory=memory, settings=settings.retention)
+        retention = Retention(db=db, memory=memory, settings=settings.retention, media=services.media)
         if retention.enabled:
             background.append(retention.run_forever)
         background.append(services.handoffs.run_escalations)

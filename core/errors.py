@@ -115,3 +115,13 @@ class Conflict(IdentityError):
 class ClaimLost(StoreError):
     """The lease on the row this work is for was taken over by another process (``core.store.leases``):
     whatever this process was about to write is not written."""
+
+
+class MediaRefused(ThreadlineError):
+    """A file is not taken (too large, a type not allowed, a URL on a host that is not the platform's, a
+    fetch the platform refused for good). The message is the reason, safe to show the customer: no
+    secret, no URL."""
+
+
+class MediaUnavailable(ThreadlineError):
+    """A file could not be fetched for now (the platform unreachable, a 5xx): the turn is tried again."""

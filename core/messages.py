@@ -95,6 +95,70 @@ class SharedContact:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRef:
+    """A file of an inbound message as its platform names it, before the hub holds its bytes.
+
+    ``ref`` is what the channel's ``fetch_media`` needs (a Telegram ``file_id``, a Twilio media URL, a Slack
+    file id); ``data`` holds the bytes when they came with the message itself (an email's parts; kept out
+    of the inbox row). ``name``, ``media_type`` and ``size`` are what the sender or the platform declared:
+    untrusted (``core.media`` counts the size, sniffs the type and makes the name safe).
+    """
+
+    ref: str
+    name: str | None = None
+    media_type: str | None = None
+    size: int | None = None
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    def as_json(self) -> dict[str, Any]:
+        """What the inbox row keeps of it (never the bytes)."""
+        return {"ref": self.ref, "name": self.name, "media_type": self.media_type, "size": self.size}
+
+    @classmethod
+    def from_json(cls, value: object) -> MediaRef | None:
+        """A reference the inbox row kept (``as_json``; an older row's plain string ref); None if unusable."""
+        if isinstance(value, str) and value:
+            return cls(ref=value)
+        if not isinstance(value, dict) or not isinstance(value.get("ref"), str) or not value["ref"]:
+            return None
+        name, media_type, size = value.get("name"), value.get("media_type"), value.get("size")
+        return cls(
+            ref=value["ref"],
+            name=name if isinstance(name, str) else None,
+            media_type=media_type if isinstance(media_type, str) else None,
+            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchedMedia:
+    """A file's bytes as a channel fetched them, with what the platform said of them (untrusted)."""
+
+    data: bytes = field(repr=False)
+    media_type: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A file of a message as the hub keeps it (``core.media``): stored once under its ``sha256`` in the
+    media store, or refused (``reason``; nothing stored). ``text``: what was read out of it for the agent
+    (a PDF's text, redacted and bounded), if anything."""
+
+    name: str
+    media_type: str
+    size: int
+    sha256: str | None = None
+    status: Literal["stored", "refused"] = "stored"
+    reason: str | None = None
+    text: str | None = field(default=None, repr=False)
+
+    @property
+    def stored(self) -> bool:
+        return self.status == "stored" and self.sha256 is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
     """One customer message as a channel adapter parsed it.
 
@@ -121,7 +185,7 @@ class InboundMessage:
     text: str
     reply_target: dict[str, Any] = field(default_factory=dict)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    attachments: tuple[str, ...] = ()
+    attachments: tuple[MediaRef, ...] = ()
     sender_assurance: Assurance = Assurance.UNVERIFIED
     private: bool = False
     reply_policy: ReplyPolicy = ReplyPolicy.ANSWER
@@ -179,7 +243,9 @@ class OutboundMessage:
 
     An adapter that splits a long reply into parts skips the first ``parts_sent`` parts: they went
     out in an earlier attempt that failed part-way (see ``DeliveryError.sent_ids``). ``buttons`` go under
-    the last part where the channel has buttons (``Button``) and are ignored elsewhere.
+    the last part where the channel has buttons (``Button``) and are ignored elsewhere. ``files``: stored
+    files sent with the text (an operator's reply), each one part after the text's; their bytes (or a
+    signed link to them) come from the ``core.ports.FileSource`` the delivery binds to the adapter.
     """
 
     channel: str
@@ -189,6 +255,7 @@ class OutboundMessage:
     reply_target: dict[str, Any] = field(default_factory=dict)
     parts_sent: int = 0
     buttons: tuple[Button, ...] = ()
+    files: tuple[Attachment, ...] = ()
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -264,11 +331,22 @@ MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePart:
+    """An image shown to a vision-capable LLM beside a message's text (a customer's photo): its bytes and
+    their sniffed type. Bytes are kept out of ``repr``."""
+
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessage:
-    """One message of an LLM conversation."""
+    """One message of an LLM conversation: its text, and (a user message, ``THREADLINE_LLM__VISION``) the
+    images that go with it, sent as OpenAI ``image_url`` content parts."""
 
     role: Role
     content: str
+    images: tuple[ImagePart, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

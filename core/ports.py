@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from core.messages import (
     Address,
     Assurance,
+    Attachment,
     ChatMessage,
     Completion,
     Delivery,
+    FetchedMedia,
     Handled,
     InboundMessage,
     IncomingTurn,
+    MediaRef,
     MemoryFilter,
     MemoryRecord,
     OutboundMessage,
@@ -136,6 +139,38 @@ class UsesSharedLimits(Protocol):
     """An adapter that keeps limits: the composition root hands it the shared ones once the store is open."""
 
     def bind_limits(self, limits: SharedLimits) -> None: ...
+
+
+@runtime_checkable
+class MediaFetcher(Protocol):
+    """A channel whose messages name files to fetch from the platform (``core.media.intake``).
+
+    ``fetch_media`` reads at most ``max_bytes`` (a longer file raises ``MediaRefused`` without reading the
+    rest), only from the platform's own hosts (a media URL naming another host raises ``MediaRefused``:
+    the platform's credentials never go elsewhere), with the channel's credentials. ``MediaUnavailable``
+    when the platform cannot be reached now (the turn is tried again)."""
+
+    async def fetch_media(self, ref: MediaRef, *, max_bytes: int) -> FetchedMedia: ...
+
+
+@runtime_checkable
+class FileSource(Protocol):
+    """Where an adapter gets the files of an ``OutboundMessage`` (``core.media.outbound.StoredFiles``).
+
+    ``read`` gives a stored file's bytes; ``link`` a URL the platform can fetch it from (signed, expiring:
+    ``core.media.links``), for a platform that takes media by URL (Twilio MMS). Both raise
+    ``PermanentDeliveryError`` when that cannot be done (the file was forgotten, no public URL)."""
+
+    async def read(self, file: Attachment) -> bytes: ...
+
+    def link(self, file: Attachment) -> str: ...
+
+
+@runtime_checkable
+class UsesFileSource(Protocol):
+    """A sender that can send files: the delivery hands it the ``FileSource`` once, at start."""
+
+    def bind_files(self, files: FileSource) -> None: ...
 
 
 @runtime_checkable

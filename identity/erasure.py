@@ -8,6 +8,9 @@
   rows (and their platform parts), memory jobs and memory moves still queued, link challenges, opt-outs,
   handoffs (and the team's notices about them, which name the customer id), the operators' actions on the
   customer (``operator_actions``), support cases (``cases``), identities, the customer rows;
+- the files they sent or were sent (``attachments`` rows), and their bytes in the media store
+  (``core.media``) unless another customer's row holds the same file (content-addressed: one file for
+  both); the receipt counts the rows (``attachments``) and the files removed (``attachment_files``);
 - what other customers hold of them: the replies (and their outbox rows, failed ones included) written
   for another customer while it held one of their handles along with handles of its own, a merge or a
   link since undone (``identity.tenure``): those may quote them;
@@ -29,7 +32,8 @@ senders already attested) is not reached from another process; it holds ids and 
 
 ``export`` writes the same data as one JSON-ready document (``threadline-export/1``; fields are only ever
 added): the conversation (an operator's reply names the person who wrote it), the messages and replies,
-memories, identities and their ledger, link requests, opt-outs, handoffs and support cases. The operators'
+memories, identities and their ledger, link requests, opt-outs, handoffs, support cases and the files
+(name, type, size, sha256, direction, status and the reason of a refusal; not the bytes). The operators'
 audit log is
 the team's record and is not exported (it is erased with the customer).
 """
@@ -50,9 +54,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.agent.conversation import WITHHELD
 from core.errors import MemoryUnavailable, NotFound
+from core.media.store import MediaStore
+from core.media.unreferenced import remove_unreferenced
 from core.ports import MemoryStore
 from core.store.db import Database
 from core.store.models import (
+    AttachmentRow,
     Case,
     Customer,
     Handoff,
@@ -119,9 +126,12 @@ async def _addresses(session: AsyncSession, family: Collection[str]) -> set[str]
     return found
 
 
-async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: str) -> Receipt:
+async def forget(
+    db: Database, memory: MemoryStore, customer_id: str, *, actor: str, media: MediaStore | None = None
+) -> Receipt:
     """Erase ``customer_id`` everywhere; returns the receipt. ``NotFound`` for an unknown customer;
-    ``MemoryUnavailable`` (nothing erased) while a memory move of theirs cannot run."""
+    ``MemoryUnavailable`` (nothing erased) while a memory move of theirs cannot run. ``media``: the store of
+    attachments' bytes, whose files no one else holds are removed (without it only the rows go)."""
     async with db.session() as session:
         await _family(session, customer_id)  # NotFound before anything runs
     await MemoryMoves(db, memory).run()  # a memory still to move sits with the customer its handle left
@@ -169,6 +179,13 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
             result = await session.execute(statement)
             removed[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+        files = or_(
+            AttachmentRow.customer_id.in_(family),
+            AttachmentRow.inbox_id.in_(inbox_ids),
+            AttachmentRow.outbox_id.in_(outbox_ids),
+        )
+        digests = {d for d in await session.scalars(select(AttachmentRow.sha256).where(files)) if d}
+        await drop("attachments", delete(AttachmentRow).where(files))
         await drop("outbound_parts", delete(OutboundPart).where(OutboundPart.outbox_id.in_(outbox_ids)))
         await drop("outbox", delete(OutboxRow).where(OutboxRow.id.in_(outbox_ids)))
         await drop(
@@ -221,6 +238,8 @@ async def forget(db: Database, memory: MemoryStore, customer_id: str, *, actor: 
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text("VACUUM"))
             await _checkpoint(conn)
+    # after the commit: the same file sent by another customer is theirs too, and stays
+    removed["attachment_files"] = await remove_unreferenced(db, media, digests)
     log.info("forgot customer %s (%d merged into it): %s", customer_id, len(family) - 1, removed)
     return Receipt(
         customer_id=customer_id, customer_ids=tuple(family), removed=removed, ledger_event_id=event_id
@@ -306,6 +325,19 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
         )
         cases = list(
             await session.scalars(select(Case).where(Case.customer_id.in_(family)).order_by(Case.id))
+        )
+        files = list(
+            await session.scalars(
+                select(AttachmentRow)
+                .where(
+                    or_(
+                        AttachmentRow.customer_id.in_(family),
+                        AttachmentRow.inbox_id.in_([m.id for m in inbox]),
+                        AttachmentRow.outbox_id.in_([o.id for o in outbox]),
+                    )
+                )
+                .order_by(AttachmentRow.id)
+            )
         )
     memories = [m for member in family for m in await memory.list(member)]
     return {
@@ -416,5 +448,23 @@ async def export(db: Database, memory: MemoryStore, customer_id: str) -> dict[st
                 "rated_at": _when(c.rated_at),
             }
             for c in cases
+        ],
+        # the files sent and received (what they were, not their bytes)
+        "attachments": [
+            {
+                "id": a.id,
+                "direction": a.direction,
+                "channel": a.channel,
+                "message_id": a.inbox_id,
+                "reply_id": a.outbox_id,
+                "name": a.name,
+                "media_type": a.media_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "status": a.status,
+                "reason": a.reason,
+                "created_at": _when(a.created_at),
+            }
+            for a in files
         ],
     }

@@ -1,17 +1,18 @@
 """Our own rows following an identity change: a whole customer moved, or some handles leaving one.
 
 ``move_all`` (a merge): every row of the source customer now belongs to the target (its support cases
-too, open and resolved, ``core.pipeline.cases``); nothing is split, so nothing is mixed. Its handoffs
-(``core.pipeline.handoff``) go too; a customer has at most one open handoff (a partial unique index), so
-when both have one open the source's is closed first (``closed_by`` ``merge``) and the target's stays. The
-operators' audit log (``operator_actions``) keeps the customer id each action was taken on: it is the record
-of what was done, and is erased with the family.
+too, open and resolved, ``core.pipeline.cases``, and its files, ``attachments``); nothing is split, so
+nothing is mixed. Its handoffs (``core.pipeline.handoff``) go too; a customer has at most one open handoff
+(a partial unique index), so when both have one open the source's is closed first (``closed_by``
+``merge``) and the target's stays. The operators' audit log (``operator_actions``) keeps the customer id
+each action was taken on: it is the record of what was done, and is erased with the family.
 
 ``hand_over`` (an unlink, the undo of a merge, a link of a handle away from a customer that had others):
 the leaving handles take what their own words said and nothing the customer they leave derived from its
 other handles:
 
-- their messages (customer turns, inbox rows) and their link requests go with them;
+- their messages (customer turns, inbox rows), the files of those messages (``attachments``) and their
+  link requests go with them (a file of a reply follows its outbox row);
 - a reply (bot or operator) is written from the whole customer: its memories and its recent conversation
   on every handle. A reply written while the customer held both leaving and staying handles
   (``identity.tenure``) may quote either side, so it is withheld, on both sides: its text is removed and
@@ -37,11 +38,21 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.conversation import WITHHELD
-from core.store.models import Case, Handoff, InboxRow, LinkChallenge, MemoryJob, OutboxRow, Turn, utcnow
+from core.store.models import (
+    AttachmentRow,
+    Case,
+    Handoff,
+    InboxRow,
+    LinkChallenge,
+    MemoryJob,
+    OutboxRow,
+    Turn,
+    utcnow,
+)
 from identity.tenure import Tenure
 
 log = logging.getLogger(__name__)
@@ -50,7 +61,7 @@ log = logging.getLogger(__name__)
 async def move_all(session: AsyncSession, source: str, target: str) -> None:
     """Every row of ``source`` now belongs to ``target`` (a merge)."""
     await _move_handoffs(session, source, target)
-    for model in (Turn, InboxRow, OutboxRow, LinkChallenge, MemoryJob, Case):
+    for model in (Turn, InboxRow, OutboxRow, LinkChallenge, MemoryJob, Case, AttachmentRow):
         column: Any = model.customer_id
         await session.execute(update(model).where(column == source).values(customer_id=target))
 
@@ -116,6 +127,17 @@ async def hand_over(session: AsyncSession, source: str, target: str, leaving: Co
     await session.execute(
         update(LinkChallenge)
         .where(LinkChallenge.customer_id == source, LinkChallenge.requester.in_(side))
+        .values(customer_id=target)
+    )
+    await session.execute(  # files follow the message or the reply they came with
+        update(AttachmentRow)
+        .where(
+            AttachmentRow.customer_id == source,
+            or_(
+                AttachmentRow.inbox_id.in_(select(InboxRow.id).where(InboxRow.customer_id == target)),
+                AttachmentRow.outbox_id.in_(select(OutboxRow.id).where(OutboxRow.customer_id == target)),
+            ),
+        )
         .values(customer_id=target)
     )
     await _split_jobs(session, source, target, set(withheld_ids))

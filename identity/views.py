@@ -209,8 +209,8 @@ class ReceiptOut(BaseModel):
 class ExportOut(BaseModel):
     """Everything held about a customer (``threadline-export/1``): what ``threadline export`` writes.
 
-    The format only grows: fields added later (``handoffs``, ``cases``; a conversation turn's ``operator``)
-    have defaults, so a document written before them still reads."""
+    The format only grows: fields added later (``handoffs``, ``cases``, ``attachments``; a conversation
+    turn's ``operator``) have defaults, so a document written before them still reads."""
 
     format: str
     exported_at: str
@@ -233,6 +233,11 @@ class ExportOut(BaseModel):
         default_factory=list,
         description="The customer's support cases: title, status, when opened and resolved, by whom, the "
         "turns they came from, the summary and the rating.",
+    )
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The files the customer sent and was sent (not their bytes): name, media type, size, "
+        "sha256, direction (in, out), status (stored, refused), the reason of a refusal, and when.",
     )
 
 

@@ -8,6 +8,7 @@ given folder, offline mode unless an LLM URL is given.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -55,17 +56,25 @@ class Served:
             return int(await session.scalar(query) or 0)
 
 
+def free_port() -> int:
+    """A loopback port free right now (for ``serving(..., port=)``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @asynccontextmanager
 async def serving(
-    settings: Settings, *, log_level: str = "warning", role: Role = "all"
+    settings: Settings, *, log_level: str = "warning", role: Role = "all", port: int = 0
 ) -> AsyncIterator[Served]:
     """The app under uvicorn (lifespan on: the hub and worker run) until the block ends.
 
     ``log_level="info"`` turns uvicorn's access log on (logger ``uvicorn.access``). ``role`` as
-    ``threadline serve --role``.
+    ``threadline serve --role``. ``port``: a fixed port (``free_port()``), for settings that must name
+    the app's own URL (``THREADLINE_PUBLIC_BASE_URL``, which a platform calls back); 0 picks one.
     """
     app = create_app(settings, role=role)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

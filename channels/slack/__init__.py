@@ -25,6 +25,7 @@ Where things live:
 - ``channels.slack.adapter``: ``SlackAdapter`` (verify, parse, send, profile attestation, the client);
 - ``channels.slack.socket_mode``: ``SocketModeReceiver``, the Socket Mode connection and when it acknowledges;
 - ``channels.slack.events``: reading an ``event_callback``: noise, mentions of us, time, extras;
+- ``channels.slack.files``: shared files as ``MediaRef``s, and ``url_private`` fetched with the bot token;
 - ``channels.slack.text``: escaping and splitting a reply (``escape_text``, ``split_text``);
 - ``channels.slack.pacing``: ``ChannelPacer``, about one message a second per Slack channel;
 - ``channels.slack.api_errors``: the bounded 429 retry handler and the Web API error mapping;

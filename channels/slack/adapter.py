@@ -39,9 +39,11 @@ from channels.slack.events import (
     _received_at,
     _strip_mentions,
 )
+from channels.slack.files import SlackFiles, media_refs
 from channels.slack.interactions import blocks_for, button_press, interaction_payload
 from channels.slack.pacing import ChannelPacer
 from channels.slack.text import escape_text, split_text
+from channels.slack.upload import upload_files
 from core.errors import (
     BadRequest,
     InvalidAddress,
@@ -49,8 +51,16 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
-from core.ports import SharedLimits
+from core.messages import (
+    Address,
+    Assurance,
+    Delivery,
+    FetchedMedia,
+    InboundMessage,
+    MediaRef,
+    OutboundMessage,
+)
+from core.ports import FileSource, SharedLimits
 from core.settings import SlackSettings
 
 if TYPE_CHECKING:
@@ -103,6 +113,8 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._own_user_ids: set[str] = set()  # our bot user, once auth.test or a post told us
         self._socket: SocketModeReceiver | None = None  # Socket Mode, while the hub runs (app token set)
+        self._outgoing: FileSource | None = None  # the reply's files (``bind_files``)
+        self._files = SlackFiles(settings.bot_token, settings.api_base_url)  # files customers share
 
     def __repr__(self) -> str:
         return f"SlackAdapter(api_base_url={self._settings.api_base_url!r})"
@@ -111,6 +123,10 @@ class SlackAdapter:
         """Pace channels and mark attested senders in ``limits`` (``core.ports.UsesSharedLimits``)."""
         self._limits = limits
         self._pacer.bind(limits)
+
+    def bind_files(self, files: FileSource) -> None:
+        """Read the files of replies from ``files`` (``core.ports.UsesFileSource``)."""
+        self._outgoing = files
 
     # ----- inbound ----------------------------------------------------------------------------
 
@@ -196,14 +212,15 @@ class SlackAdapter:
         channel, ts = event.get("channel"), event.get("ts")
         if not isinstance(channel, str) or not channel or not isinstance(ts, str) or not ts:
             raise BadRequest("Slack message event without channel or ts", status=422)
-        text = event.get("text")
-        assert isinstance(text, str)
+        text = event.get("text", "")
+        assert isinstance(text, str)  # _noise_reason drops events whose text is not a string
         if event_type == "message" and event.get("channel_type") != "im" and _mentions(text, own_ids):
             # the app_mention event for the same message carries it; answering both would reply twice
             log.debug("Slack event %s dropped: channel message that mentions us", event_id)
             return None
         text = _strip_mentions(text, own_ids)
-        if not text:
+        files = media_refs(event)  # ``channels.slack.files``: fetched by the worker, with the bot token
+        if not text and not files:
             log.debug("Slack event %s dropped: nothing but a mention", event_id)
             return None
         team = event.get("user_team") or payload.get("team_id")
@@ -221,6 +238,7 @@ class SlackAdapter:
             text=text,
             reply_target={"channel": channel, "thread_ts": thread_ts if isinstance(thread_ts, str) else ts},
             received_at=_received_at(payload, ts),
+            attachments=files,
             sender_assurance=Assurance.PLATFORM_ATTESTED,  # Slack signs the event and names the member
             # a direct message only: a channel message or an app_mention is read by the whole channel
             private=event_type == "message" and event.get("channel_type") == "im",
@@ -255,8 +273,8 @@ class SlackAdapter:
 
     async def send(self, message: OutboundMessage) -> Delivery:
         channel, thread_ts = _target(message)
-        parts = split_text(escape_text(message.text))
-        if not parts:
+        parts = split_text(escape_text(message.text)) if message.text.strip() or not message.files else []
+        if not parts and not message.files:
             raise PermanentDeliveryError("empty reply: Slack refuses a message without text")
         client = self._get_client()
         sent: list[str] = []
@@ -294,6 +312,16 @@ class SlackAdapter:
                 log.warning("Slack accepted a message to %s without returning its ts", channel)
                 ts = ""
             sent.append(ts)
+        # the files after the text, one part each (channels.slack.upload)
+        skip = max(0, message.parts_sent - len(parts))
+        await upload_files(
+            client,
+            self._outgoing,
+            channel=channel,
+            thread_ts=thread_ts,
+            todo=message.files[skip:],
+            sent=sent,
+        )
         log.debug("Slack reply sent to %s in %d part(s)", channel, len(sent))
         return Delivery(provider_message_ids=tuple(sent))
 
@@ -366,7 +394,13 @@ class SlackAdapter:
             )
         return self._client
 
+    async def fetch_media(self, ref: MediaRef, *, max_bytes: int) -> FetchedMedia:
+        """A shared file (``core.ports.MediaFetcher``): ``url_private`` with the bot token, on Slack's file
+        host only (``channels.slack.files``)."""
+        return await self._files.fetch(ref, max_bytes=max_bytes)
+
     async def aclose(self) -> None:
+        await self._files.aclose()
         session, self._session, self._client = self._session, None, None
         if session is not None and not session.closed:
             await session.close()

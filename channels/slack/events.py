@@ -38,10 +38,17 @@ def _noise_reason(event: Mapping[str, Any], user: object, own_ids: set[str]) -> 
         return "no user"
     if user in own_ids:
         return "our own message"
-    text = event.get("text")
-    if not isinstance(text, str) or not text.strip():
+    text = event.get("text", "")
+    if not isinstance(text, str):
+        return "no text"
+    if not text.strip() and not _has_files(event):  # a file shared without a word is still a message
         return "no text"
     return None
+
+
+def _has_files(event: Mapping[str, Any]) -> bool:
+    files = event.get("files")
+    return isinstance(files, list) and any(isinstance(item, dict) for item in files)
 
 
 def _mentions(text: str, user_ids: set[str]) -> bool:

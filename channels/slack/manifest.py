@@ -17,7 +17,10 @@ BOT_SCOPES = (
     "app_mentions:read",
     "channels:history",
     "chat:write",
+    "files:read",  # the files customers share (url_private with the bot token: channels/slack/files.py)
+    "files:write",  # files an operator sends back (files_upload_v2: channels/slack/upload.py)
     "im:history",
+    "im:write",  # conversations.open: the DM a file goes to when a reply names only the user
     "users:read",
     "users:read.email",  # profile emails of trusted workspaces (THREADLINE_SLACK__TRUSTED_TEAMS)
 )

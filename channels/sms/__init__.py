@@ -23,6 +23,7 @@ Where things live:
 - ``channels.sms.form``: the form body as the SDK's validator reads it;
 - ``channels.sms.split``: ``split_sms``, a reply in parts at Twilio's limit;
 - ``channels.sms.client``: the SDK's REST and HTTP clients, credentials, ``Retry-After``;
+- ``channels.sms.media``: ``TwilioMedia``, MMS files (``MediaUrl{n}``) fetched with the account's credentials;
 - ``channels.sms.config``: the settings the channel requires and the webhook paths;
 - ``channels.sms.number``: ``configure_number``, used by ``threadline setup twilio``.
 """

@@ -26,6 +26,8 @@ from channels.base import DEFAULT_MAX_BODY_BYTES, Parsed, WebhookReply, WebhookR
 from channels.sms.client import DEFAULT_TIMEOUT, _http_client, _rest_client, _retry_after
 from channels.sms.config import INBOUND_PATH, STATUS_PATH, _public_base, _require
 from channels.sms.form import _FORM_TYPE, _Params, _parse_form
+from channels.sms.media import TwilioMedia
+from channels.sms.mms import media_urls, mms_parts
 from channels.sms.split import split_sms
 from core.errors import (
     BadRequest,
@@ -40,10 +42,13 @@ from core.messages import (
     Assurance,
     Control,
     Delivery,
+    FetchedMedia,
     InboundMessage,
+    MediaRef,
     OutboundMessage,
     StatusUpdate,
 )
+from core.ports import FileSource
 from core.settings import TwilioSettings
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,8 @@ class TwilioSmsAdapter:
         self._validator = RequestValidator(auth_token)
         self._client: Any = None
         self._http: Any = None
+        self._outgoing: FileSource | None = None  # the files of replies (``bind_files``): MMS links
+        self._mms = TwilioMedia(self._account_sid, settings.auth_token, settings.api_base_url)
 
     def __repr__(self) -> str:
         return f"TwilioSmsAdapter(account_sid={self._account_sid!r}, api_base_url={self._api_base_url!r})"
@@ -164,7 +171,7 @@ class TwilioSmsAdapter:
         return Parsed(messages=[message], reply=reply)
 
     @staticmethod
-    def _media(params: _Params, sid: str) -> tuple[str, ...]:
+    def _media(params: _Params, sid: str) -> tuple[MediaRef, ...]:
         raw = params.get("NumMedia", "0").strip() or "0"
         try:
             count = int(raw)
@@ -173,12 +180,14 @@ class TwilioSmsAdapter:
         if count < 0:
             raise BadRequest("NumMedia is negative", status=400)
         # bounded by the fields actually present, whatever NumMedia claims
-        urls = tuple(
-            params[f"MediaUrl{i}"] for i in range(min(count, len(params))) if params.get(f"MediaUrl{i}")
+        refs = tuple(
+            MediaRef(ref=params[f"MediaUrl{i}"], media_type=params.get(f"MediaContentType{i}") or None)
+            for i in range(min(count, len(params)))
+            if params.get(f"MediaUrl{i}")
         )
-        if len(urls) != count:
-            log.warning("sms %s: NumMedia=%d but %d media URLs", sid, count, len(urls))
-        return urls
+        if len(refs) != count:
+            log.warning("sms %s: NumMedia=%d but %d media URLs", sid, count, len(refs))
+        return refs
 
     @staticmethod
     def _parse_status(params: _Params, query_string: str = "") -> Parsed:
@@ -218,14 +227,20 @@ class TwilioSmsAdapter:
             to = to[len(_WHATSAPP) :].strip()
         return to
 
+    def bind_files(self, files: FileSource) -> None:
+        """Link the files of replies through ``files`` (``core.ports.UsesFileSource``): MMS media."""
+        self._outgoing = files
+
     async def send(self, message: OutboundMessage) -> Delivery:
-        parts = split_sms(message.text)
-        if not parts:
+        text_parts = split_sms(message.text) if message.text.strip() or not message.files else []
+        if not text_parts and not message.files:
             raise PermanentDeliveryError("empty SMS reply")
+        parts = mms_parts(text_parts, message.files)  # files ride as MMS media (channels.sms.mms)
         client = self._ensure_client()
         to = self._destination(message)
         sent: list[str] = []
-        for index, part in enumerate(parts[message.parts_sent :], start=message.parts_sent):
+        for index, (part, group) in enumerate(parts[message.parts_sent :], start=message.parts_sent):
+            media = {"media_url": media_urls(self._outgoing, group, sent)} if group else {}
             _retry_after.set(None)
             # the callback names this reply and part: if we crash before recording the send, Twilio's
             # report still tells the outbox it went out, and a retry skips it
@@ -234,7 +249,7 @@ class TwilioSmsAdapter:
             try:
                 async with asyncio.timeout(self._timeout):
                     created = await client.messages.create_async(
-                        to=to, from_=self._from_number, body=part, status_callback=status_callback
+                        to=to, from_=self._from_number, body=part, status_callback=status_callback, **media
                     )
             except (TwilioRestException, TwilioServiceException) as exc:
                 raise self._api_error(exc, message, index, tuple(sent)) from None
@@ -281,7 +296,12 @@ class TwilioSmsAdapter:
             return PermanentDeliveryError(what, sent_ids=sent)
         return TransientDeliveryError(what, retry_after=_retry_after.get(), sent_ids=sent)
 
+    async def fetch_media(self, ref: MediaRef, *, max_bytes: int) -> FetchedMedia:
+        """An MMS file (``core.ports.MediaFetcher``): ``channels.sms.media``."""
+        return await self._mms.fetch(ref, max_bytes=max_bytes)
+
     async def aclose(self) -> None:
+        await self._mms.aclose()
         http, self._http, self._client = self._http, None, None
         if http is not None:
             await http.close()

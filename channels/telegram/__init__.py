@@ -34,6 +34,7 @@ Where things live:
 
 - ``channels.telegram.adapter``: ``TelegramAdapter`` (verify, parse, send, the PTB client);
 - ``channels.telegram.message``: what is kept of a customer's message (time, media, contact, extras);
+- ``channels.telegram.media``: ``TelegramFiles``, a photo or document fetched by ``getFile``, capped;
 - ``channels.telegram.split``: ``split_text``, a reply in parts of at most 4,096 UTF-16 code units;
 - ``channels.telegram.config``: the bot token and secret from settings, PTB set-up, token scrubbing;
 - ``channels.telegram.pacing``: ``TelegramPacer``, the send rate (a PTB ``BaseRateLimiter``);

@@ -47,9 +47,11 @@ from channels.telegram.config import (
     _scrub,
     _secret_token,
 )
-from channels.telegram.message import _attachment_ids, _aware, _button_label, _extras, _shared_contact
+from channels.telegram.media import TelegramFiles
+from channels.telegram.message import _attachments, _aware, _button_label, _extras, _shared_contact
 from channels.telegram.pacing import TelegramPacer
 from channels.telegram.polling import TelegramPoller
+from channels.telegram.send_files import caption_for, send_files
 from channels.telegram.split import split_text
 from core.errors import (
     BadRequest,
@@ -58,8 +60,16 @@ from core.errors import (
     TransientDeliveryError,
     VerificationFailed,
 )
-from core.messages import Address, Assurance, Delivery, InboundMessage, OutboundMessage
-from core.ports import NamedLease, SharedLimits
+from core.messages import (
+    Address,
+    Assurance,
+    Delivery,
+    FetchedMedia,
+    InboundMessage,
+    MediaRef,
+    OutboundMessage,
+)
+from core.ports import FileSource, NamedLease, SharedLimits
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -97,6 +107,8 @@ class TelegramAdapter:
         self._bot: ExtBot[int] | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
+        self._files = TelegramFiles(self._ready_bot)  # photos and documents customers send
+        self._outgoing: FileSource | None = None  # the files of replies (``bind_files``)
         self._get_bot()  # built now (no network): not inside the first webhook's acknowledgement
 
     def __repr__(self) -> str:
@@ -105,6 +117,10 @@ class TelegramAdapter:
     def bind_limits(self, limits: SharedLimits) -> None:
         """Take the send rate's slots from ``limits`` (``core.ports.UsesSharedLimits``)."""
         self._pacer.bind(limits)
+
+    def bind_files(self, files: FileSource) -> None:
+        """Read the files of replies from ``files`` (``core.ports.UsesFileSource``)."""
+        self._outgoing = files
 
     def bind_leases(self, leases: NamedLease) -> None:
         """One poller among the processes on the store (``core.ports.UsesNamedLeases``)."""
@@ -184,7 +200,8 @@ class TelegramAdapter:
             raise BadRequest("the message text is not a string")
         if text is None and message.contact is not None:
             text = CONTACT_TEXT
-        if not text:
+        files = tuple(_attachments(message))  # fetched by the worker (``channels.telegram.media``)
+        if not text and not files:  # a photo without a caption is still a message
             log.debug("telegram update %s dropped: no text", update_id)
             return None
         try:
@@ -202,10 +219,10 @@ class TelegramAdapter:
             channel=self.name,
             provider_message_id=f"{self.bot_id}:{update_id}",
             sender=sender,
-            text=text,
+            text=text or "",
             reply_target=reply_target,
             received_at=_aware(message.date),
-            attachments=tuple(_attachment_ids(message)),
+            attachments=files,
             sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
             private=message.chat.type == ChatType.PRIVATE,  # a group reads every reply
             shared_contact=_shared_contact(message),
@@ -252,8 +269,13 @@ class TelegramAdapter:
         chat_id: int | str = target.get("chat_id") or _chat_id(message.recipient.handle)
         thread_id = target.get("message_thread_id")
         quote = target.get("message_id") if target.get("chat_type") in _GROUP_CHATS else None
-        parts = split_text(message.text)
-        if not parts:
+        caption = caption_for(message)  # the text rides on the first file when it fits
+        parts = (
+            split_text(message.text)
+            if caption is None and (message.text.strip() or not message.files)
+            else []
+        )
+        if not parts and not message.files:
             raise PermanentDeliveryError("empty reply: Telegram refuses an empty message")
         keyboard = (
             InlineKeyboardMarkup(
@@ -280,6 +302,16 @@ class TelegramAdapter:
                     result = await _send_part(bot, chat_id, part, thread_id, reply_to, markup)
                 # message ids count per chat: two chats' replies share ids, so the chat is part of it
                 sent.append(f"{chat_id}:{result.message_id}")
+            skip = max(0, message.parts_sent - len(parts))  # files after the text, one part each
+            await send_files(
+                bot,
+                self._outgoing,
+                chat_id=chat_id,
+                thread_id=thread_id,
+                todo=message.files[skip:],
+                caption=caption if skip == 0 else None,
+                sent=sent,
+            )
         except TelegramError as exc:
             self._raise_delivery_error(exc, tuple(sent))
         log.info("telegram sent %d part(s) to chat %s", len(sent), chat_id)
@@ -331,8 +363,14 @@ class TelegramAdapter:
                     self._ready = True
         return bot
 
+    async def fetch_media(self, ref: MediaRef, *, max_bytes: int) -> FetchedMedia:
+        """A photo or document (``core.ports.MediaFetcher``): ``getFile``, then the file URL, capped
+        (``channels.telegram.media``)."""
+        return await self._files.fetch(ref, max_bytes=max_bytes)
+
     async def aclose(self) -> None:
         await self.stop_inbound()
+        await self._files.aclose()
         bot, self._bot, self._ready = self._bot, None, False
         if bot is not None:
             await bot.shutdown()

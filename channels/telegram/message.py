@@ -12,20 +12,27 @@ from typing import Any
 
 from telegram import Message
 
-from core.messages import SharedContact
+from core.messages import MediaRef, SharedContact
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _attachment_ids(message: Message) -> Iterator[str]:
-    """Telegram ``file_id``s of the media a captioned message carries (largest photo size only)."""
+def _attachments(message: Message) -> Iterator[MediaRef]:
+    """The media a message carries, by ``file_id`` (the largest photo size only), with what Telegram
+    says of each (untrusted: ``core.media`` sniffs the bytes)."""
     if message.photo:
-        yield message.photo[-1].file_id
+        largest = message.photo[-1]
+        yield MediaRef(ref=largest.file_id, media_type="image/jpeg", size=largest.file_size)
     for media in (message.document, message.video, message.audio, message.voice, message.animation):
         if media is not None:
-            yield media.file_id
+            yield MediaRef(
+                ref=media.file_id,
+                name=getattr(media, "file_name", None),
+                media_type=getattr(media, "mime_type", None),
+                size=media.file_size,
+            )
 
 
 def _button_label(message: object, data: str) -> str:

@@ -16,6 +16,11 @@ Recall fills the prompt's memory block up to a token budget (``memory.context_to
 characters / 4): the memory backend ranks the customer's memories (the local one hybrid, see
 ``core.memory.ranking``) and the best ones go in, in rank order, until the next would not fit.
 
+The message's files (``AgentTurn.attachments``, taken in by ``core.media``) are described in its text; the
+text read out of a PDF is fenced as the customer's document (``core.agent.prompt.document_block``); with a
+model that can see (``THREADLINE_LLM__VISION``: the agent is given the media store, ``images``) the stored
+photos (JPEG, PNG, GIF, WebP; at most ``MAX_IMAGES``) go to it as image parts of the message.
+
 Writing memory back is done after the reply is committed, by ``core.memory.writer``, so that a
 crash never leaves a memory without its reply or a reply recorded twice.
 
@@ -49,8 +54,9 @@ from core.agent.prompt import (
 )
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
+from core.media.store import MediaStore
 from core.memory.supersession import is_superseded
-from core.messages import Assurance, Completion, MemoryRecord
+from core.messages import Assurance, Attachment, Completion, ImagePart, MemoryRecord
 from core.ports import ChatModel, MemoryStore
 from core.settings import MemorySettings
 
@@ -63,6 +69,9 @@ MIN_LINE_TOKENS = 8
 MAX_CANDIDATES = 250
 MAX_REASON_CHARS = 200  # of the model's reason for a handoff
 MAX_CASE_TEXT_CHARS = 500  # of a case title or summary the model wrote (the title is clipped further)
+# images a vision model is shown with one message, and the types OpenAI-compatible endpoints read
+MAX_IMAGES = 4
+VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def candidates_for(budget_tokens: int, recall_limit: int) -> int:
@@ -143,6 +152,8 @@ class AgentTurn:
     private: bool = True
     # the customer's open cases and recently resolved ones (``core.pipeline.cases``; private only)
     cases: tuple[CaseNote, ...] = ()
+    # the files the message carried (``core.media``); ``text`` already describes them in words
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,11 +177,14 @@ class Agent:
         conversation: ConversationLog,
         model: ChatModel | None,
         settings: MemorySettings,
+        images: MediaStore | None = None,
     ) -> None:
         self._memory = memory
         self._conversation = conversation
         self._model = model
         self._settings = settings
+        # set when the model can see images (``THREADLINE_LLM__VISION``): a message's photos are read from it
+        self._images = images
 
     @property
     def offline(self) -> bool:
@@ -213,6 +227,25 @@ class Agent:
             return fit_memories(found[:limit], budget)
         return found[:limit]
 
+    async def _load_images(self, turn: AgentTurn) -> list[ImagePart]:
+        """The message's stored images in a type the model reads, at most ``MAX_IMAGES``; none when the
+        model cannot see (no store given). An image whose bytes are gone (forgotten since) is left out."""
+        if self._images is None:
+            return []
+        images: list[ImagePart] = []
+        for item in turn.attachments:
+            if not item.stored or item.media_type not in VISION_TYPES or item.sha256 is None:
+                continue
+            try:
+                data = await self._images.get(item.sha256)
+            except (FileNotFoundError, ValueError):
+                log.warning("inbox %s: an image's bytes are not in the media store", turn.inbox_id)
+                continue
+            images.append(ImagePart(media_type=item.media_type, data=data))
+            if len(images) >= MAX_IMAGES:
+                break
+        return images
+
     async def respond(self, turn: AgentTurn) -> AgentReply:
         """Answer ``turn``. Raises ``LLMError`` when the model fails; the caller decides about retries."""
         memories = await self.recall(turn)
@@ -236,6 +269,8 @@ class Agent:
             recent=recent,
             handoff_tool=turn.private,
             cases=cases,
+            attachments=turn.attachments,
+            images=await self._load_images(turn),
         )
         tools = (HANDOFF_TOOL, OPEN_CASE_TOOL, RESOLVE_CASE_TOOL) if turn.private else ()
         completion = await self._model.complete(messages, tools=tools)

@@ -9,12 +9,16 @@ Tools (OpenAI function calling): the offered ``core.messages.Tool`` s go out as 
 answer's shape is never trusted: a call to a tool that was not offered, or not shaped as a function call,
 is dropped; arguments that are not a JSON object (or are too long) count as no arguments. Arguments are
 the model's words and may quote the customer: they are never logged, only the names of offered tools.
+A user message's images (``ChatMessage.images``, a customer's photos when ``THREADLINE_LLM__VISION`` is on)
+go as OpenAI ``image_url`` content parts holding ``data:`` URLs (base64): the endpoint is never given a URL
+of ours to fetch.
 ``build_chat_model`` returns ``None`` when no key is configured (offline mode); when a base URL is set
 without a key it logs one warning that says so (``LLMSettings.offline_notice``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Collection, Sequence
@@ -25,6 +29,9 @@ import httpx
 import openai
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
+    ChatCompletionContentPartImageParam,
+    ChatCompletionContentPartParam,
+    ChatCompletionContentPartTextParam,
     ChatCompletionMessageParam,
     ChatCompletionSystemMessageParam,
     ChatCompletionToolParam,
@@ -32,7 +39,7 @@ from openai.types.chat import (
 )
 
 from core.errors import ConfigError, LLMError
-from core.messages import ChatMessage, Completion, Tool, ToolCall
+from core.messages import ChatMessage, Completion, ImagePart, Tool, ToolCall
 from core.ports import ChatModel
 from core.settings import LLMSettings, env_name
 
@@ -47,7 +54,23 @@ def _to_param(message: ChatMessage) -> ChatCompletionMessageParam:
         return ChatCompletionSystemMessageParam(role="system", content=message.content)
     if message.role == "assistant":
         return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
+    if message.images:
+        parts: list[ChatCompletionContentPartParam] = [
+            ChatCompletionContentPartTextParam(type="text", text=message.content)
+        ]
+        parts += [
+            ChatCompletionContentPartImageParam(
+                type="image_url", image_url={"url": _data_url(image), "detail": "auto"}
+            )
+            for image in message.images
+        ]
+        return ChatCompletionUserMessageParam(role="user", content=parts)
     return ChatCompletionUserMessageParam(role="user", content=message.content)
+
+
+def _data_url(image: ImagePart) -> str:
+    """The image inline as a ``data:`` URL: the endpoint never fetches anything of ours."""
+    return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
 
 
 def endpoint_of(base_url: str | None) -> str:

@@ -17,7 +17,18 @@ loading, an answer) shows a spinner on stderr; in a pipe nothing is added to the
 from __future__ import annotations
 
 # each command module registers its commands on ``app`` when imported; none imports anything heavy
-from core.cli import cases, chat, customers, data, linking, memories, operators, serve, setup  # noqa: F401
+from core.cli import (  # noqa: F401
+    cases,
+    chat,
+    customers,
+    data,
+    linking,
+    memories,
+    operators,
+    serve,
+    setup,
+    simulate,
+)
 from core.cli.base import app
 from core.cli.chat import CHAT_MAX_ATTEMPTS, chat_settings
 

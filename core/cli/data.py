@@ -39,7 +39,7 @@ def forget(
         if not yes:
             echo(f"threadline: would erase customer {customer_id} everywhere; add --yes to do it", err=True)
             raise typer.Exit(1)
-        receipt = await erase(store.db, store.memory, customer_id, actor=cli_actor())
+        receipt = await erase(store.db, store.memory, customer_id, actor=cli_actor(), media=store.media)
         print_json(receipt.as_dict())
 
     with_services(settings, work)
@@ -87,7 +87,9 @@ def retention(
     async def work(store: Services) -> None:
         from core.pipeline.retention import Retention
 
-        report = await Retention(db=store.db, memory=store.memory, settings=chosen).run_once()
+        report = await Retention(
+            db=store.db, memory=store.memory, settings=chosen, media=store.media
+        ).run_once()
         print_json(report.as_dict())
 
     with_services(settings, work)

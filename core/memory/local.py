@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from core.errors import MemoryUnavailable
 from core.memory import mem0_oss, mem0_quirks, ranking
 from core.memory.embedder import LocalEmbedder, shared_embedder
-from core.memory.ranking import keyword_terms
+from core.memory.ranking import WrittenTimes, keyword_terms
 from core.memory.records import (
     as_mem0_messages,
     expired,
@@ -342,9 +342,10 @@ def written_within(signals: ScopeSignals, filters: MemoryFilter | None) -> Scope
     if filters is None or (filters.since is None and filters.until is None):
         return signals
     keep = [i for i, written in enumerate(signals.written) if filters.admits_time(written)]
+    written = signals.written
     return ScopeSignals(
         ids=[signals.ids[i] for i in keep],
-        written=[signals.written[i] for i in keep],
+        written=written.subset(keep) if isinstance(written, WrittenTimes) else [written[i] for i in keep],
         dense=signals.dense[keep],
         keyword=signals.keyword[keep],
     )

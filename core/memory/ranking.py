@@ -9,7 +9,8 @@ matches):
    so they only add noise to BM25 (and cost posting-list reads). Stemming is the index's (FTS5 ``porter``),
    so "painted" finds "painting".
 2. **Conversations** (:func:`conversations`): consecutive memories written less than
-   :data:`CONVERSATION_GAP` apart belong to one conversation.
+   :data:`CONVERSATION_GAP` apart, on the same channel, belong to one conversation (a customer who moves
+   from SMS to email starts another exchange).
 3. **Neighbour smoothing** (:func:`smooth`): within a conversation, each signal of a memory gets
    :data:`NEIGHBOUR_WEIGHTS` times the same signal of the memories one and two places away. A customer's
    message often means something only next to the one before or after it (an answer to a question,
@@ -17,7 +18,14 @@ matches):
 4. **Fusion** (:func:`reciprocal_rank_fusion`): the smoothed dense and keyword rankings are fused by
    reciprocal rank (k = 60, Cormack, Clarke and Buettcher, SIGIR 2009): an exact keyword hit and a
    paraphrase both rank high, without calibrating BM25 against cosine.
-5. **Floor**: a memory with no (smoothed) keyword match whose smoothed cosine is under
+5. **Conversation lift** (:func:`lifted`): every candidate gains :data:`CONVERSATION_LIFT` times the best
+   fused score of its conversation: the answer often lies in the exchange where the question's subject
+   came up, a few turns from the line that matched best.
+6. **Recency** (:func:`recency`): a score is multiplied by a factor that falls from 1 (the customer's
+   newest memory) towards ``1 - RECENCY_WEIGHT`` with a half-life of :data:`RECENCY_HALF_LIFE`: between
+   memories that match about equally the newer one ranks first (the customer's latest statement is the
+   current one), while a clearly better older match still wins.
+7. **Floor**: a memory with no (smoothed) keyword match whose smoothed cosine is under
    :data:`MIN_DENSE` (Mem0's own default search threshold) is left out.
 
 The weights were chosen on two LoCoMo conversations (26 and 30) and the measure is reported on all
@@ -28,6 +36,7 @@ follows that customer's memory count, never the size of the store.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -37,6 +46,9 @@ from numpy.typing import NDArray
 RRF_K = 60.0
 NEIGHBOUR_WEIGHTS = (0.3, 0.1)  # the memories 1 and 2 places away, within a conversation
 CONVERSATION_GAP = timedelta(hours=1)
+CONVERSATION_LIFT = 0.3  # the share of its conversation's best fused score a candidate gains
+RECENCY_WEIGHT = 0.05  # the most a memory's age takes off its score (a share)
+RECENCY_HALF_LIFE = timedelta(days=30)
 MIN_DENSE = 0.1
 MAX_QUERY_TERMS = 64
 
@@ -66,19 +78,39 @@ def keyword_terms(query: str) -> list[str]:
     return (kept or terms)[:MAX_QUERY_TERMS]
 
 
+def source_code(channel: object) -> int:
+    """A memory's source channel as a number (-1 when unknown), for :attr:`WrittenTimes.sources`."""
+    return zlib.crc32(channel.encode()) if isinstance(channel, str) and channel else -1
+
+
 class WrittenTimes(list[datetime | None]):
     """Written times that carry their POSIX timestamps (``stamps``, ``-inf`` where a time is missing), so
-    that :func:`conversations` needs no Python loop over them. Made by a store that reads the times once
-    and keeps them (``core.memory.sqlite_scopes``); neither the list nor ``stamps`` is changed afterwards.
+    that :func:`conversations` needs no Python loop over them, and, when the store read them, the channel
+    each memory came from (``sources``, :func:`source_code`). Made by a store that reads them once and
+    keeps them (``core.memory.sqlite_scopes``); neither the list nor the arrays are changed afterwards.
     """
 
     stamps: NDArray[np.float64]
+    sources: NDArray[np.int64] | None
 
-    def __init__(self, written: Iterable[datetime | None], stamps: NDArray[np.float64]) -> None:
+    def __init__(
+        self,
+        written: Iterable[datetime | None],
+        stamps: NDArray[np.float64],
+        sources: NDArray[np.int64] | None = None,
+    ) -> None:
         super().__init__(written)
-        if len(stamps) != len(self):
-            raise ValueError("written times and their timestamps differ in length")
+        if len(stamps) != len(self) or (sources is not None and len(sources) != len(self)):
+            raise ValueError("written times and their timestamps or sources differ in length")
         self.stamps = stamps
+        self.sources = sources
+
+    def subset(self, keep: Sequence[int]) -> WrittenTimes:
+        """These times (and sources) at the positions ``keep``, in that order."""
+        at = np.asarray(keep, dtype=np.int64)
+        return WrittenTimes(
+            [self[i] for i in keep], self.stamps[at], None if self.sources is None else self.sources[at]
+        )
 
 
 # Timestamps of two datetimes differ from the exact difference by far less than this (a few float64 ulps:
@@ -91,10 +123,14 @@ def conversations(written: Sequence[datetime | None], gap: timedelta = CONVERSAT
 
     A memory without a time starts a conversation of its own and ends it. :class:`WrittenTimes` are
     split with array operations, the same way (a pair of times within a millisecond of the gap is
-    compared exactly, as datetimes).
+    compared exactly, as datetimes), and also where the channel changes when they carry their sources.
     """
     if isinstance(written, WrittenTimes) and len(written) > 1:
-        return _conversations_of_stamps(written, gap)
+        numbers = _conversations_of_stamps(written, gap)
+        if written.sources is not None:
+            changed = written.sources[1:] != written.sources[:-1]
+            numbers[1:] += np.cumsum(changed, dtype=np.int64)
+        return numbers
     numbers = np.zeros(len(written), dtype=np.int64)
     current = 0
     for i in range(1, len(written)):
@@ -139,6 +175,38 @@ def smooth(
     return out
 
 
+def lifted(
+    fused: NDArray[np.float64], conversation: NDArray[np.int64], lift: float = CONVERSATION_LIFT
+) -> NDArray[np.float64]:
+    """Each candidate's score (> 0) plus ``lift`` times the best score of its conversation."""
+    if len(fused) == 0 or lift == 0:
+        return fused
+    best = np.zeros(int(conversation.max()) + 1, dtype=np.float64)
+    np.maximum.at(best, conversation, fused)
+    return np.where(fused > 0, fused + lift * best[conversation], 0.0)
+
+
+def _stamps(written: Sequence[datetime | None]) -> NDArray[np.float64]:
+    if isinstance(written, WrittenTimes):
+        return written.stamps
+    return np.array([w.timestamp() if w is not None else -np.inf for w in written], dtype=np.float64)
+
+
+def recency(
+    written: Sequence[datetime | None],
+    weight: float = RECENCY_WEIGHT,
+    half_life: timedelta = RECENCY_HALF_LIFE,
+) -> NDArray[np.float64]:
+    """A factor per memory: ``1 - weight * (1 - 2 ** (-age / half_life))``, where ``age`` is how much
+    older it is than the customer's newest memory (1 for the newest; ``1 - weight`` without a time)."""
+    stamps = _stamps(written)
+    known = ~np.isneginf(stamps)
+    if not known.any() or weight == 0:
+        return np.where(known, 1.0, 1.0 - weight)
+    age = np.where(known, stamps[known].max() - np.where(known, stamps, 0.0), np.inf)
+    return 1.0 - weight * (1.0 - np.exp2(-age / half_life.total_seconds()))
+
+
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: float = RRF_K) -> dict[int, float]:
     """RRF: each item scores the sum over rankings of 1 / (k + its 1-based rank there)."""
     fused: dict[int, float] = {}
@@ -158,8 +226,8 @@ def ranked(
 
     ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the order
     the memories were written. Array operations only (no Python loop over the memories but
-    :func:`conversations`): the same fusion as :func:`reciprocal_rank_fusion`, the same floats summed in
-    the same order, so the scores and the order are exactly those of the loops it replaced.
+    :func:`conversations`): the same fusion as :func:`reciprocal_rank_fusion` (the same floats summed in
+    the same order), then :func:`lifted` by the conversation's best and weighted by :func:`recency`.
     """
     count = len(dense)
     if count == 0:
@@ -178,6 +246,7 @@ def ranked(
     fused = np.zeros(count, dtype=np.float64)
     fused[dense_ranking] += 1.0 / (RRF_K + np.arange(1, len(dense_ranking) + 1, dtype=np.float64))
     fused[keyword_ranking] += 1.0 / (RRF_K + np.arange(1, len(keyword_ranking) + 1, dtype=np.float64))
+    fused = lifted(fused, conversation) * recency(written)
     candidates = np.flatnonzero(fused > 0)
     scores = fused[candidates]
     order = np.lexsort((-candidates, -scores))  # the higher score first, then the newer memory

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core.memory.ranking import WrittenTimes
+from core.memory.ranking import WrittenTimes, source_code
 from core.memory.rows import written_at
 
 MIN_ROWS = 256  # smaller scopes are read from the file every time
@@ -57,7 +57,10 @@ TEMP_SCHEMA = (
 )
 
 Scope = Mapping[str, str]
-Row = Sequence[Any]  # rid, id, created_at, vector (float32 bytes)
+Row = Sequence[Any]  # rid, id, created_at, vector (float32 bytes), source channel (or None)
+
+# what a scope read selects: the source channel splits conversations in ranking (``WrittenTimes.sources``)
+SCOPE_COLUMNS = "rid, id, created_at, vector, json_extract(payload, '$.source_channel')"
 
 
 class _Buffer:
@@ -89,6 +92,7 @@ class ScopeRows:
     ids: list[str]
     written: list[datetime | None]
     stamps: NDArray[np.float64]  # the sort key: the written time in seconds, -inf when unknown
+    sources: NDArray[np.int64]  # the channel each row came from, as :func:`~core.memory.ranking.source_code`
     matrix: NDArray[np.float32]  # (rows, dims), C-contiguous, one unit vector per row
     by_rid: NDArray[np.int64]  # positions in rowid order, for :meth:`positions`
     buffer: _Buffer | None = None  # where ``matrix`` lives when rows may be appended in place
@@ -96,15 +100,21 @@ class ScopeRows:
     @classmethod
     def empty(cls, dims: int) -> ScopeRows:
         return cls._ordered(
-            np.zeros(0, np.int64), [], [], np.zeros(0, np.float64), np.zeros((0, dims), np.float32)
+            np.zeros(0, np.int64),
+            [],
+            [],
+            np.zeros(0, np.float64),
+            np.zeros(0, np.int64),
+            np.zeros((0, dims), np.float32),
         )
 
     @classmethod
     def read(cls, rows: Sequence[Row], dims: int) -> ScopeRows:
-        """Rows as selected from ``memory_vectors`` (``rid, id, created_at, vector``), in any order."""
+        """Rows as selected from ``memory_vectors`` (:data:`SCOPE_COLUMNS`), in any order."""
         written = [written_at(r[2]) for r in rows]
         stamps = np.array([w.timestamp() if w is not None else -np.inf for w in written], dtype=np.float64)
         rids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        sources = np.array([source_code(r[4] if len(r) > 4 else None) for r in rows], dtype=np.int64)
         order = np.lexsort((rids, stamps)).tolist()
         matrix = np.frombuffer(b"".join([rows[i][3] for i in order]), dtype=np.float32)
         return cls._ordered(
@@ -112,6 +122,7 @@ class ScopeRows:
             [str(rows[i][1]) for i in order],
             [written[i] for i in order],
             stamps[order],
+            sources[order],
             matrix.reshape(len(order), dims),
         )
 
@@ -122,11 +133,14 @@ class ScopeRows:
         ids: list[str],
         written: list[datetime | None],
         stamps: NDArray[np.float64],
+        sources: NDArray[np.int64],
         matrix: NDArray[np.float32],
     ) -> ScopeRows:
         by_rid = np.argsort(rids, kind="stable").astype(np.int64)
-        timed = WrittenTimes(written, stamps)  # ranking splits conversations from the stamps
-        return cls(rids=rids, ids=ids, written=timed, stamps=stamps, matrix=matrix, by_rid=by_rid)
+        timed = WrittenTimes(written, stamps, sources)  # ranking splits conversations from these
+        return cls(
+            rids=rids, ids=ids, written=timed, stamps=stamps, sources=sources, matrix=matrix, by_rid=by_rid
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -153,14 +167,21 @@ class ScopeRows:
         buffer.used = count + extra
         rids = np.concatenate([self.rids, added.rids])
         stamps = np.concatenate([self.stamps, added.stamps])
+        sources = np.concatenate([self.sources, added.sources])
         rows = ScopeRows._ordered(
-            rids, self.ids + added.ids, [*self.written, *added.written], stamps, buffer.array[: count + extra]
+            rids,
+            self.ids + added.ids,
+            [*self.written, *added.written],
+            stamps,
+            sources,
+            buffer.array[: count + extra],
         )
         return ScopeRows(
             rids=rows.rids,
             ids=rows.ids,
             written=rows.written,
             stamps=rows.stamps,
+            sources=rows.sources,
             matrix=rows.matrix,
             by_rid=rows.by_rid,
             buffer=buffer,
@@ -185,22 +206,25 @@ class ScopeRows:
             added = ScopeRows.read(fresh, self.matrix.shape[1])
             rids = np.concatenate([self.rids[keep], added.rids])
             stamps = np.concatenate([self.stamps[keep], added.stamps])
+            sources = np.concatenate([self.sources[keep], added.sources])
             ids = [self.ids[i] for i in keep.tolist()] + added.ids
             written = [self.written[i] for i in keep.tolist()] + list(added.written)
             matrix = np.concatenate([kept_matrix, added.matrix])
         else:
             rids, stamps, matrix = self.rids[keep], self.stamps[keep], kept_matrix
+            sources = self.sources[keep]
             ids = [self.ids[i] for i in keep.tolist()]
             written = [self.written[i] for i in keep.tolist()]
         order = np.lexsort((rids, stamps))
         if np.array_equal(order, np.arange(len(order))):
-            return ScopeRows._ordered(rids, ids, written, stamps, np.ascontiguousarray(matrix))
+            return ScopeRows._ordered(rids, ids, written, stamps, sources, np.ascontiguousarray(matrix))
         listed = order.tolist()
         return ScopeRows._ordered(
             rids[order],
             [ids[i] for i in listed],
             [written[i] for i in listed],
             stamps[order],
+            sources[order],
             np.ascontiguousarray(matrix[order]),
         )
 
@@ -276,7 +300,7 @@ class ScopeCache:
 
     def _read(self, db: sqlite3.Connection, where: str, params: Sequence[Any], dims: int) -> ScopeRows:
         rows = db.execute(
-            f"SELECT rid, id, created_at, vector FROM memory_vectors WHERE {where}",  # noqa: S608
+            f"SELECT {SCOPE_COLUMNS} FROM memory_vectors WHERE {where}",  # noqa: S608
             list(params),
         ).fetchall()
         return ScopeRows.read(rows, dims) if rows else ScopeRows.empty(dims)
@@ -330,7 +354,7 @@ def _fetch(db: sqlite3.Connection, where: str, params: Sequence[Any], rids: NDAr
         marks = ", ".join("?" for _ in chunk)
         found.extend(
             db.execute(
-                f"SELECT rid, id, created_at, vector FROM memory_vectors WHERE {where} AND rid IN ({marks})",  # noqa: S608
+                f"SELECT {SCOPE_COLUMNS} FROM memory_vectors WHERE {where} AND rid IN ({marks})",  # noqa: S608
                 [*params, *chunk],
             ).fetchall()
         )

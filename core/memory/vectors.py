@@ -40,7 +40,7 @@ from core.memory import sqlite_file, sqlite_keywords
 from core.memory.filters import matches, scope_of
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.sqlite_file import SharedConnection
-from core.memory.sqlite_scopes import ScopeRows
+from core.memory.sqlite_scopes import SCOPE_COLUMNS, ScopeRows
 
 __all__ = ["SQLiteVectorStore", "ScopeSignals", "VectorHit"]
 
@@ -320,7 +320,7 @@ class SQLiteVectorStore:
         dims = self.embedding_model_dims
         with self._shared.lock:
             if self._extra_filters(filters):
-                rows = self._scope_rows("rid, id, created_at, vector", filters, "scope read")
+                rows = self._scope_rows(SCOPE_COLUMNS, filters, "scope read")
                 scoped = ScopeRows.read(rows, dims) if rows else ScopeRows.empty(dims)
             else:
                 scoped = self._shared.scopes.rows(self._db, self.collection_name, scope, where, params, dims)

@@ -11,6 +11,11 @@ window for a repeat: a send that happened but was not recorded before the kill).
 (a link code, ``reply_target["one_time"]``) has its text replaced once it is sent or has failed for good.
 An answer of the agent (``origin`` ``bot``) still here when a person took the conversation over
 (``core.pipeline.handoff``) is not sent: it is finished ``withheld``.
+
+Files: a row's ``attachments`` rows (``direction`` ``out``; an operator's reply) go out as the message's
+``files``, one part each after the text's parts. The adapters that can send files get the hub's
+``core.ports.FileSource`` (``bind_files``) when the delivery is built: bytes from the media store, signed
+links for Twilio. A row with files for a channel that cannot send them fails at once (``no_files``).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
+from core.media.outbound import files_of
 from core.messages import Address, OutboundMessage, buttons_from
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.delivery_status import settle_outbox, upsert_part
 from core.pipeline.handoff import open_handoff_row
 from core.pipeline.lanes import LaneLoop
-from core.ports import Sender
+from core.ports import FileSource, Sender, UsesFileSource
 from core.settings import WorkerSettings
 from core.store.db import Database
 from core.store.leases import Claim, Leases
@@ -59,10 +65,15 @@ class Delivery:
         settings: WorkerSettings,
         metrics: Metrics,
         leases: Leases | None = None,
+        files: FileSource | None = None,
     ) -> None:
         self._db = db
         self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._senders = dict(senders)
+        if files is not None:
+            for sender in self._senders.values():
+                if isinstance(sender, UsesFileSource):
+                    sender.bind_files(files)
         self._settings = settings
         self._metrics = metrics
         self.lanes = LaneLoop(
@@ -130,6 +141,7 @@ class Delivery:
         outbox_id = claim.row_id
         async with self._db.read() as session:
             row = await session.get(OutboxRow, outbox_id)
+            files = await files_of(session, outbox_id) if row is not None else ()
         if row is None or row.status != "pending":
             return
         sender = self._senders[row.channel]
@@ -145,6 +157,13 @@ class Delivery:
             self._metrics.deliveries.labels(row.channel, "withheld").inc()
             log.info("outbox %s withheld: a person owns the conversation", outbox_id)
             return
+        if files and not isinstance(sender, UsesFileSource):
+            await self._finish(
+                claim, attempts, status="failed", error="permanent: the channel sends no files"
+            )
+            self._metrics.deliveries.labels(row.channel, "no_files").inc()
+            log.warning("outbox %s failed: %s cannot send files", outbox_id, row.channel)
+            return
         message = OutboundMessage(
             channel=row.channel,
             recipient=Address.parse(row.recipient),
@@ -153,6 +172,7 @@ class Delivery:
             reply_target=dict(row.reply_target),
             parts_sent=row.parts_sent,
             buttons=buttons_from(row.reply_target),
+            files=files,
         )
         try:
             delivery = await sender.send(message)

@@ -18,7 +18,10 @@ go.
 An operator's reply (``Handoffs.reply``) goes out on the customer's most recent private conversation
 (or the channel asked for) through the outbox, under the idempotency key ``operator:<key>``: the same
 key twice is one message. It is logged as an ``operator`` turn with the operator's name and written to
-memory like the customer's words, so the bot knows after the hand-back what the person said.
+memory like the customer's words, so the bot knows after the hand-back what the person said. It may carry
+files (checked beforehand by ``core.media.outbound.check_outgoing``): they are stored when the reply is
+accepted (a repeated key stores nothing), recorded as ``attachments`` rows of the outbox row in the same
+transaction, sent after the text by the channel, and named in the turn (``[attached: ...]``).
 
 The team's side (``core.pipeline.handoff_team``): a new handoff and an escalation are notices to the
 team's Slack channel and/or email address, and ``escalate_due`` escalates every waiting handoff nobody has
@@ -33,6 +36,7 @@ import asyncio
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,6 +45,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
+from core.media.intake import describe
+from core.media.outbound import OutgoingFile, record_outgoing, store_outgoing
+from core.media.store import MediaStore
 from core.memory.policy import queue_memory_write
 from core.metrics import Metrics
 from core.pipeline.handoff_team import Escalations, TeamNotices
@@ -311,13 +318,18 @@ class Handoffs:
         operator: str,
         channel: str | None = None,
         key: str | None = None,
+        files: Sequence[OutgoingFile] = (),
+        store: MediaStore | None = None,
     ) -> OperatorReply:
         """Send a person's reply on the customer's channel, once per ``key``; the person owns the
-        conversation from now on if nobody did. ``NotFound``: no such customer (or forgotten);
-        ``Conflict``: nowhere to reply, or the recipient opted out; ``ValueError``: empty or too long."""
+        conversation from now on if nobody did. ``files`` (checked; kept in ``store``) go with it.
+        ``NotFound``: no such customer (or forgotten); ``Conflict``: nowhere to reply, or the recipient
+        opted out; ``ValueError``: empty (no text and no file) or too long."""
         body = text.strip()
-        if not body:
+        if not body and not files:
             raise ValueError("the reply is empty")
+        if files and store is None:
+            raise ValueError("files need the media store")
         if len(body) > MAX_REPLY_CHARS:
             raise ValueError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
         if key is not None and not _KEY.match(key):
@@ -342,6 +354,9 @@ class Handoffs:
             target = await self._reply_target(session, customer_id, channel)
             if await session.get(OptOut, target.sender) is not None:
                 raise Conflict(f"the customer opted out on {target.channel}: nothing can be sent there")
+            # kept only now that the reply will be written (content-addressed: a file kept already is
+            # not written again); a reply that fails below leaves at most a file nobody points to
+            kept = await store_outgoing(store, files) if store is not None and files else []
             outbox = OutboxRow(
                 idempotency_key=idempotency_key,
                 channel=target.channel,
@@ -358,7 +373,7 @@ class Handoffs:
                 address=target.sender,
                 role="operator",
                 operator=operator,
-                text=body,
+                text="\n".join(part for part in (body, describe(kept)) if part),
                 created_at=now,
                 vouched=True,
             )
@@ -386,6 +401,14 @@ class Handoffs:
                 await session.flush()
             except IntegrityError as exc:
                 raise Conflict("the conversation changed hands just now; reload and try again") from exc
+            if kept:
+                record_outgoing(
+                    session,
+                    outbox_id=outbox.id,
+                    customer_id=customer_id,
+                    channel=target.channel,
+                    files=kept,
+                )
             await queue_memory_write(
                 session,
                 self._memory_settings,

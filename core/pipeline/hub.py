@@ -23,6 +23,10 @@ from sqlalchemy import func, select, text
 
 from core.agent.agent import Agent
 from core.agent.conversation import ConversationLog
+from core.media.intake import MediaIntake
+from core.media.links import links_for
+from core.media.outbound import StoredFiles
+from core.media.store import MediaStore
 from core.memory.writer import MemoryWriter
 from core.messages import InboundMessage, StatusUpdate
 from core.metrics import Metrics
@@ -80,16 +84,24 @@ class Hub:
         self.senders = dict(senders)
         self.channels = tuple(inbox_channels if inbox_channels is not None else senders)
         self.conversation = ConversationLog(db)
+        # the files of messages (``core.media``): content-addressed under the data dir
+        media_store = MediaStore(settings.data_dir / "media")
         self.agent = Agent(
-            memory=memory, conversation=self.conversation, model=model, settings=settings.memory
+            memory=memory,
+            conversation=self.conversation,
+            model=model,
+            settings=settings.memory,
+            images=media_store if settings.llm.vision else None,  # a model that sees is shown photos
         )
         self.leases = Leases(db, ttl=settings.worker.lease_seconds)
+        self.media = MediaIntake(db, media_store, settings.attachments, senders)
         self.delivery = Delivery(
             db=db,
             senders=senders,
             settings=settings.worker,
             metrics=self.metrics,
             leases=self.leases,
+            files=StoredFiles(self.media.store, links_for(settings)),  # files people send back
         )
         self.memory_writer = MemoryWriter(
             db=db,
@@ -114,6 +126,7 @@ class Hub:
             strangers=Strangers(settings.strangers),
             leases=self.leases,
             handoffs=handoffs,
+            media=self.media,
         )
         self._background = tuple(background)
         self._background_tasks: list[asyncio.Task[None]] = []
@@ -136,6 +149,7 @@ class Hub:
         committed as ``throttled``: never answered. Opt-out keywords are never throttled.
         """
         with self.ingress.receiving():
+            message = await self.media.keep_inline(message)  # bytes that came with it: to the store
             accepted = await self.inbox.accept(message)
         if accepted.duplicate:
             self.metrics.inbound_duplicates.labels(message.channel).inc()

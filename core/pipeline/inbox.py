@@ -66,7 +66,7 @@ def _values(waiting: _Waiting) -> dict[str, Any]:
         "sender": str(message.sender),
         "text": message.text,
         "reply_target": dict(message.reply_target),
-        "attachments": list(message.attachments),
+        "attachments": [ref.as_json() for ref in message.attachments],
         "extras": dict(message.extras),
         "sender_assurance": message.sender_assurance.value,
         "private": message.private,

@@ -9,6 +9,9 @@ What goes, once older than the cutoff:
 - closed ``handoffs``, by when they were closed, and the operators' audit log (``operator_actions``), by when
   the action was taken;
 - resolved ``cases``, by when they were resolved (``core.pipeline.cases``);
+- ``attachments`` rows, with their messages (by when the message came; never those of a message still
+  pending or a reply still to send), and their bytes in the media store once no row holds them
+  (``core.media.unreferenced``: the same file another customer sent more recently stays);
 - memories, per customer, by when they were written (``MemoryStore.forget_before``: for the local store
   that includes Mem0's history of them and its raw-message table).
 
@@ -31,14 +34,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import and_, delete, or_, select, text
 
 from core.errors import MemoryUnavailable
+from core.media.store import MediaStore
+from core.media.unreferenced import remove_unreferenced
 from core.ports import MemoryStore
 from core.settings import RetentionSettings
 from core.store.db import Database
 from core.store.leases import NamedLeases
 from core.store.models import (
+    AttachmentRow,
     Case,
     Customer,
     Handoff,
@@ -74,10 +80,18 @@ class RetentionReport:
 
 
 class Retention:
-    def __init__(self, *, db: Database, memory: MemoryStore, settings: RetentionSettings) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        memory: MemoryStore,
+        settings: RetentionSettings,
+        media: MediaStore | None = None,
+    ) -> None:
         self._db = db
         self._memory = memory
         self._settings = settings
+        self._media = media  # the bytes of attachments: removed with the last row that holds them
         self._rounds = NamedLeases(db)
 
     @property
@@ -92,7 +106,8 @@ class Retention:
     async def run_once(self, *, now: datetime | None = None) -> RetentionReport:
         """Delete what is older than the cutoff, everywhere; returns what went."""
         cutoff = self.cutoff(now)
-        removed = await self._purge_tables(cutoff)
+        removed, digests = await self._purge_tables(cutoff)
+        removed["attachment_files"] = await remove_unreferenced(self._db, self._media, digests)
         removed["memories"] = 0
         unavailable = False
         async with self._db.read() as session:
@@ -112,7 +127,8 @@ class Retention:
         log.info("retention: removed %s older than %s", removed, cutoff.date().isoformat())
         return RetentionReport(cutoff=cutoff, removed=removed, memory_unavailable=unavailable)
 
-    async def _purge_tables(self, cutoff: datetime) -> dict[str, int]:
+    async def _purge_tables(self, cutoff: datetime) -> tuple[dict[str, int], set[str]]:
+        """The rows older than ``cutoff`` deleted; what went, and the digests of the files whose rows went."""
         removed: dict[str, int] = {}
         async with self._db.session() as session:
 
@@ -120,6 +136,20 @@ class Retention:
                 result = await session.execute(statement)
                 removed[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+            # files go with their messages: never those of a message still to answer or a reply still to send
+            old_files = and_(
+                AttachmentRow.created_at < cutoff,
+                or_(
+                    AttachmentRow.inbox_id.is_(None),
+                    AttachmentRow.inbox_id.not_in(select(InboxRow.id).where(InboxRow.status == "pending")),
+                ),
+                or_(
+                    AttachmentRow.outbox_id.is_(None),
+                    AttachmentRow.outbox_id.not_in(select(OutboxRow.id).where(OutboxRow.status == "pending")),
+                ),
+            )
+            digests = {d for d in await session.scalars(select(AttachmentRow.sha256).where(old_files)) if d}
+            await drop("attachments", delete(AttachmentRow).where(old_files))
             old_outbox = select(OutboxRow.id).where(
                 OutboxRow.status != "pending", OutboxRow.created_at < cutoff
             )
@@ -154,7 +184,7 @@ class Retention:
             )
             await drop("operator_actions", delete(OperatorAction).where(OperatorAction.at < cutoff))
             await drop("cases", delete(Case).where(Case.status == "resolved", Case.resolved_at < cutoff))
-        return removed
+        return removed, digests
 
     async def run_round(self) -> RetentionReport | None:
         """This interval's round, unless another process sharing the database holds it (None then)."""

@@ -39,9 +39,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.agent import Agent, AgentTurn, CaseAction
-from core.errors import ClaimLost, LLMError
+from core.errors import ClaimLost, LLMError, MediaUnavailable
+from core.media.intake import MediaIntake, describe, refusals
 from core.memory.policy import queue_memory_write
-from core.messages import BUTTONS_KEY, Address, Assurance, Button
+from core.messages import BUTTONS_KEY, Address, Assurance, Attachment, Button
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.cases import Cases
@@ -92,9 +93,11 @@ class InboxWorker:
         strangers: Strangers | None = None,
         leases: Leases | None = None,
         handoffs: Handoffs | None = None,
+        media: MediaIntake | None = None,
     ) -> None:
         self._db = db
         self._handoffs = handoffs
+        self._media = media  # the files of a message, taken in before it is answered (``core.media``)
         self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
@@ -220,6 +223,15 @@ class InboxWorker:
             customer_id = row.customer_id
         if row.attempts == 0:
             self._metrics.pickup_seconds.observe(max(0.0, (utcnow() - row.created_at).total_seconds()))
+        attachments: list[Attachment] = []
+        if row.attachments and self._media is not None:
+            last_try = row.attempts + 1 >= self._settings.max_attempts
+            try:
+                attachments = await self._media.take_in(row, give_up=last_try)
+            except MediaUnavailable:
+                await self._retry_later(claim, row.attempts + 1, "media_unavailable")
+                return
+        said = "\n".join(part for part in (row.text, describe(attachments)) if part)
         sender = Address.parse(row.sender)
         claimed = Claimed(
             row=row,
@@ -241,9 +253,10 @@ class InboxWorker:
             assurance=assurance,
             sender=row.sender,
             channel=row.channel,
-            text=row.text,
+            text=said,
             inbox_id=inbox_id,
             private=row.private is True,
+            attachments=tuple(attachments),
             cases=await self._cases.notes(resolution.customer_id) if row.private is True else (),
         )
         started = time.perf_counter()
@@ -274,6 +287,9 @@ class InboxWorker:
             text, mode = FALLBACK_REPLY, "fallback"
             if self._handoffs is not None:  # the fallback promises a person: the handoff is queued
                 text, handoff = self._handoffs.fallback(), "fallback"
+        refused = refusals(attachments)
+        if refused and handoff is None:  # the customer hears which files were not taken, first
+            text = f"{refused}\n\n{text}"
         if await self._commit_reply(
             claim,
             row,
@@ -284,6 +300,7 @@ class InboxWorker:
             recalled=recalled,
             cases=actions,
             offline=mode == "offline",
+            said=said,
         ):
             self._metrics.replies.labels(row.channel, mode).inc()
             self._metrics.turn_seconds.observe(time.perf_counter() - started)
@@ -450,6 +467,7 @@ class InboxWorker:
         recalled: list[str] | None = None,
         cases: tuple[CaseAction, ...] = (),
         offline: bool = False,
+        said: str | None = None,
     ) -> bool:
         """Mark the row done and write the reply, turns and memory job in one transaction, if this
         process still holds its claim on the row (``core.store.leases``).
@@ -466,9 +484,10 @@ class InboxWorker:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
                 return False
+            said = row.text if said is None else said  # the message, with its files described
             if await open_handoff_row(session, customer_id) is not None:
                 log.info("inbox %s: a person owns the conversation; the agent's answer is dropped", row.id)
-                await self._log_turns(session, row, customer_id, row.text, None)
+                await self._log_turns(session, row, customer_id, said, None)
                 await announce(session, "memory")
                 return False
             if handoff is not None and self._handoffs is not None:
@@ -484,7 +503,7 @@ class InboxWorker:
                 session,
                 customer_id=customer_id,
                 channel=row.channel,
-                said=row.text,
+                said=said,
                 actions=cases,
                 offline=offline,
             )
@@ -493,7 +512,7 @@ class InboxWorker:
             # the rating question's buttons, where only the customer reads them (a group could press them)
             buttons = change.buttons() if row.private is True else ()
             session.add(self._outbox_row(row, customer_id, text, origin=origin, buttons=buttons))
-            turn_ids = await self._log_turns(session, row, customer_id, row.text, text, recalled=recalled)
+            turn_ids = await self._log_turns(session, row, customer_id, said, text, recalled=recalled)
             await change.attach_in(session, turn_ids=turn_ids, channel=row.channel, metrics=self._metrics)
             await announce(session, "outbox", "memory")
         return True

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from core.errors import ConfigError
 from core.settings.sections import PREFIX as _PREFIX
 from core.settings.sections import (
+    AttachmentSettings,
     ConsoleSettings,
     EmailSettings,
     HandoffSettings,
@@ -39,6 +40,7 @@ from core.settings.sections import (
 )
 
 __all__ = [
+    "AttachmentSettings",
     "ConsoleSettings",
     "EmailSettings",
     "HandoffSettings",
@@ -124,6 +126,7 @@ class Settings(BaseSettings):
     strangers: StrangerSettings = StrangerSettings()
     handoff: HandoffSettings = HandoffSettings()
     console: ConsoleSettings = ConsoleSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()

@@ -27,6 +27,9 @@ class LLMSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
     max_tokens: int = Field(default=400, gt=0)
+    # the model reads images: a customer's photos go to it as image parts (``core.agent.prompt``); off, the
+    # model is told only what was sent (name, type, size)
+    vision: bool = False
 
     @property
     def configured(self) -> bool:
@@ -146,6 +149,36 @@ class ConsoleSettings(BaseModel):
     secure_cookie: bool | None = None
     # sign-in attempts per operator name (and per client address) per 15 minutes
     login_attempts: int = Field(default=10, ge=1, le=1000)
+
+
+DEFAULT_ATTACHMENT_TYPES = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+    "text/plain",
+]
+
+
+class AttachmentSettings(BaseModel):
+    """Files customers send (``core.media``): a size limit, a count limit and the media types allowed
+    (what the bytes are, sniffed; a declared type is not trusted). Refused files are recorded and the
+    customer is told; nothing of them is stored."""
+
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    max_per_message: int = Field(default=10, ge=0, le=50)
+    allowed_types: Annotated[list[str], NoDecode] = list(DEFAULT_ATTACHMENT_TYPES)
+    # how long a signed link to a file the hub serves (an outbound MMS's media) stays valid
+    link_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+    @field_validator("allowed_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
 
 
 class SlackSettings(BaseModel):

@@ -197,7 +197,8 @@ class InboxRow(Leased, Base):
     sender: Mapped[str] = mapped_column(String(320))
     text: Mapped[str] = mapped_column(Text)
     reply_target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    attachments: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the files it carried, as ``MediaRef.as_json`` (never bytes): taken in by ``core.media.intake``
+    attachments: Mapped[list[Any]] = mapped_column(JSON, default=list)
     extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # how far the channel vouches for the sender of this very message (core.messages.Assurance);
     # None (rows from before it was recorded) counts as unverified
@@ -450,3 +451,34 @@ class Case(Base):
     summary_job_id: Mapped[int | None] = mapped_column(Id)
     rating: Mapped[int | None] = mapped_column(Integer)  # 1 (bad) to 5 (great)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AttachmentRow(Base):
+    """A file of a message (``core.media``): one row per file a customer sent (``direction`` ``in``, the
+    inbox row and its place in the message) or a person sent back (``out``, the outbox row).
+
+    ``status`` ``stored``: the bytes are in the media store under ``sha256`` (content-addressed: the same
+    file sent twice is stored once). ``refused``: too large, a type not allowed, or not fetchable from where
+    it was said to be; ``reason`` says which, and nothing was stored. ``name`` is the file name made safe
+    (``core.media.check.safe_name``); ``media_type`` is what the bytes are (sniffed), not what was declared.
+    ``text``: what was read out of it for the agent (a PDF's text), redacted and bounded.
+    """
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("inbox_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    inbox_id: Mapped[int | None] = mapped_column(Id, index=True)
+    outbox_id: Mapped[int | None] = mapped_column(Id, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    direction: Mapped[str] = mapped_column(String(8), default="in")  # in, out
+    channel: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # stored, refused
+    reason: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

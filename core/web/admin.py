@@ -20,7 +20,10 @@ The ledger records the actor ``admin``, or ``admin:<name>`` from a sanitised ``X
 
 Handoffs (``core.pipeline.handoff``): ``POST``/``DELETE /admin/customers/{id}/handoff`` take a conversation
 over and hand it back, ``GET /admin/handoffs`` lists the open ones, ``POST /admin/customers/{id}/replies``
-sends a person's reply (once per idempotency key). ``GET /admin/customers/{id}/cases``: the customer's
+sends a person's reply (once per idempotency key), with files if any (``attachments``: name and base64
+bytes, checked by ``core.media.outbound.check_outgoing``; a bad one is 422 naming it and the problem, and
+nothing is stored or sent; the route's body limit, ``reply_body_limit``, fits ``__MAX_BYTES`` of base64).
+``GET /admin/customers/{id}/cases``: the customer's
 support cases (``core.pipeline.cases``), newest first. ``GET /admin/customers/{id}/memories`` searches a
 customer's memory (or lists it, newest first) by category, channel and time (``core.messages.MemoryFilter``).
 Logs carry ledger and customer ids only, never an address.
@@ -28,8 +31,11 @@ Logs carry ledger and customer ids only, never an address.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run time, and
 # they name dependencies local to ``admin_router``.
+import base64
+import binascii
 import hmac
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -39,11 +45,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from core.compose import Services
-from core.errors import Conflict, InvalidAddress, MemoryUnavailable, NotFound
+from core.errors import Conflict, InvalidAddress, MediaRefused, MemoryUnavailable, NotFound
+from core.media.outbound import OutgoingFile, check_outgoing
+from core.media.store import MediaStore
 from core.messages import Address, MemoryCategory, MemoryFilter
 from core.pipeline.cases import list_cases
 from core.pipeline.dead_letters import dead_letters, retry_dead_letter
 from core.pipeline.handoff import HandoffView
+from core.settings import AttachmentSettings
 from core.store.models import utcnow
 from core.web.admin_views import (
     CaseOut,
@@ -51,6 +60,7 @@ from core.web.admin_views import (
     DeadLetterOut,
     DeadLettersOut,
     ErrorOut,
+    FileIn,
     HandBackRequest,
     HandoffOut,
     HandoffRequest,
@@ -130,8 +140,29 @@ def _mapped() -> Iterator[None]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     except MemoryUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
-    except ValueError as exc:  # a value the service refuses (an empty reply)
+    except (ValueError, MediaRefused) as exc:  # a value the service refuses (an empty reply, a bad file)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+
+
+# an operator's reply carries files: its body may be larger than the admin API's 1 MiB (core.web.guard)
+REPLY_PATH = re.compile(r"/admin/customers/[^/]+/replies")
+_REPLY_OVERHEAD = 64 * 1024  # the text (4,000 characters, JSON-escaped), names, the JSON around
+
+
+def reply_body_limit(settings: AttachmentSettings) -> int:
+    """The body limit of ``REPLY_PATH``: ``max_bytes`` of files in base64, and the rest of the request."""
+    return 4 * -(-settings.max_bytes // 3) + _REPLY_OVERHEAD
+
+
+def _decoded(files: list[FileIn], settings: AttachmentSettings) -> list[OutgoingFile]:
+    """The request's files decoded and checked; ``ValueError``/``MediaRefused`` naming the first bad one."""
+    pairs: list[tuple[str | None, bytes]] = []
+    for number, item in enumerate(files, start=1):
+        try:
+            pairs.append((item.name, base64.b64decode(item.data_base64, validate=True)))
+        except (binascii.Error, ValueError):
+            raise ValueError(f"attachment {number}: data_base64 is not valid base64") from None
+    return check_outgoing(pairs, settings)
 
 
 def _handoff_out(view: HandoffView) -> HandoffOut:
@@ -291,7 +322,9 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
         unreadable tokens in place of the customer's addresses. Cannot be undone.
         """
         with _mapped():
-            receipt = await forget(svc.db, svc.memory, await named(svc, customer_id), actor=actor)
+            receipt = await forget(
+                svc.db, svc.memory, await named(svc, customer_id), actor=actor, media=svc.media
+            )
         return ReceiptOut.model_validate(receipt.as_dict())
 
     @router.get("/customers/{customer_id}/export", response_model=ExportOut, responses=_errors(404))
@@ -394,6 +427,7 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
         """A person's reply, sent on the customer's most recent private conversation (or ``channel``)
         through the outbox, once per idempotency key; the person owns the conversation from then on."""
         with _mapped():
+            files = _decoded(body.attachments, svc.settings.attachments)
             found = await named(svc, customer_id)
             sent = await svc.handoffs.reply(
                 found,
@@ -401,6 +435,8 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
                 operator=body.operator,
                 channel=body.channel,
                 key=body.key or idempotency_key,
+                files=files,
+                store=MediaStore(svc.settings.data_dir / "media") if files else None,
             )
         return ReplyOut(
             outbox_id=sent.outbox_id,

@@ -95,8 +95,23 @@ class HandoffsOut(BaseModel):
     handoffs: list[HandoffOut]
 
 
+class FileIn(BaseModel):
+    """A file of an operator's reply. The name is made safe and the type is what the bytes are (sniffed);
+    ``media_type`` is only what the sender says."""
+
+    name: str = Field(min_length=1, max_length=255)
+    media_type: str | None = Field(default=None, max_length=100)
+    data_base64: str = Field(min_length=1, description="The file's bytes, base64 (RFC 4648, padded).")
+
+
 class ReplyRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=4000)
+    text: str = Field(default="", max_length=4000, description="May be empty when files are sent.")
+    attachments: list[FileIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Files sent after the text: each on THREADLINE_ATTACHMENTS__ALLOWED_TYPES, at most "
+        "__MAX_PER_MESSAGE of them and __MAX_BYTES in all.",
+    )
     operator: str = OperatorName
     channel: str | None = Field(
         default=None, pattern=r"^(slack|telegram|sms|email|console)$", description="Default: the latest."

@@ -33,19 +33,22 @@ from channels.base import ChannelAdapter, WebhookRequest
 from core.compose import build_adapters, wire
 from core.errors import BadRequest, ConfigError, VerificationFailed
 from core.logs import hide_query_strings
+from core.media.links import links_for
 from core.pipeline.dead_letters import count_dead_letters
 from core.pipeline.hub import ROLES, Hub, Role
 from core.settings import Settings, load_settings
-from core.web.admin import admin_router
+from core.web.admin import REPLY_PATH, admin_router, reply_body_limit
 from core.web.console import console_router
 from core.web.docs import add_docs
 from core.web.guard import BodyTooLarge, WebGuard
+from core.web.media import media_router
 
 log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # every webhook path and the channel whose adapter answers it (the body limit there is the adapter's)
+RESULT_HEADER = "X-Threadline-Inbox"
 WEBHOOKS = {
     "/webhooks/slack/events": "slack",
     "/webhooks/slack/interactive": "slack",
@@ -105,9 +108,11 @@ async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel:
         hub.metrics.webhooks_rejected.labels(channel, "bad_request").inc()
         log.info("%s webhook unreadable: %s", channel, exc)
         return Response(status_code=exc.status)
+    stored = "none"  # what became of the delivery's messages: the ``X-Threadline-Inbox`` header
     try:
         for message in parsed.messages:
-            await hub.accept(message)
+            accepted = await hub.accept(message)
+            stored = "duplicate" if accepted.duplicate and stored != "new" else "new"
         for update in parsed.status_updates:
             await hub.record_status(channel, update)
     except SQLAlchemyError as exc:  # locked, busy or down: not stored, so not acknowledged
@@ -115,9 +120,10 @@ async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel:
         log.warning("%s webhook not stored (%s); answered 503 for a retry", channel, type(exc).__name__)
         return Response(status_code=503, headers={"Retry-After": "1"})
     reply = parsed.reply
-    return Response(
-        reply.body, status_code=reply.status, media_type=reply.content_type, headers=reply.headers
-    )
+    # new, duplicate or none: for ``threadline simulate``; the platforms ignore it, and it says nothing a
+    # sender who could sign the delivery does not know
+    headers = {**reply.headers, RESULT_HEADER: stored}
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
 
 
 def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastAPI:
@@ -163,6 +169,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
         private=private,
         body_limits={path: adapters[ch].max_body_bytes for path, ch in WEBHOOKS.items() if ch in adapters},
         on_too_large=webhook_too_large,
+        pattern_limits=[(REPLY_PATH, reply_body_limit(settings.attachments))],  # replies with files
     )
 
     @app.post("/webhooks/slack/events", tags=["webhooks"])
@@ -222,6 +229,8 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
     app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
     # the operator console (HTML, operator sign-in; its body limit is WebGuard's 64 KiB default)
     app.include_router(console_router(lambda: app.state.admin, settings))
+    # files the hub sends, fetched by Twilio through signed, expiring links (core.web.media)
+    app.include_router(media_router(links_for(settings)))
 
     return app
 

@@ -11,8 +11,9 @@ It looks at the request line and headers only, so both checks happen before a by
   token configured is 403; the body is JSON ``{"detail": "..."}``. A refused request's body is never
   read by the app (the server discards whatever the client still sends).
 - **A body limit on every route.** The admin API takes ``ADMIN_BODY_LIMIT`` (1 MiB), a webhook its
-  channel's ``max_body_bytes`` (given by the app), and every other path, known or not (health, metrics,
-  docs), ``DEFAULT_BODY_LIMIT`` (64 KiB). A declared ``Content-Length`` over the limit is 413 at once;
+  channel's ``max_body_bytes`` (given by the app), a path matching one of ``pattern_limits`` its own (an
+  operator's reply with files), and every other path, known or not (health, metrics, docs),
+  ``DEFAULT_BODY_LIMIT`` (64 KiB). A declared ``Content-Length`` over the limit is 413 at once;
   a body without one (chunked) is counted as the app reads it, and the read that passes the limit
   raises ``BodyTooLarge`` (an ``HTTPException`` 413): the route stops there and the answer is 413.
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Collection, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
@@ -74,8 +76,8 @@ class WebGuard:
     """The ASGI middleware described in the module docstring.
 
     ``private``: exact paths (besides ``/admin...``) that need the admin token. ``body_limits``: exact
-    paths with a limit of their own. ``on_too_large(path)`` is called when a declared length is refused
-    (the app counts refused webhooks).
+    paths with a limit of their own; ``pattern_limits``: (pattern, limit), for the whole path.
+    ``on_too_large(path)`` is called when a declared length is refused (the app counts refused webhooks).
     """
 
     def __init__(
@@ -86,16 +88,21 @@ class WebGuard:
         private: Collection[str] = (),
         body_limits: Mapping[str, int] | None = None,
         on_too_large: Callable[[str], None] | None = None,
+        pattern_limits: Sequence[tuple[re.Pattern[str], int]] = (),
     ) -> None:
         self.app = app
         self._expected = admin_token.get_secret_value().encode() if admin_token is not None else b""
         self._private = frozenset(private)
         self._limits = dict(body_limits or {})
+        self._patterns = tuple(pattern_limits)
         self._on_too_large = on_too_large
 
     def limit_for(self, path: str) -> int:
         if path in self._limits:
             return self._limits[path]
+        for pattern, limit in self._patterns:
+            if pattern.fullmatch(path):
+                return limit
         return ADMIN_BODY_LIMIT if is_admin_path(path) else DEFAULT_BODY_LIMIT
 
     def needs_token(self, path: str) -> bool:

@@ -731,7 +731,10 @@ def test_app_manifest() -> None:
     }
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "chat:write",
+        "files:read",  # the files customers share (url_private)
+        "files:write",  # files an operator sends back (files_upload_v2)
         "im:history",
+        "im:write",  # conversations.open, for a file to a user's DM
         "channels:history",
         "app_mentions:read",
         "users:read",

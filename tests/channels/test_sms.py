@@ -210,10 +210,13 @@ async def test_inbound_mms_keeps_media_urls(adapter: TwilioSmsAdapter) -> None:
 
     message = parsed.messages[0]
     assert message.provider_message_id.startswith("MM")
-    assert message.attachments == (
-        "https://api.twilio.com/2010-04-01/Accounts/ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX/Messages/"
-        "MM9d1c4a3b8f1e2d3c4b5a69788796a5b4/Media/ME0a1b2c3d4e5f60718293a4b5c6d7e8f9",
-    )
+    assert [(ref.ref, ref.media_type) for ref in message.attachments] == [
+        (
+            "https://api.twilio.com/2010-04-01/Accounts/ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX/Messages/"
+            "MM9d1c4a3b8f1e2d3c4b5a69788796a5b4/Media/ME0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "image/jpeg",
+        )
+    ]
     assert message.extras["NumMedia"] == "1"
     assert message.extras["MediaContentType0"] == "image/jpeg"
     assert message.extras["MessagingServiceSid"].startswith("MG")

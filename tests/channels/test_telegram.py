@@ -175,7 +175,9 @@ async def test_forum_topic_message_keeps_its_thread(offline_adapter: TelegramAda
 async def test_caption_is_the_text_and_media_are_attachments(offline_adapter: TelegramAdapter) -> None:
     [message] = (await offline_adapter.parse(delivery(fixture("photo_caption.json")))).messages
     assert message.text == "This is the damaged box"
-    assert message.attachments == ("AgACAgQAAxkBAAIBlarge",)
+    assert [(ref.ref, ref.media_type) for ref in message.attachments] == [
+        ("AgACAgQAAxkBAAIBlarge", "image/jpeg")
+    ]
 
 
 async def test_shared_contact_goes_to_extras_and_is_never_logged(

@@ -11,13 +11,26 @@ In a test::
 ``api_url`` is ``fake.url + "/api/"`` (slack_sdk wants the trailing slash).
 
 Routes: ``POST /api/chat.postMessage`` (JSON body, as slack_sdk sends it, or form-encoded) and
-``POST /api/auth.test``; any other method answers ``{"ok": false, "error": "unknown_method"}``.
+``POST /api/auth.test``; the three steps of ``files_upload_v2`` (``files.getUploadURLExternal`` hands out
+an upload URL on this server, ``POST /upload/v1/<file id>`` takes the bytes, ``files.completeUploadExternal``
+shares the files into a channel, refusing a file whose bytes never arrived or whose length differs from
+the one announced) and ``conversations.open``; any other method answers ``{"ok": false, "error":
+"unknown_method"}``.
 The token is checked the way Slack does (``Authorization: Bearer``, or a ``token`` form field):
 missing → ``not_authed``, wrong → ``invalid_auth``, both with HTTP 200.
 
+Files customers share: ``add_file(data, name=, mimetype=)`` keeps one and returns its file object as a
+``file_share`` event carries it (``id``, ``name``, ``mimetype``, ``size``, ``url_private`` on this server:
+``GET /files-pri/{team}-{file id}/{name}``). That route wants ``Authorization: Bearer <bot token>`` with
+``files:read``; without it (no token, a wrong one, or ``files_scope = False``) it answers, as Slack does,
+200 with its HTML sign-in page. ``push_file(status)`` forces the next file answer (a 502 once),
+``redirect_file_to(url)`` makes it a redirect to another host; ``file_requests`` records each request's
+path and whether it carried the right token.
+
 Failure injection: ``push(...)`` queues forced answers, served first-in first-out, one per call
 (``fail_ratelimited``, ``fail_server_error``, ``fail_error`` are shorthands); ``delay`` holds every
-call that long first. Observations: ``calls`` (every request), ``posted`` (messages accepted).
+call that long first. Observations: ``calls`` (every request), ``posted`` (messages accepted),
+``uploaded`` (files shared by ``completeUploadExternal``, with their bytes).
 
 Standalone: ``python -m tests.fakes.slack_api [--port N] [--token T]`` prints its API URL.
 """
@@ -37,7 +50,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.server import LoopbackServer
@@ -66,6 +79,31 @@ class PostedMessage:
     thread_ts: str | None
     ts: str
     blocks: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileRequest:
+    """One request of the ``url_private`` route."""
+
+    path: str
+    authorized: bool  # the bot token, as a bearer token
+    authorization_sent: bool
+
+
+SIGN_IN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadedFile:
+    """A file shared into a channel by files.completeUploadExternal."""
+
+    file_id: str
+    channel: str
+    thread_ts: str | None
+    filename: str
+    title: str | None
+    data: bytes = field(repr=False)
+    initial_comment: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,14 +151,24 @@ class FakeSlackAPI(LoopbackServer):
         self._posted: list[PostedMessage] = []
         self._forced: collections.deque[ForcedResponse] = collections.deque()
         self._ts = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._pending_uploads: dict[str, dict[str, Any]] = {}  # file id -> announced name, length, bytes
+        self._uploaded: list[UploadedFile] = []
         # users.info: user id -> profile email (``known_users`` exist without an email)
         self.profile_emails: dict[str, str] = {}
         self.socket_mode: Any = None  # a FakeSocketMode answers apps.connections.open
         self.known_users: set[str] = set()
+        self.files_scope = True  # False: the token lacks files:read, and files answer the sign-in page
+        self._files: dict[str, tuple[bytes, str]] = {}  # url_private path -> (bytes, mimetype)
+        self._file_forced: collections.deque[ForcedResponse] = collections.deque()
+        self._file_redirects: collections.deque[str] = collections.deque()
+        self._file_requests: list[FileRequest] = []
         self.app = Starlette(
             routes=[
+                Route("/files-pri/{file}/{name:path}", self._file, methods=["GET"]),
                 Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
                 Route("/api/auth.test", self._auth_test, methods=["POST", "GET"]),
+                Route("/upload/v1/{file_id}", self._upload_bytes, methods=["POST"]),
                 Route("/api/{method}", self._unknown, methods=["POST", "GET"]),
             ]
         )
@@ -164,6 +212,63 @@ class FakeSlackAPI(LoopbackServer):
         """Answer HTTP 200 with ``{"ok": false, "error": error}`` (e.g. ``channel_not_found``)."""
         self.push(200, {"ok": False, "error": error}, times=times)
 
+    def add_file(self, data: bytes, *, name: str, mimetype: str) -> dict[str, Any]:
+        """Keep a shared file; returns its file object as a ``file_share`` event's ``files`` list has it."""
+        with self._lock:
+            file_id = f"F{len(self._files) + 1:08d}"
+            path = f"/files-pri/{self.team_id}-{file_id}/{urllib.parse.quote(name, safe='')}"
+            self._files[urllib.parse.unquote(path)] = (data, mimetype)  # the route sees the decoded path
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rpartition(".")[2] or "binary",
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "url_private": self.url + path,
+            "url_private_download": self.url + path.replace("/files-pri/", "/files-pri-download/", 1),
+        }
+
+    def push_file(self, status: int, body: str = "<html><body>Bad Gateway</body></html>") -> None:
+        """Force the next answer of the file route (HTML, as a load balancer in front of Slack answers)."""
+        with self._lock:
+            self._file_forced.append(ForcedResponse(status=status, body=body, content_type="text/html"))
+
+    def redirect_file_to(self, url: str) -> None:
+        """The next file request is answered with a redirect to ``url``."""
+        with self._lock:
+            self._file_redirects.append(url)
+
+    @property
+    def file_requests(self) -> list[FileRequest]:
+        with self._lock:
+            return list(self._file_requests)
+
+    async def _file(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        authorized = authorization == f"Bearer {self.token}"
+        with self._lock:
+            self._file_requests.append(
+                FileRequest(
+                    path=request.url.path, authorized=authorized, authorization_sent=authorization is not None
+                )
+            )
+            forced = self._file_forced.popleft() if self._file_forced else None
+            redirect = self._file_redirects.popleft() if self._file_redirects else None
+            found = self._files.get(request.url.path)
+        if forced is not None:
+            return forced.to_response()
+        if redirect is not None:
+            return Response(status_code=302, headers={"location": redirect})
+        if not authorized or not self.files_scope:
+            return HTMLResponse(SIGN_IN_PAGE)  # Slack's answer to a request it will not serve: 200 and a page
+        if found is None:
+            return HTMLResponse("<html><body>File not found</body></html>", status_code=404)
+        data, mimetype = found
+        return Response(data, media_type=mimetype)
+
     @property
     def calls(self) -> list[ApiCall]:
         with self._lock:
@@ -174,10 +279,17 @@ class FakeSlackAPI(LoopbackServer):
         with self._lock:
             return list(self._posted)
 
+    @property
+    def uploaded(self) -> list[UploadedFile]:
+        with self._lock:
+            return list(self._uploaded)
+
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
             self._posted.clear()
+            self._pending_uploads.clear()
+            self._uploaded.clear()
             self._forced.clear()
 
     # ----- the API ------------------------------------------------------------------------
@@ -253,7 +365,77 @@ class FakeSlackAPI(LoopbackServer):
             return self._post(params)
         if method == "users.info":
             return self._user_info(params)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(params)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
+        if method == "conversations.open":
+            users = params.get("users")
+            if not isinstance(users, str) or not users:
+                return {"ok": False, "error": "users_list_not_supplied"}
+            return {"ok": True, "channel": {"id": "D" + users.split(",")[0].lstrip("UW")}}
         return {"ok": False, "error": "unknown_method"}
+
+    # ----- files_upload_v2 ------------------------------------------------------------------
+
+    def _upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename, length = params.get("filename"), str(params.get("length") or "")
+        if not isinstance(filename, str) or not filename:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not length.isdigit() or int(length) <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):09d}"
+        with self._lock:
+            self._pending_uploads[file_id] = {"filename": filename, "length": int(length), "data": None}
+        return {"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id}
+
+    async def _upload_bytes(self, request: Request) -> Response:
+        """The upload URL: no token (the URL is the permission), the bytes as the body."""
+        data = await request.body()
+        with self._lock:
+            pending = self._pending_uploads.get(request.path_params["file_id"])
+            if pending is None:
+                return Response("not found", status_code=404)
+            pending["data"] = data
+        return Response(f"OK - {len(data)}", media_type="text/plain")
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            files = json.loads(params.get("files") or "[]")
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = params.get("channel_id")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(channel, str) or not channel or channel.startswith(("U", "W")):
+            return {"ok": False, "error": "channel_not_found"}
+        if self.channels is not None and channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        thread_ts, comment = params.get("thread_ts"), params.get("initial_comment")
+        done: list[dict[str, Any]] = []
+        with self._lock:
+            for item in files:
+                file_id = item.get("id") if isinstance(item, dict) else None
+                pending = self._pending_uploads.get(file_id) if isinstance(file_id, str) else None
+                if pending is None or pending["data"] is None:
+                    return {"ok": False, "error": "file_not_found"}
+                if len(pending["data"]) != pending["length"]:
+                    return {"ok": False, "error": "file_upload_size_mismatch"}
+            for item in files:
+                pending = self._pending_uploads.pop(item["id"])
+                self._uploaded.append(
+                    UploadedFile(
+                        file_id=item["id"],
+                        channel=channel,
+                        thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else None,
+                        filename=pending["filename"],
+                        title=item.get("title"),
+                        data=pending["data"],
+                        initial_comment=comment if isinstance(comment, str) and comment else None,
+                    )
+                )
+                done.append({"id": item["id"], "name": pending["filename"], "title": item.get("title")})
+        return {"ok": True, "files": done}
 
     def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
         """``users.info`` as Slack answers it with ``users:read.email``: the profile email, if set."""

@@ -35,6 +35,19 @@ kills the poller there). ``handed_out`` counts the answers that carried each upd
 lists the update ids confirmed so far, ``pending_updates`` the updates still queued; ``deleteWebhook``
 keeps them unless told to drop them.
 
+Sending files: ``sendPhoto`` and ``sendDocument`` take the file as a multipart upload (as PTB sends bytes)
+and refuse what Telegram refuses (no file, a photo over 10 MB, a caption over 1,024 characters); their
+Message objects (with ``photo`` sizes or a ``document``) are in ``sent`` like a text's, and ``sent_files``
+keeps each upload: method, chat, file name, caption and bytes.
+
+Files (``getFile`` and ``GET /file/bot<TOKEN>/<file_path>``, as Telegram serves them): ``add_file(data)``
+returns a ``file_id`` (``photo_sizes(file_id)`` the ``photo`` array of a message that carries it);
+``getFile`` answers its ``file_size`` (left out with ``declare_size=False``) and ``file_path``, or 400
+"invalid file_id" for an unknown id and 400 "file is too big" above the bots' 20 MB (``add_file(size=N)``
+makes a file of ``N`` zero bytes, produced as it is streamed). The file route checks the token (401) and the
+path (404), streams the bytes in 64 KiB chunks and counts what it actually sent (``file_bytes_sent``);
+``push_file(status)`` forces the next file answer (a 502 once). ``file_requests`` lists the paths asked.
+
 Standalone: ``python -m tests.fakes.telegram_api --token T [--port N]`` prints the ``api_base_url`` to
 use (``http://127.0.0.1:N/bot``) and serves until SIGINT / SIGTERM.
 """
@@ -51,19 +64,34 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.server import LoopbackServer
 
 DEFAULT_TOKEN = "123456789:AAHfakeTOKENfor-threadline_tests0"
 MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file a multipart request carried."""
+
+    filename: str
+    data: bytes = field(repr=False)
+
+
+BOT_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile refuses larger files: "file is too big"
+_FILE_CHUNK = 64 * 1024
 _TERMINATED = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 )
@@ -90,6 +118,17 @@ def error_body(code: int, description: str, **parameters: Any) -> dict[str, Any]
     return body
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeFile:
+    """A file the fake serves: ``data``, or ``size`` zero bytes made as they are streamed."""
+
+    file_id: str
+    path: str
+    data: bytes | None
+    size: int
+    declare_size: bool
+
+
 class FakeTelegramAPI(LoopbackServer):
     """The Bot API for one bot. ``api_base_url`` (``<url>/bot``) is what PTB's ``base_url`` takes."""
 
@@ -109,6 +148,7 @@ class FakeTelegramAPI(LoopbackServer):
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
         self._sent: list[dict[str, Any]] = []
+        self._sent_files: list[dict[str, Any]] = []
         self._answered_queries: set[str] = set()
         self._webhooks: list[dict[str, Any]] = []
         self._webhook: dict[str, Any] = {}
@@ -124,7 +164,16 @@ class FakeTelegramAPI(LoopbackServer):
         self._handed_out: collections.Counter[int] = collections.Counter()  # update id -> times returned
         # called (in the fake's thread) with the update ids of each non-empty batch, before it is answered
         self.on_batch: Callable[[list[int]], None] | None = None
-        self.app = Starlette(routes=[Route("/bot{token}/{method}", self._dispatch, methods=["GET", "POST"])])
+        self._files: dict[str, FakeFile] = {}
+        self._file_forced: collections.deque[ForcedResponse] = collections.deque()
+        self._file_requests: list[str] = []
+        self._file_bytes_sent = 0
+        self.app = Starlette(
+            routes=[
+                Route("/bot{token}/{method}", self._dispatch, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self._download, methods=["GET"]),
+            ]
+        )
 
     @property
     def api_base_url(self) -> str:
@@ -171,6 +220,107 @@ class FakeTelegramAPI(LoopbackServer):
     def push_conflict(self, *, method: str = "getUpdates", times: int = 1) -> None:
         """409 as Telegram answers a second poller (a set webhook answers it by itself)."""
         self.push(409, error_body(409, _TERMINATED), method=method, times=times)
+
+    # ----- files (getFile and the file URL) ----------------------------------------------------
+
+    def add_file(
+        self,
+        data: bytes | None = None,
+        *,
+        size: int | None = None,
+        folder: str = "photos",
+        extension: str = "jpg",
+        declare_size: bool = True,
+    ) -> str:
+        """Keep a file (``data``, or ``size`` zero bytes made as they are streamed); returns its file_id."""
+        with self._lock:
+            number = len(self._files)
+            file_id = f"AgACAgQAAxkBAAI{number:04d}{random.randint(10**8, 10**9)}"
+            length = len(data) if data is not None else int(size or 0)
+            path = f"{folder}/file_{number}.{extension}"
+            self._files[file_id] = FakeFile(
+                file_id=file_id, path=path, data=data, size=length, declare_size=declare_size
+            )
+        return file_id
+
+    def photo_sizes(self, file_id: str) -> list[dict[str, Any]]:
+        """A message's ``photo`` array with ``file_id`` as its largest size (a thumbnail first)."""
+        with self._lock:
+            size = self._files[file_id].size
+        thumb = {
+            "file_id": "thumb-" + file_id,
+            "file_unique_id": "t" + file_id[-8:],
+            "width": 90,
+            "height": 90,
+        }
+        largest = {"file_id": file_id, "file_unique_id": "u" + file_id[-8:], "width": 1280, "height": 960}
+        return [{**thumb, "file_size": 1200}, {**largest, "file_size": size}]
+
+    def push_file(self, status: int, body: Any = None) -> None:
+        """Force the next answer of the file route (``body=None``: a Bot API error body)."""
+        forced = ForcedResponse(
+            status=status,
+            body=body if body is not None else error_body(status, _default_description(status)),
+            headers={},
+        )
+        with self._lock:
+            self._file_forced.append(forced)
+
+    @property
+    def file_requests(self) -> list[str]:
+        """The file paths asked of the file route, in order (forced answers included)."""
+        with self._lock:
+            return list(self._file_requests)
+
+    @property
+    def file_bytes_sent(self) -> int:
+        """Bytes of file bodies actually written to clients (a client that stops reading stops this)."""
+        with self._lock:
+            return self._file_bytes_sent
+
+    def _get_file(self, params: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
+            found = self._files.get(str(params.get("file_id") or ""))
+        if found is None:
+            return 400, error_body(400, "Bad Request: invalid file_id")
+        if found.size > BOT_DOWNLOAD_LIMIT:
+            return 400, error_body(400, "Bad Request: file is too big")
+        result: dict[str, Any] = {
+            "file_id": found.file_id,
+            "file_unique_id": "u" + found.file_id[-8:],
+            "file_path": found.path,
+        }
+        if found.declare_size:
+            result["file_size"] = found.size
+        return 200, result
+
+    async def _download(self, request: Request) -> Response:
+        path = str(request.path_params["path"])
+        with self._lock:
+            self._file_requests.append(path)
+            forced = self._file_forced.popleft() if self._file_forced else None
+            found = next((f for f in self._files.values() if f.path == path), None)
+        if forced is not None:
+            return forced.to_response()
+        if request.path_params["token"] != self.token:
+            return JSONResponse(error_body(401, "Unauthorized"), status_code=401)
+        if found is None:
+            return JSONResponse(error_body(404, "Not Found"), status_code=404)
+        headers = {"content-length": str(found.size)} if found.declare_size else {}
+        return StreamingResponse(
+            self._file_body(request, found), headers=headers, media_type="application/octet-stream"
+        )
+
+    async def _file_body(self, request: Request, found: FakeFile) -> Any:
+        zeros = b"\x00" * _FILE_CHUNK
+        for start in range(0, found.size, _FILE_CHUNK):
+            end = min(found.size, start + _FILE_CHUNK)
+            chunk = found.data[start:end] if found.data is not None else zeros[: end - start]
+            if await request.is_disconnected():  # the client hung up: stop, as a real server does
+                return
+            yield chunk
+            with self._lock:
+                self._file_bytes_sent += len(chunk)
 
     # ----- the update queue (getUpdates) -------------------------------------------------------
 
@@ -229,6 +379,12 @@ class FakeTelegramAPI(LoopbackServer):
             return list(self._sent)
 
     @property
+    def sent_files(self) -> list[dict[str, Any]]:
+        """Every file sendPhoto/sendDocument accepted: method, chat_id, filename, caption, data."""
+        with self._lock:
+            return list(self._sent_files)
+
+    @property
     def webhooks(self) -> list[dict[str, Any]]:
         """The parameters of every successful setWebhook call."""
         with self._lock:
@@ -243,6 +399,7 @@ class FakeTelegramAPI(LoopbackServer):
         with self._lock:
             self._calls.clear()
             self._sent.clear()
+            self._sent_files.clear()
             self._answered_queries.clear()
             self._webhooks.clear()
             self._forced.clear()
@@ -258,12 +415,15 @@ class FakeTelegramAPI(LoopbackServer):
         handler = {
             "getme": self._get_me,
             "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
+            "senddocument": self._send_document,
             "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,
             "getwebhookinfo": self._get_webhook_info,
             "getupdates": self._get_updates_now,
             "answercallbackquery": self._answer_callback_query,
             "editmessagereplymarkup": self._edit_message_reply_markup,
+            "getfile": self._get_file,
         }.get(method.lower())
         if handler is None:
             return JSONResponse(error_body(404, "Not Found"), status_code=404)
@@ -337,6 +497,63 @@ class FakeTelegramAPI(LoopbackServer):
             }
         with self._lock:
             self._sent.append({**message, "params": params})
+        return 200, message
+
+    def _send_photo(self, params: dict[str, Any]) -> tuple[int, Any]:
+        return self._send_file("sendPhoto", "photo", params)
+
+    def _send_document(self, params: dict[str, Any]) -> tuple[int, Any]:
+        return self._send_file("sendDocument", "document", params)
+
+    def _send_file(self, method: str, field: str, params: dict[str, Any]) -> tuple[int, Any]:
+        chat_id, upload, caption = params.get("chat_id"), params.get(field), params.get("caption")
+        if chat_id in (None, ""):
+            return 400, error_body(400, "Bad Request: chat_id is empty")
+        if not isinstance(upload, Upload) or not upload.data:
+            return 400, error_body(400, f"Bad Request: there is no {field} in the request")
+        if field == "photo" and len(upload.data) > MAX_PHOTO_BYTES:
+            return 400, error_body(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        if isinstance(caption, str) and len(caption.encode("utf-16-le")) // 2 > MAX_CAPTION_LENGTH:
+            return 400, error_body(400, "Bad Request: message caption is too long")
+        with self._lock:
+            counter = self._message_ids.setdefault(str(chat_id), itertools.count(1001))
+            message_id = next(counter)
+            file_number = len(self._sent_files) + 1
+        unique = f"AQAD{file_number:06d}"
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "from": self._bot_user(),
+            "chat": _chat(chat_id),
+            "date": int(time.time()),
+        }
+        if field == "photo":
+            message["photo"] = [
+                {"file_id": f"AgAC{unique}", "file_unique_id": unique, "width": 90, "height": 90}
+            ]
+        else:
+            message["document"] = {
+                "file_id": f"BQAC{unique}",
+                "file_unique_id": unique,
+                "file_name": upload.filename,
+                "file_size": len(upload.data),
+            }
+        if isinstance(caption, str) and caption:
+            message["caption"] = caption
+        thread_id = params.get("message_thread_id")
+        if thread_id is not None:
+            message["message_thread_id"] = int(thread_id)
+        recorded = {key: value for key, value in params.items() if not isinstance(value, Upload)}
+        with self._lock:
+            self._sent.append({**message, "params": recorded})
+            self._sent_files.append(
+                {
+                    "method": method,
+                    "chat_id": chat_id,
+                    "filename": upload.filename,
+                    "caption": caption if isinstance(caption, str) else None,
+                    "data": upload.data,
+                }
+            )
         return 200, message
 
     def _answer_callback_query(self, params: dict[str, Any]) -> tuple[int, Any]:
@@ -483,6 +700,9 @@ async def _read_params(request: Request) -> dict[str, Any]:
     elif content_type.startswith("multipart/form-data"):
         form = await request.form()
         params.update({key: _decode(key, value) for key, value in form.items() if isinstance(value, str)})
+        for key, value in form.items():  # uploaded files (sendPhoto, sendDocument)
+            if isinstance(value, UploadFile):
+                params[key] = Upload(filename=value.filename or "", data=await value.read())
     else:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         params.update({key: _decode(key, value) for key, value in pairs})

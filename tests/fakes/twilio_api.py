@@ -16,6 +16,20 @@ Routes, as ``twilio.rest.Client`` 9 calls them:
 - ``GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json[?PhoneNumber=…]``: one page of numbers;
 - ``POST /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{sid}.json``: updates a number.
 
+- ``GET /2010-04-01/Accounts/{sid}/Messages/{MM…}/Media/{ME…}``: an MMS file (``add_media``), answered as
+  Twilio does with a 307 redirect to a short-lived URL on its CDN: here ``GET /cdn/{key}`` on the same
+  server. The CDN, like S3, refuses a request that carries an ``Authorization`` header (400: "only one auth
+  mechanism allowed"; ``cdn_requests`` records whether each had one) and streams the body in 64 KiB chunks,
+  counting what it actually sent (``cdn_bytes_sent``). Hostile knobs: ``redirect_media_to(url)`` makes the
+  next media answer a redirect to another host; ``add_media(size=N, declare_length=False)`` a body of ``N``
+  bytes with no length announced; ``add_media(..., truncate_to=N)`` announces the whole length and hangs up
+  after ``N`` bytes; ``push_server_error(502, path=<media path>)`` fails the next media request once.
+
+A message with media (``MediaUrl``, repeated, at most 10, each an http(s) URL) is accepted and then, as
+Twilio does, each URL is fetched in the background (GET, no credentials, redirects not followed); every
+fetch is recorded in ``media_fetches`` (URL, status, headers, bytes) and ``wait_for_fetches(n)`` waits for
+them. ``media_urls`` lists the URLs of each message created.
+
 Every route checks HTTP basic auth (account SID + auth token) and the account in the path: 401 /
 20003 or 404 / 20404 otherwise. ``requests`` records every call (method, path, query, form, whether
 auth passed, whether the answer was forced); ``messages`` only the messages created.
@@ -28,15 +42,17 @@ import base64
 import binascii
 import collections
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.server import LoopbackServer
@@ -45,6 +61,7 @@ API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 MAX_BODY = 1600
+_CDN_CHUNK = 64 * 1024
 
 _ERROR_MESSAGES = {
     20003: "Authenticate",
@@ -86,6 +103,17 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFetch:
+    """Twilio fetching a message's media URL: what the URL answered."""
+
+    message_sid: str
+    url: str
+    status: int  # 0: the fetch failed (connection refused, timeout)
+    headers: dict[str, str]
+    data: bytes = field(repr=False)
+
+
 @dataclass(slots=True, kw_only=True)
 class _Forced:
     status: int
@@ -93,6 +121,24 @@ class _Forced:
     headers: dict[str, str]
     path: str | None
     after: int  # matching requests still to let through before this answer applies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeMedia:
+    """An MMS file: ``data``, or ``size`` zero bytes made as they are streamed."""
+
+    sid: str
+    data: bytes | None
+    size: int
+    content_type: str
+    declare_length: bool
+    truncate_to: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CdnRequest:
+    path: str
+    had_authorization: bool
 
 
 class FakeTwilioAPI(LoopbackServer):
@@ -120,9 +166,19 @@ class FakeTwilioAPI(LoopbackServer):
         self._requests: list[RecordedRequest] = []
         self._messages: list[dict[str, Any]] = []
         self._numbers: dict[str, dict[str, Any]] = {}
+        self._media_urls: list[tuple[str, list[str]]] = []
+        self._fetches: list[MediaFetch] = []
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
+        self._media: dict[str, FakeMedia] = {}
+        self._cdn_keys: dict[str, str] = {}  # short-lived CDN key -> media sid
+        self._media_redirects: collections.deque[str] = collections.deque()
+        self._cdn_requests: list[CdnRequest] = []
+        self._cdn_bytes_sent = 0
         base = f"/{API_VERSION}/Accounts/{{account}}"
         self.app = Starlette(
             routes=[
+                Route(f"{base}/Messages/{{message}}/Media/{{media}}", self._get_media, methods=["GET"]),
+                Route("/cdn/{key}", self._cdn, methods=["GET"]),
                 Route(f"{base}/Messages.json", self._create_message, methods=["POST"]),
                 Route(f"{base}/IncomingPhoneNumbers.json", self._list_numbers, methods=["GET"]),
                 Route(f"{base}/IncomingPhoneNumbers/{{sid}}.json", self._update_number, methods=["POST"]),
@@ -185,6 +241,48 @@ class FakeTwilioAPI(LoopbackServer):
             self._numbers[sid] = number
         return dict(number)
 
+    def add_media(
+        self,
+        data: bytes | None = None,
+        *,
+        content_type: str = "image/jpeg",
+        size: int | None = None,
+        declare_length: bool = True,
+        truncate_to: int | None = None,
+    ) -> str:
+        """Keep an MMS file; returns its media URL (what Twilio puts in ``MediaUrl{n}``)."""
+        sid = new_sid("ME")
+        media = FakeMedia(
+            sid=sid,
+            data=data,
+            size=len(data) if data is not None else int(size or 0),
+            content_type=content_type,
+            declare_length=declare_length,
+            truncate_to=truncate_to,
+        )
+        with self._lock:
+            self._media[sid] = media
+        return f"{self.url}/{API_VERSION}/Accounts/{self.account_sid}/Messages/{new_sid('MM')}/Media/{sid}"
+
+    def redirect_media_to(self, url: str) -> None:
+        """The next media request is answered with a redirect to ``url`` (another host)."""
+        with self._lock:
+            self._media_redirects.append(url)
+
+    @property
+    def cdn_requests(self) -> list[CdnRequest]:
+        with self._lock:
+            return list(self._cdn_requests)
+
+    @property
+    def cdn_bytes_sent(self) -> int:
+        with self._lock:
+            return self._cdn_bytes_sent
+
+    def media_requests(self) -> list[RecordedRequest]:
+        """The requests that reached the media route (``requests`` filtered)."""
+        return [r for r in self.requests if "/Media/" in r.path]
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -197,6 +295,27 @@ class FakeTwilioAPI(LoopbackServer):
             return [dict(m["form"]) for m in self._messages]
 
     @property
+    def media_urls(self) -> list[tuple[str, list[str]]]:
+        """(message sid, its MediaUrl values) of each message created with media."""
+        with self._lock:
+            return [(sid, list(urls)) for sid, urls in self._media_urls]
+
+    @property
+    def media_fetches(self) -> list[MediaFetch]:
+        with self._lock:
+            return list(self._fetches)
+
+    def wait_for_fetches(self, count: int, timeout: float = 10.0) -> list[MediaFetch]:
+        """The media fetches once there are ``count`` of them (blocking; call it through a thread)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fetches = self.media_fetches
+            if len(fetches) >= count:
+                return fetches
+            time.sleep(0.02)
+        raise TimeoutError(f"{len(self.media_fetches)} media fetches, not {count}")
+
+    @property
     def numbers(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(n) for n in self._numbers.values()]
@@ -207,6 +326,8 @@ class FakeTwilioAPI(LoopbackServer):
             self._requests.clear()
             self._messages.clear()
             self._numbers.clear()
+            self._media_urls.clear()
+            self._fetches.clear()
         self.delay = 0.0
 
     # ----- request plumbing ----------------------------------------------------------------
@@ -275,8 +396,17 @@ class FakeTwilioAPI(LoopbackServer):
         if answer is not None:
             return answer
         body = form.get("Body", "")
-        if not body and not form.get("MediaUrl"):
+        media = [
+            v
+            for k, v in parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+            if k == "MediaUrl"
+        ]
+        if not body and not media:
             return JSONResponse(twilio_error(400, 21602), status_code=400)
+        if len(media) > 10 or not all(
+            urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname for url in media
+        ):
+            return JSONResponse(twilio_error(400, 21620, "Invalid media URL(s)"), status_code=400)
         if len(body.encode("utf-16-le")) // 2 > MAX_BODY:
             return JSONResponse(twilio_error(400, 21617), status_code=400)
         if not form.get("To"):
@@ -307,9 +437,81 @@ class FakeTwilioAPI(LoopbackServer):
             "to": form.get("To"),
             "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
+        resource["num_media"] = str(len(media))
         with self._lock:
             self._messages.append({"sid": sid, "form": form, "resource": resource})
+            if media:
+                self._media_urls.append((sid, media))
+        if media:  # Twilio answers first and fetches the media afterwards
+            task = asyncio.get_running_loop().create_task(self._fetch_media(sid, media))
+            self._fetch_tasks.add(task)
+            task.add_done_callback(self._fetch_tasks.discard)
         return JSONResponse(resource, status_code=201)
+
+    async def _fetch_media(self, sid: str, urls: list[str]) -> None:
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+            for url in urls:
+                try:
+                    response = await client.get(url)
+                    fetch = MediaFetch(
+                        message_sid=sid,
+                        url=url,
+                        status=response.status_code,
+                        headers={k.lower(): v for k, v in response.headers.items()},
+                        data=response.content,
+                    )
+                except httpx.HTTPError:
+                    fetch = MediaFetch(message_sid=sid, url=url, status=0, headers={}, data=b"")
+                with self._lock:
+                    self._fetches.append(fetch)
+
+    async def _get_media(self, request: Request) -> Response:
+        _, answer = await self._begin(request)
+        if answer is not None:
+            return answer
+        with self._lock:
+            media = self._media.get(request.path_params["media"])
+            foreign = self._media_redirects.popleft() if self._media_redirects else None
+            key = uuid.uuid4().hex
+            if media is not None:
+                self._cdn_keys[key] = media.sid
+        if media is None:
+            return JSONResponse(twilio_error(404, 20404), status_code=404)
+        location = foreign or f"{self.url}/cdn/{key}"
+        return Response(status_code=307, headers={"location": location})
+
+    async def _cdn(self, request: Request) -> Response:
+        had_authorization = "authorization" in request.headers
+        with self._lock:
+            self._cdn_requests.append(CdnRequest(path=request.url.path, had_authorization=had_authorization))
+            sid = self._cdn_keys.get(request.path_params["key"])
+            media = self._media.get(sid) if sid is not None else None
+        if had_authorization:  # S3 (and the CDN before it) refuses a second way of signing
+            return Response(
+                "<Error><Code>InvalidArgument</Code>"
+                "<Message>Only one auth mechanism allowed</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
+        if media is None:
+            return Response(
+                "<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml"
+            )
+        headers = {"content-length": str(media.size)} if media.declare_length else {}
+        body = self._cdn_body(request, media)
+        return StreamingResponse(body, headers=headers, media_type=media.content_type)
+
+    async def _cdn_body(self, request: Request, media: FakeMedia) -> Any:
+        zeros = b"\x00" * _CDN_CHUNK
+        end_at = media.size if media.truncate_to is None else min(media.size, media.truncate_to)
+        for start in range(0, end_at, _CDN_CHUNK):
+            end = min(end_at, start + _CDN_CHUNK)
+            chunk = media.data[start:end] if media.data is not None else zeros[: end - start]
+            if await request.is_disconnected():  # the client hung up: stop, as a real server does
+                return
+            yield chunk
+            with self._lock:
+                self._cdn_bytes_sent += len(chunk)
 
     async def _list_numbers(self, request: Request) -> Response:
         _, answer = await self._begin(request)

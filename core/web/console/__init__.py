@@ -8,6 +8,7 @@ customer's timeline every few seconds. No CDN, no inline script or style (``rend
 - ``render``: pages, fragments, security headers, flash messages, and the one place errors become pages;
 - ``auth``: sign-in, sessions, CSRF, roles, sign-in limits (the accounts: ``core.store.operators``);
 - ``views``: what the inbox and a customer's page read; ``overview`` and ``charts``: the overview page;
+- ``files``: a customer's file, downloaded (operators only, as an attachment, never rendered);
 - ``pages``: the GET routes; ``actions``: the POST routes (take over, hand back, reply; admin: link,
   unlink, merge, undo, forget, retry).
 """
@@ -22,6 +23,7 @@ from core.compose import Services
 from core.settings import Settings
 from core.web.console.actions import add_action_routes
 from core.web.console.auth import Console, add_auth_routes
+from core.web.console.files import add_file_routes
 from core.web.console.pages import add_page_routes
 from core.web.console.render import ConsoleRoute
 
@@ -35,4 +37,5 @@ def console_router(services: Callable[[], Services], settings: Settings) -> APIR
     add_auth_routes(router, console)
     add_page_routes(router, console)
     add_action_routes(router, console)
+    add_file_routes(router, console)
     return router

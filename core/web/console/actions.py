@@ -103,7 +103,7 @@ def add_action_routes(router: APIRouter, console: Console) -> None:
         customer_id = await _named(svc, ref)
         if text_field(form, "confirm", required=False, limit=64) != customer_id:
             raise Problem(422, "The customer id you typed does not match: nothing was forgotten.")
-        receipt = await forget(svc.db, svc.memory, customer_id, actor=me.operator.actor)
+        receipt = await forget(svc.db, svc.memory, customer_id, actor=me.operator.actor, media=svc.media)
         await _record(svc, me, "forget", customer_id=customer_id, subject=_subject(receipt.ledger_event_id))
         log.info("console: operator %s forgot customer %s", me.operator.id, customer_id)
         return done(f"{BASE}/", f"Customer {customer_id} was forgotten everywhere.")

@@ -150,6 +150,8 @@ def error_page(
 
 def with_headers(response: Response, *, static: bool = False) -> Response:
     for name, value in SECURITY_HEADERS.items():
+        if name == "Content-Security-Policy" and "sandbox" in response.headers.get(name, ""):
+            continue  # a file download's own policy (``core.web.console.files``): stricter still
         response.headers[name] = value
     if not static:
         response.headers["Cache-Control"] = "no-store"

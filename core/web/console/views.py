@@ -1,7 +1,9 @@
 """What the console's pages show, read from the store: the inbox, a customer's timeline and page.
 
 Nothing here changes anything, and every query is bounded (the inbox looks at the latest
-``RECENT_TURNS`` turns, a timeline shows a customer's latest ``TIMELINE_TURNS``).
+``RECENT_TURNS`` turns, a timeline shows a customer's latest ``TIMELINE_TURNS``). A customer's turn shows
+the files it came with (name, type, size, or why it was refused; a stored one links to its download,
+``core.web.console.files``); the files an operator sent are items of their own, where they were sent.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from sqlalchemy import func, select
 
 from core.agent.conversation import WITHHELD
 from core.compose import Services
+from core.media.check import shown_size
 from core.memory.supersession import is_superseded
 from core.messages import MemoryRecord
 from core.pipeline.cases import CaseView, list_cases
 from core.pipeline.handoff import HandoffView
-from core.store.models import IdentityEvent, Turn, utcnow
+from core.store.models import AttachmentRow, IdentityEvent, Turn, utcnow
+from core.web.console.render import BASE
 from identity.directory import CustomerDetail, ledger_entries, show_customer
 from identity.suggestions import MergeSuggestion, merge_suggestions
 
@@ -116,8 +120,22 @@ class Recalled:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FileView:
+    """A file of a turn as the timeline shows it: stored ones can be downloaded, refused ones say why."""
+
+    id: int
+    name: str
+    media_type: str
+    size: str  # as people read it: "120 KB"
+    stored: bool
+    reason: str | None = None
+    href: str | None = None  # the download (stored files only)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimelineItem:
-    """A turn (``kind`` "turn") or a note about the conversation (``kind`` "note")."""
+    """A turn (``kind`` "turn"), a note about the conversation (``kind`` "note"), or files sent to the
+    customer (``kind`` "files": an operator's reply's files, shown where they were sent)."""
 
     kind: str
     at: datetime
@@ -127,6 +145,62 @@ class TimelineItem:
     operator: str | None = None
     text: str = ""
     recalled: tuple[Recalled, ...] = ()
+    files: tuple[FileView, ...] = ()
+
+
+def _file_view(row: AttachmentRow, customer_id: str) -> FileView:
+    stored = row.status == "stored" and row.sha256 is not None
+    return FileView(
+        id=row.id,
+        name=row.name,
+        media_type=row.media_type,
+        size=shown_size(row.size),
+        stored=stored,
+        reason=row.reason,
+        href=f"{BASE}/customers/{customer_id}/files/{row.id}" if stored else None,
+    )
+
+
+async def _files(
+    svc: Services, customer_id: str, inbox_ids: list[int]
+) -> tuple[dict[int, tuple[FileView, ...]], list[TimelineItem]]:
+    """The customer's files: those received, by the inbox row they came with; those sent, as timeline
+    items of their own (one per reply). Bounded by the timeline's turns (received) and ``TIMELINE_TURNS``."""
+    async with svc.db.read() as session:
+        received = list(
+            await session.scalars(
+                select(AttachmentRow)
+                .where(AttachmentRow.customer_id == customer_id, AttachmentRow.inbox_id.in_(inbox_ids))
+                .order_by(AttachmentRow.inbox_id, AttachmentRow.position)
+            )
+        )
+        sent = list(
+            await session.scalars(
+                select(AttachmentRow)
+                .where(AttachmentRow.customer_id == customer_id, AttachmentRow.direction == "out")
+                .order_by(AttachmentRow.id.desc())
+                .limit(TIMELINE_TURNS)
+            )
+        )
+    by_inbox: dict[int, list[FileView]] = {}
+    for row in received:
+        if row.inbox_id is not None:
+            by_inbox.setdefault(row.inbox_id, []).append(_file_view(row, customer_id))
+    by_reply: dict[int | None, list[AttachmentRow]] = {}
+    for row in reversed(sent):
+        by_reply.setdefault(row.outbox_id, []).append(row)
+    items = [
+        TimelineItem(
+            kind="files",
+            at=rows[0].created_at,
+            order=4,
+            channel=rows[0].channel,
+            role="sent",
+            files=tuple(_file_view(row, customer_id) for row in sorted(rows, key=lambda r: r.position)),
+        )
+        for rows in by_reply.values()
+    ]
+    return {key: tuple(views) for key, views in by_inbox.items()}, items
 
 
 def _notes(history: list[HandoffView]) -> list[TimelineItem]:
@@ -161,6 +235,9 @@ async def timeline(svc: Services, customer_id: str, memory_ids: set[str] | None 
             )
         )
     known = memory_ids or set()
+    received, sent = await _files(
+        svc, customer_id, [t.inbox_id for t in rows if t.role == "customer" and t.inbox_id is not None]
+    )
     items: list[TimelineItem] = []
     for t in reversed(rows):
         if t.role == WITHHELD:
@@ -180,11 +257,12 @@ async def timeline(svc: Services, customer_id: str, memory_ids: set[str] | None 
                 operator=t.operator,
                 text=t.text,
                 recalled=recalled,
+                files=received.get(t.inbox_id, ()) if t.role == "customer" and t.inbox_id else (),
             )
         )
     history = await svc.handoffs.history(customer_id)
     first = rows[-1].created_at if len(rows) == TIMELINE_TURNS else None
-    notes = [n for n in _notes(history) if first is None or n.at >= first]
+    notes = [n for n in [*_notes(history), *sent] if first is None or n.at >= first]
     # turns keep the log's order (a customer's time is the platform's, in whole seconds, so it may read
     # earlier than the reply before it); each note goes before the first turn that is later than it
     pending = sorted(notes, key=lambda item: (item.at, item.order))

@@ -65,7 +65,7 @@ def test_the_cases_section_shows_open_cases_as_open_and_resolved_ones_as_history
     )
     assert (
         memory_block([memory("likes email")])
-        == "<customer_memory>\n- (2026-05-01, via sms) likes email\n</customer_memory>"
+        == "<customer_memory>\n2026-05-01, via sms:\n- likes email\n</customer_memory>"
     )
     assert "(no open case)" in memory_block([], [RESOLVED])
 
@@ -84,7 +84,9 @@ def test_memories_and_turns_of_a_resolved_case_are_marked_as_history() -> None:
         memory("app crashes at login", turn_ids=(30,)),  # the open case's: current
     ]
     block = memory_block(memories, [OPEN, RESOLVED])
-    lines = {line.split(") ", 1)[1] for line in block.splitlines() if line.startswith("- (")}
+    memory_part = block.split("Memories:\n", 1)[1]
+    lines = {line.removeprefix("- ") for line in memory_part.splitlines() if line.startswith("- ")}
+    assert "2026-05-01, via sms:" in memory_part.splitlines()
     assert "[resolved case #3, on 2026-05-03: history] customer was charged twice" in lines
     assert "[resolved case #3, on 2026-05-03: history] Resolved case #3 (2026-05-03): refunded" in lines
     assert "[resolved case #1: history] Resolved case #1 (2025-01-01): old" in lines

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.agent.agent import MAX_CANDIDATES, Agent, AgentTurn, candidates_for
-from core.agent.prompt import CHARS_PER_TOKEN, estimate_tokens, fit_memories, memory_block, memory_line
+from core.agent.prompt import (
+    CHARS_PER_TOKEN,
+    estimate_tokens,
+    fit_memories,
+    memory_block,
+    memory_header,
+    memory_line,
+)
 from core.errors import MemoryUnavailable
 from core.memory.local import LocalMemory
 from core.messages import Assurance, ChatMessage, MemoryRecord
@@ -118,7 +125,8 @@ def test_fit_memories_stays_within_the_budget_in_rank_order() -> None:
     assert fit_memories([huge, small], 40) == []  # a lower-ranked memory never takes a better one's place
     assert fit_memories(memories, 0) == []
     line = memory_line(small)
-    assert len(memory_block([small])) == len("<customer_memory>\n\n</customer_memory>") + len(line)
+    header = memory_header(small)
+    assert memory_block([small]) == f"<customer_memory>\n{header}\n{line}\n</customer_memory>"
     assert CHARS_PER_TOKEN == 4
 
 
@@ -208,3 +216,37 @@ async def test_an_unverified_sender_still_sees_its_own_handle_only() -> None:
 
 async def test_a_memory_outage_recalls_nothing() -> None:
     assert await agent_with(ListedMemory([], down=True)).recall(turn()) == []
+
+
+def test_the_block_groups_memories_under_one_header_per_day_and_channel() -> None:
+    may_1, may_2 = datetime(2026, 5, 1, 9, tzinfo=UTC), datetime(2026, 5, 2, 9, tzinfo=UTC)
+
+    def said(n: int, text: str, channel: str, at: datetime | None) -> MemoryRecord:
+        return MemoryRecord(id=f"g{n}", text=text, channel=channel, handle=f"{channel}:x", created_at=at)
+
+    ranked = [
+        said(1, "wants the blue one", "email", may_2),
+        said(2, "ordered a lamp", "sms", may_1 + timedelta(minutes=2)),
+        said(3, "asked about lamps", "sms", may_1),
+        said(4, "no time", "sms", None),
+    ]
+    block = memory_block(ranked)
+    assert block.splitlines() == [
+        "<customer_memory>",
+        "earlier, via sms:",
+        "- no time",
+        "2026-05-01, via sms:",  # oldest first, the date and channel once for the group
+        "- asked about lamps",
+        "- ordered a lamp",
+        "2026-05-02, via email:",
+        "- wants the blue one",
+        "</customer_memory>",
+    ]
+    # the budget counts a header once: 30 memories of one day and channel fit where per-line headers did not
+    same_day = [said(10 + i, f"memory {i:02d} " + "x" * 40, "sms", may_1) for i in range(30)]
+    budget = estimate_tokens(memory_block(same_day))
+    assert fit_memories(same_day, budget) == same_day
+    assert fit_memories(same_day, budget - 1) == same_day[:29]
+    assert budget * CHARS_PER_TOKEN < sum(
+        len(memory_line(m)) + len("2026-05-01, via sms: ") for m in same_day
+    )

@@ -103,3 +103,51 @@ def test_ties_go_to_the_newer_memory() -> None:
     dense = arr(0.5, 0.5)
     keyword = arr(0.0, 0.0)
     assert [i for i, _ in rank(dense, keyword, minutes(0, 300), limit=2)] == [1, 0]
+
+
+def test_between_near_equal_matches_the_newer_wins_and_a_much_better_older_one_still_does() -> None:
+    # 0: said months ago, a hair closer on both signals than 1, said today (the customer's current word)
+    months = 120 * 24 * 60
+    dense = arr(0.61, 0.60, 0.20, 0.21)
+    keyword = arr(3.1, 3.0, 0.0, 0.0)
+    written = minutes(0, months, months + 300, months + 600)
+    assert [i for i, _ in rank(dense, keyword, written, limit=2)] == [1, 0]
+    # without the recency prior the older one ranked first: the prior is what decides
+    assert ranking.recency(written)[0] < ranking.recency(written)[1]
+    assert [i for i, _ in rank(dense, keyword, minutes(0, 300, 600, 900), limit=2)] == [0, 1]
+    # a much better older match still wins over a weak new one
+    dense = arr(0.80, 0.30, 0.35, 0.34)
+    keyword = arr(6.0, 0.0, 0.0, 0.0)
+    assert rank(dense, keyword, written, limit=1)[0][0] == 0
+
+
+def test_recency_is_bounded_and_counts_from_the_newest_memory() -> None:
+    factors = ranking.recency([*minutes(0, 60 * 24 * 30), None])
+    assert factors[1] == 1.0  # the newest
+    assert factors[0] == pytest.approx(1 - ranking.RECENCY_WEIGHT / 2)  # one half-life older
+    assert factors[2] == pytest.approx(1 - ranking.RECENCY_WEIGHT)  # no time: the floor
+    assert ranking.recency([]).tolist() == []
+
+
+def test_a_memory_in_the_best_match_s_conversation_is_lifted_over_an_equal_one_elsewhere() -> None:
+    # 0 matches; 4 is in its conversation but beyond the neighbours; 6 (newer) is as weak, elsewhere
+    dense = arr(0.9, 0.0, 0.0, 0.0, 0.3, 0.0, 0.3)
+    keyword = arr(5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    written = minutes(0, 1, 2, 3, 4, 300, 301)
+    order = [i for i, _ in rank(dense, keyword, written, limit=7)]
+    assert order[0] == 0 and order.index(4) < order.index(6)
+    fused = np.array([0.5, 0.0, 0.1, 0.2])
+    lifted = ranking.lifted(fused, np.array([0, 0, 1, 1], dtype=np.int64), lift=0.5)
+    assert lifted.tolist() == pytest.approx([0.75, 0.0, 0.2, 0.3])  # no match stays no match
+
+
+def test_a_change_of_channel_starts_a_conversation_when_the_sources_are_known() -> None:
+    written = minutes(0, 1, 2, 3)
+    stamps = np.array([w.timestamp() for w in written if w is not None])
+    sources = np.array([ranking.source_code(c) for c in ("sms", "sms", "email", None)], dtype=np.int64)
+    assert conversations(ranking.WrittenTimes(written, stamps, sources)).tolist() == [0, 0, 1, 2]
+    assert conversations(ranking.WrittenTimes(written, stamps)).tolist() == [0, 0, 0, 0]
+    kept = ranking.WrittenTimes(written, stamps, sources).subset([1, 2])
+    assert list(kept) == written[1:3] and kept.sources is not None and conversations(kept).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="differ in length"):
+        ranking.WrittenTimes(written, stamps, sources[:2])

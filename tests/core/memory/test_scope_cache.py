@@ -6,6 +6,7 @@ the file, sorted by (written time, rowid) in Python, and ``rank`` with its Pytho
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -53,16 +54,18 @@ def payload(user: str, rng: random.Random, **extra: Any) -> dict[str, Any]:
     elif rng.random() < 0.05:
         created = T0.isoformat()  # equal times: the rowid decides
     text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
-    return {"user_id": user, "data": text, "created_at": created, **extra}
+    channel = rng.choice(["sms", "sms", "sms", "email", None])  # runs of one channel; some rows without
+    return {"user_id": user, "data": text, "created_at": created, "source_channel": channel, **extra}
 
 
 def reference_signals(
     path: Path, vector: NDArray[np.float32], terms: Sequence[str], user: str
-) -> ScopeSignals:
-    """The scope read as ``scope_signals`` did it before scopes were kept: a fresh connection, every row."""
+) -> tuple[ScopeSignals, list[str | None]]:
+    """The scope read as ``scope_signals`` did it before scopes were kept: a fresh connection, every row;
+    and each row's source channel, read from its payload."""
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT rid, id, created_at, vector FROM memory_vectors"
+            "SELECT rid, id, created_at, vector, payload FROM memory_vectors"
             " WHERE collection = 'threadline' AND user_id = ? ORDER BY rid",
             (user,),
         ).fetchall()
@@ -82,17 +85,36 @@ def reference_signals(
         i = position.get(rid)
         if i is not None and score > 0:
             keyword[i] = score
-    return ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+    channels = [json.loads(r[4]).get("source_channel") for r in rows]
+    signals = ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+    return signals, channels
+
+
+def reference_conversations(
+    written: Sequence[datetime | None], channels: Sequence[str | None] | None
+) -> NDArray[np.int64]:
+    """A loop: a new conversation after a gap over the hour, a missing time, or a change of channel."""
+    numbers = [0] * len(written)
+    for i in range(1, len(written)):
+        before, now = written[i - 1], written[i]
+        split = before is None or now is None or abs(now - before) > ranking.CONVERSATION_GAP
+        numbers[i] = numbers[i - 1] + int(split or (channels is not None and channels[i] != channels[i - 1]))
+    return np.array(numbers, dtype=np.int64)
 
 
 def reference_rank(
-    dense: NDArray[np.float32], keyword: NDArray[np.float32], written: Sequence[datetime | None], limit: int
+    dense: NDArray[np.float32],
+    keyword: NDArray[np.float32],
+    written: Sequence[datetime | None],
+    limit: int,
+    channels: Sequence[str | None] | None = None,
 ) -> list[tuple[int, float]]:
-    """``ranking.rank`` as it was: Python lists, a dict for the fusion, ``sorted``."""
+    """``ranking.rank`` with loops: Python lists, dicts for the fusion, the conversation lift and the
+    recency, ``sorted``."""
     count = len(dense)
     if count == 0 or limit <= 0:
         return []
-    conversation = ranking.conversations(written)
+    conversation = reference_conversations(written, channels)
     dense_s = ranking.smooth(np.asarray(dense, dtype=np.float32), conversation)
     keyword_s = ranking.smooth(np.asarray(keyword, dtype=np.float32), conversation)
     newest_first = np.arange(count)[::-1]
@@ -101,7 +123,19 @@ def reference_rank(
     dense_ranking = [int(i) for i in by_dense if dense_s[i] >= ranking.MIN_DENSE or keyword_s[i] > 0]
     keyword_ranking = [int(i) for i in by_keyword if keyword_s[i] > 0]
     fused = ranking.reciprocal_rank_fusion([dense_ranking, keyword_ranking])
-    return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))[:limit]
+    best: dict[int, float] = {}
+    for i, score in fused.items():
+        best[int(conversation[i])] = max(best.get(int(conversation[i]), 0.0), score)
+    stamps = [w.timestamp() for w in written if w is not None]
+    newest = max(stamps) if stamps else 0.0
+    half_life = ranking.RECENCY_HALF_LIFE.total_seconds()
+    scored: dict[int, float] = {}
+    for i, score in fused.items():
+        when = written[i]
+        decay = 0.0 if when is None else float(np.exp2(-(newest - when.timestamp()) / half_life))
+        factor = 1.0 - ranking.RECENCY_WEIGHT * (1.0 - decay)
+        scored[i] = (score + ranking.CONVERSATION_LIFT * best[int(conversation[i])]) * factor
+    return sorted(scored.items(), key=lambda item: (-item[1], -item[0]))[:limit]
 
 
 def same(got: ScopeSignals, expected: ScopeSignals) -> None:
@@ -145,11 +179,11 @@ class World:
                 vector = unit(self.np_rng)
                 terms = self.rng.sample(WORDS, 3)
                 got = self.store.scope_signals(vector, terms, {"user_id": user})
-                expected = reference_signals(self.path, vector, terms, user)
+                expected, channels = reference_signals(self.path, vector, terms, user)
                 same(got, expected)
                 for limit in (1, 5, len(got.ids) + 1):
                     assert ranking.rank(got.dense, got.keyword, got.written, limit=limit) == reference_rank(
-                        expected.dense, expected.keyword, expected.written, limit
+                        expected.dense, expected.keyword, expected.written, limit, channels
                     )
 
 

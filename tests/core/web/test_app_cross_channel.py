@@ -54,7 +54,7 @@ def model(request: dict[str, Any]) -> str:
         for m in request["messages"]
         if m["role"] == "system" and m["content"].startswith("<customer_memory>")
     )
-    recalled = re.findall(r"^- \(.*?\) (.*)$", memory, flags=re.MULTILINE)
+    recalled = re.findall(r"^- (.*)$", memory, flags=re.MULTILINE)  # the lines under the day/channel headers
     return "From your history: " + " | ".join(recalled) if recalled else "I have no history for you yet."
 
 
@@ -154,7 +154,7 @@ async def test_a_double_charge_told_by_sms_is_known_on_telegram(
         # the memory came in through recall, attributed to the channel it was told on
         chat_calls = [c for c in llm.calls if "response_format" not in c]
         last_prompt = json.dumps(chat_calls[-1]["messages"])
-        assert f"via sms) {FACT}" in last_prompt
+        assert re.search(r"\d{4}-\d\d-\d\d, via sms:\\n- " + re.escape(FACT), last_prompt)
         memories = await served.hub.memory.list(customer)
         assert [(m.text, m.channel, m.handle) for m in memories] == [(FACT, "sms", f"sms:{CUSTOMER_PHONE}")]
 
