@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
-from core.media.store import MediaStore
+from core.media.pg_store import media_store
 from core.messages import Address
-from core.ports import Attestor, MemoryStore, Sender, UsesNamedLeases, UsesSharedLimits
+from core.ports import Attestor, MediaStore, MemoryStore, Sender, UsesNamedLeases, UsesSharedLimits
 from core.settings import Settings, env_name
 from core.store.db import Database
 from core.store.private_files import private_dir
@@ -147,8 +147,9 @@ class Services:
 
     @property
     def media(self) -> MediaStore:
-        """The bytes of attachments (``core.media``), under the data dir: what forget and retention remove."""
-        return MediaStore(self.settings.data_dir / "media")
+        """The bytes of attachments (``core.media``), under the data dir or in PostgreSQL in scale mode
+        (``core.media.pg_store``): what forget and retention remove."""
+        return media_store(self.db, self.settings.data_dir)
 
     async def aclose(self) -> None:
         await self.memory.aclose()

@@ -118,6 +118,13 @@ class Metrics:
         self.pending = Gauge(
             "threadline_pending", "Rows waiting, by queue", ["queue"], registry=self.registry
         )
+        self.event_deliveries = Counter(
+            "threadline_event_deliveries",
+            "Event webhook attempts to the business's endpoints by outcome (sent, failed: retried later, "
+            "dead: tries exhausted)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -154,6 +154,31 @@ class MediaFetcher(Protocol):
 
 
 @runtime_checkable
+class MediaStore(Protocol):
+    """Where the bytes of attachments are kept, once each, named by their sha256 (``core.media``).
+
+    Two implementations: files under ``<data dir>/media`` (``core.media.store.FileMediaStore``, the
+    embedded default) and rows of the PostgreSQL store (``core.media.pg_store.PostgresMediaStore``, scale
+    mode: every process on every host sees the same bytes). The contract, the same for both:
+
+    - ``put`` keeps ``data`` and returns its sha256 (64 lower-case hex digits); the same bytes put twice,
+      by two processes at once or not, are kept once and neither call fails.
+    - ``get`` gives the bytes back; ``FileNotFoundError`` when they are not kept (never, or forgotten).
+    - ``has`` says whether they are kept; ``delete`` removes them (False when they were not kept).
+    - A name that is not a sha256 (a path, upper-case, anything a customer or a platform says) is
+      ``ValueError`` for ``get`` and ``delete`` and False for ``has``: it never names anything else.
+    """
+
+    async def put(self, data: bytes) -> str: ...
+
+    async def get(self, sha256: str) -> bytes: ...
+
+    async def has(self, sha256: str) -> bool: ...
+
+    async def delete(self, sha256: str) -> bool: ...
+
+
+@runtime_checkable
 class FileSource(Protocol):
     """Where an adapter gets the files of an ``OutboundMessage`` (``core.media.outbound.StoredFiles``).
 

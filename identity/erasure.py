@@ -54,14 +54,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.agent.conversation import WITHHELD
 from core.errors import MemoryUnavailable, NotFound
-from core.media.store import MediaStore
+from core.events import record_event
 from core.media.unreferenced import remove_unreferenced
-from core.ports import MemoryStore
+from core.ports import MediaStore, MemoryStore
 from core.store.db import Database
 from core.store.models import (
     AttachmentRow,
     Case,
     Customer,
+    EventDelivery,
     Handoff,
     Identity,
     IdentityEvent,
@@ -219,6 +220,8 @@ async def forget(
         await drop("cases", delete(Case).where(Case.customer_id.in_(family)))
         await drop("operator_actions", delete(OperatorAction).where(OperatorAction.customer_id.in_(family)))
         await drop("identities", delete(Identity).where(Identity.customer_id.in_(family)))
+        # the events about them (queued and the delivery log: an endpoint with text has their words)
+        await drop("event_deliveries", delete(EventDelivery).where(EventDelivery.customer_id.in_(family)))
         await drop("customers", delete(Customer).where(Customer.id.in_(family)))
         removed["identity_ledger_redacted"] = await _redact_ledger(session, family, addresses, token)
         event = await record(
@@ -230,6 +233,11 @@ async def forget(
             addresses={token(address): "" for address in sorted(held)},
         )
         event_id = event.id
+        await record_event(
+            session,
+            "customer.forgotten",
+            {"ledger_id": event_id, "customer_id": customer_id, "customer_ids": family, "at": event.at},
+        )
     if db.dialect == "sqlite":
         # Deleted rows are zeroed (secure_delete), but not the copies SQLite leaves in a page's free gap
         # when it rebalances pages (after any delete or shrinking update): VACUUM rewrites the file

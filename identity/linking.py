@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
+from core.events import record_event
 from core.messages import Address, Assurance
 from core.ports import MemoryStore
 from core.store.db import Database
@@ -69,6 +70,27 @@ def _reassign(rows: Iterable[Identity], customer_id: str) -> dict[str, str]:
         row.customer_id, row.updated_at = customer_id, utcnow()
         moved[row.address] = row.assurance
     return moved
+
+
+async def _identity_event(session: AsyncSession, event_type: str, entry: IdentityEvent) -> None:
+    """The business's event (``core.events``) for a ledger entry, in its transaction: ids only, and the
+    handles (addresses: personal data) only for endpoints that ask for text."""
+    handles = [entry.address] if entry.address else sorted(entry.addresses)
+    await record_event(
+        session,
+        event_type,
+        {
+            "ledger_id": entry.id,
+            "customer_id": entry.customer_id,
+            "from_customer_id": entry.from_customer_id,
+            "channels": sorted({handle.split(":", 1)[0] for handle in handles}),
+            "assurance": entry.assurance,
+            "method": entry.method,
+            "undoes": entry.undoes,
+            "at": entry.at,
+        },
+        personal={"addresses": handles},
+    )
 
 
 class IdentityLinks:
@@ -127,6 +149,7 @@ class IdentityLinks:
             )
             if from_customer is not None and from_customer != customer_id:
                 queue_move(session, event.id, from_customer, customer_id, [key])
+            await _identity_event(session, "customer.linked", event)
         log.info("identity link %s: a %s handle joined customer %s", event.id, address.channel, customer_id)
         return await self._finish(
             Change(
@@ -172,6 +195,7 @@ class IdentityLinks:
                 method="unlinked",
             )
             queue_move(session, event.id, from_customer, customer_id, [key])
+            await _identity_event(session, "customer.unlinked", event)
         log.info("identity unlink %s: a %s handle left customer %s", event.id, address.channel, from_customer)
         return await self._finish(
             Change(
@@ -204,6 +228,7 @@ class IdentityLinks:
             )
             await move_all(session, source, target)
             queue_move(session, event.id, source, target, [])
+            await _identity_event(session, "customer.merged", event)
         log.info("identity merge %s: customer %s into %s (%d handles)", event.id, source, target, len(moved))
         return await self._finish(
             Change(
@@ -273,6 +298,7 @@ class IdentityLinks:
             )
             if back:
                 queue_move(session, event.id, target, source, list(back))
+            await _identity_event(session, "customer.unmerged", event)
         log.info("identity unmerge %s: %d handles back to customer %s", event.id, len(back), source)
         return await self._finish(
             Change(

@@ -54,10 +54,9 @@ from core.agent.prompt import (
 )
 from core.agent.redaction import redact
 from core.errors import MemoryUnavailable
-from core.media.store import MediaStore
 from core.memory.supersession import is_superseded
 from core.messages import Assurance, Attachment, Completion, ImagePart, MemoryRecord
-from core.ports import ChatModel, MemoryStore
+from core.ports import ChatModel, MediaStore, MemoryStore
 from core.settings import MemorySettings
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from core.cli import (  # noqa: F401
     customers,
     data,
     linking,
+    mcp,
     memories,
     operators,
     serve,

@@ -1,7 +1,9 @@
 """Files customers send and people send back: fetched once, checked, stored once, described to the agent.
 
-- ``core.media.store``: ``MediaStore``, content-addressed bytes under ``<data dir>/media`` (0700/0600,
+- ``core.media.store``: ``FileMediaStore``, content-addressed bytes under ``<data dir>/media`` (0700/0600,
   written whole then renamed, so a crash leaves no half file; the same file sent twice is kept once).
+- ``core.media.pg_store``: ``PostgresMediaStore``, the same in PostgreSQL (scale mode: every process sees
+  the bytes), and ``media_store``, which picks one of the two (``core.ports.MediaStore``) for the database.
 - ``core.media.check``: what a file is (its bytes sniffed, never the declared type), whether it is allowed
   (``THREADLINE_ATTACHMENTS__ALLOWED_TYPES``, ``__MAX_BYTES``) and a safe name (no path, no control
   characters), or ``MediaRefused`` with the reason the customer is told.

@@ -30,9 +30,8 @@ from core.agent.redaction import redact
 from core.errors import MediaRefused, MediaUnavailable
 from core.media.check import UNKNOWN_TYPE, check, safe_name
 from core.media.pdf_text import pdf_text
-from core.media.store import MediaStore
 from core.messages import Attachment, InboundMessage, MediaRef
-from core.ports import MediaFetcher
+from core.ports import MediaFetcher, MediaStore
 from core.settings import AttachmentSettings
 from core.store.db import Database
 from core.store.models import AttachmentRow, InboxRow

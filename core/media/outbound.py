@@ -29,8 +29,8 @@ from core.errors import MediaRefused, PermanentDeliveryError
 from core.media.check import check, shown_size
 from core.media.intake import attachment_of
 from core.media.links import MediaLinks
-from core.media.store import MediaStore
 from core.messages import Attachment
+from core.ports import MediaStore
 from core.settings import AttachmentSettings
 from core.store.models import AttachmentRow, utcnow
 
@@ -136,6 +136,8 @@ class StoredFiles:
     def link(self, file: Attachment) -> str:
         if self._links is None:
             raise PermanentDeliveryError("files cannot be linked: no public URL or no signing key")
-        if not file.stored or file.sha256 is None or not self._store.exists(file.sha256):
-            raise PermanentDeliveryError("a file of the reply is no longer stored")
+        # whether the bytes are still kept is the route's to say when the link is fetched
+        # (``core.web.media``, 404): the reply's own ``attachments`` rows hold them until they are forgotten
+        if not file.stored or file.sha256 is None:
+            raise PermanentDeliveryError("a file of the reply was not stored")
         return self._links.url(file.sha256)

@@ -1,4 +1,7 @@
-"""``MediaStore``: files kept once, by the sha256 of their bytes, under ``<data dir>/media``.
+"""``FileMediaStore``: files kept once, by the sha256 of their bytes, under ``<data dir>/media``.
+
+The embedded default of the ``core.ports.MediaStore`` port (in scale mode, several processes on several
+hosts, the bytes are in PostgreSQL instead: ``core.media.pg_store``, chosen by ``media_store``).
 
 Layout ``media/<first two hex digits>/<sha256>``: folders 0700, files 0600 (``core.store.private_files``),
 written to a temporary file in the same folder and renamed into place, so a reader never sees half a file
@@ -27,14 +30,14 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class MediaStore:
-    """Content-addressed files in ``root`` (``<data dir>/media``)."""
+class FileMediaStore:
+    """Content-addressed files in ``root`` (``<data dir>/media``): a ``core.ports.MediaStore``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def __repr__(self) -> str:
-        return f"MediaStore(root={str(self.root)!r})"
+        return f"FileMediaStore(root={str(self.root)!r})"
 
     def path(self, sha256: str) -> Path:
         """Where the file of ``sha256`` lives; ``ValueError`` for anything that is not a sha256."""
@@ -70,11 +73,12 @@ class MediaStore:
         """The bytes of ``sha256``; ``FileNotFoundError`` when they are not here (forgotten, or never)."""
         return await asyncio.to_thread(self.path(sha256).read_bytes)
 
-    def exists(self, sha256: str) -> bool:
+    async def has(self, sha256: str) -> bool:
         try:
-            return self.path(sha256).is_file()
+            path = self.path(sha256)
         except ValueError:
             return False
+        return await asyncio.to_thread(path.is_file)
 
     async def delete(self, sha256: str) -> bool:
         """Remove the file of ``sha256``; False when it was not there."""

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from sqlalchemy import String, cast, or_, select
 
 from core.media.intake import STORED_PREFIX
-from core.media.store import MediaStore
+from core.ports import MediaStore
 from core.store.db import Database
 from core.store.models import AttachmentRow, InboxRow
 

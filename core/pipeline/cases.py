@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agent.agent import AgentReply, AgentTurn, CaseAction
 from core.agent.prompt import CaseNote
 from core.agent.redaction import redact
+from core.events import record_event
 from core.messages import Button, ChatMessage, Provenance
 from core.metrics import Metrics
 from core.ports import MemoryStore
@@ -316,6 +317,23 @@ class Cases:
             log.info("case %s opened for customer %s (%s)", row.id, customer_id, by)
         for row in change.resolved:
             log.info("case %s of customer %s resolved (%s)", row.id, customer_id, by)
+        for event_type, rows in (("case.opened", change.opened), ("case.resolved", change.resolved)):
+            for row in rows:
+                await record_event(
+                    session,
+                    event_type,
+                    {
+                        "case_id": row.id,
+                        "customer_id": customer_id,
+                        "channel": row.channel,
+                        "status": row.status,
+                        "opened_by": row.opened_by,
+                        "opened_at": row.opened_at,
+                        "resolved_by": row.resolved_by,
+                        "resolved_at": row.resolved_at,
+                    },
+                    personal={"title": row.title, "summary": row.summary},
+                )
         return change
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from core.errors import PermanentDeliveryError, TransientDeliveryError
+from core.events import record_event
 from core.media.outbound import files_of
 from core.messages import Address, OutboundMessage, buttons_from
 from core.metrics import Metrics
@@ -251,6 +252,23 @@ class Delivery:
                 )
             if done:
                 await settle_outbox(session, row.id)
+                await record_event(
+                    session,
+                    "reply.sent",
+                    {
+                        "outbox_id": current.id,
+                        "inbox_id": current.inbox_id,
+                        "customer_id": current.customer_id,
+                        "channel": current.channel,
+                        "origin": current.origin,
+                        "parts": current.parts_sent,
+                        "sent_at": current.sent_at,
+                    },
+                    personal={
+                        "text": current.text,
+                        "recipient": current.recipient,
+                    },  # a one-time text is gone
+                )
         row.parts_sent += len(ids)
 
     async def _retry(

@@ -45,13 +45,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
+from core.events import record_event
 from core.media.intake import describe
 from core.media.outbound import OutgoingFile, record_outgoing, store_outgoing
-from core.media.store import MediaStore
 from core.memory.policy import queue_memory_write
 from core.metrics import Metrics
 from core.pipeline.handoff_team import Escalations, TeamNotices
 from core.pipeline.working_hours import WorkingHours
+from core.ports import MediaStore
 from core.settings import HandoffSettings, MemorySettings
 from core.store.db import Database
 from core.store.models import Customer, Handoff, InboxRow, OperatorAction, OptOut, OutboxRow, Turn, utcnow
@@ -129,6 +130,27 @@ async def record_action(
 ) -> None:
     """Record what an operator did (``operator_actions``), in the caller's transaction."""
     session.add(OperatorAction(operator=operator, action=action, customer_id=customer_id, subject=subject))
+
+
+async def _handoff_event(session: AsyncSession, event_type: str, row: Handoff) -> None:
+    """The business's event (``core.events``) for a handoff opened or closed, in its transaction."""
+    await record_event(
+        session,
+        event_type,
+        {
+            "handoff_id": row.id,
+            "customer_id": row.customer_id,
+            "status": row.status,
+            "requested_by": row.requested_by,
+            "operator": row.operator,
+            "channel": row.channel,
+            "inbox_id": row.inbox_id,
+            "opened_at": row.opened_at,
+            "closed_at": row.closed_at,
+            "closed_by": row.closed_by,
+        },
+        personal={"note": row.note},
+    )
 
 
 async def open_handoff_row(session: AsyncSession, customer_id: str) -> Handoff | None:
@@ -230,6 +252,7 @@ class Handoffs:
         session.add(row)
         await session.flush()
         self._notices.add_in(session, row, "opened")
+        await _handoff_event(session, "handoff.requested", row)
         if self.metrics is not None:
             self.metrics.handoffs_opened.labels(requested_by).inc()
         log.info("handoff %s opened for customer %s (%s)", row.id, customer_id, requested_by)
@@ -277,6 +300,8 @@ class Handoffs:
                 await session.flush()
             except IntegrityError as exc:  # another process opened one at the same moment
                 raise Conflict("the conversation was just taken over; reload and try again") from exc
+            if row.requested_by == "operator" and row.taken_at == now:  # opened here, by the operator
+                await _handoff_event(session, "handoff.requested", row)
             await record_action(session, operator=operator, action="take_over", customer_id=customer_id)
             view = HandoffView.of(row)
         log.info("handoff %s: customer %s taken over by an operator", view.id, customer_id)
@@ -290,6 +315,7 @@ class Handoffs:
                 raise NotFound(f"customer {customer_id} has no open handoff")
             row.status, row.closed_at, row.closed_by = "closed", utcnow(), operator
             await record_action(session, operator=operator, action="hand_back", customer_id=customer_id)
+            await _handoff_event(session, "handoff.closed", row)
             view = HandoffView.of(row)
         log.info("handoff %s: customer %s handed back to the bot", view.id, customer_id)
         return view
@@ -379,18 +405,18 @@ class Handoffs:
             )
             session.add_all([outbox, turn])
             handoff = await open_handoff_row(session, customer_id)
+            opened = handoff is None
             if handoff is None:
-                session.add(
-                    Handoff(
-                        customer_id=customer_id,
-                        status="owned",
-                        requested_by="operator",
-                        operator=operator,
-                        opened_at=now,
-                        taken_at=now,
-                        answered_at=now,
-                    )
+                handoff = Handoff(
+                    customer_id=customer_id,
+                    status="owned",
+                    requested_by="operator",
+                    operator=operator,
+                    opened_at=now,
+                    taken_at=now,
+                    answered_at=now,
                 )
+                session.add(handoff)
             else:
                 if handoff.status == "waiting":
                     handoff.status, handoff.operator, handoff.taken_at = "owned", operator, now
@@ -401,6 +427,8 @@ class Handoffs:
                 await session.flush()
             except IntegrityError as exc:
                 raise Conflict("the conversation changed hands just now; reload and try again") from exc
+            if opened:  # the operator's reply took the conversation over: a handoff opened here
+                await _handoff_event(session, "handoff.requested", handoff)
             if kept:
                 record_outgoing(
                     session,

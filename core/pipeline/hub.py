@@ -23,10 +23,11 @@ from sqlalchemy import func, select, text
 
 from core.agent.agent import Agent
 from core.agent.conversation import ConversationLog
+from core.events.sender import EventSender
 from core.media.intake import MediaIntake
 from core.media.links import links_for
 from core.media.outbound import StoredFiles
-from core.media.store import MediaStore
+from core.media.pg_store import media_store
 from core.memory.writer import MemoryWriter
 from core.messages import InboundMessage, StatusUpdate
 from core.metrics import Metrics
@@ -84,17 +85,18 @@ class Hub:
         self.senders = dict(senders)
         self.channels = tuple(inbox_channels if inbox_channels is not None else senders)
         self.conversation = ConversationLog(db)
-        # the files of messages (``core.media``): content-addressed under the data dir
-        media_store = MediaStore(settings.data_dir / "media")
+        # the files of messages (``core.media``): content-addressed under the data dir, or in PostgreSQL
+        # in scale mode (every process sees them: ``core.media.pg_store``)
+        kept_media = media_store(db, settings.data_dir)
         self.agent = Agent(
             memory=memory,
             conversation=self.conversation,
             model=model,
             settings=settings.memory,
-            images=media_store if settings.llm.vision else None,  # a model that sees is shown photos
+            images=kept_media if settings.llm.vision else None,  # a model that sees is shown photos
         )
         self.leases = Leases(db, ttl=settings.worker.lease_seconds)
-        self.media = MediaIntake(db, media_store, settings.attachments, senders)
+        self.media = MediaIntake(db, kept_media, settings.attachments, senders)
         self.delivery = Delivery(
             db=db,
             senders=senders,
@@ -110,6 +112,14 @@ class Hub:
             infer=model is not None,
             channels=self.channels,
             settings=settings.worker,
+            metrics=self.metrics,
+            leases=self.leases,
+        )
+        # the business's event webhooks (``core.events``): signed, retried, claimed with the same leases
+        self.events = EventSender(
+            db=db,
+            settings=settings.events,
+            poll_interval=settings.worker.poll_interval,
             metrics=self.metrics,
             leases=self.leases,
         )
@@ -138,7 +148,7 @@ class Hub:
         )
         self.inbox = Inbox(db, on_accept=self.worker.lanes.wake, limits=self.sender_limits)
         self.ingress = IngressGate()
-        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes, self.events.lanes):
             loop.pace = self.ingress.yield_to_ingress
         self.started = False
 
@@ -182,7 +192,7 @@ class Hub:
 
     async def start(self) -> None:
         if self.runs_lanes:
-            for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+            for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes, self.events.lanes):
                 loop.start()
             if self.db.dialect == "postgresql":  # work committed by other processes wakes the lanes
                 url = self.db.engine.url.render_as_string(hide_password=False)
@@ -214,10 +224,11 @@ class Hub:
             for sender in self.senders.values():
                 if isinstance(sender, InboundServer):
                     await sender.stop_inbound()
-        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes):
+        for loop in (self.worker.lanes, self.delivery.lanes, self.memory_writer.lanes, self.events.lanes):
             await loop.stop()
         await self.inbox.aclose()
         await self.delivery.aclose()
+        await self.events.aclose()
         if self.model is not None:
             await self.model.aclose()
         await self.memory.aclose()

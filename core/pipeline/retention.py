@@ -37,9 +37,8 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select, text
 
 from core.errors import MemoryUnavailable
-from core.media.store import MediaStore
 from core.media.unreferenced import remove_unreferenced
-from core.ports import MemoryStore
+from core.ports import MediaStore, MemoryStore
 from core.settings import RetentionSettings
 from core.store.db import Database
 from core.store.leases import NamedLeases

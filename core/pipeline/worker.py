@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.agent import Agent, AgentTurn, CaseAction
 from core.errors import ClaimLost, LLMError, MediaUnavailable
+from core.events import record_event
 from core.media.intake import MediaIntake, describe, refusals
 from core.memory.policy import queue_memory_write
 from core.messages import BUTTONS_KEY, Address, Assurance, Attachment, Button
@@ -416,6 +417,20 @@ class InboxWorker:
             customer_id=customer_id,
             channel=row.channel,
             turn_ids=[turn.id for turn in turns],
+        )
+        await record_event(
+            session,
+            "message.received",
+            {
+                "inbox_id": row.id,
+                "customer_id": customer_id,
+                "channel": row.channel,
+                "provider_message_id": row.provider_message_id,
+                "private": row.private,
+                "vouched": vouched,
+                "received_at": row.received_at,
+            },
+            personal={"text": said, "sender": row.sender},
         )
         return [turn.id for turn in turns]
 

@@ -27,8 +27,10 @@ from core.settings.sections import (
     AttachmentSettings,
     ConsoleSettings,
     EmailSettings,
+    EventSettings,
     HandoffSettings,
     LLMSettings,
+    McpSettings,
     MemorySettings,
     RetentionSettings,
     SlackSettings,
@@ -43,8 +45,10 @@ __all__ = [
     "AttachmentSettings",
     "ConsoleSettings",
     "EmailSettings",
+    "EventSettings",
     "HandoffSettings",
     "LLMSettings",
+    "McpSettings",
     "MemorySettings",
     "RetentionSettings",
     "Settings",
@@ -127,6 +131,8 @@ class Settings(BaseSettings):
     handoff: HandoffSettings = HandoffSettings()
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    mcp: McpSettings = McpSettings()
+    events: EventSettings = EventSettings()
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()

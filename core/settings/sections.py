@@ -265,3 +265,41 @@ class EmailSettings(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"not an IP address or network: {exc}") from None
         return value
+
+
+class EventSettings(BaseModel):
+    """Signed event webhooks to the business (``core.events``): how deliveries are tried, and where to.
+
+    A receiver's URL must be ``https`` and its host must resolve only to public addresses, checked when the
+    endpoint is registered and again before every attempt (DNS can change; the connection then goes to the
+    address checked). ``allow_private`` lifts both for a receiver on the same host or network (loopback,
+    private, link-local addresses; plain ``http``): only where the hub's network is trusted, since it lets
+    whoever holds the admin token make the hub call its neighbours. An attempt that is not a 2xx answer
+    within ``timeout`` seconds (a redirect included: never followed) is retried with capped exponential
+    backoff, ``max_attempts`` tries in all, then the delivery is dead until an admin retries it.
+    """
+
+    allow_private: bool = False
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_base: float = Field(default=5.0, gt=0)
+    backoff_max: float = Field(default=3600.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, le=120)
+    concurrency: int = Field(default=4, ge=1, le=256)
+
+
+class McpSettings(BaseModel):
+    """The Model Context Protocol server (``core.mcp``): ``/mcp`` (streamable HTTP) and ``threadline mcp``
+    (stdio) give an AI tool the customer lookup, memory and cases.
+
+    ``token``: the bearer token of ``/mcp``, its own (not the admin token); unset or empty, ``/mcp`` is not
+    served at all (404). ``scope``: ``read`` (the default) lets the tools only read; ``write`` also lets
+    ``add_note`` and ``request_handoff`` change something. ``threadline mcp`` takes the same scope.
+    """
+
+    token: SecretStr | None = None
+    scope: Literal["read", "write"] = "read"
+
+    @property
+    def served(self) -> bool:
+        """Whether ``/mcp`` is on: a non-empty token is set."""
+        return self.token is not None and bool(self.token.get_secret_value())

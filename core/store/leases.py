@@ -35,12 +35,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.store.db import Database
-from core.store.models import InboxRow, MemoryJob, NamedLease, OutboxRow, utcnow
+from core.store.models import EventDelivery, InboxRow, MemoryJob, NamedLease, OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
 
-Work = InboxRow | OutboxRow | MemoryJob
-W = TypeVar("W", InboxRow, OutboxRow, MemoryJob)
+Work = InboxRow | OutboxRow | MemoryJob | EventDelivery
+W = TypeVar("W", InboxRow, OutboxRow, MemoryJob, EventDelivery)
 
 
 def process_owner() -> str:

@@ -38,7 +38,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -46,8 +46,14 @@ from pydantic import SecretStr
 
 from core.compose import Services
 from core.errors import Conflict, InvalidAddress, MediaRefused, MemoryUnavailable, NotFound
+from core.events.endpoints import (
+    create_endpoint,
+    delete_endpoint,
+    list_deliveries,
+    list_endpoints,
+    retry_delivery,
+)
 from core.media.outbound import OutgoingFile, check_outgoing
-from core.media.store import MediaStore
 from core.messages import Address, MemoryCategory, MemoryFilter
 from core.pipeline.cases import list_cases
 from core.pipeline.dead_letters import dead_letters, retry_dead_letter
@@ -60,6 +66,12 @@ from core.web.admin_views import (
     DeadLetterOut,
     DeadLettersOut,
     ErrorOut,
+    EventDeliveriesOut,
+    EventDeliveryOut,
+    EventEndpointCreatedOut,
+    EventEndpointOut,
+    EventEndpointRequest,
+    EventEndpointsOut,
     FileIn,
     HandBackRequest,
     HandoffOut,
@@ -436,7 +448,7 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
                 channel=body.channel,
                 key=body.key or idempotency_key,
                 files=files,
-                store=MediaStore(svc.settings.data_dir / "media") if files else None,
+                store=svc.media if files else None,
             )
         return ReplyOut(
             outbox_id=sent.outbox_id,
@@ -454,6 +466,75 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
             customer_id=found,
             cases=[CaseOut.model_validate(case) for case in await list_cases(svc.db, found)],
         )
+
+    @router.post("/event-endpoints", response_model=EventEndpointCreatedOut)
+    async def create_event_endpoint(body: EventEndpointRequest, svc: Svc) -> EventEndpointCreatedOut:
+        """Register a receiver of the hub's events; the answer's ``secret`` (``whsec_``) is shown only here.
+        422 for an unknown type, or a URL that is not https or whose host is not public (SSRF guard,
+        ``THREADLINE_EVENTS__ALLOW_PRIVATE``): then nothing is stored."""
+        with _mapped():
+            view, secret = await create_endpoint(
+                svc.db,
+                url=body.url,
+                events=body.events,
+                include_text=body.include_text,
+                description=body.description,
+                allow_private=svc.settings.events.allow_private,
+            )
+        return EventEndpointCreatedOut(**EventEndpointOut.model_validate(view).model_dump(), secret=secret)
+
+    @router.get("/event-endpoints", response_model=EventEndpointsOut)
+    async def event_endpoints(svc: Svc) -> EventEndpointsOut:
+        """The registered receivers (without their secrets)."""
+        return EventEndpointsOut(
+            endpoints=[EventEndpointOut.model_validate(view) for view in await list_endpoints(svc.db)]
+        )
+
+    @router.delete("/event-endpoints/{endpoint_id}", response_model=EventEndpointOut, responses=_errors(404))
+    async def delete_event_endpoint(endpoint_id: DbId, svc: Svc) -> EventEndpointOut:
+        """Delete a receiver: nothing more is sent to it (queued deliveries are cancelled)."""
+        with _mapped():
+            return EventEndpointOut.model_validate(await delete_endpoint(svc.db, endpoint_id))
+
+    @router.get(
+        "/event-endpoints/{endpoint_id}/deliveries", response_model=EventDeliveriesOut, responses=_errors(404)
+    )
+    async def event_deliveries(
+        endpoint_id: DbId,
+        svc: Svc,
+        delivery_status: Annotated[
+            Literal["pending", "failed", "sent", "dead", "cancelled"] | None,
+            Query(alias="status", description="Only deliveries in this state."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=_MAX_BIGINT)] = 0,
+    ) -> EventDeliveriesOut:
+        """The receiver's delivery log, newest first: tries, last answer, state (not the bodies)."""
+        with _mapped():
+            found = await list_deliveries(
+                svc.db, endpoint_id, status=delivery_status, limit=limit, offset=offset
+            )
+        return EventDeliveriesOut(
+            endpoint_id=endpoint_id, deliveries=[EventDeliveryOut.model_validate(d) for d in found]
+        )
+
+    @router.post(
+        "/event-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry",
+        response_model=EventDeliveryOut,
+        responses=_errors(404, 409),
+    )
+    async def retry_event_delivery(
+        endpoint_id: DbId,
+        delivery_id: Annotated[str, Path(max_length=64, description="The delivery's webhook-id (msg_...).")],
+        body: RetryRequest,
+        svc: Svc,
+        actor: Actor,
+    ) -> EventDeliveryOut:
+        """Send a dead delivery again, under the same ``webhook-id``, with fresh tries (409 unless dead)."""
+        with _mapped():
+            retried = await retry_delivery(svc.db, endpoint_id, delivery_id)
+        log.info("event delivery of endpoint %s queued again by %s", endpoint_id, actor)
+        return EventDeliveryOut.model_validate(retried)
 
     @router.get("/merge-suggestions", response_model=SuggestionsOut)
     async def suggestions(svc: Svc) -> SuggestionsOut:

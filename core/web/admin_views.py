@@ -231,3 +231,62 @@ class CaseOut(BaseModel):
 class CasesOut(BaseModel):
     customer_id: str
     cases: list[CaseOut] = Field(description="Newest first.")
+
+
+# ----- event webhooks (core.events) -------------------------------------------------------------------
+
+
+class EventEndpointRequest(BaseModel):
+    """A receiver of the hub's events: its URL (https, on a public address) and the types it wants."""
+
+    url: str = Field(min_length=1, max_length=2000, description="Where events are POSTed (https).")
+    events: list[str] = Field(min_length=1, max_length=50, description="Event types, e.g. message.received.")
+    include_text: bool = Field(
+        default=False,
+        description="Send message text, addresses and case summaries (personal data); off: ids only.",
+    )
+    description: str | None = Field(default=None, max_length=200)
+
+
+class EventEndpointOut(BaseModel):
+    """A registered receiver (its secret is never shown again after it is made)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    events: list[str]
+    include_text: bool
+    description: str | None
+    created_at: datetime
+
+
+class EventEndpointCreatedOut(EventEndpointOut):
+    secret: str = Field(description="whsec_...: verifies the webhook-signature header. Shown this once.")
+
+
+class EventEndpointsOut(BaseModel):
+    endpoints: list[EventEndpointOut]
+
+
+class EventDeliveryOut(BaseModel):
+    """One delivery of the log; ``id`` is its ``webhook-id`` (the same on every attempt)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    endpoint_id: int
+    type: str
+    status: str  # pending, failed (retried later), sent, dead (retryable), cancelled
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    retryable: bool
+
+
+class EventDeliveriesOut(BaseModel):
+    endpoint_id: int
+    deliveries: list[EventDeliveryOut]

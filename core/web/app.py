@@ -38,9 +38,12 @@ from core.pipeline.dead_letters import count_dead_letters
 from core.pipeline.hub import ROLES, Hub, Role
 from core.settings import Settings, load_settings
 from core.web.admin import REPLY_PATH, admin_router, reply_body_limit
+from core.web.console import REPLY_PATH as CONSOLE_REPLY_PATH
 from core.web.console import console_router
+from core.web.console import reply_body_limit as console_reply_body_limit
 from core.web.docs import add_docs
 from core.web.guard import BodyTooLarge, WebGuard
+from core.web.mcp import mcp_endpoint, mcp_route, mcp_running
 from core.web.media import media_router
 
 log = logging.getLogger(__name__)
@@ -138,6 +141,9 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
     adapters = build_adapters(settings)
     hide_query_strings()  # whoever serves the app: no query string (handles) in uvicorn's access log
 
+    # /mcp (core.web.mcp): the MCP server behind THREADLINE_MCP__TOKEN; None (and /mcp 404) without it
+    mcp = mcp_endpoint(settings, lambda: app.state.admin)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wiring = await wire(settings, senders=adapters, role=role)
@@ -146,7 +152,8 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
         app.state.admin = wiring.services  # the one IdentityLinks: the background's move round uses it too
         await hub.start()  # its background re-runs memory moves that failed (Mem0 down) until done
         try:
-            yield
+            async with mcp_running(mcp):  # the MCP SDK's session manager (core.web.mcp), when /mcp is on
+                yield
         finally:
             await hub.stop()
 
@@ -169,7 +176,10 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
         private=private,
         body_limits={path: adapters[ch].max_body_bytes for path, ch in WEBHOOKS.items() if ch in adapters},
         on_too_large=webhook_too_large,
-        pattern_limits=[(REPLY_PATH, reply_body_limit(settings.attachments))],  # replies with files
+        pattern_limits=[  # replies with files
+            (REPLY_PATH, reply_body_limit(settings.attachments)),
+            (CONSOLE_REPLY_PATH, console_reply_body_limit(settings.attachments)),
+        ],
     )
 
     @app.post("/webhooks/slack/events", tags=["webhooks"])
@@ -227,10 +237,13 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
     # after the webhooks: routes are matched in order, and a webhook should not be tried against every
     # admin route first. The services exist once the lifespan has opened the hub; looked up per request.
     app.include_router(admin_router(lambda: app.state.admin, token=settings.admin_token))
-    # the operator console (HTML, operator sign-in; its body limit is WebGuard's 64 KiB default)
+    # the operator console (HTML, operator sign-in; its body limit is WebGuard's 64 KiB default, but for
+    # the reply, which takes files)
     app.include_router(console_router(lambda: app.state.admin, settings))
     # files the hub sends, fetched by Twilio through signed, expiring links (core.web.media)
     app.include_router(media_router(links_for(settings)))
+    if mcp is not None:
+        app.router.routes.append(mcp_route(mcp))
 
     return app
 

@@ -9,8 +9,11 @@ customer's timeline every few seconds. No CDN, no inline script or style (``rend
 - ``auth``: sign-in, sessions, CSRF, roles, sign-in limits (the accounts: ``core.store.operators``);
 - ``views``: what the inbox and a customer's page read; ``overview`` and ``charts``: the overview page;
 - ``files``: a customer's file, downloaded (operators only, as an attachment, never rendered);
-- ``pages``: the GET routes; ``actions``: the POST routes (take over, hand back, reply; admin: link,
-  unlink, merge, undo, forget, retry).
+- ``pages``: the GET routes; ``actions``: the POST routes (take over, hand back, reply, with files if
+  any; admin: link, unlink, merge, undo, forget, retry).
+
+``REPLY_PATH`` and ``reply_body_limit``: the reply's own body limit, which ``core.web.app`` gives
+``core.web.guard.WebGuard`` (the other console routes keep its 64 KiB default).
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from fastapi import APIRouter
 
 from core.compose import Services
 from core.settings import Settings
-from core.web.console.actions import add_action_routes
+from core.web.console.actions import REPLY_PATH, add_action_routes, reply_body_limit
 from core.web.console.auth import Console, add_auth_routes
 from core.web.console.files import add_file_routes
 from core.web.console.pages import add_page_routes
 from core.web.console.render import ConsoleRoute
 
-__all__ = ["console_router"]
+__all__ = ["REPLY_PATH", "console_router", "reply_body_limit"]
 
 
 def console_router(services: Callable[[], Services], settings: Settings) -> APIRouter:

@@ -7,6 +7,13 @@ Every action is attributed to the operator: identity changes reach the identity 
 ``operator:<name>``, the handoff service records its own actions, and the rest are recorded here
 (``record_action``). A service's refusal (``NotFound``, ``Conflict``, ``ValueError``) is a page with its
 message (``core.web.console.render.ConsoleRoute``), and nothing was changed.
+
+The reply takes files (``multipart/form-data``, the file input ``files``): each checked as the admin API
+checks them (``core.media.outbound.check_outgoing``: the sniffed type on the allowlist, the size, the
+count, a name without a path), before anything is kept; a refused one is a 422 page naming the file and
+the problem, and nothing is stored or sent. The form's hidden ``key`` (one per page view) is the reply's
+idempotency key, files or not: a double submit sends one message. The route's body limit
+(``reply_body_limit``, for ``REPLY_PATH`` in ``core.web.guard``) fits ``__MAX_BYTES`` of files.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import logging
 import re
 
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from core.compose import Services
+from core.errors import MediaRefused
+from core.media.outbound import check_outgoing
 from core.pipeline.dead_letters import retry_dead_letter
 from core.pipeline.handoff import MAX_REPLY_CHARS, record_action
+from core.settings import AttachmentSettings
 from core.store.operators import SignedIn
 from core.web.console.auth import Console, require_admin, text_field
 from core.web.console.render import BASE, Problem, redirect
@@ -31,6 +41,32 @@ log = logging.getLogger(__name__)
 
 _CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9_-]{1,40}$")
 MAX_BIGINT = 2**63 - 1
+# the reply's text as a multipart part: MAX_REPLY_CHARS characters of up to 4 UTF-8 bytes
+MAX_TEXT_PART = 4 * MAX_REPLY_CHARS
+
+# a reply carries files (multipart): its body may be larger than the console's 64 KiB (core.web.guard)
+REPLY_PATH = re.compile(rf"{BASE}/customers/[^/]+/reply")
+_REPLY_OVERHEAD = 64 * 1024  # the text, the CSRF token, the key, each part's headers
+
+
+def reply_body_limit(settings: AttachmentSettings) -> int:
+    """The body limit of ``REPLY_PATH``: ``max_bytes`` of files (all of them together; multipart sends the
+    bytes as they are) and the rest of the form."""
+    return settings.max_bytes + _REPLY_OVERHEAD
+
+
+async def _uploads(form: FormData) -> list[tuple[str | None, bytes]]:
+    """The form's files as ``(name, bytes)``; the part an empty file input sends (no name, no bytes) is
+    not a file. Read whole: the body they came in is bounded by ``reply_body_limit``."""
+    files: list[tuple[str | None, bytes]] = []
+    for value in form.getlist("files"):
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            if value.filename or data:
+                files.append((value.filename or None, data))
+        elif value:  # a text field named "files": not a file picked in the form
+            raise Problem(422, "The field files must be files.")
+    return files
 
 
 def _page_of(customer_id: str) -> str:
@@ -82,16 +118,37 @@ def add_action_routes(router: APIRouter, console: Console) -> None:
 
     @router.post(f"{BASE}/customers/{{ref}}/reply")
     async def reply(request: Request, ref: str) -> Response:
-        me, form = await console.posted(request)
-        text = text_field(form, "text", limit=MAX_REPLY_CHARS)
-        key = text_field(form, "key", required=False, limit=64) or None
-        svc = console.svc()
-        # a forgotten customer's id names nobody: "no customer ..." (404), and nothing is stored
-        customer_id = await _named(svc, ref)
-        sent = await svc.handoffs.reply(customer_id, text=text, operator=me.operator.name, key=key)
+        settings = console.settings.attachments
+        # an empty file input is sent as one nameless file part: it counts, so at least one is read
+        me, form = await console.posted(
+            request, max_files=max(1, settings.max_per_message), max_part_size=MAX_TEXT_PART
+        )
+        try:
+            files = await _uploads(form)
+            text = text_field(form, "text", required=not files, limit=MAX_REPLY_CHARS)
+            key = text_field(form, "key", required=False, limit=64) or None
+            svc = console.svc()
+            # a forgotten customer's id names nobody: "no customer ..." (404), and nothing is stored
+            customer_id = await _named(svc, ref)
+            try:
+                checked = check_outgoing(files, settings)
+            except MediaRefused as exc:
+                log.info("console: a reply's file refused for operator %s", me.operator.id)
+                raise Problem(422, f"Not sent: {exc}.", back=_page_of(customer_id)) from None
+            sent = await svc.handoffs.reply(
+                customer_id,
+                text=text,
+                operator=me.operator.name,
+                key=key,
+                files=checked,
+                store=svc.media if checked else None,
+            )
+        finally:
+            await form.close()  # the uploads' spooled temporary files
         if sent.duplicate:
             return done(_page_of(sent.customer_id), "That reply was sent already (it goes out once).")
-        return done(_page_of(sent.customer_id), f"Reply queued on {sent.channel}.")
+        shown = f" with {len(checked)} file{'s' if len(checked) != 1 else ''}" if checked else ""
+        return done(_page_of(sent.customer_id), f"Reply{shown} queued on {sent.channel}.")
 
     # ----- identity, erasure, dead letters: admins --------------------------------------------------
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from core.compose import Services
 from core.ports import SharedLimits
@@ -91,10 +92,13 @@ class Console:
             raise NotSignedIn
         return found
 
-    async def posted(self, request: Request) -> tuple[SignedIn, FormData]:
-        """A console POST: signed in (``NotSignedIn``), then the session's CSRF token (403), then the form."""
+    async def posted(
+        self, request: Request, *, max_files: int = 0, max_part_size: int = MAX_FIELD
+    ) -> tuple[SignedIn, FormData]:
+        """A console POST: signed in (``NotSignedIn``), then the session's CSRF token (403), then the form
+        (``max_files`` file parts at most: only the reply takes files; the caller closes the form)."""
         me = await self.signed_in(request)
-        form = await read_form(request)
+        form = await read_form(request, max_files=max_files, max_part_size=max_part_size)
         given = request.headers.get(CSRF_HEADER) or _text(form, CSRF_FIELD)
         if not me.csrf_matches(given):
             log.warning("console POST refused for operator %s: missing or wrong CSRF token", me.operator.id)
@@ -119,9 +123,17 @@ def require_admin(me: SignedIn, action: str) -> None:
         raise Problem(403, f"Only an admin can {action}.")
 
 
-async def read_form(request: Request) -> FormData:
+async def read_form(request: Request, *, max_files: int = 0, max_part_size: int = MAX_FIELD) -> FormData:
+    """The request's form: at most 64 fields of ``max_part_size`` bytes and ``max_files`` files (the body
+    itself is limited by ``core.web.guard``); 422 when it cannot be read or holds too many files."""
     try:
-        return await request.form(max_files=0, max_fields=64, max_part_size=MAX_FIELD)
+        return await request.form(max_files=max_files, max_fields=64, max_part_size=max_part_size)
+    except HTTPException as exc:  # Starlette's answer to a multipart parser's refusal (400), or 413
+        if exc.status_code == 413:  # the body passed the route's limit while it was read (core.web.guard)
+            raise
+        if str(exc.detail).startswith("Too many files") and max_files:
+            raise Problem(422, f"Too many files (at most {max_files} a reply): nothing was sent.") from exc
+        raise Problem(422, "The form could not be read.") from exc
     except Exception as exc:  # an unreadable body (the parser's own error types vary)
         raise Problem(422, "The form could not be read.") from exc
 

@@ -12,14 +12,17 @@ import hashlib
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from core.errors import MemoryUnavailable
+from core.media.check import shown_size
 from core.pipeline.dead_letters import dead_letters
 from core.pipeline.handoff import MAX_REPLY_CHARS, record_action
+from core.settings import AttachmentSettings
 from core.store.models import utcnow
 from core.web.console import charts
 from core.web.console.auth import Console, require_admin
@@ -32,6 +35,33 @@ from identity.erasure import export
 log = logging.getLogger(__name__)
 
 STATIC = {"htmx.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileLimits:
+    """What the reply form says about files (``THREADLINE_ATTACHMENTS__*``); the route checks them."""
+
+    max_per_message: int
+    accept: str  # the file picker's hint: the allowed media types
+    kinds: str  # as people read it: "images, PDF, plain text"
+    size: str
+
+
+_KINDS = {"application/pdf": "PDF", "text/plain": "plain text"}
+
+
+def file_limits(settings: AttachmentSettings) -> FileLimits:
+    kinds: list[str] = []
+    for media_type in settings.allowed_types:
+        kind = "images" if media_type.startswith("image/") else _KINDS.get(media_type, media_type)
+        if kind not in kinds:
+            kinds.append(kind)
+    return FileLimits(
+        max_per_message=settings.max_per_message,
+        accept=",".join(settings.allowed_types),
+        kinds=", ".join(kinds),
+        size=shown_size(settings.max_bytes),
+    )
 
 
 def _versioned(html: str, input_id: str) -> tuple[Markup, str]:
@@ -85,6 +115,7 @@ def add_page_routes(router: APIRouter, console: Console) -> None:
             timeline=items,
             reply_key=secrets.token_urlsafe(16),
             max_reply=MAX_REPLY_CHARS,
+            files=file_limits(console.settings.attachments),
             now=utcnow(),
         )
 

@@ -49,11 +49,19 @@ class NotSignedIn(Exception):
 class Problem(Exception):
     """A refusal the operator reads: ``status`` and a sentence (CSRF, role, a bad form)."""
 
-    def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        back: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.back = back  # a console page to go back to (the customer's, after a refused reply)
 
 
 def _minutes(seconds: float) -> str:
@@ -131,7 +139,12 @@ def is_htmx(request: Request) -> bool:
 
 
 def error_page(
-    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+    request: Request,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    back: str | None = None,
 ) -> Response:
     title = {
         401: "Not signed in",
@@ -143,7 +156,7 @@ def error_page(
         503: "Try again",
     }.get(status, "Error")
     html = render_text(
-        "error.html", me=None, flash=None, csrf="", title=title, message=message, status=status
+        "error.html", me=None, flash=None, csrf="", title=title, message=message, status=status, back=back
     )
     return HTMLResponse(html, status_code=status, headers=dict(headers or {}))
 
@@ -174,7 +187,7 @@ class ConsoleRoute(APIRoute):
                 else:
                     response = RedirectResponse(LOGIN, status_code=303)
             except Problem as exc:
-                response = error_page(request, exc.status, exc.message, exc.headers)
+                response = error_page(request, exc.status, exc.message, exc.headers, back=exc.back)
             except NotFound as exc:
                 response = error_page(request, 404, str(exc))
             except Conflict as exc:

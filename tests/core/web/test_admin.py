@@ -56,6 +56,11 @@ ROUTES = {
     ("post", "/admin/customers/{customer_id}/replies"),
     ("get", "/admin/customers/{customer_id}/memories"),
     ("get", "/admin/customers/{customer_id}/cases"),
+    ("post", "/admin/event-endpoints"),
+    ("get", "/admin/event-endpoints"),
+    ("delete", "/admin/event-endpoints/{endpoint_id}"),
+    ("get", "/admin/event-endpoints/{endpoint_id}/deliveries"),
+    ("post", "/admin/event-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"),
 }
 
 
