@@ -1,6 +1,7 @@
 """Inbound email by IMAP from a mailbox the team already has (``THREADLINE_EMAIL__IMAP_HOST``).
 
-``ImapPoller`` runs in the app's event loop (aioimaplib), beside the SMTP listener and the webhook:
+``ImapPoller`` runs in the app's event loop (aioimaplib), beside the SMTP listener and the webhook; its
+connection, and the commands below, are ``channels.email_imap_session.ImapSession``:
 
 1. connect (TLS from the first byte; plain IMAP only to a loopback host), ``LOGIN``, ``SELECT`` the
    mailbox (``imap_mailbox``);
@@ -54,17 +55,16 @@ import enum
 import functools
 import hashlib
 import logging
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import Any, TypeVar
+from typing import Any
 
-import aioimaplib  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
 from channels.base import AcceptFn
+from channels.email_imap_session import ImapError, ImapSession, LoginRefused
 from channels.email_ingest import Outcome, ingest
 from core.errors import ConfigError
 from core.messages import InboundMessage
@@ -75,31 +75,14 @@ log = logging.getLogger(__name__)
 
 # the raw message → the parsed one (``EmailAdapter._parse_imap``); None for noise; BadRequest if unreadable
 ParseFn = Callable[[bytes], Awaitable[InboundMessage | None]]
-T = TypeVar("T")
 
-IDLE_RENEW_SECONDS = 10 * 60.0
-_EXISTS = re.compile(rb"\d+ EXISTS", re.IGNORECASE)
 RETRY_SECONDS = 5.0  # after a failed commit or STORE: the next round comes this soon, IDLE or not
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
-COMMAND_TIMEOUT = 30.0  # one command's answer (a big FETCH: between two chunks of it)
 BATCH = 50  # unseen messages handled per round; more are handled in the next round, at once
 LEASE_SECONDS = 60.0
 
-_UID = re.compile(rb"\bUID (\d+)")
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-_BODY_LITERAL = re.compile(rb"\bBODY\[\] \{(\d+)\}$")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-class ImapError(Exception):
-    """The session must end: the connection dropped, or the server answered what we cannot go on from."""
-
-
-class LoginRefused(ImapError):
-    def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(reason)
-        self.setting = setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,181 +165,6 @@ class _Next(enum.Enum):
     RETRY = "retry"  # a commit or a flag failed: the next round after RETRY_SECONDS
 
 
-class _Session:
-    """One logged-in connection. Every command races the connection-lost callback, so a dropped socket
-    ends the session at once instead of after a command timeout."""
-
-    def __init__(self, config: ImapConfig, *, ssl_context: ssl.SSLContext | None) -> None:
-        self._config = config
-        self._ssl_context = ssl_context
-        self.lost = asyncio.Event()
-        self.client: Any = None
-        # an untagged EXISTS that came with another command's answer (mail arrived while it ran):
-        # aioimaplib hands it over with that answer, not as a push, so the next wait would miss it
-        self.new_mail = False
-
-    def _connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
-
-    async def call(self, awaitable: Awaitable[T], *, limit: float | None = COMMAND_TIMEOUT) -> T:
-        """Await one command's answer, or raise ``ImapError`` when the connection drops or ``limit``
-        passes (``limit`` None: as long as the server stays silent, as in IDLE)."""
-        task: asyncio.Future[T] = asyncio.ensure_future(awaitable)
-        lost = asyncio.ensure_future(self.lost.wait())
-        racing: set[asyncio.Future[Any]] = {task, lost}
-        try:
-            await asyncio.wait(racing, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if task.cancelled():
-            raise ImapError("connection lost" if self.lost.is_set() else "command timed out")
-        try:
-            result = task.result()
-        except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
-            raise ImapError(type(exc).__name__) from exc
-        lines = getattr(result, "lines", None)
-        if isinstance(lines, list) and any(
-            isinstance(line, bytes) and _EXISTS.fullmatch(line) for line in lines
-        ):
-            self.new_mail = True
-        return result
-
-    def take_new_mail(self) -> bool:
-        """Whether an answer since the last call reported new mail (then: another round, not a wait)."""
-        seen, self.new_mail = self.new_mail, False
-        return seen
-
-    async def open(self) -> None:
-        config = self._config
-        context = self._ssl_context
-        if config.tls and context is None:
-            context = ssl.create_default_context()
-        self.client = aioimaplib.IMAP4(
-            host=config.host,
-            port=config.port,
-            timeout=COMMAND_TIMEOUT,
-            conn_lost_cb=self._connection_lost,
-            ssl_context=context if config.tls else None,
-        )
-        await self.call(self.client.wait_hello_from_server())
-        response = await self.call(
-            self.client.login(aioimaplib.quoted(config.username), config.password.get_secret_value())
-        )
-        if response.result != "OK":
-            raise LoginRefused(
-                env_name("email", "imap_password"),
-                f"the IMAP server refused the login ({response.result}): check "
-                f"{env_name('email', 'imap_username')} and {env_name('email', 'imap_password')}",
-            )
-        # capabilities may change once logged in (RFC 3501 §6.2.3: IDLE is often offered only then)
-        await self.call(self.client.protocol.capability())
-        response = await self.call(self.client.select(aioimaplib.quoted(config.mailbox)))
-        if response.result != "OK":
-            raise LoginRefused(
-                env_name("email", "imap_mailbox"),
-                f"the IMAP server refused to open the mailbox ({response.result}): check "
-                f"{env_name('email', 'imap_mailbox')}",
-            )
-
-    @property
-    def idles(self) -> bool:
-        return bool(self.client.has_capability("IDLE"))
-
-    async def unseen(self) -> list[int]:
-        response = await self.call(self.client.uid_search("UNSEEN", charset=None))
-        if response.result != "OK":
-            raise ImapError(f"UID SEARCH answered {response.result}")
-        uids: set[int] = set()
-        for line in response.lines[
-            :-1
-        ]:  # aioimaplib hands "* SEARCH 1 2" over as b"1 2"; the last: the status
-            if not isinstance(line, bytes):
-                continue
-            words = line.split()
-            if words and words[0].upper() == b"SEARCH":
-                words = words[1:]
-            if all(word.isdigit() for word in words):
-                uids.update(int(word) for word in words)
-        return sorted(uids)
-
-    async def sizes(self, uids: list[int]) -> dict[int, int]:
-        response = await self.call(self.client.uid("fetch", ",".join(map(str, uids)), "(RFC822.SIZE)"))
-        if response.result != "OK":
-            raise ImapError(f"UID FETCH (RFC822.SIZE) answered {response.result}")
-        found: dict[int, int] = {}
-        for line in response.lines:
-            if not isinstance(line, bytes):
-                continue
-            uid, size = _UID.search(line), _SIZE.search(line)
-            if uid is not None and size is not None:
-                found[int(uid.group(1))] = int(size.group(1))
-        return found
-
-    async def body(self, uid: int) -> bytes | None:
-        """The whole message, peeked (not marked seen); None when the server has no such UID any more."""
-        response = await self.call(self.client.uid("fetch", str(uid), "BODY.PEEK[]"))
-        if response.result != "OK":
-            raise ImapError(f"UID FETCH BODY.PEEK[] answered {response.result}")
-        lines = response.lines
-        for index, line in enumerate(lines[:-1]):
-            if not isinstance(line, bytes) or _BODY_LITERAL.search(line) is None:
-                continue
-            after = lines[index + 2] if index + 2 < len(lines) else b""
-            named = _UID.search(line) or (_UID.search(after) if isinstance(after, bytes) else None)
-            if named is not None and int(named.group(1)) != uid:
-                continue  # an answer about another message (the server may add one unasked)
-            literal = lines[index + 1]
-            if isinstance(literal, bytes | bytearray):
-                return bytes(literal)
-        return None
-
-    async def mark_seen(self, uid: int) -> bool:
-        """``\\Seen`` on ``uid``; False (logged) when the server refused: the message stays unseen."""
-        response = await self.call(self.client.uid("store", str(uid), "+FLAGS.SILENT", r"(\Seen)"))
-        if response.result != "OK":
-            log.warning("imap: uid %s not marked seen (%s); it comes again next round", uid, response.result)
-            return False
-        return True
-
-    async def wait_for_mail(self) -> None:
-        """IDLE until the server pushes anything (new mail) or ``IDLE_RENEW_SECONDS`` pass, then DONE."""
-        idle = await self.call(self.client.idle_start(timeout=IDLE_RENEW_SECONDS))
-        try:
-            push = self.client.wait_server_push(timeout=IDLE_RENEW_SECONDS + COMMAND_TIMEOUT)
-            await self.call(push, limit=None)
-        finally:
-            if not self.lost.is_set():
-                self.client.idle_done()
-        await self.call(idle)
-
-    async def logout(self) -> None:
-        if self.client is None or self.lost.is_set():
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.logout(), 2.0)
-
-    def close(self) -> None:
-        """Drop the socket and every timer aioimaplib still holds (no waiting: ``stop`` is prompt)."""
-        client, self.client = self.client, None
-        if client is None:
-            return
-        waiter = getattr(client, "_idle_waiter", None)
-        if waiter is not None:
-            waiter.cancel()
-        protocol = client.protocol
-        for task in list(client.tasks) + list(getattr(protocol, "tasks", ())):
-            task.cancel()
-        transport = getattr(protocol, "transport", None)
-        if transport is not None:
-            transport.close()
-        connecting = getattr(client, "_client_task", None)
-        if connecting is not None and not connecting.done():
-            connecting.cancel()
-
-
 class ImapPoller:
     """Fetches the mailbox's unseen messages, commits each, then flags it ``\\Seen``; see the module."""
 
@@ -379,7 +187,7 @@ class ImapPoller:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._task: asyncio.Task[None] | None = None
-        self._session: _Session | None = None
+        self._session: ImapSession | None = None
         self.sessions = 0  # sessions opened (logged in): a reconnect shows here
 
     def __repr__(self) -> str:
@@ -392,7 +200,7 @@ class ImapPoller:
     async def check(self) -> None:
         """Log in and open the mailbox once, at start-up: a refused login or mailbox is a ``ConfigError``
         naming the setting. A server that cannot be reached now is only logged: the loop retries."""
-        session = _Session(self._config, ssl_context=self._ssl_context)
+        session = ImapSession(self._config, ssl_context=self._ssl_context)
         try:
             await session.open()
         except LoginRefused as exc:
@@ -488,7 +296,7 @@ class ImapPoller:
 
     async def _session_loop(self, accept: AcceptFn) -> None:
         """One connection: rounds and waits until it fails (``ImapError``) or is cancelled."""
-        session = _Session(self._config, ssl_context=self._ssl_context)
+        session = ImapSession(self._config, ssl_context=self._ssl_context)
         self._session = session
         try:
             await session.open()
@@ -508,13 +316,13 @@ class ImapPoller:
             self._session = None
             session.close()
 
-    async def _sleep(self, session: _Session, seconds: float) -> None:
+    async def _sleep(self, session: ImapSession, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.lost.wait(), seconds)
         if session.lost.is_set():
             raise ImapError("connection lost")
 
-    async def _round(self, session: _Session, accept: AcceptFn) -> _Next:
+    async def _round(self, session: ImapSession, accept: AcceptFn) -> _Next:
         unseen = await session.unseen()
         if not unseen:
             return _Next.WAIT

@@ -29,7 +29,7 @@ from core.messages import Address
 from core.pipeline.strangers import ACKNOWLEDGEMENT
 from core.settings import EmailSettings, SlackSettings, StrangerSettings
 from core.store.models import Customer, InboxRow, OutboxRow, Turn
-from identity.erasure import export
+from identity.export import export
 from identity.linking import IdentityLinks
 from tests.apphost import Served, app_settings, serving
 from tests.fakes.openai_server import FakeOpenAI

@@ -57,7 +57,7 @@ def export_customer(
 
     async def work(store: Services) -> None:
         from core.store.private_files import write_private
-        from identity.erasure import export
+        from identity.export import export
 
         customer_id = await customer_named(store, who)
         document = json.dumps(await export(store.db, store.memory, customer_id), indent=2)

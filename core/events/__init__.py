@@ -8,6 +8,13 @@
 - ``signing``: the Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
 - ``sender``: the lane that sends due deliveries, retried under the same ``webhook-id``, dead after bounded
   tries.
+
+Durable like the outbox: an event is committed with what it reports (a crash before the commit leaves
+neither) and stays queued until a receiver answered 2xx and that answer was recorded. The one repeat
+window: a process killed after the receiver took a delivery and before ``sent`` was recorded; once its
+claim lapses (``worker.lease_seconds``) the delivery is sent again, with the same ``webhook-id`` and body
+(receivers drop repeats by the id, as the Standard Webhooks spec asks). Nothing else is sent twice
+(``tests/test_crash_events.py`` kills the hub mid-stream and counts).
 """
 
 from core.events.record import EVENT_TYPES, record_event

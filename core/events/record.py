@@ -2,7 +2,9 @@
 
 The caller's transaction decides: when it rolls back, no event was recorded; when it commits, every
 endpoint subscribed to the type has a pending delivery (``core.events.sender`` sends it). So a crash loses
-no event, and an event is never told about something that did not happen.
+no event, and an event is never told about something that did not happen. On PostgreSQL the same
+transaction announces the ``events`` lane (``core.store.wakeups``): the lanes of every process sharing the
+store wake when it commits, instead of at their next poll.
 
 What an event carries (``data``): ids (customer, inbox and outbox rows, case, handoff, ledger entry),
 channels and times; never a secret. ``personal`` holds what is personal data: the message text, the
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.store.models import EventDelivery, EventEndpoint, utcnow
+from core.store.wakeups import announce
 
 log = logging.getLogger(__name__)
 
@@ -97,5 +100,6 @@ async def record_event(
                 created_at=now,
             )
         )
+    await announce(session, "events")  # on PostgreSQL: the event lanes wake when this commits
     log.debug("event %s queued for %d endpoints", event_type, len(endpoints))
     return len(endpoints)

@@ -15,7 +15,9 @@ Deliveries are independent (no order per endpoint: one failing event does not ho
 receivers order by the payload's ``timestamp``). The window for a repeat: a process killed after the
 receiver answered and before ``sent`` was recorded leaves the claim to lapse, and the delivery is sent
 again with the same ``webhook-id`` (receivers drop repeats by it, as the Standard Webhooks spec asks).
-The lane polls every ``worker.poll_interval`` (a new event waits at most that long).
+On PostgreSQL a recorded event wakes the lane of every process at once (``record_event`` announces it:
+``core.store.wakeups``); the lane also polls every ``worker.poll_interval`` (on SQLite a new event waits at
+most that long), which is also how a retry falling due or a lapsed claim is found.
 """
 
 from __future__ import annotations

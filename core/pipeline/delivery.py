@@ -34,7 +34,7 @@ from core.messages import Address, OutboundMessage, buttons_from
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.delivery_status import settle_outbox, upsert_part
-from core.pipeline.handoff import open_handoff_row
+from core.pipeline.handoff_rows import open_handoff_row
 from core.pipeline.lanes import LaneLoop
 from core.ports import FileSource, Sender, UsesFileSource
 from core.settings import WorkerSettings

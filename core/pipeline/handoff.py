@@ -15,13 +15,10 @@ the delivery lane withholds any bot answer still in the outbox (``core.pipeline.
 that the customer's own action asks for (a proof code's answer, STOP) are not the bot speaking and still
 go.
 
-An operator's reply (``Handoffs.reply``) goes out on the customer's most recent private conversation
-(or the channel asked for) through the outbox, under the idempotency key ``operator:<key>``: the same
-key twice is one message. It is logged as an ``operator`` turn with the operator's name and written to
-memory like the customer's words, so the bot knows after the hand-back what the person said. It may carry
-files (checked beforehand by ``core.media.outbound.check_outgoing``): they are stored when the reply is
-accepted (a repeated key stores nothing), recorded as ``attachments`` rows of the outbox row in the same
-transaction, sent after the text by the channel, and named in the turn (``[attached: ...]``).
+An operator's reply (``Handoffs.reply``, written by ``core.pipeline.handoff_reply``) goes out through the
+outbox once per idempotency key, is logged as an ``operator`` turn and remembered, and makes the person
+the conversation's owner. The rows both share (the open handoff, its events, ``record_action``) are in
+``core.pipeline.handoff_rows``.
 
 The team's side (``core.pipeline.handoff_team``): a new handoff and an escalation are notices to the
 team's Slack channel and/or email address, and ``escalate_due`` escalates every waiting handoff nobody has
@@ -34,8 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,26 +40,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
-from core.events import record_event
-from core.media.intake import describe
-from core.media.outbound import OutgoingFile, record_outgoing, store_outgoing
-from core.memory.policy import queue_memory_write
+from core.media.outbound import OutgoingFile
 from core.metrics import Metrics
+from core.pipeline.handoff_reply import MAX_REPLY_CHARS as MAX_REPLY_CHARS  # the console's limit too
+from core.pipeline.handoff_reply import OperatorReply, send_reply
+from core.pipeline.handoff_rows import OPEN, handoff_event, live_customer, open_handoff_row
+from core.pipeline.handoff_rows import record_action as record_action  # the console records with it
 from core.pipeline.handoff_team import Escalations, TeamNotices
 from core.pipeline.working_hours import WorkingHours
 from core.ports import MediaStore
 from core.settings import HandoffSettings, MemorySettings
 from core.store.db import Database
-from core.store.models import Customer, Handoff, InboxRow, OperatorAction, OptOut, OutboxRow, Turn, utcnow
-from core.store.wakeups import announce
+from core.store.models import Handoff, utcnow
 
 log = logging.getLogger(__name__)
 
-OPEN = ("waiting", "owned")
 # how the reply begins when the LLM failed for good (``fallback``; the worker's bare one too)
 FALLBACK_OPENING = "Sorry, I can't answer right now because of a technical problem. Your message is saved"
-MAX_REPLY_CHARS = 4000
-_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,54 +101,6 @@ class HandoffView:
             closed_at=row.closed_at,
             closed_by=row.closed_by,
         )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OperatorReply:
-    outbox_id: int
-    customer_id: str
-    channel: str
-    turn_id: int | None
-    duplicate: bool  # the key was used before: nothing new was written
-
-
-async def record_action(
-    session: AsyncSession,
-    *,
-    operator: str,
-    action: str,
-    customer_id: str | None = None,
-    subject: str | None = None,
-) -> None:
-    """Record what an operator did (``operator_actions``), in the caller's transaction."""
-    session.add(OperatorAction(operator=operator, action=action, customer_id=customer_id, subject=subject))
-
-
-async def _handoff_event(session: AsyncSession, event_type: str, row: Handoff) -> None:
-    """The business's event (``core.events``) for a handoff opened or closed, in its transaction."""
-    await record_event(
-        session,
-        event_type,
-        {
-            "handoff_id": row.id,
-            "customer_id": row.customer_id,
-            "status": row.status,
-            "requested_by": row.requested_by,
-            "operator": row.operator,
-            "channel": row.channel,
-            "inbox_id": row.inbox_id,
-            "opened_at": row.opened_at,
-            "closed_at": row.closed_at,
-            "closed_by": row.closed_by,
-        },
-        personal={"note": row.note},
-    )
-
-
-async def open_handoff_row(session: AsyncSession, customer_id: str) -> Handoff | None:
-    return await session.scalar(
-        select(Handoff).where(Handoff.customer_id == customer_id, Handoff.status.in_(OPEN))
-    )
 
 
 class Handoffs:
@@ -252,7 +196,7 @@ class Handoffs:
         session.add(row)
         await session.flush()
         self._notices.add_in(session, row, "opened")
-        await _handoff_event(session, "handoff.requested", row)
+        await handoff_event(session, "handoff.requested", row)
         if self.metrics is not None:
             self.metrics.handoffs_opened.labels(requested_by).inc()
         log.info("handoff %s opened for customer %s (%s)", row.id, customer_id, requested_by)
@@ -260,20 +204,12 @@ class Handoffs:
 
     # ----- operators ---------------------------------------------------------------------------------
 
-    async def _live_customer(self, session: AsyncSession, customer_id: str) -> Customer:
-        customer = await session.get(Customer, customer_id)
-        if customer is None:
-            raise NotFound(f"no customer {customer_id} (unknown or forgotten)")
-        if customer.merged_into is not None:
-            raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}: act on that one")
-        return customer
-
     async def take(self, customer_id: str, *, operator: str, note: str | None = None) -> HandoffView:
         """``operator`` owns the conversation (a waiting handoff is taken; none open: one is opened).
         ``Conflict`` when another operator owns it; taking one's own again changes nothing."""
         now = utcnow()
         async with self._db.session() as session:
-            await self._live_customer(session, customer_id)
+            await live_customer(session, customer_id)
             row = await open_handoff_row(session, customer_id)
             if row is not None and row.status == "owned" and row.operator != operator:
                 raise Conflict(f"the conversation is owned by {row.operator}; they must hand it back first")
@@ -301,7 +237,7 @@ class Handoffs:
             except IntegrityError as exc:  # another process opened one at the same moment
                 raise Conflict("the conversation was just taken over; reload and try again") from exc
             if row.requested_by == "operator" and row.taken_at == now:  # opened here, by the operator
-                await _handoff_event(session, "handoff.requested", row)
+                await handoff_event(session, "handoff.requested", row)
             await record_action(session, operator=operator, action="take_over", customer_id=customer_id)
             view = HandoffView.of(row)
         log.info("handoff %s: customer %s taken over by an operator", view.id, customer_id)
@@ -315,26 +251,10 @@ class Handoffs:
                 raise NotFound(f"customer {customer_id} has no open handoff")
             row.status, row.closed_at, row.closed_by = "closed", utcnow(), operator
             await record_action(session, operator=operator, action="hand_back", customer_id=customer_id)
-            await _handoff_event(session, "handoff.closed", row)
+            await handoff_event(session, "handoff.closed", row)
             view = HandoffView.of(row)
         log.info("handoff %s: customer %s handed back to the bot", view.id, customer_id)
         return view
-
-    async def _reply_target(self, session: AsyncSession, customer_id: str, channel: str | None) -> InboxRow:
-        """The customer's most recent message in a private conversation (on ``channel``, if given) whose
-        sender a reply may go to: never a group, never an email whose sender nobody vouched for."""
-        query = select(InboxRow).where(
-            InboxRow.customer_id == customer_id,
-            InboxRow.private.is_(True),
-            (InboxRow.reply_policy.is_(None)) | (InboxRow.reply_policy != "acknowledge"),
-        )
-        if channel is not None:
-            query = query.where(InboxRow.channel == channel)
-        found = await session.scalar(query.order_by(InboxRow.id.desc()).limit(1))
-        if found is None:
-            where = f" on {channel}" if channel else ""
-            raise Conflict(f"customer {customer_id} has no private conversation{where} to reply in")
-        return found
 
     async def reply(
         self,
@@ -348,115 +268,21 @@ class Handoffs:
         store: MediaStore | None = None,
     ) -> OperatorReply:
         """Send a person's reply on the customer's channel, once per ``key``; the person owns the
-        conversation from now on if nobody did. ``files`` (checked; kept in ``store``) go with it.
-        ``NotFound``: no such customer (or forgotten); ``Conflict``: nowhere to reply, or the recipient
-        opted out; ``ValueError``: empty (no text and no file) or too long."""
-        body = text.strip()
-        if not body and not files:
-            raise ValueError("the reply is empty")
-        if files and store is None:
-            raise ValueError("files need the media store")
-        if len(body) > MAX_REPLY_CHARS:
-            raise ValueError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
-        if key is not None and not _KEY.match(key):
-            raise ValueError("the idempotency key must be 8 to 64 letters, digits or _ . : -")
-        idempotency_key = f"operator:{key or secrets.token_hex(16)}"
-        now = utcnow()
-        async with self._db.session() as session:
-            earlier = await session.scalar(
-                select(OutboxRow).where(OutboxRow.idempotency_key == idempotency_key)
-            )
-            if earlier is not None:
-                if earlier.customer_id != customer_id:
-                    raise Conflict("this idempotency key was used for another customer")
-                return OperatorReply(
-                    outbox_id=earlier.id,
-                    customer_id=customer_id,
-                    channel=earlier.channel,
-                    turn_id=None,
-                    duplicate=True,
-                )
-            await self._live_customer(session, customer_id)
-            target = await self._reply_target(session, customer_id, channel)
-            if await session.get(OptOut, target.sender) is not None:
-                raise Conflict(f"the customer opted out on {target.channel}: nothing can be sent there")
-            # kept only now that the reply will be written (content-addressed: a file kept already is
-            # not written again); a reply that fails below leaves at most a file nobody points to
-            kept = await store_outgoing(store, files) if store is not None and files else []
-            outbox = OutboxRow(
-                idempotency_key=idempotency_key,
-                channel=target.channel,
-                recipient=target.sender,
-                customer_id=customer_id,
-                reply_target=dict(target.reply_target),
-                text=body,
-                status="pending",
-                origin="operator",
-            )
-            turn = Turn(
-                customer_id=customer_id,
-                channel=target.channel,
-                address=target.sender,
-                role="operator",
-                operator=operator,
-                text="\n".join(part for part in (body, describe(kept)) if part),
-                created_at=now,
-                vouched=True,
-            )
-            session.add_all([outbox, turn])
-            handoff = await open_handoff_row(session, customer_id)
-            opened = handoff is None
-            if handoff is None:
-                handoff = Handoff(
-                    customer_id=customer_id,
-                    status="owned",
-                    requested_by="operator",
-                    operator=operator,
-                    opened_at=now,
-                    taken_at=now,
-                    answered_at=now,
-                )
-                session.add(handoff)
-            else:
-                if handoff.status == "waiting":
-                    handoff.status, handoff.operator, handoff.taken_at = "owned", operator, now
-                    if self.metrics is not None:
-                        self.metrics.handoff_wait_seconds.observe((now - handoff.opened_at).total_seconds())
-                handoff.answered_at = handoff.answered_at or now
-            try:
-                await session.flush()
-            except IntegrityError as exc:
-                raise Conflict("the conversation changed hands just now; reload and try again") from exc
-            if opened:  # the operator's reply took the conversation over: a handoff opened here
-                await _handoff_event(session, "handoff.requested", handoff)
-            if kept:
-                record_outgoing(
-                    session,
-                    outbox_id=outbox.id,
-                    customer_id=customer_id,
-                    channel=target.channel,
-                    files=kept,
-                )
-            await queue_memory_write(
-                session,
-                self._memory_settings,
-                customer_id=customer_id,
-                channel=target.channel,
-                turn_ids=[turn.id],
-            )
-            await record_action(
-                session, operator=operator, action="reply", customer_id=customer_id, subject=str(outbox.id)
-            )
-            await announce(session, "outbox", "memory")
-            result = OperatorReply(
-                outbox_id=outbox.id,
-                customer_id=customer_id,
-                channel=target.channel,
-                turn_id=turn.id,
-                duplicate=False,
-            )
-        log.info("operator reply %s to customer %s on %s", result.outbox_id, customer_id, result.channel)
-        return result
+        conversation from now on if nobody did (``core.pipeline.handoff_reply``). ``files`` (checked; kept
+        in ``store``) go with it. ``NotFound``: no such customer (or forgotten); ``Conflict``: nowhere to
+        reply, or the recipient opted out; ``ValueError``: empty (no text and no file) or too long."""
+        return await send_reply(
+            self._db,
+            self._memory_settings,
+            self.metrics,
+            customer_id,
+            text=text,
+            operator=operator,
+            channel=channel,
+            key=key,
+            files=files,
+            store=store,
+        )
 
     # ----- escalation (``core.pipeline.handoff_team``) -------------------------------------------------
 

@@ -186,9 +186,12 @@ class Hub:
         return self.role != "worker"
 
     def _wake_lane(self, lane: str) -> None:
-        {"inbox": self.worker.lanes, "outbox": self.delivery.lanes, "memory": self.memory_writer.lanes}[
-            lane
-        ].wake()
+        {
+            "inbox": self.worker.lanes,
+            "outbox": self.delivery.lanes,
+            "memory": self.memory_writer.lanes,
+            "events": self.events.lanes,
+        }[lane].wake()
 
     async def start(self) -> None:
         if self.runs_lanes:

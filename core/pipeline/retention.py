@@ -9,6 +9,8 @@ What goes, once older than the cutoff:
 - closed ``handoffs``, by when they were closed, and the operators' audit log (``operator_actions``), by when
   the action was taken;
 - resolved ``cases``, by when they were resolved (``core.pipeline.cases``);
+- ``event_deliveries`` that are finished (``sent``, ``dead``, ``cancelled``), by when the event happened
+  (``core.events``): the delivery log of the business's webhooks;
 - ``attachments`` rows, with their messages (by when the message came; never those of a message still
   pending or a reply still to send), and their bytes in the media store once no row holds them
   (``core.media.unreferenced``: the same file another customer sent more recently stays);
@@ -17,8 +19,8 @@ What goes, once older than the cutoff:
 
 What stays: anything still pending (a message not yet answered, a reply not yet sent: nothing
 acknowledged is dropped), an open handoff however old (the bot stays silent until a person hands it back),
-an open case however old (the problem is still the customer's),
-customers and their handles, the identity ledger (the audit of who is who; a
+an open case however old (the problem is still the customer's), an event delivery still to send (pending,
+or failed with a retry due), customers and their handles, the identity ledger (the audit of who is who; a
 forgotten customer's entries are already redacted by ``identity.erasure``), and opt-outs (STOP must keep
 working). A memory outage skips the memories this round; the next round catches up.
 
@@ -46,6 +48,7 @@ from core.store.models import (
     AttachmentRow,
     Case,
     Customer,
+    EventDelivery,
     Handoff,
     InboxRow,
     LinkChallenge,
@@ -60,6 +63,8 @@ from core.store.models import (
 log = logging.getLogger(__name__)
 
 ROUND_LEASE = "retention"
+# event deliveries nothing will send again (``pending`` and ``failed`` ones are still to send)
+FINISHED_DELIVERIES = ("sent", "dead", "cancelled")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +188,12 @@ class Retention:
             )
             await drop("operator_actions", delete(OperatorAction).where(OperatorAction.at < cutoff))
             await drop("cases", delete(Case).where(Case.status == "resolved", Case.resolved_at < cutoff))
+            await drop(
+                "event_deliveries",
+                delete(EventDelivery).where(
+                    EventDelivery.status.in_(FINISHED_DELIVERIES), EventDelivery.created_at < cutoff
+                ),
+            )
         return removed, digests
 
     async def run_round(self) -> RetentionReport | None:

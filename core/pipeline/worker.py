@@ -6,13 +6,14 @@ customers concurrently, at most ``worker.concurrency`` at once):
 1. resolve the sender to a customer (stamped on the row, so ordering is per customer);
 2. run the agent (recall → prompt → LLM, or offline templates);
 3. in ONE transaction: mark the row done (only if still pending), log both turns, write the reply to
-   the outbox under the idempotency key ``reply:<inbox id>``, and queue the memory write.
+   the outbox under the idempotency key ``reply:<inbox id>``, and queue the memory write
+   (``core.pipeline.worker_commit``, which holds the worker's transactions).
 
 Before the agent, the chain of interceptions (``core.pipeline.interceptions``: opt-out keywords, the
 strangers' acknowledgement, the identity layer's proof codes, claims and attestations) may answer a message
-itself: the first that does decides what is committed, in one transaction (``_commit_outcome``): the row's
-text replaced where a code must not stay, the reply and notices to the outbox, an opt-out recorded or
-lifted, and the turns logged and remembered only where the interception keeps the message.
+itself: the first that does decides what is committed, in one transaction (``commit_outcome``): the
+row's text replaced where a code must not stay, the reply and notices to the outbox, an opt-out recorded
+or lifted, and the turns logged and remembered only where the interception keeps the message.
 
 Every message carries the channel's word on its sender (``InboundMessage.sender_assurance``). A message
 nobody vouches for (a bare email ``From:``, the console) is answered from that handle's own history only,
@@ -33,32 +34,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
-from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agent.agent import Agent, AgentTurn, CaseAction
 from core.errors import ClaimLost, LLMError, MediaUnavailable
-from core.events import record_event
 from core.media.intake import MediaIntake, describe, refusals
-from core.memory.policy import queue_memory_write
-from core.messages import BUTTONS_KEY, Address, Assurance, Attachment, Button
+from core.messages import Address, Assurance, Attachment
 from core.metrics import Metrics
 from core.pipeline.backoff import next_attempt
 from core.pipeline.cases import Cases
-from core.pipeline.handoff import FALLBACK_OPENING, Handoffs, open_handoff_row
+from core.pipeline.handoff import FALLBACK_OPENING, Handoffs
 from core.pipeline.handoff_requests import HandoffInterception
 from core.pipeline.interceptions import Claimed, Outcome, chain
 from core.pipeline.lanes import LaneLoop
 from core.pipeline.ratings import RatingInterception, Ratings
 from core.pipeline.strangers import Strangers
+from core.pipeline.worker_commit import assurance_of, commit_outcome, commit_reply
 from core.ports import IdentityResolver, Interceptor
 from core.settings import MemorySettings, StrangerSettings, WorkerSettings
 from core.store.db import Database
 from core.store.leases import Claim, Leases
-from core.store.models import Identity, InboxRow, OptOut, OutboxRow, Turn, utcnow
-from core.store.wakeups import announce
+from core.store.models import Identity, InboxRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +65,6 @@ FALLBACK_REPLY = f"{FALLBACK_OPENING}; please write again in a little while."
 # senders resolved per pass of the dispatcher: a burst of new senders is resolved in slices, between
 # which the lanes yield to webhooks being acknowledged (``core.pipeline.ingress``)
 STAMP_BATCH = 64
-
-
-def _assurance(value: str | None) -> Assurance:
-    """The channel's word on a row's sender; a row from before it was recorded counts as unverified."""
-    try:
-        return Assurance(value) if value else Assurance.UNVERIFIED
-    except ValueError:
-        return Assurance.UNVERIFIED
 
 
 class InboxWorker:
@@ -102,7 +91,7 @@ class InboxWorker:
         self._leases = leases or Leases(db, ttl=settings.lease_seconds)
         self._strangers = strangers or Strangers(StrangerSettings())
         self._resolver = resolver
-        # support cases (``core.pipeline.cases``): opened and resolved in ``_commit_reply``; rated last
+        # support cases (``core.pipeline.cases``): opened and resolved in ``commit_reply``; rated last
         self._cases = Cases(db, metrics=metrics)
         self._ratings = Ratings(db, metrics=metrics)
         self._chain = (
@@ -143,7 +132,7 @@ class InboxWorker:
         for done, (inbox_id, sender, assurance) in enumerate(rows):
             if done and done % 8 == 0:
                 await self.lanes.pace()  # let webhooks being acknowledged go first
-            address, vouched_by = Address.parse(sender), _assurance(assurance)
+            address, vouched_by = Address.parse(sender), assurance_of(assurance)
             if vouched_by is Assurance.UNVERIFIED and not await self._may_create(address):
                 await self._refuse_stranger(inbox_id)
                 continue
@@ -238,7 +227,7 @@ class InboxWorker:
             row=row,
             customer_id=customer_id,
             sender=sender,
-            vouched_by=_assurance(row.sender_assurance),
+            vouched_by=assurance_of(row.sender_assurance),
             fence=claim.fence,
         )
         for link in self._chain:
@@ -291,11 +280,16 @@ class InboxWorker:
         refused = refusals(attachments)
         if refused and handoff is None:  # the customer hears which files were not taken, first
             text = f"{refused}\n\n{text}"
-        if await self._commit_reply(
+        if await commit_reply(
+            self._db,
             claim,
             row,
             resolution.customer_id,
             text,
+            memory_settings=self._memory_settings,
+            handoffs=self._handoffs,
+            support_cases=self._cases,
+            metrics=self._metrics,
             handoff=handoff,
             note=note,
             recalled=recalled,
@@ -308,59 +302,22 @@ class InboxWorker:
             self._wake_downstream()
 
     async def _commit_outcome(self, claim: Claim, row: InboxRow, outcome: Outcome) -> None:
-        """Write what an interception decided (``core.pipeline.interceptions``), in one transaction."""
+        """Write what an interception decided (``core.pipeline.worker_commit``), in one transaction."""
         # an identity interception may have linked the sender elsewhere: the reply belongs to its customer
         customer_id = (await self._resolver.resolve(Address.parse(row.sender))).customer_id
-        stored = row.text if outcome.stored_text is None else outcome.stored_text
-        async with self._db.session() as session:
-            claimed = await session.execute(
-                update(InboxRow)
-                .where(claim.held(), InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None, text=stored, lease_until=None)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
-                return
-            if outcome.opt_out is not None:
-                opted_out = await session.get(OptOut, row.sender)
-                if outcome.opt_out and opted_out is None:
-                    session.add(OptOut(address=row.sender))
-                elif not outcome.opt_out and opted_out is not None:
-                    await session.delete(opted_out)
-            if outcome.case_rating is not None:
-                case_id, rating = outcome.case_rating
-                await self._ratings.rate_in(session, customer_id=customer_id, case_id=case_id, rating=rating)
-            reply = outcome.reply
-            if outcome.acknowledge:
-                reply = await self._strangers.acknowledgement(session, row.sender)
-            if outcome.handoff is not None and self._handoffs is not None:
-                opened = await self._handoffs.open_in(
-                    session,
-                    customer_id=customer_id,
-                    requested_by=outcome.handoff,
-                    channel=row.channel,
-                    inbox_id=row.id,
-                )
-                if opened is None:  # a person took the conversation meanwhile: nothing more to say
-                    reply = None
-            if reply is not None:
-                origin = "handoff" if outcome.handoff is not None else None
-                session.add(self._outbox_row(row, customer_id, reply, origin=origin))
-            if outcome.keep:
-                await self._log_turns(session, row, customer_id, stored, reply)
-            await announce(session, "outbox", "memory")
-            for notice in outcome.notices:
-                session.add(
-                    OutboxRow(
-                        idempotency_key=notice.idempotency_key,
-                        channel=notice.recipient.channel,
-                        recipient=str(notice.recipient),
-                        customer_id=customer_id,
-                        reply_target={"one_time": True} if notice.one_time else {},
-                        text=notice.text,
-                        status="pending",
-                    )
-                )
+        written, reply = await commit_outcome(
+            self._db,
+            claim,
+            row,
+            outcome,
+            customer_id=customer_id,
+            memory_settings=self._memory_settings,
+            ratings=self._ratings,
+            strangers=self._strangers,
+            handoffs=self._handoffs,
+        )
+        if not written:
+            return
         if reply is not None:
             self._metrics.replies.labels(row.channel, outcome.label).inc()
         log.info(
@@ -377,87 +334,6 @@ class InboxWorker:
         for loop in self._downstream:
             loop.wake()
 
-    async def _log_turns(
-        self,
-        session: AsyncSession,
-        row: InboxRow,
-        customer_id: str,
-        said: str,
-        reply: str | None,
-        *,
-        recalled: list[str] | None = None,
-    ) -> list[int]:
-        """Log what the customer said (and the reply) and queue its memory write (``core.memory.policy``).
-        Both turns are vouched for as far as the channel vouched for the message. Returns their ids."""
-        vouched = _assurance(row.sender_assurance) is not Assurance.UNVERIFIED
-
-        def turn(role: str, text: str, at: datetime, provider_id: str | None) -> Turn:
-            return Turn(
-                customer_id=customer_id,
-                channel=row.channel,
-                address=row.sender,
-                role=role,
-                text=text,
-                inbox_id=row.id,
-                provider_message_id=provider_id,
-                created_at=at,
-                vouched=vouched,
-            )
-
-        turns = [turn("customer", said, row.received_at, row.provider_message_id)]
-        if reply is not None:
-            answer = turn("assistant", reply, utcnow(), None)
-            answer.recalled = recalled
-            turns.append(answer)
-        session.add_all(turns)
-        await session.flush()
-        await queue_memory_write(
-            session,
-            self._memory_settings,
-            customer_id=customer_id,
-            channel=row.channel,
-            turn_ids=[turn.id for turn in turns],
-        )
-        await record_event(
-            session,
-            "message.received",
-            {
-                "inbox_id": row.id,
-                "customer_id": customer_id,
-                "channel": row.channel,
-                "provider_message_id": row.provider_message_id,
-                "private": row.private,
-                "vouched": vouched,
-                "received_at": row.received_at,
-            },
-            personal={"text": said, "sender": row.sender},
-        )
-        return [turn.id for turn in turns]
-
-    def _outbox_row(
-        self,
-        row: InboxRow,
-        customer_id: str,
-        text: str,
-        *,
-        origin: str | None,
-        buttons: tuple[Button, ...] = (),
-    ) -> OutboxRow:
-        reply_target = dict(row.reply_target)
-        if buttons:
-            reply_target[BUTTONS_KEY] = [[button.label, button.value] for button in buttons]
-        return OutboxRow(
-            origin=origin,
-            inbox_id=row.id,
-            idempotency_key=f"reply:{row.id}",
-            channel=row.channel,
-            recipient=row.sender,
-            customer_id=customer_id,
-            reply_target=reply_target,
-            text=text,
-            status="pending",
-        )
-
     async def _retry_later(self, claim: Claim, attempts: int, reason: str) -> None:
         due = next_attempt(
             utcnow(), attempts, base=self._settings.backoff_base, cap=self._settings.backoff_max
@@ -469,65 +345,3 @@ class InboxWorker:
                 .values(attempts=attempts, next_attempt_at=due, last_error=reason, lease_until=None)
             )
         log.info("inbox %s: attempt %d failed (%s); retrying later", claim.row_id, attempts, reason)
-
-    async def _commit_reply(
-        self,
-        claim: Claim,
-        row: InboxRow,
-        customer_id: str,
-        text: str,
-        *,
-        handoff: str | None = None,
-        note: str | None = None,
-        recalled: list[str] | None = None,
-        cases: tuple[CaseAction, ...] = (),
-        offline: bool = False,
-        said: str | None = None,
-    ) -> bool:
-        """Mark the row done and write the reply, turns and memory job in one transaction, if this
-        process still holds its claim on the row (``core.store.leases``).
-
-        ``handoff``: the reply opens a handoff, asked for by this (the LLM's tool, the fallback). When a
-        person took the conversation over while the agent was answering, the customer's message is
-        logged and remembered and the agent's answer is dropped: the bot says nothing more."""
-        async with self._db.session() as session:
-            claimed = await session.execute(
-                update(InboxRow)
-                .where(claim.held(), InboxRow.status == "pending")
-                .values(status="done", finished_at=utcnow(), last_error=None, lease_until=None)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                log.info("inbox %s: answered elsewhere or its claim lapsed; nothing written", row.id)
-                return False
-            said = row.text if said is None else said  # the message, with its files described
-            if await open_handoff_row(session, customer_id) is not None:
-                log.info("inbox %s: a person owns the conversation; the agent's answer is dropped", row.id)
-                await self._log_turns(session, row, customer_id, said, None)
-                await announce(session, "memory")
-                return False
-            if handoff is not None and self._handoffs is not None:
-                await self._handoffs.open_in(
-                    session,
-                    customer_id=customer_id,
-                    requested_by=handoff,
-                    channel=row.channel,
-                    inbox_id=row.id,
-                    note=note,
-                )
-            change = await self._cases.apply_in(
-                session,
-                customer_id=customer_id,
-                channel=row.channel,
-                said=said,
-                actions=cases,
-                offline=offline,
-            )
-            text = change.reply(text)
-            origin = "handoff" if handoff is not None else "bot"
-            # the rating question's buttons, where only the customer reads them (a group could press them)
-            buttons = change.buttons() if row.private is True else ()
-            session.add(self._outbox_row(row, customer_id, text, origin=origin, buttons=buttons))
-            turn_ids = await self._log_turns(session, row, customer_id, said, text, recalled=recalled)
-            await change.attach_in(session, turn_ids=turn_ids, channel=row.channel, metrics=self._metrics)
-            await announce(session, "outbox", "memory")
-        return True

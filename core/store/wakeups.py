@@ -1,12 +1,12 @@
 """Wake-ups across processes: PostgreSQL ``LISTEN``/``NOTIFY`` tells other processes there is new work.
 
-A transaction that makes work for a lane (an inbox row, a reply in the outbox, a memory job) calls
-``announce(session, lane, ...)``: on PostgreSQL that is ``pg_notify`` inside the same transaction, so the
-notification leaves only if and when the work is committed. A process running lanes keeps one
-connection that ``LISTEN``s (``WakeupListener``) and wakes the named lanes at once; the lanes still poll
-every ``worker.poll_interval`` for what no notification announces (a retry falling due, a lapsed lease),
-and when the listening connection is down (it reconnects with backoff). On SQLite (one serving process)
-``announce`` does nothing: the process wakes its own lanes.
+A transaction that makes work for a lane (an inbox row, a reply in the outbox, a memory job, an event
+delivery) calls ``announce(session, lane, ...)``: on PostgreSQL that is ``pg_notify`` inside the same
+transaction, so the notification leaves only if and when the work is committed. A process running lanes
+keeps one connection that ``LISTEN``s (``WakeupListener``) and wakes the named lanes at once; the lanes
+still poll every ``worker.poll_interval`` for what no notification announces (a retry falling due, a
+lapsed lease), and when the listening connection is down (it reconnects with backoff). On SQLite (one
+serving process) ``announce`` does nothing: the process wakes its own lanes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 log = logging.getLogger(__name__)
 
 CHANNEL = "threadline_work"
-LANES = frozenset({"inbox", "outbox", "memory"})
+LANES = frozenset({"inbox", "outbox", "memory", "events"})
 RECONNECT_MAX = 10.0
 
 

@@ -37,7 +37,8 @@ from core.media.links import links_for
 from core.pipeline.dead_letters import count_dead_letters
 from core.pipeline.hub import ROLES, Hub, Role
 from core.settings import Settings, load_settings
-from core.web.admin import REPLY_PATH, admin_router, reply_body_limit
+from core.web.admin import admin_router
+from core.web.admin_handoffs import REPLY_PATH, reply_body_limit
 from core.web.console import REPLY_PATH as CONSOLE_REPLY_PATH
 from core.web.console import console_router
 from core.web.console import reply_body_limit as console_reply_body_limit

@@ -13,7 +13,8 @@ from core.messages import Address, InboundMessage
 from core.pipeline.cases import list_cases
 from core.pipeline.hub import Hub
 from core.store.models import Case
-from identity.erasure import export, forget
+from identity.erasure import forget
+from identity.export import export
 from identity.linking import IdentityLinks
 from identity.views import ExportOut
 from tests.core.harness import make_settings, running_hub

@@ -20,7 +20,8 @@ from core.messages import Address, InboundMessage
 from core.pipeline.hub import Hub
 from core.settings import HandoffSettings
 from core.store.models import IdentityEvent, MemoryMove, OperatorAction, OutboxRow
-from identity.erasure import export, forget
+from identity.erasure import forget
+from identity.export import export
 from identity.ledger import current_state, ledger, replay
 from identity.linking import IdentityLinks
 from identity.views import ExportOut

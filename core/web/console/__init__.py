@@ -9,6 +9,7 @@ customer's timeline every few seconds. No CDN, no inline script or style (``rend
 - ``auth``: sign-in, sessions, CSRF, roles, sign-in limits (the accounts: ``core.store.operators``);
 - ``views``: what the inbox and a customer's page read; ``overview`` and ``charts``: the overview page;
 - ``files``: a customer's file, downloaded (operators only, as an attachment, never rendered);
+- ``events``: the event webhooks page (admins: endpoints registered, listed, deleted; deliveries retried);
 - ``pages``: the GET routes; ``actions``: the POST routes (take over, hand back, reply, with files if
   any; admin: link, unlink, merge, undo, forget, retry).
 
@@ -26,6 +27,7 @@ from core.compose import Services
 from core.settings import Settings
 from core.web.console.actions import REPLY_PATH, add_action_routes, reply_body_limit
 from core.web.console.auth import Console, add_auth_routes
+from core.web.console.events import add_event_routes
 from core.web.console.files import add_file_routes
 from core.web.console.pages import add_page_routes
 from core.web.console.render import ConsoleRoute
@@ -41,4 +43,5 @@ def console_router(services: Callable[[], Services], settings: Settings) -> APIR
     add_page_routes(router, console)
     add_action_routes(router, console)
     add_file_routes(router, console)
+    add_event_routes(router, console)
     return router

@@ -12,7 +12,8 @@
 - **CSRF**: every console POST carries the session's token, in the form field ``csrf_token`` or the header
   ``X-CSRF-Token`` (htmx); missing or wrong is 403 and nothing is done.
 - **Roles**: an ``agent`` takes over, replies and hands back; an ``admin`` may also link, unlink, merge,
-  undo merges, forget, export and retry dead letters (``require_admin``: 403 for an agent).
+  undo merges, forget, export, retry dead letters and manage event webhooks (``require_admin``: 403 for an
+  agent).
 
 Logs name operators by id and client addresses never; no password or token is logged.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,8 @@ from core.store.db import Database
 from core.store.leases import Leases
 from core.store.models import EventDelivery, EventEndpoint, utcnow
 from tests.core.events.receiver import Receiver
+from tests.core.harness import make_settings
+from tests.fakes.recording import RecordingSender
 
 
 @pytest.fixture
@@ -115,3 +118,35 @@ async def test_two_processes_never_send_one_delivery_twice(db: Database) -> None
         assert [r.answered for r in receiver.at("/hook")] == [204]
         (done,) = await deliveries(db)
         assert done.status == "sent" and done.attempts == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_event_committed_elsewhere_wakes_the_event_lane_by_notify(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """Another process commits an event (here: a session of its own); a ``worker`` hub that polls only once
+    a minute sends it at once: ``record_event`` announced the ``events`` lane and the hub woke it."""
+    from core.compose import wire
+
+    settings = make_settings(tmp_path, database_url=database_url, poll_interval=60.0).model_copy(
+        update={"events": EventSettings(allow_private=True)}
+    )
+    async with Receiver() as receiver:
+        row = await endpoint(db, receiver.url_for("/hook"), ["case.opened"])
+        receiver.secrets["/hook"] = row.secret
+        hub = (await wire(settings, senders={"telegram": RecordingSender("telegram")}, role="worker")).hub
+        await hub.start()
+        try:
+            assert hub._listener is not None
+            await asyncio.wait_for(hub._listener.connected.wait(), 10)
+            await asyncio.sleep(0.3)  # the rounds woken on connecting have passed: only a NOTIFY wakes it now
+            for n in range(1, 3):
+                async with db.session() as session:
+                    await record_event(session, "case.opened", {"case_id": n})
+                async with asyncio.timeout(20):  # far under the 60 s poll
+                    while len(receiver.at("/hook", "case.opened")) < n:
+                        await asyncio.sleep(0.02)
+        finally:
+            await hub.stop()
+    assert [r.payload["data"]["case_id"] for r in receiver.at("/hook", "case.opened")] == [1, 2]
+    assert all(r.status == "sent" for r in await deliveries(db))

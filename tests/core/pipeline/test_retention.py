@@ -19,6 +19,8 @@ from core.settings import RetentionSettings
 from core.store.models import (
     Case,
     Customer,
+    EventDelivery,
+    EventEndpoint,
     Handoff,
     Identity,
     InboxRow,
@@ -201,6 +203,49 @@ async def test_retention_removes_resolved_cases_by_their_resolution_but_never_an
     assert later.removed["cases"] == 1
     async with hub.db.read() as session:
         assert [c.status for c in await session.scalars(select(Case))] == ["open"]
+
+
+async def test_retention_removes_finished_event_deliveries_but_never_one_still_to_send(hub: Hub) -> None:
+    now = utcnow()
+    old, recent = now - timedelta(days=90), now - timedelta(days=1)
+    async with hub.db.session() as session:
+        endpoint = EventEndpoint(
+            url="https://93.184.216.34/hook", event_types=["case.opened"], secret="whsec_x"
+        )
+        session.add(endpoint)
+        await session.flush()
+
+        def delivery(name: str, status: str, created_at: datetime) -> EventDelivery:
+            return EventDelivery(
+                webhook_id=f"msg_{name}",
+                endpoint_id=endpoint.id,
+                event_type="case.opened",
+                payload={"type": "case.opened", "data": {}},
+                status=status,
+                created_at=created_at,
+            )
+
+        session.add_all(
+            [
+                delivery("old_sent", "sent", old),
+                delivery("old_dead", "dead", old),
+                delivery("old_cancelled", "cancelled", old),
+                delivery("old_pending", "pending", old),  # never tried yet (e.g. the lane was down): stays
+                delivery("old_failed", "failed", old),  # a retry is due: stays
+                delivery("new_sent", "sent", recent),
+                delivery("new_dead", "dead", recent),
+            ]
+        )
+    retention = Retention(db=hub.db, memory=hub.memory, settings=RetentionSettings(days=30))
+
+    assert (await retention.run_once(now=now)).removed["event_deliveries"] == 3
+    async with hub.db.read() as session:
+        left = sorted(d.webhook_id for d in await session.scalars(select(EventDelivery)))
+    assert left == ["msg_new_dead", "msg_new_sent", "msg_old_failed", "msg_old_pending"]
+    later = await retention.run_once(now=now + timedelta(days=365))  # still to send: stays, however old
+    assert later.removed["event_deliveries"] == 2
+    async with hub.db.read() as session:
+        assert sorted(d.status for d in await session.scalars(select(EventDelivery))) == ["failed", "pending"]
 
 
 def run_retention(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,223 @@
+"""One logged-in IMAP connection of the poller (``channels.email_imap.ImapPoller``), over aioimaplib.
+
+``ImapSession`` opens the connection (TLS unless the host is loopback and the setting says so), logs in,
+selects the mailbox, and speaks the few commands a round needs: ``UID SEARCH UNSEEN``, ``RFC822.SIZE``,
+``BODY.PEEK[]`` (marks nothing seen), ``+FLAGS.SILENT (\\Seen)`` and ``IDLE``. Every command races the
+connection-lost callback and a timeout, so a dropped socket ends the session at once (``ImapError``); a
+refused ``LOGIN`` or ``SELECT`` is ``LoginRefused``, naming the setting to check. A new-mail notice that
+came with another command's answer is kept (``take_new_mail``): aioimaplib does not hand it over as a
+push. Logs carry UIDs only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aioimaplib  # type: ignore[import-untyped]
+
+from core.settings import env_name
+
+if TYPE_CHECKING:
+    from channels.email_imap import ImapConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IDLE_RENEW_SECONDS = 10 * 60.0
+COMMAND_TIMEOUT = 30.0  # one command's answer (a big FETCH: between two chunks of it)
+_EXISTS = re.compile(rb"\d+ EXISTS", re.IGNORECASE)
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_BODY_LITERAL = re.compile(rb"\bBODY\[\] \{(\d+)\}$")
+
+
+class ImapError(Exception):
+    """The session must end: the connection dropped, or the server answered what we cannot go on from."""
+
+
+class LoginRefused(ImapError):
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(reason)
+        self.setting = setting
+
+
+class ImapSession:
+    """One logged-in connection. Every command races the connection-lost callback, so a dropped socket
+    ends the session at once instead of after a command timeout."""
+
+    def __init__(self, config: ImapConfig, *, ssl_context: ssl.SSLContext | None) -> None:
+        self._config = config
+        self._ssl_context = ssl_context
+        self.lost = asyncio.Event()
+        self.client: Any = None
+        # an untagged EXISTS that came with another command's answer (mail arrived while it ran):
+        # aioimaplib hands it over with that answer, not as a push, so the next wait would miss it
+        self.new_mail = False
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+    async def call(self, awaitable: Awaitable[T], *, limit: float | None = COMMAND_TIMEOUT) -> T:
+        """Await one command's answer, or raise ``ImapError`` when the connection drops or ``limit``
+        passes (``limit`` None: as long as the server stays silent, as in IDLE)."""
+        task: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self.lost.wait())
+        racing: set[asyncio.Future[Any]] = {task, lost}
+        try:
+            await asyncio.wait(racing, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise ImapError("connection lost" if self.lost.is_set() else "command timed out")
+        try:
+            result = task.result()
+        except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
+            raise ImapError(type(exc).__name__) from exc
+        lines = getattr(result, "lines", None)
+        if isinstance(lines, list) and any(
+            isinstance(line, bytes) and _EXISTS.fullmatch(line) for line in lines
+        ):
+            self.new_mail = True
+        return result
+
+    def take_new_mail(self) -> bool:
+        """Whether an answer since the last call reported new mail (then: another round, not a wait)."""
+        seen, self.new_mail = self.new_mail, False
+        return seen
+
+    async def open(self) -> None:
+        config = self._config
+        context = self._ssl_context
+        if config.tls and context is None:
+            context = ssl.create_default_context()
+        self.client = aioimaplib.IMAP4(
+            host=config.host,
+            port=config.port,
+            timeout=COMMAND_TIMEOUT,
+            conn_lost_cb=self._connection_lost,
+            ssl_context=context if config.tls else None,
+        )
+        await self.call(self.client.wait_hello_from_server())
+        response = await self.call(
+            self.client.login(aioimaplib.quoted(config.username), config.password.get_secret_value())
+        )
+        if response.result != "OK":
+            raise LoginRefused(
+                env_name("email", "imap_password"),
+                f"the IMAP server refused the login ({response.result}): check "
+                f"{env_name('email', 'imap_username')} and {env_name('email', 'imap_password')}",
+            )
+        # capabilities may change once logged in (RFC 3501 §6.2.3: IDLE is often offered only then)
+        await self.call(self.client.protocol.capability())
+        response = await self.call(self.client.select(aioimaplib.quoted(config.mailbox)))
+        if response.result != "OK":
+            raise LoginRefused(
+                env_name("email", "imap_mailbox"),
+                f"the IMAP server refused to open the mailbox ({response.result}): check "
+                f"{env_name('email', 'imap_mailbox')}",
+            )
+
+    @property
+    def idles(self) -> bool:
+        return bool(self.client.has_capability("IDLE"))
+
+    async def unseen(self) -> list[int]:
+        response = await self.call(self.client.uid_search("UNSEEN", charset=None))
+        if response.result != "OK":
+            raise ImapError(f"UID SEARCH answered {response.result}")
+        uids: set[int] = set()
+        for line in response.lines[
+            :-1
+        ]:  # aioimaplib hands "* SEARCH 1 2" over as b"1 2"; the last: the status
+            if not isinstance(line, bytes):
+                continue
+            words = line.split()
+            if words and words[0].upper() == b"SEARCH":
+                words = words[1:]
+            if all(word.isdigit() for word in words):
+                uids.update(int(word) for word in words)
+        return sorted(uids)
+
+    async def sizes(self, uids: list[int]) -> dict[int, int]:
+        response = await self.call(self.client.uid("fetch", ",".join(map(str, uids)), "(RFC822.SIZE)"))
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH (RFC822.SIZE) answered {response.result}")
+        found: dict[int, int] = {}
+        for line in response.lines:
+            if not isinstance(line, bytes):
+                continue
+            uid, size = _UID.search(line), _SIZE.search(line)
+            if uid is not None and size is not None:
+                found[int(uid.group(1))] = int(size.group(1))
+        return found
+
+    async def body(self, uid: int) -> bytes | None:
+        """The whole message, peeked (not marked seen); None when the server has no such UID any more."""
+        response = await self.call(self.client.uid("fetch", str(uid), "BODY.PEEK[]"))
+        if response.result != "OK":
+            raise ImapError(f"UID FETCH BODY.PEEK[] answered {response.result}")
+        lines = response.lines
+        for index, line in enumerate(lines[:-1]):
+            if not isinstance(line, bytes) or _BODY_LITERAL.search(line) is None:
+                continue
+            after = lines[index + 2] if index + 2 < len(lines) else b""
+            named = _UID.search(line) or (_UID.search(after) if isinstance(after, bytes) else None)
+            if named is not None and int(named.group(1)) != uid:
+                continue  # an answer about another message (the server may add one unasked)
+            literal = lines[index + 1]
+            if isinstance(literal, bytes | bytearray):
+                return bytes(literal)
+        return None
+
+    async def mark_seen(self, uid: int) -> bool:
+        """``\\Seen`` on ``uid``; False (logged) when the server refused: the message stays unseen."""
+        response = await self.call(self.client.uid("store", str(uid), "+FLAGS.SILENT", r"(\Seen)"))
+        if response.result != "OK":
+            log.warning("imap: uid %s not marked seen (%s); it comes again next round", uid, response.result)
+            return False
+        return True
+
+    async def wait_for_mail(self) -> None:
+        """IDLE until the server pushes anything (new mail) or ``IDLE_RENEW_SECONDS`` pass, then DONE."""
+        idle = await self.call(self.client.idle_start(timeout=IDLE_RENEW_SECONDS))
+        try:
+            push = self.client.wait_server_push(timeout=IDLE_RENEW_SECONDS + COMMAND_TIMEOUT)
+            await self.call(push, limit=None)
+        finally:
+            if not self.lost.is_set():
+                self.client.idle_done()
+        await self.call(idle)
+
+    async def logout(self) -> None:
+        if self.client is None or self.lost.is_set():
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.logout(), 2.0)
+
+    def close(self) -> None:
+        """Drop the socket and every timer aioimaplib still holds (no waiting: ``stop`` is prompt)."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        waiter = getattr(client, "_idle_waiter", None)
+        if waiter is not None:
+            waiter.cancel()
+        protocol = client.protocol
+        for task in list(client.tasks) + list(getattr(protocol, "tasks", ())):
+            task.cancel()
+        transport = getattr(protocol, "transport", None)
+        if transport is not None:
+            transport.close()
+        connecting = getattr(client, "_client_task", None)
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
