@@ -44,7 +44,7 @@ from core.media.outbound import OutgoingFile
 from core.metrics import Metrics
 from core.pipeline.handoff_reply import MAX_REPLY_CHARS as MAX_REPLY_CHARS  # the console's limit too
 from core.pipeline.handoff_reply import OperatorReply, send_reply
-from core.pipeline.handoff_rows import OPEN, handoff_event, live_customer, open_handoff_row
+from core.pipeline.handoff_rows import OPEN, handoff_event, live_customer, open_handoff_row, own
 from core.pipeline.handoff_rows import record_action as record_action  # the console records with it
 from core.pipeline.handoff_team import Escalations, TeamNotices
 from core.pipeline.working_hours import WorkingHours
@@ -213,30 +213,18 @@ class Handoffs:
             row = await open_handoff_row(session, customer_id)
             if row is not None and row.status == "owned" and row.operator != operator:
                 raise Conflict(f"the conversation is owned by {row.operator}; they must hand it back first")
-            if row is None:
-                row = Handoff(
-                    customer_id=customer_id,
-                    status="owned",
-                    requested_by="operator",
-                    operator=operator,
-                    note=note,
-                    opened_at=now,
-                    taken_at=now,
-                )
-                session.add(row)
-            elif row.status == "waiting":
-                row.status, row.operator, row.taken_at = "owned", operator, now
-                if note:
-                    row.note = note
-                if self.metrics is not None:
-                    self.metrics.handoff_wait_seconds.observe((now - row.opened_at).total_seconds())
-            else:
+            if row is not None and row.status == "owned":
                 return HandoffView.of(row)  # already this operator's
+            row, opened = own(
+                session, row, customer_id=customer_id, operator=operator, now=now, metrics=self.metrics
+            )
+            if note:
+                row.note = note
             try:
                 await session.flush()
             except IntegrityError as exc:  # another process opened one at the same moment
                 raise Conflict("the conversation was just taken over; reload and try again") from exc
-            if row.requested_by == "operator" and row.taken_at == now:  # opened here, by the operator
+            if opened:  # opened here, by the operator
                 await handoff_event(session, "handoff.requested", row)
             await record_action(session, operator=operator, action="take_over", customer_id=customer_id)
             view = HandoffView.of(row)

@@ -27,11 +27,11 @@ from core.media.intake import describe
 from core.media.outbound import OutgoingFile, record_outgoing, store_outgoing
 from core.memory.policy import queue_memory_write
 from core.metrics import Metrics
-from core.pipeline.handoff_rows import handoff_event, live_customer, open_handoff_row, record_action
+from core.pipeline.handoff_rows import handoff_event, live_customer, open_handoff_row, own, record_action
 from core.ports import MediaStore
 from core.settings import MemorySettings
 from core.store.db import Database
-from core.store.models import Handoff, InboxRow, OptOut, OutboxRow, Turn, utcnow
+from core.store.models import InboxRow, OptOut, OutboxRow, Turn, utcnow
 from core.store.wakeups import announce
 
 log = logging.getLogger(__name__)
@@ -134,25 +134,15 @@ async def send_reply(
             vouched=True,
         )
         session.add_all([outbox, turn])
-        handoff = await open_handoff_row(session, customer_id)
-        opened = handoff is None
-        if handoff is None:
-            handoff = Handoff(
-                customer_id=customer_id,
-                status="owned",
-                requested_by="operator",
-                operator=operator,
-                opened_at=now,
-                taken_at=now,
-                answered_at=now,
-            )
-            session.add(handoff)
-        else:
-            if handoff.status == "waiting":
-                handoff.status, handoff.operator, handoff.taken_at = "owned", operator, now
-                if metrics is not None:
-                    metrics.handoff_wait_seconds.observe((now - handoff.opened_at).total_seconds())
-            handoff.answered_at = handoff.answered_at or now
+        handoff, opened = own(
+            session,
+            await open_handoff_row(session, customer_id),
+            customer_id=customer_id,
+            operator=operator,
+            now=now,
+            metrics=metrics,
+        )
+        handoff.answered_at = handoff.answered_at or now
         try:
             await session.flush()
         except IntegrityError as exc:

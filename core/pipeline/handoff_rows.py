@@ -8,11 +8,14 @@ has taken over.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
 from core.events import record_event
+from core.metrics import Metrics
 from core.store.models import Customer, Handoff, OperatorAction
 
 OPEN = ("waiting", "owned")
@@ -65,3 +68,33 @@ async def live_customer(session: AsyncSession, customer_id: str) -> Customer:
     if customer.merged_into is not None:
         raise Conflict(f"customer {customer_id} is merged into {customer.merged_into}: act on that one")
     return customer
+
+
+def own(
+    session: AsyncSession,
+    row: Handoff | None,
+    *,
+    customer_id: str,
+    operator: str,
+    now: datetime,
+    metrics: Metrics | None = None,
+) -> tuple[Handoff, bool]:
+    """``operator`` owns the customer's conversation: a waiting handoff ``row`` is taken (its wait is
+    observed), none open (``row`` None) opens an owned one. Returns the handoff and whether it was opened
+    here. An owned ``row`` is returned as it is: whose it is, is the caller's check."""
+    if row is None:
+        row = Handoff(
+            customer_id=customer_id,
+            status="owned",
+            requested_by="operator",
+            operator=operator,
+            opened_at=now,
+            taken_at=now,
+        )
+        session.add(row)
+        return row, True
+    if row.status == "waiting":
+        row.status, row.operator, row.taken_at = "owned", operator, now
+        if metrics is not None:
+            metrics.handoff_wait_seconds.observe((now - row.opened_at).total_seconds())
+    return row, False
