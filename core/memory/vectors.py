@@ -39,8 +39,9 @@ from numpy.typing import NDArray
 from core.memory import sqlite_file, sqlite_keywords
 from core.memory.filters import matches, scope_of
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
+from core.memory.scope_rows import ScopeRows
 from core.memory.sqlite_file import SharedConnection
-from core.memory.sqlite_scopes import SCOPE_COLUMNS, ScopeRows
+from core.memory.sqlite_scopes import SCOPE_COLUMNS
 
 __all__ = ["SQLiteVectorStore", "ScopeSignals", "VectorHit"]
 
@@ -327,7 +328,7 @@ class SQLiteVectorStore:
             if len(scoped) == 0:
                 return ScopeSignals.empty()
             rids, scores = sqlite_keywords.score_arrays(self._db, self.collection_name, scope, terms)
-        dense: NDArray[np.float32] = (scoped.matrix @ unit_vector(vectors)).astype(np.float32)
+        dense = scoped.cosines(unit_vector(vectors))
         keyword = np.zeros(len(scoped), dtype=np.float32)
         at = scoped.positions(rids)
         hit = (at >= 0) & (scores > 0)
