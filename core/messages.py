@@ -2,23 +2,40 @@
 
 All are frozen and keyword-only. Provider fields we do not model are kept in ``extras`` rather
 than dropped, so an adapter can read them later without a schema change.
+What a message carries besides its text (files, buttons, a shared contact) is defined in
+``core.message_parts``, the LLM conversation's types in ``core.llm_types`` and the memory's in
+``core.memory.values``; all are re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any, Literal, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from core.errors import InvalidAddress
-from core.memory.attribution import STATEMENT_METADATA
-
-# a channel is named by its adapter; core checks only the shape of the name (identity.normalize knows
-# which channels exist and how each one's handles are written)
-_CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+from core.llm_types import ChatMessage as ChatMessage
+from core.llm_types import Completion as Completion
+from core.llm_types import ImagePart as ImagePart
+from core.llm_types import Role as Role
+from core.llm_types import Tool as Tool
+from core.llm_types import ToolCall as ToolCall
+from core.memory.values import CHANNEL_NAME
+from core.memory.values import MEMORY_CATEGORIES as MEMORY_CATEGORIES
+from core.memory.values import MemoryCategory as MemoryCategory
+from core.memory.values import MemoryFilter as MemoryFilter
+from core.memory.values import MemoryRecord as MemoryRecord
+from core.memory.values import Provenance as Provenance
+from core.memory.values import SaidBy as SaidBy
+from core.message_parts import BUTTON_VALUE_MAX_BYTES as BUTTON_VALUE_MAX_BYTES
+from core.message_parts import BUTTONS_KEY as BUTTONS_KEY
+from core.message_parts import Attachment as Attachment
+from core.message_parts import Button as Button
+from core.message_parts import FetchedMedia as FetchedMedia
+from core.message_parts import MediaRef as MediaRef
+from core.message_parts import SharedContact as SharedContact
+from core.message_parts import buttons_from as buttons_from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +50,7 @@ class Address:
     handle: str
 
     def __post_init__(self) -> None:
-        if not _CHANNEL_NAME.fullmatch(self.channel):
+        if not CHANNEL_NAME.fullmatch(self.channel):
             raise InvalidAddress(f"not a channel name: {self.channel[:40]!r}")
         if not self.handle or self.handle != self.handle.strip():
             raise InvalidAddress(f"empty or padded handle on channel {self.channel!r}")
@@ -77,88 +94,6 @@ class Control(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SharedContact:
-    """A phone number the platform says belongs to an account (a Telegram contact), as the platform wrote
-    it (international, perhaps without its ``+``), and whether that account is the sender's own."""
-
-    phone: str
-    is_senders_own: bool
-
-    def as_json(self) -> dict[str, Any]:
-        return {"phone": self.phone, "is_senders_own": self.is_senders_own}
-
-    @classmethod
-    def from_json(cls, value: object) -> SharedContact | None:
-        if not isinstance(value, dict) or not isinstance(value.get("phone"), str):
-            return None
-        return cls(phone=value["phone"], is_senders_own=value.get("is_senders_own") is True)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MediaRef:
-    """A file of an inbound message as its platform names it, before the hub holds its bytes.
-
-    ``ref`` is what the channel's ``fetch_media`` needs (a Telegram ``file_id``, a Twilio media URL, a Slack
-    file id); ``data`` holds the bytes when they came with the message itself (an email's parts; kept out
-    of the inbox row). ``name``, ``media_type`` and ``size`` are what the sender or the platform declared:
-    untrusted (``core.media`` counts the size, sniffs the type and makes the name safe).
-    """
-
-    ref: str
-    name: str | None = None
-    media_type: str | None = None
-    size: int | None = None
-    data: bytes | None = field(default=None, repr=False, compare=False)
-
-    def as_json(self) -> dict[str, Any]:
-        """What the inbox row keeps of it (never the bytes)."""
-        return {"ref": self.ref, "name": self.name, "media_type": self.media_type, "size": self.size}
-
-    @classmethod
-    def from_json(cls, value: object) -> MediaRef | None:
-        """A reference the inbox row kept (``as_json``; an older row's plain string ref); None if unusable."""
-        if isinstance(value, str) and value:
-            return cls(ref=value)
-        if not isinstance(value, dict) or not isinstance(value.get("ref"), str) or not value["ref"]:
-            return None
-        name, media_type, size = value.get("name"), value.get("media_type"), value.get("size")
-        return cls(
-            ref=value["ref"],
-            name=name if isinstance(name, str) else None,
-            media_type=media_type if isinstance(media_type, str) else None,
-            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FetchedMedia:
-    """A file's bytes as a channel fetched them, with what the platform said of them (untrusted)."""
-
-    data: bytes = field(repr=False)
-    media_type: str | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attachment:
-    """A file of a message as the hub keeps it (``core.media``): stored once under its ``sha256`` in the
-    media store, or refused (``reason``; nothing stored). ``text``: what was read out of it for the agent
-    (a PDF's text, redacted and bounded), if anything."""
-
-    name: str
-    media_type: str
-    size: int
-    sha256: str | None = None
-    status: Literal["stored", "refused"] = "stored"
-    reason: str | None = None
-    text: str | None = field(default=None, repr=False)
-
-    @property
-    def stored(self) -> bool:
-        return self.status == "stored" and self.sha256 is not None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
     """One customer message as a channel adapter parsed it.
 
@@ -198,43 +133,6 @@ class InboundMessage:
             raise ValueError("provider_message_id is required")
         if self.received_at.tzinfo is None:
             object.__setattr__(self, "received_at", self.received_at.replace(tzinfo=UTC))
-
-
-BUTTON_VALUE_MAX_BYTES = 64  # Telegram's callback_data limit (Slack allows 2,000): the smaller rules
-
-
-@dataclass(frozen=True, slots=True)
-class Button:
-    """A choice offered under a reply where the channel has buttons (Slack Block Kit buttons, a Telegram
-    inline keyboard); elsewhere the reply's text says what to type instead.
-
-    A press comes back as an ``InboundMessage`` whose ``text`` is the button's ``label`` and whose
-    ``extras["button"]`` is its ``value``. The platform lets a modified client send any value, so the core
-    checks a pressed value like any other input (``core.pipeline.ratings.RatingInterception``).
-    """
-
-    label: str
-    value: str
-
-    def __post_init__(self) -> None:
-        if not self.label or not self.value or len(self.value.encode("utf-8")) > BUTTON_VALUE_MAX_BYTES:
-            raise ValueError(f"a button needs a label and a value of 1-{BUTTON_VALUE_MAX_BYTES} bytes")
-
-
-BUTTONS_KEY = "buttons"  # where an outbox row's reply_target keeps its buttons: [[label, value], ...]
-
-
-def buttons_from(reply_target: Mapping[str, Any]) -> tuple[Button, ...]:
-    """The buttons an outbox row's ``reply_target`` holds (``BUTTONS_KEY``); malformed entries skipped."""
-    found: list[Button] = []
-    raw = reply_target.get(BUTTONS_KEY)
-    for item in raw if isinstance(raw, list) else ():
-        if isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item):
-            try:
-                found.append(Button(item[0], item[1]))
-            except ValueError:
-                continue
-    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,67 +217,6 @@ class Resolution:
 
 # ----- the agent, the interceptions and memory (used by the ports in core.ports) -----------------------
 
-Role = Literal["system", "user", "assistant"]
-SaidBy = Literal["customer", "support_team"]
-MemoryCategory = Literal["profile", "support_history", "special_handling", "operational_state"]
-MEMORY_CATEGORIES: tuple[MemoryCategory, ...] = (
-    "profile",
-    "support_history",
-    "special_handling",
-    "operational_state",
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImagePart:
-    """An image shown to a vision-capable LLM beside a message's text (a customer's photo): its bytes and
-    their sniffed type. Bytes are kept out of ``repr``."""
-
-    media_type: str
-    data: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChatMessage:
-    """One message of an LLM conversation: its text, and (a user message, ``THREADLINE_LLM__VISION``) the
-    images that go with it, sent as OpenAI ``image_url`` content parts."""
-
-    role: Role
-    content: str
-    images: tuple[ImagePart, ...] = field(default=(), repr=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tool:
-    """A function the LLM is offered besides answering (OpenAI function calling): its name, when to call
-    it (the model reads ``description``) and the JSON Schema of its arguments (an object schema)."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolCall:
-    """The model called an offered tool. ``arguments`` are the model's own words (they may quote the
-    customer): kept out of ``repr`` and never logged."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Completion:
-    """What the LLM answered: its text (``""`` when it only called tools) and the offered tools it called.
-    Never empty: without text it called a tool (``ChatModel.complete`` raises ``LLMError`` otherwise)."""
-
-    text: str
-    tool_calls: tuple[ToolCall, ...] = ()
-
-    def called(self, name: str) -> ToolCall | None:
-        """The first call to the tool ``name``, if the model made one."""
-        return next((call for call in self.tool_calls if call.name == name), None)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IncomingTurn:
@@ -433,167 +270,3 @@ class Handled:
     stored_text: str
     notices: tuple[Notice, ...] = ()
     keep: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Provenance:
-    """Where a memory came from: the channel, the handle, and our message ids (``inbox:<id>``)."""
-
-    channel: str
-    handle: str
-    message_ids: tuple[str, ...]
-    category: MemoryCategory
-    turn_ids: tuple[int, ...] = ()
-    # False: from a message nobody vouched for (an email without DMARC pass, the console): recalled only
-    # for that same handle, never for the customer's other channels
-    sender_vouched: bool = True
-    # who said it: the customer, or a person of the support team (an operator's reply during a handoff)
-    said_by: SaidBy = "customer"
-
-    def as_metadata(self) -> dict[str, Any]:
-        """The memory's metadata: where it came from, who said it, and that nobody checked it."""
-        return {
-            **STATEMENT_METADATA,
-            "said_by": self.said_by,
-            "sender_vouched": self.sender_vouched,
-            "source_channel": self.channel,
-            "source_handle": self.handle,
-            "message_ids": list(self.message_ids),
-            "turn_ids": list(self.turn_ids),
-            "category": self.category,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryRecord:
-    """One memory as recall, list and export return it."""
-
-    id: str
-    text: str
-    score: float | None = None
-    channel: str | None = None
-    handle: str | None = None
-    message_ids: tuple[str, ...] = ()
-    turn_ids: tuple[int, ...] = ()
-    category: str | None = None
-    created_at: datetime | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The memory as ``threadline memory --json`` and an export show it: text, provenance, metadata
-        (who said it, whether it was verified), and the recall score when it came from a search."""
-        return {
-            "id": self.id,
-            "text": self.text,
-            "score": self.score,
-            "category": self.category,
-            "channel": self.channel,
-            "handle": self.handle,
-            "message_ids": list(self.message_ids),
-            "turn_ids": list(self.turn_ids),
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "metadata": dict(self.metadata),
-        }
-
-
-def _moment(text: str, name: str) -> datetime:
-    """An ISO date (midnight UTC) or date-time (UTC when it has no offset); ``ValueError`` names ``name``."""
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{name}: not an ISO date or date-time (2025-01-31 or 2025-01-31T09:00:00Z): {value[:40]!r}"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryFilter:
-    """Which of a customer's memories a recall or a listing keeps (every condition given must hold).
-
-    ``category``: the memory's category (one of ``MEMORY_CATEGORIES``); ``channel``: the channel it came
-    from (its ``source_channel``, as ``Provenance.as_metadata`` writes it); ``since`` (inclusive) and
-    ``until`` (exclusive): when it was written (``created_at``; a memory without one is left out when
-    either is given). Naive times are UTC. ``ValueError`` for an unknown category, a malformed channel
-    name or ``since`` not before ``until``.
-    """
-
-    category: MemoryCategory | None = None
-    channel: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if self.category is not None and self.category not in MEMORY_CATEGORIES:
-            raise ValueError(
-                f"unknown category {str(self.category)[:40]!r}: use one of {', '.join(MEMORY_CATEGORIES)}"
-            )
-        if self.channel is not None and not _CHANNEL_NAME.fullmatch(self.channel):
-            raise ValueError(f"not a channel name: {self.channel[:40]!r}")
-        for name in ("since", "until"):
-            moment = getattr(self, name)
-            if moment is not None and moment.tzinfo is None:
-                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be before until (since is inclusive, until exclusive)")
-
-    @classmethod
-    def parse(
-        cls,
-        *,
-        category: str | None = None,
-        channel: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-    ) -> MemoryFilter:
-        """A filter from text (a query string, command-line options); empty values mean no condition."""
-        chosen = next((c for c in MEMORY_CATEGORIES if c == category), None)
-        if category and chosen is None:
-            raise ValueError(f"unknown category {category[:40]!r}: use one of {', '.join(MEMORY_CATEGORIES)}")
-        return cls(
-            category=chosen,
-            channel=channel.strip().lower() if channel and channel.strip() else None,
-            since=_moment(since, "since") if since and since.strip() else None,
-            until=_moment(until, "until") if until and until.strip() else None,
-        )
-
-    @property
-    def empty(self) -> bool:
-        return self.category is None and self.channel is None and self.since is None and self.until is None
-
-    def metadata(self) -> dict[str, str]:
-        """The conditions on the memory's metadata, as equalities of its stored payload."""
-        found: dict[str, str] = {}
-        if self.category is not None:
-            found["category"] = self.category
-        if self.channel is not None:
-            found["source_channel"] = self.channel
-        return found
-
-    def admits_time(self, written: datetime | None) -> bool:
-        if self.since is None and self.until is None:
-            return True
-        if written is None:
-            return False
-        if written.tzinfo is None:
-            written = written.replace(tzinfo=UTC)
-        return (self.since is None or written >= self.since) and (self.until is None or written < self.until)
-
-    def admits(self, record: MemoryRecord) -> bool:
-        """True when ``record`` meets every condition."""
-        return (
-            (self.category is None or record.category == self.category)
-            and (self.channel is None or record.channel == self.channel)
-            and self.admits_time(record.created_at)
-        )
-
-    def as_json(self) -> dict[str, str | None]:
-        return {
-            "category": self.category,
-            "channel": self.channel,
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
-        }

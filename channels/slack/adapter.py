@@ -1,8 +1,9 @@
 """``SlackAdapter``: the Slack ``ChannelAdapter`` (see ``channels.slack`` for what each step does).
 
 Verification, parsing, sending, the profile attestation and the lazily built ``AsyncWebClient`` live
-here; reading an event is ``channels.slack.events``, shaping a reply ``channels.slack.text``, pacing
-``channels.slack.pacing`` and the Web API's failures ``channels.slack.api_errors``.
+here; an event's customer message is ``channels.slack.event_message`` (what an event means
+``channels.slack.events``), shaping a reply ``channels.slack.text``, pacing ``channels.slack.pacing`` and
+the Web API's failures ``channels.slack.api_errors``.
 
 The channel pacing and the attestation mark (a sender's profile is asked about once a day, by one
 process) come from ``core.ports.SharedLimits``: this process's own until ``bind_limits`` hands in the
@@ -30,16 +31,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from channels.base import DEFAULT_MAX_BODY_BYTES, AcceptFn, Parsed, WebhookReply, WebhookRequest
 from channels.limits import LocalLimits
 from channels.slack.api_errors import _api_error, _BoundedRateLimitRetryHandler
-from channels.slack.events import (
-    _EVENT_TYPES,
-    _bot_authorizations,
-    _extras,
-    _mentions,
-    _noise_reason,
-    _received_at,
-    _strip_mentions,
-)
-from channels.slack.files import SlackFiles, media_refs
+from channels.slack.event_message import event_message
+from channels.slack.files import SlackFiles
 from channels.slack.interactions import blocks_for, button_press, interaction_payload
 from channels.slack.pacing import ChannelPacer
 from channels.slack.text import escape_text, split_text
@@ -53,10 +46,8 @@ from core.errors import (
 )
 from core.messages import (
     Address,
-    Assurance,
     Delivery,
     FetchedMedia,
-    InboundMessage,
     MediaRef,
     OutboundMessage,
 )
@@ -178,7 +169,14 @@ class SlackAdapter:
     ) -> Parsed:
         """An authentic ``event_callback`` payload, from the webhook or a Socket Mode ``events_api``
         envelope: at most one message, keyed by ``event_id``. ``BadRequest`` when it cannot be read."""
-        message = self._message(payload, retry_num, retry_reason)
+        message = event_message(
+            payload,
+            own_user_ids=self._own_user_ids,
+            normalize=self._normalize,
+            channel_name=self.name,
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+        )
         return Parsed(messages=[message] if message is not None else [])
 
     def parse_interaction(self, payload: dict[str, Any]) -> Parsed:
@@ -188,62 +186,6 @@ class SlackAdapter:
         if message is None:
             log.debug("Slack interaction of type %r ignored", payload.get("type"))
         return Parsed(messages=[message] if message is not None else [])
-
-    def _message(
-        self, payload: dict[str, Any], retry_num: str | None, retry_reason: str | None
-    ) -> InboundMessage | None:
-        event = payload.get("event")
-        event_id = payload.get("event_id")
-        if not isinstance(event, dict) or not isinstance(event_id, str) or not event_id:
-            raise BadRequest("event_callback without an event or event_id", status=400)
-        event_type = event.get("type")
-        if not isinstance(event_type, str) or not isinstance(event.get("subtype"), str | None):
-            raise BadRequest("Slack event with a malformed type or subtype", status=400)
-        if event_type not in _EVENT_TYPES:
-            log.debug("Slack event %s of type %r ignored", event_id, event_type)
-            return None
-        own_ids = self._own_user_ids | _bot_authorizations(payload)
-        user = event.get("user")
-        noise = _noise_reason(event, user, own_ids)
-        if noise is not None:
-            log.debug("Slack event %s dropped: %s", event_id, noise)
-            return None
-        assert isinstance(user, str)  # _noise_reason drops events without a user
-        channel, ts = event.get("channel"), event.get("ts")
-        if not isinstance(channel, str) or not channel or not isinstance(ts, str) or not ts:
-            raise BadRequest("Slack message event without channel or ts", status=422)
-        text = event.get("text", "")
-        assert isinstance(text, str)  # _noise_reason drops events whose text is not a string
-        if event_type == "message" and event.get("channel_type") != "im" and _mentions(text, own_ids):
-            # the app_mention event for the same message carries it; answering both would reply twice
-            log.debug("Slack event %s dropped: channel message that mentions us", event_id)
-            return None
-        text = _strip_mentions(text, own_ids)
-        files = media_refs(event)  # ``channels.slack.files``: fetched by the worker, with the bot token
-        if not text and not files:
-            log.debug("Slack event %s dropped: nothing but a mention", event_id)
-            return None
-        team = event.get("user_team") or payload.get("team_id")
-        if not isinstance(team, str) or not team:
-            raise BadRequest("Slack event without a team id", status=422)
-        try:
-            sender = self._normalize(f"slack:{team}:{user}")
-        except InvalidAddress:
-            raise BadRequest("Slack event with an unusable team or user id", status=422) from None
-        thread_ts = event.get("thread_ts")
-        return InboundMessage(
-            channel=self.name,
-            provider_message_id=event_id,
-            sender=sender,
-            text=text,
-            reply_target={"channel": channel, "thread_ts": thread_ts if isinstance(thread_ts, str) else ts},
-            received_at=_received_at(payload, ts),
-            attachments=files,
-            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Slack signs the event and names the member
-            # a direct message only: a channel message or an app_mention is read by the whole channel
-            private=event_type == "message" and event.get("channel_type") == "im",
-            extras=_extras(payload, event, retry_num, retry_reason),
-        )
 
     # ----- inbound: Socket Mode (``core.ports.InboundServer``) ---------------------------------------
 

@@ -44,9 +44,10 @@ Where things live:
 
 from __future__ import annotations
 
-from channels.telegram.adapter import CONTACT_TEXT, SECRET_HEADER, TelegramAdapter
+from channels.telegram.adapter import SECRET_HEADER, TelegramAdapter
 from channels.telegram.polling import TelegramPoller, delete_webhook
 from channels.telegram.split import MAX_TEXT_LENGTH, split_text
+from channels.telegram.updates import CONTACT_TEXT
 from channels.telegram.webhook import WEBHOOK_PATH, set_webhook
 
 __all__ = [

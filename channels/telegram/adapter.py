@@ -1,9 +1,10 @@
 """``TelegramAdapter``: the Telegram ``ChannelAdapter`` (see ``channels.telegram`` for each step).
 
-Verification, parsing an update, sending (and mapping PTB's errors) and the lazily built ``ExtBot`` live
-here; what is kept of a message is ``channels.telegram.message``, splitting a reply
-``channels.telegram.split``, the token, secret and PTB set-up ``channels.telegram.config``, and the send
-rate ``channels.telegram.pacing`` (shared by every process once ``bind_limits`` hands in the database's).
+Verification, sending (and mapping PTB's errors) and the lazily built ``ExtBot`` live here; an update's
+customer message is ``channels.telegram.updates``, what is kept of it ``channels.telegram.message``,
+splitting a reply ``channels.telegram.split``, the token, secret and PTB set-up ``channels.telegram.config``,
+and the send rate ``channels.telegram.pacing`` (shared by every process once ``bind_limits`` hands in the
+database's).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any, NoReturn
 
 from telegram import (
     Bot,
-    CallbackQuery,
-    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -48,24 +47,21 @@ from channels.telegram.config import (
     _secret_token,
 )
 from channels.telegram.media import TelegramFiles
-from channels.telegram.message import _attachments, _aware, _button_label, _extras, _shared_contact
 from channels.telegram.pacing import TelegramPacer
 from channels.telegram.polling import TelegramPoller
 from channels.telegram.send_files import caption_for, send_files
 from channels.telegram.split import split_text
+from channels.telegram.updates import customer_message
 from core.errors import (
     BadRequest,
-    InvalidAddress,
     PermanentDeliveryError,
     TransientDeliveryError,
     VerificationFailed,
 )
 from core.messages import (
     Address,
-    Assurance,
     Delivery,
     FetchedMedia,
-    InboundMessage,
     MediaRef,
     OutboundMessage,
 )
@@ -75,9 +71,7 @@ from core.settings import TelegramSettings
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-CONTACT_TEXT = "[shared a contact]"
 
-_CUSTOMER_CHATS = frozenset({ChatType.PRIVATE, ChatType.GROUP, ChatType.SUPERGROUP})
 _GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 
 
@@ -172,95 +166,10 @@ class TelegramAdapter:
             update = Update.de_json(data, self._get_bot())
         except Exception as exc:  # PTB raises KeyError/TypeError/ValueError on malformed objects
             raise BadRequest("the update does not match the Bot API schema") from exc
-        message = self._customer_message(update)
+        message = customer_message(update, channel=self.name, bot_id=self.bot_id, normalize=self._normalize)
         if message is None:
             return Parsed()
         return Parsed(messages=[message])
-
-    def _customer_message(self, update: Update) -> InboundMessage | None:
-        update_id = update.update_id
-        if update.callback_query is not None:
-            return self._button_press(update_id, update.callback_query)
-        message = update.message
-        if message is None:
-            log.debug("telegram update %s dropped: not a new message", update_id)
-            return None
-        chat = message.chat  # de_json does not insist on the required chat and date
-        if not isinstance(chat, Chat) or not isinstance(chat.type, str) or message.date is None:
-            raise BadRequest("the message lacks a chat or a date")
-        user = message.from_user
-        if user is None or user.is_bot:
-            log.debug("telegram update %s dropped: not from a person", update_id)
-            return None
-        if message.chat.type not in _CUSTOMER_CHATS:
-            log.debug("telegram update %s dropped: chat type %s", update_id, message.chat.type)
-            return None
-        text = message.text if message.text is not None else message.caption
-        if text is not None and not isinstance(text, str):
-            raise BadRequest("the message text is not a string")
-        if text is None and message.contact is not None:
-            text = CONTACT_TEXT
-        files = tuple(_attachments(message))  # fetched by the worker (``channels.telegram.media``)
-        if not text and not files:  # a photo without a caption is still a message
-            log.debug("telegram update %s dropped: no text", update_id)
-            return None
-        try:
-            sender = self._normalize(f"telegram:{user.id}")
-        except InvalidAddress:
-            raise BadRequest("the sender's id is not a Telegram user id", status=422) from None
-        reply_target: dict[str, Any] = {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,
-            "chat_type": str(message.chat.type),
-        }
-        if message.is_topic_message and message.message_thread_id is not None:
-            reply_target["message_thread_id"] = message.message_thread_id
-        return InboundMessage(
-            channel=self.name,
-            provider_message_id=f"{self.bot_id}:{update_id}",
-            sender=sender,
-            text=text or "",
-            reply_target=reply_target,
-            received_at=_aware(message.date),
-            attachments=files,
-            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
-            private=message.chat.type == ChatType.PRIVATE,  # a group reads every reply
-            shared_contact=_shared_contact(message),
-            extras=_extras(message),
-        )
-
-    def _button_press(self, update_id: int, query: CallbackQuery) -> InboundMessage | None:
-        """A press of one of our inline-keyboard buttons: a message whose text is the button's label and
-        whose ``extras["button"]`` is its ``callback_data`` (which the core checks: a modified client can
-        send any data). Presses on inline-mode messages, games and bots are noise."""
-        user, data, message = query.from_user, query.data, query.message
-        if user is None or user.is_bot or not isinstance(data, str) or not data or message is None:
-            log.debug("telegram update %s dropped: not a button press of a person on our message", update_id)
-            return None
-        chat = message.chat
-        if not isinstance(chat, Chat) or chat.type not in _CUSTOMER_CHATS:
-            log.debug("telegram update %s dropped: button press outside a customer chat", update_id)
-            return None
-        try:
-            sender = self._normalize(f"telegram:{user.id}")
-        except InvalidAddress:
-            raise BadRequest("the presser's id is not a Telegram user id", status=422) from None
-        return InboundMessage(
-            channel=self.name,
-            provider_message_id=f"{self.bot_id}:{update_id}",
-            sender=sender,
-            text=_button_label(message, data),
-            reply_target={
-                "chat_id": chat.id,
-                "chat_type": str(chat.type),
-                # answered (the client's spinner stops) and its keyboard removed when the reply is sent
-                "callback_query_id": query.id,
-                "buttons_message_id": message.message_id,
-            },
-            sender_assurance=Assurance.PLATFORM_ATTESTED,  # Telegram authenticates its users
-            private=chat.type == ChatType.PRIVATE,
-            extras={"chat_type": str(chat.type), "button": data[:64]},
-        )
 
     # ----- outbound --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ def offline_reply(memories: Sequence[MemoryRecord], cases: Sequence[CaseNote] = 
         return f"{_PREAMBLE} Thanks, I have noted your message. I don't remember anything else about you yet."
     lines = [f"{_PREAMBLE} Thanks, I have noted your message. Here is what I remember from before:"]
     for memory in memories[:MAX_SHOWN]:
-        when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
+        when = memory.when.date().isoformat() if memory.when else "earlier"
         via = memory.channel or "another channel"
         text = " ".join(memory.text.split())
         if len(text) > 200:

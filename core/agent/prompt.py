@@ -245,8 +245,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def memory_header(memory: MemoryRecord) -> str:
-    """The heading of a memory's group in the block: the day it was written and the channel it came from."""
-    when = memory.created_at.date().isoformat() if memory.created_at else "earlier"
+    """The heading of a memory's group in the block: the day it was said (written, for a memory that does
+    not know) and the channel it came from."""
+    when = memory.when.date().isoformat() if memory.when else "earlier"
     via = memory.channel or "unknown channel"
     return f"{when}, via {_defang(_clip(via, MAX_TITLE_CHARS))}:"
 
@@ -293,7 +294,7 @@ def _grouped(memories: Sequence[MemoryRecord]) -> list[tuple[str, list[MemoryRec
 
 
 def _written_key(memory: MemoryRecord) -> tuple[bool, float]:
-    return (memory.created_at is not None, memory.created_at.timestamp() if memory.created_at else 0.0)
+    return (memory.when is not None, memory.when.timestamp() if memory.when else 0.0)
 
 
 def memory_block(memories: Sequence[MemoryRecord], cases: Sequence[CaseNote] = ()) -> str:

@@ -39,6 +39,7 @@ from psycopg import sql
 from core.memory import pg_keywords, pg_rows, pg_schema
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
+from core.memory.ranking import WrittenTimes, source_code
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.sqlite_keywords import terms
 
@@ -51,6 +52,17 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 4
 
 _NEWEST_FIRST = sql.SQL(" ORDER BY created_at DESC NULLS LAST, rid DESC")
+# A row's source channel for ``ranking.source_code``, as the SQLite index reads it
+# (``json_extract(payload, '$.source_channel')``): the text of a JSON string; NULL for anything else (a
+# number, a boolean, null or no key, all of which code as unknown on SQLite too).
+# A row's time for ranking, as the SQLite index reads it: when the memory was said, else when written.
+_SAID_OR_WRITTEN = sql.SQL(
+    "COALESCE(CASE WHEN jsonb_typeof(payload -> 'said_at') = 'string' THEN payload ->> 'said_at' END,"
+    " created_at)"
+)
+_SOURCE_CHANNEL = sql.SQL(
+    "CASE WHEN jsonb_typeof(payload -> 'source_channel') = 'string' THEN payload ->> 'source_channel' END"
+)
 
 
 class PostgresIndex:
@@ -286,10 +298,13 @@ class PostgresIndex:
         """Every row of the filters' scope, oldest first, with its cosine to ``vectors`` and its BM25 score
         for ``terms`` (any of them; 0 where none matches). Nothing without a scope.
 
-        What recall ranks by (``core.memory.ranking``): the scope's rows are read once from its index, the
-        keyword scores come from the rows of the same scope that hold a query word.
+        What recall ranks by (``core.memory.ranking``): the scope's rows are read once from its index, with
+        when each was said (``said_at``, else ``created_at``) and its source channel (``written`` is a
+        :class:`~core.memory.ranking.WrittenTimes` carrying them, so a change of channel starts a new
+        conversation, as on SQLite); the keyword scores come from the rows of the same scope that hold a
+        query word.
         """
-        columns = sql.SQL("rid, id, created_at, {}").format(self._vectors.read)
+        columns = sql.SQL("rid, id, {}, {}, {}").format(_SAID_OR_WRITTEN, self._vectors.read, _SOURCE_CHANNEL)
         words = pg_keywords.query_words(terms)
         where = self._scope(filters)
         found: builtins.list[pg_keywords.Match] = []
@@ -300,13 +315,14 @@ class PostgresIndex:
                 found = pg_keywords.matches(conn, where[0], where[1], lexemes, payloads=False)
         if not rows:
             return ScopeSignals.empty()
-        written = [written_at(r[2]) for r in rows]
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (w.timestamp() if (w := written[i]) is not None else float("-inf"), rows[i][0]),
-        )
-        rows = [rows[i] for i in order]
-        written = [written[i] for i in order]
+        times = [written_at(r[2]) for r in rows]
+        stamps = np.array([w.timestamp() if w is not None else -np.inf for w in times], dtype=np.float64)
+        rids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        sources = np.array([source_code(r[4]) for r in rows], dtype=np.int64)
+        order = np.lexsort((rids, stamps))  # oldest first, then in the order stored (as ``ScopeRows``)
+        listed = order.tolist()
+        rows = [rows[i] for i in listed]
+        written = WrittenTimes([times[i] for i in listed], stamps[order], sources[order])
         matrix = self._vectors.matrix([r[3] for r in rows], self.embedding_model_dims)
         dense: NDArray[np.float32] = (matrix @ unit_vector(vectors)).astype(np.float32)
         keyword = np.zeros(len(rows), dtype=np.float32)

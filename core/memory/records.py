@@ -49,6 +49,7 @@ def to_record(item: Mapping[str, Any]) -> MemoryRecord:
         turn_ids=_ints(meta.get("turn_ids")),
         category=_optional_str(meta.get("category")),
         created_at=_datetime(item.get("created_at")),
+        said_at=_datetime(meta.get("said_at")),
         metadata=meta,
     )
 

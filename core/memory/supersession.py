@@ -5,8 +5,10 @@ one of them (``slot_of``: "my new address is ...", "I moved to ...", "switched t
 older memory of the same customer stating the same kind of fact is marked superseded in its metadata
 (``superseded_by``: the newer memory's id, ``superseded_at``). The older memory stays (history, the
 export, the console) but recall leaves it out (``is_superseded``), so the bot never answers with an old
-address. "Older" is by the memories' own ``created_at`` (an import keeps its original time): a statement
-imported later that is older than the current one is itself marked superseded.
+address. "Older" is by when each was said (``said_at``; a memory without one: its own ``created_at``, which
+an import keeps from the original): a statement written later that was said before the current one (an
+import, a delayed write) is itself marked superseded. Times are compared as instants, not as text (Mem0
+writes ``created_at`` in US/Pacific, an import in UTC).
 
 Only the kinds of fact listed in ``SLOTS`` are handled: each is a value a customer has one of at a time.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 # what a memory says, per kind of fact; the first that matches names the memory's slot
@@ -78,24 +81,36 @@ def is_superseded(metadata: Mapping[str, Any]) -> bool:
     return bool(metadata.get("superseded_by"))
 
 
+def said_at(payload: Mapping[str, Any]) -> float:
+    """When a memory was said, as a POSIX timestamp: its ``said_at``, else its ``created_at`` (naive: UTC);
+    ``-inf`` when it has neither (or neither reads as a time)."""
+    for key in ("said_at", "created_at"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    return float("-inf")
+
+
 def plan_supersession(
     new: Mapping[str, Mapping[str, Any]], existing: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, str]:
     """Which memories become superseded, and by which: ``{old id: newer id}``.
 
     ``new``: the payloads just written (id → payload with ``data`` and ``created_at``); ``existing``: the
-    customer's other memories. Within each slot the newest statement (by ``created_at``, ties by being
+    customer's other memories. Within each slot the newest statement (by :func:`said_at`, ties by being
     new) is current and every other one not already superseded is superseded by it.
     """
-    by_slot: dict[str, list[tuple[str, str, bool, Mapping[str, Any]]]] = {}
+    by_slot: dict[str, list[tuple[float, str, bool, Mapping[str, Any]]]] = {}
     for fresh, group in ((True, new), (False, existing)):
         for memory_id, payload in group.items():
             slot = slot_of(str(payload.get("data") or ""))
             if slot is None or (not fresh and memory_id in new):
                 continue
-            by_slot.setdefault(slot, []).append(
-                (str(payload.get("created_at") or ""), memory_id, fresh, payload)
-            )
+            by_slot.setdefault(slot, []).append((said_at(payload), memory_id, fresh, payload))
     plan: dict[str, str] = {}
     for stated in by_slot.values():
         if not any(row[2] for row in stated):

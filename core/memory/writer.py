@@ -69,6 +69,7 @@ def _provenance(turns: list[LoggedTurn]) -> Provenance:
         turn_ids=tuple(t.id for t in turns),
         sender_vouched=all(t.vouched for t in turns),
         said_by="support_team" if first.role == OPERATOR else "customer",
+        said_at=first.created_at,
     )
 
 
