@@ -573,6 +573,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     method: {str(b): round(mine.recall(method, b), 4) for b in args.budgets}
                     for method in METHODS
                 },
+                "by_category_at_headline": {
+                    method: {
+                        CATEGORIES[c]: round(mine.recall(method, HEADLINE_BUDGET, c), 4)
+                        for c in sorted(mine.totals)
+                    }
+                    for method in METHODS
+                },
                 "reused_ingest": reuse is not None,
                 "ingest_seconds": round(ingest_seconds, 1),
                 "evaluate_seconds": round(evaluate_seconds, 1),
@@ -584,7 +591,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{asked} questions; ingest {entry['ingest_seconds']} s"
                 f"{' (reused)' if reuse else ''}, evaluate {entry['evaluate_seconds']} s; recall at "
                 f"{HEADLINE_BUDGET}: "
-                + ", ".join(f"{m} {mine.recall(m, HEADLINE_BUDGET):.3f}" for m in METHODS),
+                + ", ".join(f"{m} {mine.recall(m, HEADLINE_BUDGET):.3f}" for m in METHODS)
+                + f"; product temporal {mine.recall('product', HEADLINE_BUDGET, 2):.3f}",
                 flush=True,
             )
     finally:

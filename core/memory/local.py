@@ -42,6 +42,7 @@ from core.memory.records import (
 )
 from core.memory.rows import ScopeSignals
 from core.memory.supersession import plan_supersession, slot_of
+from core.memory.time_words import asks_when
 from core.messages import ChatMessage, MemoryFilter, MemoryRecord, Provenance
 from core.ports import MemoryIndex
 from core.settings import LLMSettings
@@ -145,7 +146,13 @@ class LocalMemory:
             vector = self._embedder.embed_one(" ".join(query.split()))
             signals = index.scope_signals(vector, keyword_terms(query), self._scope(customer_id, filters))
             signals = written_within(signals, filters)  # filtered before ranking: the limit comes after
-            order, scores = ranking.ranked(signals.dense, signals.keyword, signals.written)
+            order, scores = ranking.ranked(
+                signals.dense,
+                signals.keyword,
+                signals.written,
+                dated=signals.dated,
+                asks_when=asks_when(query),
+            )
             found: list[MemoryRecord] = []
             for start in range(0, len(order), limit):  # payloads of the best first, a batch at a time
                 ids = [signals.ids[i] for i in order[start : start + limit].tolist()]
@@ -348,4 +355,5 @@ def written_within(signals: ScopeSignals, filters: MemoryFilter | None) -> Scope
         written=written.subset(keep) if isinstance(written, WrittenTimes) else [written[i] for i in keep],
         dense=signals.dense[keep],
         keyword=signals.keyword[keep],
+        dated=None if signals.dated is None else signals.dated[keep],
     )

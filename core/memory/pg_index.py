@@ -60,6 +60,8 @@ _SAID_OR_WRITTEN = sql.SQL(
     "COALESCE(CASE WHEN jsonb_typeof(payload -> 'said_at') = 'string' THEN payload ->> 'said_at' END,"
     " created_at)"
 )
+# Whether a row's text says when (``time_words.MENTIONS_TIME``), as SQLite reads it (true only for JSON true).
+_SAYS_WHEN = sql.SQL("COALESCE(payload -> 'mentions_time' = 'true'::jsonb, false)")
 _SOURCE_CHANNEL = sql.SQL(
     "CASE WHEN jsonb_typeof(payload -> 'source_channel') = 'string' THEN payload ->> 'source_channel' END"
 )
@@ -299,12 +301,15 @@ class PostgresIndex:
         for ``terms`` (any of them; 0 where none matches). Nothing without a scope.
 
         What recall ranks by (``core.memory.ranking``): the scope's rows are read once from its index, with
-        when each was said (``said_at``, else ``created_at``) and its source channel (``written`` is a
+        when each was said (``said_at``, else ``created_at``), whether its text says when, and its source
+        channel (``written`` is a
         :class:`~core.memory.ranking.WrittenTimes` carrying them, so a change of channel starts a new
         conversation, as on SQLite); the keyword scores come from the rows of the same scope that hold a
         query word.
         """
-        columns = sql.SQL("rid, id, {}, {}, {}").format(_SAID_OR_WRITTEN, self._vectors.read, _SOURCE_CHANNEL)
+        columns = sql.SQL("rid, id, {}, {}, {}, {}").format(
+            _SAID_OR_WRITTEN, self._vectors.read, _SOURCE_CHANNEL, _SAYS_WHEN
+        )
         words = pg_keywords.query_words(terms)
         where = self._scope(filters)
         found: builtins.list[pg_keywords.Match] = []
@@ -319,6 +324,7 @@ class PostgresIndex:
         stamps = np.array([w.timestamp() if w is not None else -np.inf for w in times], dtype=np.float64)
         rids = np.array([int(r[0]) for r in rows], dtype=np.int64)
         sources = np.array([source_code(r[4]) for r in rows], dtype=np.int64)
+        dated = np.array([r[5] is True for r in rows], dtype=np.bool_)
         order = np.lexsort((rids, stamps))  # oldest first, then in the order stored (as ``ScopeRows``)
         listed = order.tolist()
         rows = [rows[i] for i in listed]
@@ -330,7 +336,9 @@ class PostgresIndex:
         for match in found:
             if (i := position.get(match.rid)) is not None:
                 keyword[i] = match.score
-        return ScopeSignals(ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword)
+        return ScopeSignals(
+            ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword, dated=dated[order]
+        )
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The payloads of the rows ``ids`` of this collection (missing ids are left out)."""

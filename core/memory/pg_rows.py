@@ -20,6 +20,7 @@ from core.memory import pg_keywords
 from core.memory.filters import SCOPE_KEYS
 from core.memory.pg_vectors import VectorCodec
 from core.memory.sqlite_keywords import body
+from core.memory.time_words import with_time_flag
 
 # A replaced row (same collection and id) gets a new rid, as the SQLite index's delete-and-insert does:
 # the rid is the order written, which breaks ties of ``created_at``.
@@ -61,7 +62,9 @@ def write_row(
     payload: Mapping[str, Any],
 ) -> None:
     """Store one row (``vector`` as ``vectors.param`` made it), replacing the row of the same id, with its
-    keyword index (``terms``, ``words``) and its turn index."""
+    keyword index (``terms``, ``words``) and its turn index; the payload gets whether its text says when
+    (``time_words.with_time_flag``)."""
+    payload = with_time_flag(payload)
     created_at = payload.get("created_at")
     scope = {key: _scope_value(payload, key) for key in SCOPE_KEYS}
     params = {

@@ -11,6 +11,8 @@
 - ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
   English Snowball stemming without a stop-word list (FTS5 indexes every word too), accents folded by
   ``unaccent`` where that extension can be installed (as FTS5's ``remove_diacritics``).
+- ``memory_index_upgrades``: the one-time upgrades of stored rows that are done (``time_flag``: rows stored
+  before the time flag of ``core.memory.time_words`` got it).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -27,11 +29,14 @@ import psycopg
 from psycopg import sql
 
 from core.memory.pg_vectors import VectorCodec, codec_for
+from core.memory.time_words import MENTIONS_TIME, says_when
 
 log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the schema: any constant the store never uses ("tlmemidx" as 8 bytes)
 SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
+_TIME_FLAG = "time_flag"  # the upgrade that flagged rows stored before the flag
+_BACKFILL_BATCH = 500
 TEXT_CONFIG = "memory_index_text"
 
 
@@ -69,6 +74,8 @@ def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
             " PRIMARY KEY (collection, user_id, turn_id, rid))"
         ),
         sql.SQL("CREATE INDEX IF NOT EXISTS memory_index_turns_rid ON memory_index_turns (rid)"),
+        # one-time upgrades of the stored rows that are done (``_flag_times``)
+        sql.SQL("CREATE TABLE IF NOT EXISTS memory_index_upgrades (name text PRIMARY KEY)"),
     ]
 
 
@@ -126,6 +133,33 @@ def _vector_type(conn: psycopg.Connection[Any], *, pgvector: bool) -> sql.SQL:
     return codec_for("bytea").column_type
 
 
+def _flag_times(conn: psycopg.Connection[Any]) -> None:
+    """Give the rows stored before the time flag existed their flag (``time_words``), once per database
+    (under the schema lock; ``memory_index_upgrades`` says it was done)."""
+    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_TIME_FLAG,)).fetchone():
+        return
+    last = count = 0
+    while True:
+        batch = conn.execute(
+            "SELECT rid, payload ->> 'data' FROM memory_index_rows WHERE rid > %s ORDER BY rid LIMIT %s",
+            (last, _BACKFILL_BATCH),
+        ).fetchall()
+        if not batch:
+            break
+        dated = [int(rid) for rid, text in batch if isinstance(text, str) and says_when(text)]
+        if dated:
+            conn.execute(
+                "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true)"
+                " WHERE rid = ANY(%s)",
+                (MENTIONS_TIME, dated),
+            )
+        count += len(dated)
+        last = int(batch[-1][0])
+    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s) ON CONFLICT DO NOTHING", (_TIME_FLAG,))
+    if count:
+        log.info("memory index: %d memories flagged as saying when", count)
+
+
 def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvector: bool) -> VectorCodec:
     """Make whatever of the schema is missing and register ``collection``; returns the vector codec of the
     table. ``ValueError`` when the collection exists with other dimensions."""
@@ -144,6 +178,7 @@ def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvecto
             "SELECT dims FROM memory_index_collections WHERE name = %s", (collection,)
         ).fetchone()
         column = _column_type(conn)
+        _flag_times(conn)
     if stored is None or int(stored[0]) != dims or column is None:
         raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")
     return codec_for(column)

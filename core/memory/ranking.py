@@ -18,14 +18,18 @@ matches):
 4. **Fusion** (:func:`reciprocal_rank_fusion`): the smoothed dense and keyword rankings are fused by
    reciprocal rank (k = 60, Cormack, Clarke and Buettcher, SIGIR 2009): an exact keyword hit and a
    paraphrase both rank high, without calibrating BM25 against cosine.
-5. **Conversation lift** (:func:`lifted`): every candidate gains :data:`CONVERSATION_LIFT` times the best
+5. **Time prior**: for a message that asks when (``time_words.asks_when``: "when did ...", "how long
+   ago", "what year"), a memory whose text says when (``time_words.says_when``, flagged when stored) gains
+   :data:`TIME_PRIOR` of its fused score: the line that answers "when" is the one with the date or the
+   "last week" in it, which often shares few words with the question.
+6. **Conversation lift** (:func:`lifted`): every candidate gains :data:`CONVERSATION_LIFT` times the best
    fused score of its conversation: the answer often lies in the exchange where the question's subject
    came up, a few turns from the line that matched best.
-6. **Recency** (:func:`recency`): a score is multiplied by a factor that falls from 1 (the customer's
+7. **Recency** (:func:`recency`): a score is multiplied by a factor that falls from 1 (the customer's
    newest memory) towards ``1 - RECENCY_WEIGHT`` with a half-life of :data:`RECENCY_HALF_LIFE`: between
    memories that match about equally the newer one ranks first (the customer's latest statement is the
    current one), while a clearly better older match still wins.
-7. **Floor**: a memory with no (smoothed) keyword match whose smoothed cosine is under
+8. **Floor**: a memory with no (smoothed) keyword match whose smoothed cosine is under
    :data:`MIN_DENSE` (Mem0's own default search threshold) is left out.
 
 The weights were chosen on two LoCoMo conversations (26 and 30) and the measure is reported on all
@@ -47,6 +51,7 @@ RRF_K = 60.0
 NEIGHBOUR_WEIGHTS = (0.3, 0.1)  # the memories 1 and 2 places away, within a conversation
 CONVERSATION_GAP = timedelta(hours=1)
 CONVERSATION_LIFT = 0.3  # the share of its conversation's best fused score a candidate gains
+TIME_PRIOR = 0.5  # the share of its fused score a memory that says when gains, for a question about time
 RECENCY_WEIGHT = 0.05  # the most a memory's age takes off its score (a share)
 RECENCY_HALF_LIFE = timedelta(days=30)
 MIN_DENSE = 0.1
@@ -220,6 +225,9 @@ def ranked(
     dense: NDArray[np.float32],
     keyword: NDArray[np.float32],
     written: Sequence[datetime | None],
+    *,
+    dated: NDArray[np.bool_] | None = None,
+    asks_when: bool = False,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Every memory that passes the floor, best first (ties: the newer first): their indexes and their
     fused scores, as arrays.
@@ -227,7 +235,9 @@ def ranked(
     ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the order
     the memories were written. Array operations only (no Python loop over the memories but
     :func:`conversations`): the same fusion as :func:`reciprocal_rank_fusion` (the same floats summed in
-    the same order), then :func:`lifted` by the conversation's best and weighted by :func:`recency`.
+    the same order), then, for a question that ``asks_when``, the memories ``dated`` (their text says
+    when) gain :data:`TIME_PRIOR` of it, then :func:`lifted` by the conversation's best and weighted by
+    :func:`recency`.
     """
     count = len(dense)
     if count == 0:
@@ -246,6 +256,8 @@ def ranked(
     fused = np.zeros(count, dtype=np.float64)
     fused[dense_ranking] += 1.0 / (RRF_K + np.arange(1, len(dense_ranking) + 1, dtype=np.float64))
     fused[keyword_ranking] += 1.0 / (RRF_K + np.arange(1, len(keyword_ranking) + 1, dtype=np.float64))
+    if asks_when and dated is not None and len(dated) == count:
+        fused *= 1.0 + TIME_PRIOR * np.asarray(dated, dtype=np.float64)
     fused = lifted(fused, conversation) * recency(written)
     candidates = np.flatnonzero(fused > 0)
     scores = fused[candidates]

@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from core.memory.time_words import MENTIONS_TIME
 from core.messages import ChatMessage, MemoryRecord
 
 
@@ -38,6 +39,7 @@ def to_record(item: Mapping[str, Any]) -> MemoryRecord:
     """One Mem0 item (``id``, ``memory``, ``score``, ``created_at``, ``metadata``) as a ``MemoryRecord``."""
     metadata = item.get("metadata")
     meta: dict[str, Any] = dict(metadata) if isinstance(metadata, Mapping) else {}
+    meta.pop(MENTIONS_TIME, None)  # the index's own flag (``time_words``), not the memory's metadata
     score = item.get("score")
     return MemoryRecord(
         id=str(item.get("id", "")),
@@ -70,6 +72,7 @@ _PAYLOAD_CORE = frozenset(
         "role",
         "attributed_to",
         "expiration_date",
+        MENTIONS_TIME,  # derived from the text by the index (``time_words``), not the memory's metadata
     }
 )
 

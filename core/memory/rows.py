@@ -34,13 +34,15 @@ class ScopeSignals:
     """Every row of one scope in the order written, with what recall ranks them by (aligned lists).
 
     ``dense``: cosine to the query vector; ``keyword``: BM25 (higher is better) for the query's terms,
-    0 where no term matches.
+    0 where no term matches; ``dated``: whether the memory's text says when (``time_words``), None when
+    the index did not read it.
     """
 
     ids: list[str]
     written: list[datetime | None]
     dense: NDArray[np.float32]
     keyword: NDArray[np.float32]
+    dated: NDArray[np.bool_] | None = None
 
     @classmethod
     def empty(cls) -> ScopeSignals:

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 from core.memory.ranking import WrittenTimes, source_code
 from core.memory.rows import written_at
 
-Row = Sequence[Any]  # rid, id, created_at, vector (float32 bytes), source channel (or None)
+# rid, id, time (said, else written), vector (float32 bytes), source channel, 1 when its text says when
+Row = Sequence[Any]
 _FEW = 64  # rows deleted from a kept scope one by one; more are filtered in one pass
 
 
@@ -58,6 +59,7 @@ class ScopeRows:
     written: list[datetime | None]
     stamps: NDArray[np.float64]  # the sort key: the written time in seconds, -inf when unknown
     sources: NDArray[np.int64]  # the channel each row came from, as :func:`~core.memory.ranking.source_code`
+    dated: NDArray[np.bool_]  # whether each row's text says when (``core.memory.time_words``)
     vectors: NDArray[np.float32]  # (slots, dims), C-contiguous, one unit vector per slot
     by_rid: NDArray[np.int64]  # positions in rowid order, for :meth:`positions`
     slots: NDArray[np.int64] | None = None  # the slot of each row; None when row i is slot i
@@ -81,6 +83,7 @@ class ScopeRows:
         stamps = np.array([w.timestamp() if w is not None else -np.inf for w in written], dtype=np.float64)
         rids = np.array([int(r[0]) for r in rows], dtype=np.int64)
         sources = np.array([source_code(r[4] if len(r) > 4 else None) for r in rows], dtype=np.int64)
+        dated = np.array([len(r) > 5 and r[5] == 1 for r in rows], dtype=np.bool_)
         order = np.lexsort((rids, stamps)).tolist()
         matrix = np.frombuffer(b"".join([rows[i][3] for i in order]), dtype=np.float32)
         return cls._ordered(
@@ -90,6 +93,7 @@ class ScopeRows:
             stamps[order],
             sources[order],
             matrix.reshape(len(order), dims),
+            dated=dated[order],
         )
 
     @classmethod
@@ -102,10 +106,13 @@ class ScopeRows:
         sources: NDArray[np.int64],
         matrix: NDArray[np.float32],
         *,
+        dated: NDArray[np.bool_] | None = None,
         by_rid: NDArray[np.int64] | None = None,
         slots: NDArray[np.int64] | None = None,
         buffer: _Buffer | None = None,
     ) -> ScopeRows:
+        if dated is None:
+            dated = np.zeros(len(rids), dtype=np.bool_)
         if by_rid is None:
             by_rid = np.argsort(rids, kind="stable").astype(np.int64)
         timed = WrittenTimes(written, stamps, sources)  # ranking splits conversations from these
@@ -115,6 +122,7 @@ class ScopeRows:
             written=timed,
             stamps=stamps,
             sources=sources,
+            dated=dated,
             vectors=matrix,
             by_rid=by_rid,
             slots=slots,
@@ -165,6 +173,7 @@ class ScopeRows:
             self.stamps[keep],
             self.sources[keep],
             self.vectors,
+            dated=self.dated[keep],
             by_rid=by_rid,
             slots=slots.astype(np.int64),
             buffer=self.buffer,
@@ -196,6 +205,7 @@ class ScopeRows:
             np.concatenate([self.stamps, added.stamps]),
             np.concatenate([self.sources, added.sources]),
             buffer.array[: used + extra],
+            dated=np.concatenate([self.dated, added.dated]),
             by_rid=by_rid,
             slots=slots,
             buffer=buffer,
@@ -230,4 +240,5 @@ class ScopeRows:
             stamps[order],
             np.concatenate([base.sources, added.sources])[order],
             np.ascontiguousarray(np.concatenate([base.matrix, added.matrix])[order]),
+            dated=np.concatenate([base.dated, added.dated])[order],
         )

@@ -17,6 +17,7 @@ consistent (call them inside :meth:`SharedConnection.writing`).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,9 +28,14 @@ from typing import Any
 from core.memory import sqlite_keywords
 from core.memory.filters import SCOPE_KEYS
 from core.memory.sqlite_scopes import TEMP_SCHEMA, ScopeCache
+from core.memory.time_words import MENTIONS_TIME, says_when, with_time_flag
 from core.store.private_files import private_dir, private_sqlite
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 10_000
+_TIME_FLAGGED = 1  # the file's user_version once every row carries its time flag
+_BACKFILL_BATCH = 500
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS memory_collections (
@@ -75,6 +81,7 @@ class SharedConnection:
             sqlite_keywords.migrate(db)
             for statement in _SCHEMA:
                 db.execute(statement)
+            _flag_times(db)
         for statement in TEMP_SCHEMA:  # this connection's own: other connections do not see them
             conn.execute(statement)
         self.scopes = ScopeCache()
@@ -164,10 +171,39 @@ def delete_rows(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
     conn.executemany("DELETE FROM memory_vectors WHERE rid = ?", [(rid,) for rid in rids])
 
 
+def _flag_times(db: sqlite3.Connection) -> None:
+    """Give the rows stored before the time flag existed their flag (``time_words``), once per file
+    (``PRAGMA user_version`` says it was done)."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if int(version) >= _TIME_FLAGGED:
+        return
+    last = count = 0
+    while True:
+        batch = db.execute(
+            "SELECT rid, json_extract(payload, '$.data') FROM memory_vectors"
+            " WHERE rid > ? ORDER BY rid LIMIT ?",
+            (last, _BACKFILL_BATCH),
+        ).fetchall()
+        if not batch:
+            break
+        dated = [(rid,) for rid, text in batch if isinstance(text, str) and says_when(text)]
+        db.executemany(
+            "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true')) WHERE rid = ?",
+            [(f"$.{MENTIONS_TIME}", rid) for (rid,) in dated],
+        )
+        count += len(dated)
+        last = int(batch[-1][0])
+    db.execute(f"PRAGMA user_version = {_TIME_FLAGGED}")
+    if count:
+        log.info("vector store: %d memories flagged as saying when", count)
+
+
 def write_row(
     conn: sqlite3.Connection, collection: str, vector_id: str, blob: bytes, payload: Mapping[str, Any]
 ) -> None:
-    """Store one row (replacing the row of the same id) with its index entries."""
+    """Store one row (replacing the row of the same id) with its index entries; the payload gets whether
+    its text says when (``time_words.with_time_flag``)."""
+    payload = with_time_flag(payload)
     delete_rows(conn, rids_of(conn, collection, vector_id))
     cursor = conn.execute(
         "INSERT INTO memory_vectors"

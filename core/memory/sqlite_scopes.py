@@ -68,11 +68,12 @@ TEMP_SCHEMA = (
 Scope = Mapping[str, str]
 
 # what a scope read selects: the memory's time is when it was said (``said_at``, a backfill's turn time),
-# else when it was written; the source channel splits conversations in ranking (``WrittenTimes.sources``)
+# else when it was written; the source channel splits conversations in ranking (``WrittenTimes.sources``);
+# whether its text says when (``time_words.MENTIONS_TIME``) is the time prior's side of the memory
 SCOPE_COLUMNS = (
     "rid, id, COALESCE(CASE WHEN json_type(payload, '$.said_at') = 'text'"
     " THEN json_extract(payload, '$.said_at') END, created_at), vector,"
-    " json_extract(payload, '$.source_channel')"
+    " json_extract(payload, '$.source_channel'), json_extract(payload, '$.mentions_time') IS 1"
 )
 
 

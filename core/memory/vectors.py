@@ -333,7 +333,9 @@ class SQLiteVectorStore:
         at = scoped.positions(rids)
         hit = (at >= 0) & (scores > 0)
         keyword[at[hit]] = scores[hit]
-        return ScopeSignals(ids=scoped.ids, written=scoped.written, dense=dense, keyword=keyword)
+        return ScopeSignals(
+            ids=scoped.ids, written=scoped.written, dense=dense, keyword=keyword, dated=scoped.dated
+        )
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The payloads of the rows ``ids`` of this collection (missing ids are left out)."""

@@ -383,3 +383,29 @@ class IndexConformance:
         assert [h.payload["data"] for h in index.list({"user_id": "a"}, top_k=1)] == ["newest"]
         assert all(h.score is None for h in index.list({"user_id": "a"}))
         assert index.count({"user_id": "a"}) == 3
+
+    # ----- the time prior's side of a memory ----------------------------------------------------------
+
+    def test_the_signals_say_which_memories_say_when_and_follow_an_update(self, index: MemoryIndex) -> None:
+        index.insert(
+            [unit(1), unit(2), unit(3)],
+            payloads=[
+                row("a", "The modem died last Tuesday."),
+                row("a", "The modem is blinking red."),
+                row("a", "May I get a new modem?"),  # the modal verb, not the month
+            ],
+            ids=["dated", "plain", "modal"],
+        )
+        scope = {"user_id": "a"}
+
+        def dated() -> dict[str, bool]:
+            signals = index.scope_signals(unit(1), ["modem"], scope)
+            assert signals.dated is not None
+            return dict(zip(signals.ids, signals.dated.tolist(), strict=True))
+
+        assert dated() == {"dated": True, "plain": False, "modal": False}
+        index.update("plain", payload=row("a", "The modem has blinked red since March."))
+        index.update("dated", payload=row("a", "The modem died."))
+        assert dated() == {"dated": False, "plain": True, "modal": False}
+        hit = index.get("plain")
+        assert hit is not None and hit.payload["data"] == "The modem has blinked red since March."

@@ -176,9 +176,15 @@ def test_many_hosts_opening_at_once_make_the_tables_once(database_url: str) -> N
     assert opened == ["PostgresIndex(collection='memories', vectors='bytea')"] * 8
     with psycopg.connect(libpq_dsn(database_url)) as conn:
         tables = conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE %s", ("memory\\_index\\_%",)
-        ).fetchone()
-    assert tables is not None and tables[0] == 3
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE %s ORDER BY tablename",
+            ("memory\\_index\\_%",),
+        ).fetchall()
+    assert [name for (name,) in tables] == [
+        "memory_index_collections",
+        "memory_index_rows",
+        "memory_index_turns",
+        "memory_index_upgrades",
+    ]
 
 
 def test_a_collection_keeps_its_dimensions(database_url: str) -> None:

@@ -1,0 +1,92 @@
+"""Memories stored before the time flag (``core.memory.time_words``) get it once, when the index opens:
+on SQLite (the file's ``user_version``) and on PostgreSQL (``memory_index_upgrades``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from core.memory.pg_index import PostgresIndex
+from core.memory.time_words import MENTIONS_TIME
+from core.memory.vectors import SQLiteVectorStore
+from core.ports import MemoryIndex
+
+DIMS = 4
+VECTOR = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+ROWS = {"dated": "The router broke last week.", "plain": "The router broke.", "modal": "May I get a router?"}
+
+
+def fill(index: MemoryIndex) -> None:
+    index.insert(
+        [VECTOR] * len(ROWS),
+        payloads=[{"user_id": "a", "data": text} for text in ROWS.values()],
+        ids=list(ROWS),
+    )
+
+
+def dated(index: MemoryIndex) -> dict[str, bool]:
+    signals = index.scope_signals(VECTOR, ["router"], {"user_id": "a"})
+    assert signals.dated is not None
+    return dict(zip(signals.ids, signals.dated.tolist(), strict=True))
+
+
+def plain(url: str) -> str:
+    """The URL as libpq takes it (the store's URLs name their SQLAlchemy driver)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+EXPECTED = {"dated": True, "plain": False, "modal": False}
+
+
+def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "vectors.sqlite3"
+    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
+    fill(store)
+    store.close()
+    with sqlite3.connect(path) as db:  # as a file written before the flag existed
+        db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
+        db.execute("PRAGMA user_version = 0")
+    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(store) == EXPECTED
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        # done once: a flag removed now stays removed on the next open
+        db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
+    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(store) == dict.fromkeys(ROWS, False)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: str) -> None:
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    fill(index)
+    index.close()
+    with psycopg.connect(
+        plain(database_url), autocommit=True
+    ) as conn:  # as rows stored before the flag existed
+        conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
+        conn.execute("DELETE FROM memory_index_upgrades")
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(index) == EXPECTED
+    finally:
+        index.close()
+    with psycopg.connect(plain(database_url), autocommit=True) as conn:
+        assert conn.execute("SELECT name FROM memory_index_upgrades").fetchall() == [("time_flag",)]
+        conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(index) == dict.fromkeys(ROWS, False)
+    finally:
+        index.close()
