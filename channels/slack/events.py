@@ -1,8 +1,8 @@
 """Reading a Slack ``event_callback``: which events are a person writing to us, and what to keep of them.
 
-Used by ``SlackAdapter.parse_event`` (``channels.slack.adapter``), for the webhook and Socket Mode alike:
-the event types we answer, noise (bots, our own messages, subtypes that are not a person writing),
-mentions of our bot user, the time the message was sent and the ``extras`` kept with it.
+Used by ``channels.slack.event_message`` (behind ``SlackAdapter.parse_event``), for the webhook and Socket
+Mode alike: the event types we answer, noise (bots, our own messages, subtypes that are not a person
+writing), mentions of our bot user, the time the message was sent and the ``extras`` kept with it.
 """
 
 from __future__ import annotations

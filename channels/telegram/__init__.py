@@ -32,7 +32,8 @@ that leaves this package has the token scrubbed, and nothing here logs a message
 
 Where things live:
 
-- ``channels.telegram.adapter``: ``TelegramAdapter`` (verify, parse, send, the PTB client);
+- ``channels.telegram.adapter``: ``TelegramAdapter`` (verify, send, the PTB client);
+- ``channels.telegram.updates``: an update → the customer message it carries (``parse_update``'s work);
 - ``channels.telegram.message``: what is kept of a customer's message (time, media, contact, extras);
 - ``channels.telegram.media``: ``TelegramFiles``, a photo or document fetched by ``getFile``, capped;
 - ``channels.telegram.split``: ``split_text``, a reply in parts of at most 4,096 UTF-16 code units;

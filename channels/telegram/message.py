@@ -1,6 +1,6 @@
 """What is kept of a customer's Telegram message: its time, media, shared contact and extras.
 
-Helpers of ``TelegramAdapter.parse`` (``channels.telegram.adapter``).
+Helpers of the update parsing (``channels.telegram.updates``, behind ``TelegramAdapter.parse_update``).
 """
 
 from __future__ import annotations
