@@ -144,7 +144,10 @@ class MemoryItemOut(BaseModel):
     handle: str | None = Field(description="The handle it came from (source_handle).")
     message_ids: list[str]
     turn_ids: list[int]
-    created_at: datetime | None
+    created_at: datetime | None = Field(description="When it was written.")
+    said_at: datetime | None = Field(
+        description="When the customer said it (what it is dated and filtered by); null when not recorded."
+    )
     said_by: str | None = Field(description="customer, or support_team (an operator's reply).")
     verified: bool | None = Field(description="false: a statement nobody checked.")
     sender_vouched: bool | None = Field(description="false: from a message nobody vouched for.")
@@ -195,6 +198,7 @@ def memories_out(
                 message_ids=list(r.message_ids),
                 turn_ids=list(r.turn_ids),
                 created_at=r.created_at,
+                said_at=r.said_at,
                 said_by=_word(r.metadata.get("said_by")),
                 verified=_flag(r.metadata.get("verified")),
                 sender_vouched=_flag(r.metadata.get("sender_vouched")),

@@ -123,3 +123,24 @@ async def test_bad_input_is_a_422_naming_the_problem_and_changes_nothing(bare: S
     assert response.status_code == 401  # no token: nothing read
 
     assert [r.id for r in await bare.hub.memory.list(ana)] == [r.id for r in before]
+
+
+async def test_a_memory_shows_and_is_filtered_by_when_the_customer_said_it(bare: Served) -> None:
+    ana = await new_customer(bare, SMS)
+    said = datetime(2024, 11, 5, 8, 30, tzinfo=UTC)
+    await bare.hub.memory.remember(
+        ana,
+        [ChatMessage(role="user", content="the modem light blinks red")],
+        provenance=Provenance(
+            channel="sms", handle=SMS, message_ids=("inbox:3",), category="support_history", said_at=said
+        ),
+        infer=False,
+    )
+    (listed,) = (await memories(bare, ana))["memories"]
+    assert listed["said_at"].startswith("2024-11-05T08:30:00")
+    assert not listed["created_at"].startswith("2024-11-05")  # written now, said then
+    november = {"since": "2024-11-01", "until": "2024-12-01"}
+    assert [m["text"] for m in (await memories(bare, ana, **november))["memories"]] == [listed["text"]]
+    found = await memories(bare, ana, query="modem", **november)
+    assert [m["said_at"][:10] for m in found["memories"]] == ["2024-11-05"]
+    assert (await memories(bare, ana, query="modem", since="2025-01-01"))["memories"] == []
