@@ -100,6 +100,7 @@ def memory_out(record: MemoryRecord) -> dict[str, Any]:
         "handle": record.handle,
         "said_by": record.metadata.get("said_by", "customer"),
         "created_at": record.created_at.isoformat() if record.created_at else None,
+        "said_at": record.said_at.isoformat() if record.said_at else None,
         "score": record.score,
     }
 

@@ -175,6 +175,7 @@ async def test_the_sdk_client_lists_tools_finds_a_customer_by_phone_in_any_spell
             memory = answer(await session.call_tool("customer_memory", {"customer_id": customer_id}))
             assert any("Biscuit" in m["text"] for m in memory["memories"]), memory
             assert all(m["channel"] == "sms" for m in memory["memories"])
+            assert all(m["said_at"] is not None for m in memory["memories"])  # dated by the message
             searched = answer(
                 await session.call_tool(
                     "search_memory", {"customer_id": f"sms:{PHONE}", "query": "what is the dog's name"}
