@@ -240,6 +240,8 @@ def ranked(
     :func:`recency`.
     """
     count = len(dense)
+    if dated is not None and len(dated) != count:
+        raise ValueError("dated and the signals differ in length")
     if count == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     conversation = conversations(written)
@@ -256,7 +258,7 @@ def ranked(
     fused = np.zeros(count, dtype=np.float64)
     fused[dense_ranking] += 1.0 / (RRF_K + np.arange(1, len(dense_ranking) + 1, dtype=np.float64))
     fused[keyword_ranking] += 1.0 / (RRF_K + np.arange(1, len(keyword_ranking) + 1, dtype=np.float64))
-    if asks_when and dated is not None and len(dated) == count:
+    if asks_when and dated is not None:
         fused *= 1.0 + TIME_PRIOR * np.asarray(dated, dtype=np.float64)
     fused = lifted(fused, conversation) * recency(written)
     candidates = np.flatnonzero(fused > 0)

@@ -186,10 +186,10 @@ def _flag_times(db: sqlite3.Connection) -> None:
         ).fetchall()
         if not batch:
             break
-        dated = [(rid,) for rid, text in batch if isinstance(text, str) and says_when(text)]
+        dated = [rid for rid, text in batch if isinstance(text, str) and says_when(text)]
         db.executemany(
             "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true')) WHERE rid = ?",
-            [(f"$.{MENTIONS_TIME}", rid) for (rid,) in dated],
+            [(f"$.{MENTIONS_TIME}", rid) for rid in dated],
         )
         count += len(dated)
         last = int(batch[-1][0])

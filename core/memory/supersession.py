@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
+
+from core.memory.rows import written_at
 
 # what a memory says, per kind of fact; the first that matches names the memory's slot
 SLOTS: dict[str, re.Pattern[str]] = {
@@ -84,15 +85,8 @@ def is_superseded(metadata: Mapping[str, Any]) -> bool:
 def said_at(payload: Mapping[str, Any]) -> float:
     """When a memory was said, as a POSIX timestamp: its ``said_at``, else its ``created_at`` (naive: UTC);
     ``-inf`` when it has neither (or neither reads as a time)."""
-    for key in ("said_at", "created_at"):
-        value = payload.get(key)
-        if isinstance(value, str) and value:
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
-    return float("-inf")
+    moment = written_at(payload.get("said_at")) or written_at(payload.get("created_at"))
+    return moment.timestamp() if moment is not None else float("-inf")
 
 
 def plan_supersession(

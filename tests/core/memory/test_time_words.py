@@ -85,6 +85,8 @@ def test_the_prior_lifts_dated_memories_for_a_question_about_time_only() -> None
     keyword = np.array([0.0, 3.0, 2.5, 2.0], dtype=np.float32)
     order, _ = ranking.ranked(dense, keyword, written, dated=dated, asks_when=True)
     assert order.tolist()[:3] == [1, 2, 3]
+    with pytest.raises(ValueError, match="differ in length"):
+        ranking.ranked(dense, keyword, written, dated=dated[:3], asks_when=True)
 
 
 async def test_recall_brings_the_line_that_says_when_first_for_a_when_question(tmp_path: Path) -> None:
