@@ -33,6 +33,7 @@ from core.store.private_files import private_dir
 
 if TYPE_CHECKING:
     from channels.base import ChannelAdapter
+    from core.pipeline.case_desk import CaseDesk
     from core.pipeline.handoff import Handoffs
     from core.pipeline.hub import Hub, Role
     from identity.linking import IdentityLinks
@@ -133,13 +134,15 @@ def build_memory(settings: Settings) -> MemoryStore:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The store, the memory store, the identity service and the handoffs of one process (built once)."""
+    """The store, the memory store, the identity service, the handoffs and the cases people open and
+    resolve, of one process (built once)."""
 
     settings: Settings
     db: Database
     memory: MemoryStore
     links: IdentityLinks
     handoffs: Handoffs
+    case_desk: CaseDesk
 
     @property
     def default_region(self) -> str:
@@ -158,6 +161,7 @@ class Services:
 
 async def open_services(settings: Settings) -> Services:
     """Open the database (migrating it) and the memory store, and the identity service over them."""
+    from core.pipeline.case_desk import CaseDesk
     from core.pipeline.handoff import Handoffs
     from identity.linking import IdentityLinks
 
@@ -169,7 +173,12 @@ async def open_services(settings: Settings) -> Services:
         db, settings.handoff, memory_settings=settings.memory, console_url=settings.public_base_url
     )
     return Services(
-        settings=settings, db=db, memory=memory, links=IdentityLinks(db, memory), handoffs=handoffs
+        settings=settings,
+        db=db,
+        memory=memory,
+        links=IdentityLinks(db, memory),
+        handoffs=handoffs,
+        case_desk=CaseDesk(db),
     )
 
 
@@ -223,6 +232,7 @@ async def wire(
             role=role,
             handoffs=services.handoffs,
         )
+        services.case_desk.metrics = hub.metrics  # a person's cases count in the hub's /metrics
     except BaseException:
         await services.aclose()  # nothing is left open behind a failed start
         raise

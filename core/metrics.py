@@ -93,13 +93,14 @@ class Metrics:
         )
         self.cases_opened = Counter(
             "threadline_cases_opened",
-            "Support cases opened, by who opened them (assistant: the LLM's tool, rules: offline)",
+            "Support cases opened, by who opened them "
+            "(assistant: the LLM's tool, rules: offline, operator: a person)",
             ["opened_by"],
             registry=self.registry,
         )
         self.cases_resolved = Counter(
             "threadline_cases_resolved",
-            "Support cases resolved, by who resolved them (assistant, rules)",
+            "Support cases resolved, by who resolved them (assistant, rules, operator)",
             ["resolved_by"],
             registry=self.registry,
         )

@@ -294,6 +294,7 @@ class Cases:
                     continue
                 summary = action.summary or f"{row.title}. The customer said: {clipped(said, 200)}"
                 row.status, row.resolved_at, row.resolved_by = RESOLVED, now, by
+                row.rating_asked_at = now  # the resolution reply asks for the rating (``CaseChange.reply``)
                 row.summary = clipped(summary, MAX_SUMMARY_CHARS)
                 change.resolved.append(row)
             elif action.kind == "open" and action.title:

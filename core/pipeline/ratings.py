@@ -10,8 +10,9 @@ message with ``extras["button"]`` = ``rate:<case id>:<1-5>``; on SMS and email t
 - a press rates the case it names, if that case is the presser's own, resolved and not yet rated, in a
   vouched private conversation: a modified client can send any value, so it is checked like any input. A
   second press is thanked and changes nothing; a press naming another customer's case is ignored;
-- a message that is only a digit 1-5, within ``RATING_WINDOW`` of a resolution the bot made, rates the
-  case asked about last.
+- a message that is only a digit 1-5, within ``RATING_WINDOW`` of the question (``Case.rating_asked_at``:
+  the bot's resolution reply, or a person's resolution that told the customer,
+  ``core.pipeline.case_desk``), rates the case resolved last.
 
 Either is stored once (``Ratings.rate_in``, a conditional update in the worker's transaction), counted in
 ``/metrics`` (``threadline_case_ratings_total{rating}``) and answered with a short thanks, never by the
@@ -72,10 +73,10 @@ class Ratings:
                 .order_by(Case.resolved_at.desc(), Case.id.desc())
                 .limit(1)
             )
-        if row is None or row.rating is not None or row.resolved_at is None:
+        if row is None or row.rating is not None or row.rating_asked_at is None:
+            return None  # never asked: a person resolved it without telling the customer
+        if now - row.rating_asked_at > RATING_WINDOW:
             return None
-        if row.resolved_by not in ("assistant", "rules") or now - row.resolved_at > RATING_WINDOW:
-            return None  # asked only with the bot's resolution reply
         return row.id
 
     async def rateable(self, customer_id: str, case_id: int) -> bool | None:

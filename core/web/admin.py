@@ -23,8 +23,10 @@ The router includes one router per area, under the same prefix, bearer check and
 ``core.web.admin_handoffs`` (``POST``/``DELETE /admin/customers/{id}/handoff``, ``GET /admin/handoffs``,
 ``POST /admin/customers/{id}/replies``: a person's reply, once per idempotency key, with files if any),
 ``core.web.admin_memory`` (``GET /admin/customers/{id}/memories``) and ``core.web.admin_events``
-(``/admin/event-endpoints``). ``GET /admin/customers/{id}/cases``: the customer's support cases
-(``core.pipeline.cases``), newest first. Logs carry ledger and customer ids only, never an address.
+(``/admin/event-endpoints``) and ``core.web.admin_cases`` (``GET /admin/customers/{id}/cases``: the
+customer's support cases, newest first; ``POST`` there: a person opens one; ``POST
+.../cases/{case_id}/resolve``: a person resolves one). Logs carry ledger and customer ids only, never an
+address.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run time, and
@@ -39,8 +41,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from core.compose import Services
-from core.pipeline.cases import list_cases
 from core.pipeline.dead_letters import dead_letters, retry_dead_letter
+from core.web.admin_cases import case_routes
 from core.web.admin_common import (
     ADMIN_SETTING,
     MAX_BIGINT,
@@ -56,8 +58,6 @@ from core.web.admin_events import event_routes
 from core.web.admin_handoffs import handoff_routes
 from core.web.admin_memory import memory_routes
 from core.web.admin_views import (
-    CaseOut,
-    CasesOut,
     DeadLetterOut,
     DeadLettersOut,
     RetryRequest,
@@ -251,15 +251,7 @@ def admin_router(services: Callable[[], Services], *, token: SecretStr | None) -
 
     router.include_router(handoff_routes(services))
 
-    @router.get("/customers/{customer_id}/cases", response_model=CasesOut, responses=errors(404))
-    async def customer_cases(customer_id: CustomerRef, svc: Svc) -> CasesOut:
-        """The customer's support cases, newest first: open or resolved, when, by whom, and their turns."""
-        with mapped():
-            found = await named(svc, customer_id)
-        return CasesOut(
-            customer_id=found,
-            cases=[CaseOut.model_validate(case) for case in await list_cases(svc.db, found)],
-        )
+    router.include_router(case_routes(services))
 
     router.include_router(event_routes(services))
 

@@ -237,6 +237,31 @@ class CasesOut(BaseModel):
     cases: list[CaseOut] = Field(description="Newest first.")
 
 
+class CaseOpenRequest(BaseModel):
+    """A person opens a case (``core.pipeline.case_desk``), from the customer's latest message if any."""
+
+    title: str = Field(min_length=1, max_length=2000, description="What the problem is (redacted, clipped).")
+    operator: str = OperatorName
+
+
+class CaseResolveRequest(BaseModel):
+    """A person resolves an open case; its summary is written to the customer's memory once."""
+
+    summary: str = Field(
+        min_length=1, max_length=4000, description="How it was resolved (redacted, clipped)."
+    )
+    operator: str = OperatorName
+    tell: bool = Field(
+        default=False,
+        description="Tell the customer on their latest private conversation and ask for a 1-5 rating.",
+    )
+
+
+class CaseResolvedOut(BaseModel):
+    case: CaseOut
+    told_on: str | None = Field(description="The channel the customer was told on; null when not told.")
+
+
 # ----- event webhooks (core.events) -------------------------------------------------------------------
 
 

@@ -94,7 +94,7 @@ class Case(Base):
     (``operator:<name>``); ``turn_ids`` are the conversation turns it came from (the opening and resolving
     messages and their replies). ``title`` is redacted (``core.agent.redaction``) and short; ``summary``
     is set on resolution and written once to memory (the memory job ``summary_job_id``). ``rating``: the
-    customer's 1-5 answer to the satisfaction question asked with the resolution.
+    customer's 1-5 answer to the satisfaction question asked with the resolution (``rating_asked_at``).
     """
 
     __tablename__ = "cases"
@@ -113,3 +113,6 @@ class Case(Base):
     summary_job_id: Mapped[int | None] = mapped_column(Id)
     rating: Mapped[int | None] = mapped_column(Integer)  # 1 (bad) to 5 (great)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when the customer was asked for the rating: with the bot's resolution reply, or a person's resolution
+    # that told the customer; None: never asked (a digit then rates nothing)
+    rating_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -27,6 +27,7 @@ from core.compose import Services
 from core.settings import Settings
 from core.web.console.actions import REPLY_PATH, add_action_routes, reply_body_limit
 from core.web.console.auth import Console, add_auth_routes
+from core.web.console.case_actions import add_case_routes
 from core.web.console.events import add_event_routes
 from core.web.console.files import add_file_routes
 from core.web.console.pages import add_page_routes
@@ -42,6 +43,7 @@ def console_router(services: Callable[[], Services], settings: Settings) -> APIR
     add_auth_routes(router, console)
     add_page_routes(router, console)
     add_action_routes(router, console)
+    add_case_routes(router, console)
     add_file_routes(router, console)
     add_event_routes(router, console)
     return router

@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from core.errors import MemoryUnavailable
 from core.media.check import shown_size
+from core.pipeline.cases import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS
 from core.pipeline.dead_letters import dead_letters
 from core.pipeline.handoff import MAX_REPLY_CHARS, record_action
 from core.settings import AttachmentSettings
@@ -115,6 +116,8 @@ def add_page_routes(router: APIRouter, console: Console) -> None:
             timeline=items,
             reply_key=secrets.token_urlsafe(16),
             max_reply=MAX_REPLY_CHARS,
+            max_title=MAX_TITLE_CHARS,
+            max_summary=MAX_SUMMARY_CHARS,
             files=file_limits(console.settings.attachments),
             now=utcnow(),
         )

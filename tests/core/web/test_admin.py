@@ -56,6 +56,8 @@ ROUTES = {
     ("post", "/admin/customers/{customer_id}/replies"),
     ("get", "/admin/customers/{customer_id}/memories"),
     ("get", "/admin/customers/{customer_id}/cases"),
+    ("post", "/admin/customers/{customer_id}/cases"),
+    ("post", "/admin/customers/{customer_id}/cases/{case_id}/resolve"),
     ("post", "/admin/event-endpoints"),
     ("get", "/admin/event-endpoints"),
     ("delete", "/admin/event-endpoints/{endpoint_id}"),

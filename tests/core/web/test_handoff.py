@@ -237,10 +237,14 @@ async def test_an_answer_already_in_the_outbox_is_withheld_when_a_person_takes_o
                 text="the late answer",
                 status="pending",
                 origin="bot",
-                next_attempt_at=utcnow() + timedelta(seconds=1),
+                next_attempt_at=utcnow() + timedelta(days=1),  # due only once the person owns it (below)
             )
         )
     await admin(served, "POST", f"/admin/customers/{customer}/handoff", json={"operator": "maria"})
+    async with served.hub.db.session() as session:  # now due: the delivery lane finds it at its next poll
+        late_row = await session.scalar(select(OutboxRow).where(OutboxRow.idempotency_key == "reply:late"))
+        assert late_row is not None
+        late_row.next_attempt_at = utcnow()
     await settle(served)
     assert [m["text"] for m in tg.sent if m["text"] == "the late answer"] == []
     async with served.hub.db.read() as session:
