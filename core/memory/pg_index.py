@@ -36,11 +36,11 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
-from core.memory import pg_keywords, pg_rows, pg_schema
+from core.memory import pg_keywords, pg_rows, pg_schema, pg_scopes
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
-from core.memory.ranking import WrittenTimes, source_code
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
+from core.memory.scope_rows import ScopeRows
 from core.memory.sqlite_keywords import terms
 
 __all__ = ["PostgresIndex"]
@@ -52,19 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 4
 
 _NEWEST_FIRST = sql.SQL(" ORDER BY created_at DESC NULLS LAST, rid DESC")
-# A row's source channel for ``ranking.source_code``, as the SQLite index reads it
-# (``json_extract(payload, '$.source_channel')``): the text of a JSON string; NULL for anything else (a
-# number, a boolean, null or no key, all of which code as unknown on SQLite too).
-# A row's time for ranking, as the SQLite index reads it: when the memory was said, else when written.
-_SAID_OR_WRITTEN = sql.SQL(
-    "COALESCE(CASE WHEN jsonb_typeof(payload -> 'said_at') = 'string' THEN payload ->> 'said_at' END,"
-    " created_at)"
-)
-# Whether a row's text says when (``time_words.MENTIONS_TIME``), as SQLite reads it (true only for JSON true).
-_SAYS_WHEN = sql.SQL("COALESCE(payload -> 'mentions_time' = 'true'::jsonb, false)")
-_SOURCE_CHANNEL = sql.SQL(
-    "CASE WHEN jsonb_typeof(payload -> 'source_channel') = 'string' THEN payload ->> 'source_channel' END"
-)
 
 
 class PostgresIndex:
@@ -78,9 +65,11 @@ class PostgresIndex:
         embedding_model_dims: int = 384,
         pool_size: int = DEFAULT_POOL_SIZE,
         pgvector: bool = True,
+        scopes: pg_scopes.PgScopeCache | None = None,
     ) -> None:
         """``url``: the store's SQLAlchemy URL (``postgresql+asyncpg://...``) or a libpq one. ``pgvector``:
-        a table made now gets a pgvector column where the extension can be installed (``pg_vectors``)."""
+        a table made now gets a pgvector column where the extension can be installed (``pg_vectors``).
+        ``scopes``: what recall keeps of large scopes (``pg_scopes``; by default its own)."""
         self.collection_name = collection_name
         self.embedding_model_dims = embedding_model_dims
         self._pool = open_pool(url, max_size=pool_size)
@@ -93,6 +82,8 @@ class PostgresIndex:
             self._pool.close()
             raise
         self._lexemes = pg_keywords.Lexemes()
+        self._scopes = scopes if scopes is not None else pg_scopes.PgScopeCache()
+        self._columns = pg_scopes.scope_columns(self._vectors)
         log.info("memory index on PostgreSQL: collection %s, %s vectors", collection_name, self._vectors.kind)
 
     def __repr__(self) -> str:
@@ -213,6 +204,7 @@ class PostgresIndex:
         statement = sql.SQL("DELETE FROM memory_index_rows WHERE {} RETURNING rid, id").format(where[0])
         with self._pool.connection() as conn:
             deleted = conn.execute(statement, where[1]).fetchall()
+        self._scopes.drop(self.collection_name, scope_of(filters))  # nothing of theirs stays kept here
         return [str(vector_id) for _, vector_id in sorted(deleted)]
 
     def forget_written_before(self, filters: Mapping[str, Any], cutoff: datetime) -> builtins.list[str]:
@@ -235,6 +227,8 @@ class PostgresIndex:
             ]
             if old:
                 conn.execute("DELETE FROM memory_index_rows WHERE rid = ANY(%s)", ([rid for rid, _ in old],))
+        if old:
+            self._scopes.drop(self.collection_name, scope_of(filters))
         return [str(vector_id) for _, vector_id in old]
 
     # ----- reads -------------------------------------------------------------------------------
@@ -300,44 +294,50 @@ class PostgresIndex:
         """Every row of the filters' scope, oldest first, with its cosine to ``vectors`` and its BM25 score
         for ``terms`` (any of them; 0 where none matches). Nothing without a scope.
 
-        What recall ranks by (``core.memory.ranking``): the scope's rows are read once from its index, with
-        when each was said (``said_at``, else ``created_at``), whether its text says when, and its source
-        channel (``written`` is a
-        :class:`~core.memory.ranking.WrittenTimes` carrying them, so a change of channel starts a new
-        conversation, as on SQLite); the keyword scores come from the rows of the same scope that hold a
-        query word.
+        What recall ranks by (``core.memory.ranking``), as on SQLite: the scope's rows (with when each was
+        said, whether its text says when and its source channel: ``pg_scopes.scope_columns``) come from
+        the :class:`~core.memory.pg_scopes.PgScopeCache` (a large scope is read once and kept, checked
+        against the scope's rids on every recall; with Mem0's metadata filters, read every time); the
+        cosines are one matrix-vector product; the keyword scores come from the rows of the same scope
+        that hold a query word. The lists handed out are read-only.
         """
-        columns = sql.SQL("rid, id, {}, {}, {}, {}").format(
-            _SAID_OR_WRITTEN, self._vectors.read, _SOURCE_CHANNEL, _SAYS_WHEN
-        )
-        words = pg_keywords.query_words(terms)
         where = self._scope(filters)
+        if where is None:
+            log.warning("scope read without a user_id/agent_id/run_id refused")
+            return ScopeSignals.empty()
+        dims, words = self.embedding_model_dims, pg_keywords.query_words(terms)
         found: builtins.list[pg_keywords.Match] = []
         with self._pool.connection() as conn:
-            rows = self._scope_rows(conn, columns, filters, "scope read")
-            if rows and words and where is not None:
-                lexemes = self._lexemes(conn, words)
-                found = pg_keywords.matches(conn, where[0], where[1], lexemes, payloads=False)
-        if not rows:
+            if self._extra_filters(filters):
+                rows = self._scope_rows(conn, self._columns, filters, "scope read")
+                fresh = pg_scopes.as_rows(rows, self._vectors)
+                scoped = ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)
+            else:
+                scoped = self._scopes.rows(
+                    pg_scopes.scope_key(self.collection_name, scope_of(filters)),
+                    rids=lambda: pg_scopes.scope_rids(conn, where),
+                    read=lambda rids: pg_scopes.as_rows(
+                        pg_scopes.read_scope(conn, self._columns, where, rids), self._vectors
+                    ),
+                    dims=dims,
+                )
+            if len(scoped) and words:
+                found = pg_keywords.matches(
+                    conn, where[0], where[1], self._lexemes(conn, words), payloads=False
+                )
+        if not len(scoped):
             return ScopeSignals.empty()
-        times = [written_at(r[2]) for r in rows]
-        stamps = np.array([w.timestamp() if w is not None else -np.inf for w in times], dtype=np.float64)
-        rids = np.array([int(r[0]) for r in rows], dtype=np.int64)
-        sources = np.array([source_code(r[4]) for r in rows], dtype=np.int64)
-        dated = np.array([r[5] is True for r in rows], dtype=np.bool_)
-        order = np.lexsort((rids, stamps))  # oldest first, then in the order stored (as ``ScopeRows``)
-        listed = order.tolist()
-        rows = [rows[i] for i in listed]
-        written = WrittenTimes([times[i] for i in listed], stamps[order], sources[order])
-        matrix = self._vectors.matrix([r[3] for r in rows], self.embedding_model_dims)
-        dense: NDArray[np.float32] = (matrix @ unit_vector(vectors)).astype(np.float32)
-        keyword = np.zeros(len(rows), dtype=np.float32)
-        position = {int(r[0]): i for i, r in enumerate(rows)}
-        for match in found:
-            if (i := position.get(match.rid)) is not None:
-                keyword[i] = match.score
+        keyword = np.zeros(len(scoped), dtype=np.float32)
+        if found:
+            at = scoped.positions(np.array([m.rid for m in found], dtype=np.int64))
+            scores = np.array([m.score for m in found], dtype=np.float32)
+            keyword[at[at >= 0]] = scores[at >= 0]
         return ScopeSignals(
-            ids=[str(r[1]) for r in rows], written=written, dense=dense, keyword=keyword, dated=dated[order]
+            ids=scoped.ids,
+            written=scoped.written,
+            dense=scoped.cosines(unit_vector(vectors)),
+            keyword=keyword,
+            dated=scoped.dated,
         )
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

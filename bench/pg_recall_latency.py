@@ -1,0 +1,221 @@
+"""Recall for a customer with a long history on PostgreSQL (scale mode): ``LocalMemory.recall`` over the
+PostgreSQL memory index at 100 and at 10,000 memories of ONE customer, with the kept scopes
+(``core.memory.pg_scopes``, the product) and with a read of the whole scope on every recall (what the
+index did before), side by side in one run.
+
+A fresh database is made on the server (``--database-url``, default the local test server) and dropped
+afterwards; one customer per size is loaded through the index's own write path (``PostgresIndex.insert``)
+with the product's payload schema and vectors from the real embedder over a pool of distinct texts. Two
+indexes are open on the same tables, one per variant; each timed round asks one support question of
+every size and variant, in a rotating order, so that they meet the same questions and the same moments of
+a noisy machine. ``steady``: recalls one after another; ``after_write``: before each recall (untimed) the
+customer gets one new memory through ``LocalMemory.remember`` (through the variant's own index), deleted
+again after it, so the size stays put.
+
+``python -m bench.pg_recall_latency --sizes 100 10000 --queries 200``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import hashlib
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import psycopg
+from numpy.typing import NDArray
+
+from bench.common import RESULTS_DIR, Run, exit_cleanly_on_sigterm, summary_ms
+from bench.corpus import Corpus
+from bench.machine import print_machine
+from bench.memory_search import agent_limit
+from bench.preload import Loaded, customer_ids, embed_pool, timed
+from bench.recall_latency import MODES, growth, recall_ms, write_one
+from core.memory.embedder import DIMS
+from core.memory.local import LocalMemory
+from core.memory.mem0_quirks import COLLECTION
+from core.memory.pg_connect import libpq_dsn
+from core.memory.pg_index import PostgresIndex
+from core.memory.pg_scopes import PgScopeCache
+from core.settings import LLMSettings
+
+NAME = "pg_recall_latency"
+VARIANTS = ("kept", "read")  # the product's kept scopes; the whole scope read on every recall
+DEFAULT_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_CHUNK = 500
+
+
+def _payload(customer: Loaded, text: str, when: datetime, turn: int) -> dict[str, Any]:
+    stamp = when.isoformat()
+    return {
+        "source_channel": "telegram",
+        "source_handle": customer.address,
+        "message_ids": [f"inbox:{turn}"],
+        "turn_ids": [turn],
+        "category": "support_history",
+        "user_id": customer.customer_id,
+        "role": "user",
+        "data": text,
+        "hash": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+
+
+def load(
+    index: PostgresIndex, customer: Loaded, size: int, texts: list[str], vectors: NDArray[Any], *, seed: int
+) -> None:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    for start in range(0, size, _CHUNK):
+        picks = [rng.randrange(len(texts)) for _ in range(min(_CHUNK, size - start))]
+        whens = [now - timedelta(minutes=rng.randint(1, 525_600)) for _ in picks]
+        index.insert(
+            [vectors[p] for p in picks],
+            payloads=[
+                _payload(customer, texts[p], when, start + i + 1)
+                for i, (p, when) in enumerate(zip(picks, whens, strict=True))
+            ],
+        )
+
+
+async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
+    corpus = Corpus(args.seed)
+    sizes = sorted(set(args.sizes))
+    started_at = time.perf_counter()
+    texts = corpus.facts(args.distinct_texts)
+    vectors = embed_pool(texts)
+    timed(f"embedded {len(texts)} distinct memory texts", started_at)
+    customers = customer_ids(len(sizes), seed=args.seed)
+    by_size = dict(zip(sizes, customers, strict=True))
+    indexes = {
+        "kept": PostgresIndex(url, collection_name=COLLECTION, embedding_model_dims=DIMS),
+        "read": PostgresIndex(
+            url, collection_name=COLLECTION, embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=10**9)
+        ),
+    }
+    for size, customer in by_size.items():
+        started_at = time.perf_counter()
+        await asyncio.to_thread(load, indexes["kept"], customer, size, texts, vectors, seed=args.seed + size)
+        timed(f"loaded {size} memories of one customer", started_at)
+    memories = {
+        variant: LocalMemory(
+            data_dir=work / variant, llm=LLMSettings(), index=functools.partial(lambda i: i, index)
+        )
+        for variant, index in indexes.items()
+    }
+    limit = agent_limit()
+    seconds: dict[str, dict[str, dict[int, list[float]]]] = {
+        v: {m: {s: [] for s in sizes} for m in MODES} for v in VARIANTS
+    }
+    first: dict[str, dict[int, float]] = {v: {} for v in VARIANTS}
+    turn = 10**6
+    try:
+        for variant in VARIANTS:
+            for size, customer in by_size.items():
+                first[variant][size], _ = await recall_ms(
+                    memories[variant], customer, corpus.question(), limit
+                )
+        for mode in MODES:
+            for round_ in range(args.warmup + args.queries):
+                query = corpus.question()
+                shift = round_ % (len(sizes) * len(VARIANTS))
+                pairs = [(s, v) for s in sizes for v in VARIANTS]
+                for size, variant in pairs[shift:] + pairs[:shift]:
+                    memory, customer = memories[variant], by_size[size]
+                    written: list[str] = []
+                    if mode == "after_write":
+                        written = await write_one(memory, customer, corpus.fact(), turn)
+                        turn += 1
+                    took, _ = await recall_ms(memory, customer, query, limit)
+                    for memory_id in written:
+                        await asyncio.to_thread(indexes[variant].delete, memory_id)
+                    if round_ >= args.warmup:
+                        seconds[variant][mode][size].append(took)
+    finally:
+        for memory in memories.values():
+            await memory.aclose()
+    results: dict[str, Any] = {"limit": limit}
+    for variant in VARIANTS:
+        results[variant] = {"first_ms": {str(s): round(t * 1000, 3) for s, t in first[variant].items()}}
+        for mode in MODES:
+            rows = [{"memories": s, **summary_ms(seconds[variant][mode][s])} for s in sizes]
+            results[variant][mode] = {"sizes": rows, **growth(rows)}
+    results["kept_over_read_p50"] = {
+        mode: {
+            str(s): round(
+                summary_ms(seconds["kept"][mode][s])["p50_ms"]
+                / summary_ms(seconds["read"][mode][s])["p50_ms"],
+                3,
+            )
+            for s in sizes
+        }
+        for mode in MODES
+    }
+    return results
+
+
+def fresh_database(url: str) -> tuple[str, str]:
+    """A new empty database on the server of ``url``: (its name, its URL)."""
+    name = f"threadline_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = url.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def drop_database(url: str, name: str) -> None:
+    with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Recall latency on PostgreSQL, kept scopes against reads.")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000], help="one customer's memories")
+    parser.add_argument("--queries", type=int, default=200, help="timed recalls per size, variant and kind")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed rounds first, for each kind")
+    parser.add_argument("--distinct-texts", type=int, default=3_000, help="memory texts embedded for reuse")
+    parser.add_argument(
+        "--database-url", default=DEFAULT_URL, help="a PostgreSQL server to make a database on"
+    )
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if min(args.sizes) < 1:
+        parser.error("every size must be at least 1")
+    exit_cleanly_on_sigterm()
+    machine = print_machine()
+    params = {k: v for k, v in vars(args).items() if k not in ("out", "database_url")}
+    run = Run(NAME, machine, params)
+    run.note(
+        "LocalMemory.recall (Mem0 open source over the PostgreSQL memory index and the local ONNX embedder) "
+        "with the agent's default limit, one recall at a time, on the local PostgreSQL; 'kept': the "
+        "product (core.memory.pg_scopes), 'read': the whole scope read on every recall, as before."
+    )
+    name, url = fresh_database(args.database_url)
+    try:
+        with TemporaryDirectory(prefix="bench-pg-recall-") as tmp:
+            results = asyncio.run(measure(args, url, Path(tmp)))
+    finally:
+        drop_database(args.database_url, name)
+    for variant in VARIANTS:
+        for mode in MODES:
+            for row in results[variant][mode]["sizes"]:
+                print(
+                    f"  {variant} {mode} {row['memories']:>7} memories: "
+                    f"p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms",
+                    flush=True,
+                )
+    run.write(results, args.out)
+
+
+if __name__ == "__main__":
+    main()

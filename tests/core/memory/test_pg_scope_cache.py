@@ -1,0 +1,198 @@
+"""Recall's kept scopes on PostgreSQL (``core.memory.pg_scopes``): exactly what a fresh read gives, through
+every kind of write by this host and by another one (inserts, replacements, deletes, moves, retention,
+forget), a change read as what changed only, and nothing kept past its idle time or a forget."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from core.memory import pg_scopes
+from core.memory.pg_index import PostgresIndex
+from core.memory.pg_scopes import PgScopeCache
+from core.memory.pg_vectors import ByteaVectors, PgvectorVectors
+from core.memory.rows import ScopeSignals
+
+on_postgres = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+DIMS = 32
+WORDS = ["router", "refund", "invoice", "fence", "painted", "wifi", "billing", "delivery"]
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+SCOPE = {"user_id": "ana"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def unit(rng: np.random.Generator) -> NDArray[np.float32]:
+    vector = rng.standard_normal(DIMS).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def payload(user: str, rng: random.Random) -> dict[str, Any]:
+    said = (T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 30))).isoformat()
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))
+    if rng.random() < 0.2:
+        text += " yesterday"  # says when: the time prior's flag
+    return {
+        "user_id": user,
+        "data": text,
+        "created_at": T0.isoformat(),
+        "said_at": said,
+        "source_channel": rng.choice(["sms", "email", "telegram"]),
+        "source_handle": rng.choice(["sms:+15550001", "email:ana@example.com"]),
+    }
+
+
+@pytest.fixture
+def indexes(database_url: str) -> Iterator[tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock]]:
+    """This host's index (scopes of 8+ rows kept), another host's on the same tables, and one that keeps
+    nothing (the reference: a fresh read every time)."""
+    clock = Clock()
+    here = PostgresIndex(
+        database_url,
+        collection_name="m",
+        embedding_model_dims=DIMS,
+        scopes=PgScopeCache(min_rows=8, clock=clock),
+    )
+    there = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    fresh = PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=10**9)
+    )
+    try:
+        yield here, there, fresh, clock
+    finally:
+        for index in (here, there, fresh):
+            index.close()
+
+
+def same(kept: ScopeSignals, read: ScopeSignals) -> None:
+    assert kept.ids == read.ids
+    if not read.ids:
+        return
+    assert list(kept.written) == list(read.written)
+    assert np.array_equal(kept.written.sources, read.written.sources)
+    assert np.array_equal(kept.dated, read.dated)
+    assert np.array_equal(kept.keyword, read.keyword)
+    assert np.allclose(kept.dense, read.dense, atol=1e-6)
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_kept_scopes_match_a_fresh_read_through_every_write(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, there, fresh, _ = indexes
+    rng, nrng = random.Random(7), np.random.default_rng(7)
+    ids: list[str] = []  # the rows that exist (of either user)
+    serial = iter(range(10**6))
+
+    def add(index: PostgresIndex, n: int, user: str = "ana") -> None:
+        new = [f"m{next(serial)}" for _ in range(n)]
+        index.insert([unit(nrng) for _ in new], payloads=[payload(user, rng) for _ in new], ids=new)
+        ids.extend(new)
+
+    add(here, 40)
+    read_rows: list[int] = []
+    real_read = pg_scopes.read_scope
+
+    def counting(conn: Any, columns: Any, where: Any, rids: Any) -> list[Any]:
+        rows = real_read(conn, columns, where, rids)
+        read_rows.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(pg_scopes, "read_scope", counting)
+    query = unit(nrng)
+    terms = ["router", "invoice"]
+    same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
+    assert "scopes=1, rows=40" in repr(here._scopes)
+    read_rows.clear()
+    kept = here.scope_signals(query, terms, SCOPE)
+    assert read_rows == []  # nothing changed: the rids alone were read
+    same(kept, fresh.scope_signals(query, terms, SCOPE))
+
+    add(there, 1)  # another host writes one memory: only it is read here
+    read_rows.clear()
+    kept = here.scope_signals(query, terms, SCOPE)
+    assert read_rows == [1]
+    same(kept, fresh.scope_signals(query, terms, SCOPE))
+
+    def delete() -> None:
+        gone = rng.choice(ids)
+        rng.choice([here, there]).delete(gone)
+        ids.remove(gone)
+
+    steps = [
+        lambda: add(rng.choice([here, there]), rng.randint(1, 3)),
+        delete,
+        lambda: rng.choice([here, there]).update(rng.choice(ids), vector=unit(nrng)),
+        lambda: rng.choice([here, there]).update(rng.choice(ids), payload=payload("ana", rng)),
+        lambda: add(there, 2, user="tom"),  # another scope: changes nothing here
+        lambda: there.reassign("ana", "tom", handles={"email:ana@example.com"}),  # some leave
+        lambda: there.reassign("tom", "ana"),  # they come back (same ids and vectors, same rids)
+    ]
+    for step in range(120):
+        rng.choice(steps)()
+        query, terms = unit(nrng), rng.sample(WORDS, 2)
+        kept, read = here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE)
+        same(kept, read)
+        assert len(kept.ids) > 0, step
+
+    there.forget_written_before(SCOPE, datetime(2100, 1, 1, tzinfo=UTC))  # another host's retention
+    same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
+    assert here.scope_signals(query, terms, SCOPE).ids == []
+    assert "scopes=0" in repr(here._scopes)
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_nothing_is_kept_past_its_idle_time_or_a_forget(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock],
+) -> None:
+    here, _, _, clock = indexes
+    rng, nrng = random.Random(3), np.random.default_rng(3)
+    for user in ("ana", "tom"):
+        here.insert([unit(nrng) for _ in range(12)], payloads=[payload(user, rng) for _ in range(12)])
+    query = unit(nrng)
+    here.scope_signals(query, ["router"], {"user_id": "ana"})
+    here.scope_signals(query, ["router"], {"user_id": "tom"})
+    assert "scopes=2, rows=24" in repr(here._scopes)
+    here.forget_scope({"user_id": "ana"})
+    assert "scopes=1, rows=12" in repr(here._scopes)
+    clock.now += pg_scopes.IDLE_SECONDS + 1
+    assert here.scope_signals(query, ["router"], {"user_id": "ana"}).ids == []
+    assert "scopes=0" in repr(here._scopes)
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_filters_beyond_the_scope_are_read_every_time(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock],
+) -> None:
+    here, _, fresh, _ = indexes
+    rng, nrng = random.Random(5), np.random.default_rng(5)
+    payloads = [{**payload("ana", rng), "category": "billing" if i % 2 else "account"} for i in range(20)]
+    here.insert([unit(nrng) for _ in payloads], payloads=payloads)
+    query, filters = unit(nrng), {"user_id": "ana", "category": "billing"}
+    kept = here.scope_signals(query, ["invoice"], filters)
+    same(kept, fresh.scope_signals(query, ["invoice"], filters))
+    assert len(kept.ids) == 10 and "scopes=0" in repr(here._scopes)
+
+
+def test_pgvector_rows_become_float32_bytes() -> None:
+    vector = [0.25, -0.5, 1.0]
+    row = (1, "a", "2026-01-01", vector, "sms", True)
+    [made] = pg_scopes.as_rows([row], PgvectorVectors())
+    assert np.frombuffer(made[3], dtype="<f4").tolist() == vector and made[4:] == ("sms", True)
+    assert pg_scopes.as_rows([row], ByteaVectors()) == [row]
