@@ -39,6 +39,7 @@ from psycopg import sql
 from core.memory import pg_keywords, pg_rows, pg_schema, pg_scopes
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
+from core.memory.pg_scope_terms import scored
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.scope_rows import ScopeRows
 from core.memory.sqlite_keywords import terms
@@ -297,41 +298,35 @@ class PostgresIndex:
         What recall ranks by (``core.memory.ranking``), as on SQLite: the scope's rows (with when each was
         said, whether its text says when and its source channel: ``pg_scopes.scope_columns``) come from
         the :class:`~core.memory.pg_scopes.PgScopeCache` (a large scope is read once and kept, checked
-        against the scope's rids on every recall; with Mem0's metadata filters, read every time); the
-        cosines are one matrix-vector product; the keyword scores come from the rows of the same scope
-        that hold a query word. The lists handed out are read-only.
+        against the scope's rids on every recall, with its BM25 terms; with Mem0's metadata filters, read
+        every time and scored by ``pg_keywords.matches``); the cosines are one matrix-vector product. The
+        lists handed out are read-only.
         """
         where = self._scope(filters)
         if where is None:
             log.warning("scope read without a user_id/agent_id/run_id refused")
             return ScopeSignals.empty()
         dims, words = self.embedding_model_dims, pg_keywords.query_words(terms)
-        found: builtins.list[pg_keywords.Match] = []
         with self._pool.connection() as conn:
-            if self._extra_filters(filters):
-                rows = self._scope_rows(conn, self._columns, filters, "scope read")
-                fresh = pg_scopes.as_rows(rows, self._vectors)
+            lexemes = self._lexemes(conn, words) if words else []
+            keyword: NDArray[np.float32] | None = None
+            if self._extra_filters(filters):  # BM25 over the whole scope, of the rows filtered: in SQL
+                fresh = pg_scopes.as_rows(
+                    self._scope_rows(conn, self._columns, filters, "scope read"), self._vectors
+                )
                 scoped = ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)
             else:
-                scoped = self._scopes.rows(
+                scoped, keyword = self._scopes.rows(
                     pg_scopes.scope_key(self.collection_name, scope_of(filters)),
-                    rids=lambda: pg_scopes.scope_rids(conn, where),
-                    read=lambda rids: pg_scopes.as_rows(
-                        pg_scopes.read_scope(conn, self._columns, where, rids), self._vectors
-                    ),
+                    pg_scopes.ScopeReader(conn, self._columns, where, self._vectors),
                     dims=dims,
+                    lexemes=lexemes,
                 )
-            if len(scoped) and words:
-                found = pg_keywords.matches(
-                    conn, where[0], where[1], self._lexemes(conn, words), payloads=False
-                )
+            if keyword is None:  # not kept: PostgreSQL scores the scope's matching rows
+                found = pg_keywords.matches(conn, *where, lexemes, payloads=False) if len(scoped) else []
+                keyword = scored(scoped, [(m.rid, m.score) for m in found])
         if not len(scoped):
             return ScopeSignals.empty()
-        keyword = np.zeros(len(scoped), dtype=np.float32)
-        if found:
-            at = scoped.positions(np.array([m.rid for m in found], dtype=np.int64))
-            scores = np.array([m.score for m in found], dtype=np.float32)
-            keyword[at[at >= 0]] = scores[at >= 0]
         return ScopeSignals(
             ids=scoped.ids,
             written=scoped.written,

@@ -40,6 +40,7 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
+from core.memory.pg_scope_terms import ScopeTerms, TermRow
 from core.memory.pg_vectors import VectorCodec
 from core.memory.scope_rows import Row, ScopeRows
 from core.memory.sqlite_scopes import MAX_ROWS, MIN_ROWS
@@ -73,6 +74,20 @@ def scope_columns(vectors: VectorCodec) -> sql.Composed:
     )
 
 
+# A row's length and its lexemes with their frequencies, in the order its tsvector stores them, as
+# ``pg_keywords.matches`` reads them (``pg_scope_terms.TermRow``).
+# (``{}``: what else is selected after the term row, where the rows come from, the scope's WHERE clause;
+# the scope's columns are the row's, the lateral holds none of them.)
+_TERMS = sql.SQL(
+    "SELECT r.rid, r.words, t.lexemes, t.counts{} FROM {} AS r,"
+    " LATERAL (SELECT array_agg(u.lexeme) AS lexemes, array_agg(coalesce(cardinality(u.positions), 1))"
+    " AS counts FROM unnest(r.terms) AS u) AS t WHERE {}"
+)
+# Rows by rid, found through the primary key first (OFFSET 0 keeps the planner from reading the scope's
+# index and filtering every row of a large scope), then checked against the scope.
+_BY_RID = sql.SQL("(SELECT * FROM memory_index_rows WHERE rid = ANY(%(rids)s::bigint[]) OFFSET 0)")
+
+
 def as_rows(rows: Sequence[Sequence[Any]], vectors: VectorCodec) -> list[Row]:
     """Selected rows with their vector as float32 bytes (as the bytea column holds it already)."""
     if vectors.kind == "bytea":
@@ -80,23 +95,38 @@ def as_rows(rows: Sequence[Sequence[Any]], vectors: VectorCodec) -> list[Row]:
     return [(r[0], r[1], r[2], np.asarray(r[3], dtype="<f4").tobytes(), *r[4:]) for r in rows]
 
 
-def scope_rids(conn: psycopg.Connection[Any], where: Where) -> NDArray[np.int64]:
-    """The rids of the scope's rows now."""
-    statement = sql.SQL("SELECT rid FROM memory_index_rows WHERE {}").format(where[0])
-    with conn.cursor(binary=True) as cursor:
-        rows = cursor.execute(statement, where[1]).fetchall()
-    return np.array([r[0] for r in rows], dtype=np.int64)
+@dataclass(frozen=True, slots=True)
+class ScopeReader:
+    """Reads of one scope on one connection, for :meth:`PgScopeCache.rows` (binary: vectors as bytes)."""
 
+    conn: psycopg.Connection[Any]
+    columns: sql.Composable  # :func:`scope_columns`
+    where: Where
+    vectors: VectorCodec
 
-def read_scope(
-    conn: psycopg.Connection[Any], columns: sql.Composable, where: Where, rids: Sequence[int] | None
-) -> list[Any]:
-    """``columns`` of the scope's rows (those of ``rids`` only, when given); binary: vectors as bytes."""
-    only = sql.SQL(" AND rid = ANY(%(rids)s::bigint[])") if rids is not None else sql.SQL("")
-    statement = sql.SQL("SELECT {} FROM memory_index_rows WHERE {}{}").format(columns, where[0], only)
-    params = where[1] if rids is None else {**where[1], "rids": list(rids)}
-    with conn.cursor(binary=True) as cursor:
-        return cursor.execute(statement, params).fetchall()
+    def _fetch(self, statement: sql.Composed, rids: Sequence[int] | None = None) -> list[Any]:
+        params = self.where[1] if rids is None else {**self.where[1], "rids": list(rids)}
+        with self.conn.cursor(binary=True) as cursor:
+            return cursor.execute(statement, params).fetchall()
+
+    def rids(self) -> NDArray[np.int64]:
+        """The rids of the scope's rows now."""
+        rows = self._fetch(sql.SQL("SELECT rid FROM memory_index_rows WHERE {}").format(self.where[0]))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def rows(self) -> list[Row]:
+        """Every row of the scope."""
+        statement = sql.SQL("SELECT {} FROM memory_index_rows WHERE {}").format(self.columns, self.where[0])
+        return as_rows(self._fetch(statement), self.vectors)
+
+    def terms(self) -> list[TermRow]:
+        """Every row's term row."""
+        return self._fetch(_TERMS.format(sql.SQL(""), sql.SQL("memory_index_rows"), self.where[0]))
+
+    def fresh(self, rids: Sequence[int]) -> tuple[list[Row], list[TermRow]]:
+        """The rows of ``rids`` still in the scope and their term rows, in one statement."""
+        found = self._fetch(_TERMS.format(sql.SQL(", {}").format(self.columns), _BY_RID, self.where[0]), rids)
+        return as_rows([r[4:] for r in found], self.vectors), [r[:4] for r in found]
 
 
 def scope_key(collection: str, scope: Mapping[str, str]) -> Key:
@@ -106,6 +136,7 @@ def scope_key(collection: str, scope: Mapping[str, str]) -> Key:
 @dataclass(slots=True)
 class _Kept:
     rows: ScopeRows
+    terms: ScopeTerms
     used_at: float
 
 
@@ -133,36 +164,36 @@ class PgScopeCache:
         return f"PgScopeCache(scopes={len(self._kept)}, rows={self._total})"
 
     def rows(
-        self,
-        key: Key,
-        *,
-        rids: Callable[[], NDArray[np.int64]],
-        read: Callable[[Sequence[int] | None], Sequence[Row]],
-        dims: int,
-    ) -> ScopeRows:
-        """The rows of the scope ``key``: ``rids()`` reads the scope's rids now, ``read(None)`` every row
-        of the scope and ``read(rids)`` those of ``rids`` still in it (as :data:`Row`)."""
+        self, key: Key, read: ScopeReader, *, dims: int, lexemes: Sequence[str]
+    ) -> tuple[ScopeRows, NDArray[np.float32] | None]:
+        """The rows of the scope ``key`` (``read`` reads it) and, when it is kept, each one's BM25 score
+        for any of ``lexemes`` (None: not kept, the caller asks PostgreSQL)."""
         with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
             with self._lock:
                 self._expire()
                 kept = self._kept.get(key)
             if kept is None:
-                fresh = read(None)
-                rows = ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)
-                if self._min_rows <= len(rows) <= self._max_rows:
-                    with self._lock:
-                        self._put(key, rows)
-                return rows
-            now = rids()
+                fresh = read.rows()
+                if not self._min_rows <= len(fresh) <= self._max_rows:
+                    return (ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)), None
+                fresh, held = _both(fresh, read.terms())
+                rows, kept_terms = ScopeRows.read(fresh, dims), ScopeTerms.of(held)
+                with self._lock:
+                    self._put(key, rows, kept_terms)
+                return rows, kept_terms.scores(rows, lexemes)
+            now = read.rids()
             gone = np.setdiff1d(kept.rows.rids, now, assume_unique=True)
-            new = np.setdiff1d(now, kept.rows.rids, assume_unique=True)
-            rows = kept.rows.changed(gone, read(new.tolist()) if len(new) else ())
+            new = np.setdiff1d(now, kept.rows.rids, assume_unique=True).tolist()
+            fresh, held = read.fresh(new) if new else ([], [])
+            rows = kept.rows.changed(gone, fresh)
+            kept.terms.remove(gone.tolist())
+            kept.terms.add(held)
             with self._lock:
                 if len(rows) < self._min_rows:
                     self._pop(key)
                 else:
-                    self._put(key, rows)
-            return rows
+                    self._put(key, rows, kept.terms)
+            return rows, kept.terms.scores(rows, lexemes)
 
     def drop(self, collection: str, scope: Mapping[str, str]) -> None:
         """Forget every kept scope within ``scope`` (a forget or retention of it in this process)."""
@@ -178,9 +209,9 @@ class PgScopeCache:
 
     # ----- the map, under ``_lock`` ---------------------------------------------------------------
 
-    def _put(self, key: Key, rows: ScopeRows) -> None:
+    def _put(self, key: Key, rows: ScopeRows, terms: ScopeTerms) -> None:
         self._pop(key)
-        self._kept[key] = _Kept(rows, self._clock())
+        self._kept[key] = _Kept(rows, terms, self._clock())
         self._total += len(rows)
         while self._total > self._max_rows and len(self._kept) > 1:
             oldest = next(iter(self._kept))
@@ -200,3 +231,10 @@ class PgScopeCache:
             if self._kept[oldest].used_at >= cutoff:
                 break
             self._pop(oldest)
+
+
+def _both(rows: Sequence[Row], terms: Sequence[TermRow]) -> tuple[list[Row], list[TermRow]]:
+    """The rows read and their term rows (two statements), each without a rid the other lacks: a row
+    written or deleted between the two is read as what it is by the next recall's rids."""
+    in_rows, in_terms = {int(r[0]) for r in rows}, {int(t[0]) for t in terms}
+    return [r for r in rows if int(r[0]) in in_terms], [t for t in terms if int(t[0]) in in_rows]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from core.memory import pg_scopes
+from core.memory import pg_keywords, pg_scopes
 from core.memory.pg_index import PostgresIndex
 from core.memory.pg_scopes import PgScopeCache
 from core.memory.pg_vectors import ByteaVectors, PgvectorVectors
@@ -77,6 +77,28 @@ def indexes(database_url: str) -> Iterator[tuple[PostgresIndex, PostgresIndex, P
             index.close()
 
 
+def sql_bm25(index: PostgresIndex, terms: list[str], scope: dict[str, str]) -> dict[str, float]:
+    """Each matching row's BM25 as ``pg_keywords.matches`` computes it in SQL (what kept terms replace)."""
+    where = index._scope(scope)
+    assert where is not None
+    with index._pool.connection() as conn:
+        lexemes = index._lexemes(conn, pg_keywords.query_words(terms))
+        found = pg_keywords.matches(conn, where[0], where[1], lexemes, payloads=False)
+    return {m.id: float(np.float32(m.score)) for m in found}
+
+
+def same_keywords(
+    signals: ScopeSignals, index: PostgresIndex, terms: list[str], scope: dict[str, str]
+) -> None:
+    expected = sql_bm25(index, terms, scope)
+    got = {
+        memory_id: float(score)
+        for memory_id, score in zip(signals.ids, signals.keyword, strict=True)
+        if score
+    }
+    assert got == expected
+
+
 def same(kept: ScopeSignals, read: ScopeSignals) -> None:
     assert kept.ids == read.ids
     if not read.ids:
@@ -104,15 +126,21 @@ def test_kept_scopes_match_a_fresh_read_through_every_write(
         ids.extend(new)
 
     add(here, 40)
-    read_rows: list[int] = []
-    real_read = pg_scopes.read_scope
+    read_rows: list[int] = []  # rows read (with vectors), by read
+    real_rows, real_fresh = pg_scopes.ScopeReader.rows, pg_scopes.ScopeReader.fresh
 
-    def counting(conn: Any, columns: Any, where: Any, rids: Any) -> list[Any]:
-        rows = real_read(conn, columns, where, rids)
+    def counting_rows(reader: pg_scopes.ScopeReader) -> list[Any]:
+        rows = real_rows(reader)
         read_rows.append(len(rows))
         return rows
 
-    monkeypatch.setattr(pg_scopes, "read_scope", counting)
+    def counting_fresh(reader: pg_scopes.ScopeReader, rids: Any) -> tuple[list[Any], list[Any]]:
+        rows, terms = real_fresh(reader, rids)
+        read_rows.append(len(rows))
+        return rows, terms
+
+    monkeypatch.setattr(pg_scopes.ScopeReader, "rows", counting_rows)
+    monkeypatch.setattr(pg_scopes.ScopeReader, "fresh", counting_fresh)
     query = unit(nrng)
     terms = ["router", "invoice"]
     same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
@@ -144,10 +172,11 @@ def test_kept_scopes_match_a_fresh_read_through_every_write(
     ]
     for step in range(120):
         rng.choice(steps)()
-        query, terms = unit(nrng), rng.sample(WORDS, 2)
+        query, terms = unit(nrng), rng.sample(WORDS, rng.randint(1, 6))  # 3+: the order of the sum counts
         kept, read = here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE)
         same(kept, read)
-        assert len(kept.ids) > 0, step
+        same_keywords(kept, fresh, terms, SCOPE)  # the kept terms' BM25 is the SQL's, float for float
+        assert len(kept.ids) > 0 and kept.keyword.any(), step
 
     there.forget_written_before(SCOPE, datetime(2100, 1, 1, tzinfo=UTC))  # another host's retention
     same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
@@ -196,3 +225,10 @@ def test_pgvector_rows_become_float32_bytes() -> None:
     [made] = pg_scopes.as_rows([row], PgvectorVectors())
     assert np.frombuffer(made[3], dtype="<f4").tolist() == vector and made[4:] == ("sms", True)
     assert pg_scopes.as_rows([row], ByteaVectors()) == [row]
+
+
+def test_a_row_written_or_deleted_between_the_two_reads_is_left_to_the_next_recall() -> None:
+    rows = [(1, "a"), (2, "b"), (3, "c")]  # rows read; then 2 was deleted and 4 written before the terms
+    terms = [(1, 3, ["x"], [1]), (3, 2, ["y"], [2]), (4, 1, ["z"], [1])]
+    kept_rows, kept_terms = pg_scopes._both(rows, terms)
+    assert [r[0] for r in kept_rows] == [1, 3] and [t[0] for t in kept_terms] == [1, 3]
