@@ -4,10 +4,19 @@ uvicorn's access log (logger ``uvicorn.access``) would print each request's quer
 calls carry handles there (``?search=...``, ``?address=sms:%2B1555...``): ``HideQueryStrings`` replaces
 every query with ``?…`` (``GET /admin/customers?… HTTP/1.1 200``). ``setup_logging`` installs it, and so
 does ``core.web.app.create_app``, so the app never lets a query into the access log however it is served.
+
+When the process stops (Ctrl-C, SIGTERM), asyncio cancels what still runs, and a database connection on
+its way back to SQLAlchemy's pool at that moment is discarded: the pool logs that at ERROR with the
+``CancelledError``'s traceback ("Exception during reset or similar"). Nothing is lost (the transaction was
+over or is rolled back by the database), so ``CancelledResets`` drops exactly those records; any other
+pool error is logged as it was. (``core.store.db`` also shields a session's close from
+its own task's cancellation, so a connection is not left checked out; the loop's last cancellations can
+still reach one.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -58,8 +67,29 @@ def hide_query_strings() -> None:
         logger.addFilter(HideQueryStrings())
 
 
+class CancelledResets(logging.Filter):
+    """Drops SQLAlchemy's pool reporting a connection reset cut short by a cancellation (see the module).
+    On the handlers: a logger's own filters would not see the records of the pool's child loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.exc_info[0] if record.exc_info else None
+        cancelled = kind is not None and issubclass(kind, asyncio.CancelledError)
+        return not (cancelled and record.name.startswith(POOL_LOGGER))
+
+
+POOL_LOGGER = "sqlalchemy.pool"
+
+
+def quiet_cancelled_resets() -> None:
+    """Install ``CancelledResets`` on the root logger's handlers (once each)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, CancelledResets) for f in handler.filters):
+            handler.addFilter(CancelledResets())
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     hide_query_strings()
+    quiet_cancelled_resets()

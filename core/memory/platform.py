@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from core.errors import MemoryUnavailable
 from core.memory import mem0_quirks
+from core.memory.hosted_priors import with_priors
 from core.memory.records import (
     as_mem0_messages,
     belongs_to,
@@ -148,7 +149,8 @@ class PlatformMemory:
         async def call(client: Any) -> builtins.list[MemoryRecord]:
             found = await client.search(query, filters=search_filters(customer_id, filters), top_k=limit)
             records = [to_record(item) for item in results_of(found) if belongs_to(item, customer_id)]
-            return [r for r in records if filters is None or filters.admits(r)][:limit]
+            admitted = [r for r in records if filters is None or filters.admits(r)]
+            return with_priors(admitted, query)[:limit]  # recency and the time prior, as recall here
 
         return await self._run("recall", customer_id, call)
 

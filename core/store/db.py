@@ -134,12 +134,25 @@ class Database:
         return cls(engine, busy_timeout=busy_timeout)
 
     @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, its connection returned to the pool even when the task is being
+        cancelled (Ctrl-C, a lane stopping): a cancelled return left SQLAlchemy's pool logging a traceback
+        ("Exception during reset or similar ... CancelledError") and dropping the connection. The return
+        runs to its end, then the cancellation goes on."""
+        session = self.sessions()
+        try:
+            async with session.begin():
+                yield session
+        finally:
+            await _closed(session)
+
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A transaction that may write; on SQLite it waits for the process's earlier writers first."""
         key = id(self)
         held = _holding.get()
         if self._writers is None or key in held:
-            async with self.sessions() as session, session.begin():
+            async with self._transaction() as session:
                 yield session
             return
         try:  # as SQLite's own busy timeout would: a writer that waits too long fails, never hangs
@@ -149,7 +162,7 @@ class Database:
             raise OperationalError("queued for the SQLite write lock", None, exc) from exc
         token = _holding.set(held | {key})
         try:
-            async with self.sessions() as session, session.begin():
+            async with self._transaction() as session:
                 yield session
         finally:
             _holding.reset(token)
@@ -158,7 +171,7 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A transaction for reading only: it never waits for writers (SQLite readers do not block)."""
-        async with self.sessions() as session, session.begin():
+        async with self._transaction() as session:
             yield session
 
     @property
@@ -167,3 +180,20 @@ class Database:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+
+
+async def _closed(session: AsyncSession) -> None:
+    """Close ``session`` (its connection back to the pool) to the end, shielded from the task's
+    cancellation; a cancellation that came meanwhile is raised once it is closed."""
+    closing = asyncio.ensure_future(session.close())
+    cancelled: asyncio.CancelledError | None = None
+    while not closing.done():
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError as exc:
+            if closing.cancelled():  # the loop itself is shutting down: nothing more to wait for
+                raise
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    closing.result()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,25 @@ def test_the_fake_refuses_unscoped_reads(fake: FakeMem0Platform) -> None:
         )
         assert client.delete("/v1/memories/").status_code == 400
         assert client.get("/v1/ping/", headers={"Authorization": "Token nope"}).status_code == 401
+
+
+async def test_recall_applies_the_local_priors_to_the_services_results(memory: PlatformMemory) -> None:
+    """Recency and the time prior, as recall on this machine: the service's scores decide, the newer of two
+    equal matches comes first, and for a question that asks when, a line that says when gains half."""
+    older = replace(provenance(turn_ids=(1,)), said_at=datetime(2026, 1, 5, tzinfo=UTC))
+    newer = replace(provenance(turn_ids=(2,)), said_at=datetime(2026, 6, 5, tzinfo=UTC))
+    await memory.remember(USER, said("I moved to Oak Street"), provenance=older, infer=False)
+    await memory.remember(USER, said("I moved to Elm Street"), provenance=newer, infer=False)
+    # equal scores from the service (it lists Oak first): the newer statement first
+    found = await memory.recall(USER, "where did I move", limit=5)
+    assert [m.text for m in found] == ["I moved to Elm Street", "I moved to Oak Street"]
+
+    await memory.remember(OTHER, said("router box is old"), provenance=provenance(turn_ids=(3,)), infer=False)
+    await memory.remember(
+        OTHER, said("the router died last week"), provenance=provenance(turn_ids=(4,)), infer=False
+    )
+    # the service scores "router box is old" higher for both; asking when lifts the line that says when
+    asked_when = await memory.recall(OTHER, "When did my router break?", limit=5)
+    assert [m.text for m in asked_when] == ["the router died last week", "router box is old"]
+    not_when = await memory.recall(OTHER, "router break please", limit=5)
+    assert [m.text for m in not_when] == ["router box is old", "the router died last week"]
