@@ -12,7 +12,7 @@ message with ``extras["button"]`` = ``rate:<case id>:<1-5>``; on SMS and email t
   second press is thanked and changes nothing; a press naming another customer's case is ignored;
 - a message that is only a digit 1-5, within ``RATING_WINDOW`` of the question (``Case.rating_asked_at``:
   the bot's resolution reply, or a person's resolution that told the customer,
-  ``core.pipeline.case_desk``), rates the case resolved last.
+  ``core.pipeline.case_desk``), rates the case asked about last.
 
 Either is stored once (``Ratings.rate_in``, a conditional update in the worker's transaction), counted in
 ``/metrics`` (``threadline_case_ratings_total{rating}``) and answered with a short thanks, never by the
@@ -63,18 +63,22 @@ class Ratings:
         self.metrics = metrics
 
     async def awaiting(self, customer_id: str, now: datetime | None = None) -> int | None:
-        """The case whose rating the customer was asked for last, if unrated and resolved within
+        """The case whose rating the customer was asked for last, if unrated and asked within
         ``RATING_WINDOW``."""
         now = now or utcnow()
         async with self._db.read() as session:
             row = await session.scalar(
                 select(Case)
-                .where(Case.customer_id == customer_id, Case.status == RESOLVED)
-                .order_by(Case.resolved_at.desc(), Case.id.desc())
+                .where(
+                    Case.customer_id == customer_id,
+                    Case.status == RESOLVED,
+                    Case.rating_asked_at.is_not(None),  # a person may resolve one without asking
+                )
+                .order_by(Case.rating_asked_at.desc(), Case.id.desc())
                 .limit(1)
             )
         if row is None or row.rating is not None or row.rating_asked_at is None:
-            return None  # never asked: a person resolved it without telling the customer
+            return None
         if now - row.rating_asked_at > RATING_WINDOW:
             return None
         return row.id

@@ -239,3 +239,28 @@ async def test_refused_case_calls_change_nothing_and_send_nothing(
     await settle(offline)
     assert await snapshot(offline) == before
     assert (len(twilio.messages), len(tg.sent)) == sent
+
+
+async def test_a_digit_rates_the_case_asked_about_not_one_a_person_closed_quietly_since(
+    offline: Served, platforms: Platforms
+) -> None:
+    _, tg, _ = platforms
+    await telegram(offline, 1, "my router is broken")  # the rules open case #1
+    await telegram(offline, 2, "that fixed it, thanks")  # and resolve it, asking for a rating
+    await settle(offline)
+    assert tg.sent[-1]["text"].endswith(RATING_QUESTION)
+    customer = (await admin(offline, "GET", "/admin/customers/telegram:42"))["id"]
+    second = await admin(
+        offline, "POST", f"/admin/customers/{customer}/cases", json={"title": "Billing", "operator": "Bea"}
+    )
+    await admin(  # resolved since, without telling the customer: nobody asked for its rating
+        offline,
+        "POST",
+        f"/admin/customers/{customer}/cases/{second['id']}/resolve",
+        json={"summary": "Billing address corrected", "operator": "Bea"},
+    )
+    await telegram(offline, 3, "4")
+    await settle(offline)
+    assert tg.sent[-1]["text"] == RATING_THANKS
+    ratings = {c["id"]: c["rating"] for c in await cases_of(offline, customer)}
+    assert ratings == {1: 4, second["id"]: None}
