@@ -5,7 +5,8 @@ ids and times. Read from PostgreSQL that is every row of the scope, 1.5 KB of ve
 10,000 memories on the 2-core machine, growing with the customer. :class:`PgScopeCache` keeps, per scope
 of a large customer, the same :class:`~core.memory.scope_rows.ScopeRows` the SQLite index keeps
 (``core.memory.sqlite_scopes``): the rows in the order written, their vectors in one contiguous float32
-matrix, their rids sorted for lookups.
+matrix, their rids sorted for lookups; and the rows' BM25 terms (``core.memory.pg_scope_terms``), so a
+kept scope's keyword scores need no query either.
 
 Kept exact, never stale, with any number of processes and hosts writing: a recall of a kept scope first
 reads the scope's rids (one index scan, about 2.5 ms at 10,000 rows) and compares them with the rids kept.
@@ -16,10 +17,11 @@ that are gone are dropped (``ScopeRows.changed``: their vectors' slots are left 
 matrix), and a scope nobody changed costs the rid scan alone. Each statement sees the rows committed when
 it starts, as a fresh read does.
 
-Only scopes of at least :data:`MIN_ROWS` rows are kept (a small one reads in about a millisecond, in one
-query as before), at most :data:`MAX_ROWS` rows in all, least recently used first out, and none longer
-than :data:`IDLE_SECONDS` after its last recall: what is kept are vectors and times, no text, but a
-customer forgotten on another host should not stay in this one's memory. A forget in this process drops
+Only scopes of at least :data:`MIN_ROWS` rows are kept (a small one is read, and its keyword matches
+scored by PostgreSQL, in about a millisecond, as before), at most :data:`MAX_ROWS` rows in all, least
+recently used first out, and none longer than :data:`IDLE_SECONDS` after its last recall: what is kept
+are vectors, times and word stems, no text, but a customer forgotten on another host should not stay in
+this one's memory. A forget in this process drops
 the scope at once (:meth:`PgScopeCache.drop`). Calls come from Mem0's threads: one lock guards the map,
 and recalls of one scope take turns (a lock per stripe of scopes), so the kept rows change one call at a
 time; the arrays and lists handed out are never changed afterwards.
@@ -185,9 +187,14 @@ class PgScopeCache:
             gone = np.setdiff1d(kept.rows.rids, now, assume_unique=True)
             new = np.setdiff1d(now, kept.rows.rids, assume_unique=True).tolist()
             fresh, held = read.fresh(new) if new else ([], [])
-            rows = kept.rows.changed(gone, fresh)
-            kept.terms.remove(gone.tolist())
-            kept.terms.add(held)
+            try:
+                rows = kept.rows.changed(gone, fresh)
+                kept.terms.remove(gone.tolist())
+                kept.terms.add(held)
+            except BaseException:  # the rows and their terms may no longer agree: keep neither
+                with self._lock:
+                    self._pop(key)
+                raise
             with self._lock:
                 if len(rows) < self._min_rows:
                     self._pop(key)
