@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import hashlib
 import os
 import random
 import time
@@ -37,7 +36,7 @@ from bench.common import RESULTS_DIR, Run, exit_cleanly_on_sigterm, summary_ms
 from bench.corpus import Corpus
 from bench.machine import print_machine
 from bench.memory_search import agent_limit
-from bench.preload import Loaded, customer_ids, embed_pool, timed
+from bench.preload import Loaded, customer_ids, embed_pool, memory_payload, timed
 from bench.recall_latency import MODES, growth, recall_ms, write_one
 from core.memory.embedder import DIMS
 from core.memory.local import LocalMemory
@@ -53,23 +52,6 @@ DEFAULT_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postg
 _CHUNK = 500
 
 
-def _payload(customer: Loaded, text: str, when: datetime, turn: int) -> dict[str, Any]:
-    stamp = when.isoformat()
-    return {
-        "source_channel": "telegram",
-        "source_handle": customer.address,
-        "message_ids": [f"inbox:{turn}"],
-        "turn_ids": [turn],
-        "category": "support_history",
-        "user_id": customer.customer_id,
-        "role": "user",
-        "data": text,
-        "hash": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-
-
 def load(
     index: PostgresIndex, customer: Loaded, size: int, texts: list[str], vectors: NDArray[Any], *, seed: int
 ) -> None:
@@ -81,7 +63,7 @@ def load(
         index.insert(
             [vectors[p] for p in picks],
             payloads=[
-                _payload(customer, texts[p], when, start + i + 1)
+                memory_payload(customer, texts[p], when, start + i + 1, rng)
                 for i, (p, when) in enumerate(zip(picks, whens, strict=True))
             ],
         )

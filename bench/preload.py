@@ -145,7 +145,8 @@ def embed_pool(texts: Sequence[str]) -> NDArray[np.float32]:
     return shared_embedder().embed(list(texts))
 
 
-def _payload(c: Loaded, text: str, when: datetime, turn: int, rng: random.Random) -> dict[str, Any]:
+def memory_payload(c: Loaded, text: str, when: datetime, turn: int, rng: random.Random) -> dict[str, Any]:
+    """A memory row's payload as the product writes it (a random category; the turn as its provenance)."""
     stamp = when.isoformat()
     return {
         "source_channel": "telegram",
@@ -189,7 +190,7 @@ def add_memories(
                 pick = rng.randrange(len(texts))
                 when = now - timedelta(minutes=rng.randint(1, 525_600))
                 batch_vectors.append(vectors[pick])
-                batch_payloads.append(_payload(c, texts[pick], when, turn, rng))
+                batch_payloads.append(memory_payload(c, texts[pick], when, turn, rng))
                 turn += 1
                 if len(batch_vectors) >= VECTOR_CHUNK:
                     store.insert(batch_vectors, payloads=batch_payloads)

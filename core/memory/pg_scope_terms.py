@@ -34,7 +34,7 @@ class ScopeTerms:
     __slots__ = ("_postings", "_rows", "total_words")
 
     def __init__(self) -> None:
-        self._rows: dict[int, tuple[int, tuple[str, ...], tuple[int, ...]]] = {}
+        self._rows: dict[int, tuple[int, tuple[str, ...]]] = {}  # rid -> (length in words, its lexemes)
         self._postings: dict[str, dict[int, int]] = {}  # lexeme -> {rid: its frequency in that row}
         self.total_words = 0
 
@@ -55,7 +55,7 @@ class ScopeTerms:
             words = int(row[1] or 0)
             lexemes = tuple(str(lexeme) for lexeme in row[2] or ())
             counts = tuple(int(count) for count in row[3] or ())
-            self._rows[rid] = (words, lexemes, counts)
+            self._rows[rid] = (words, lexemes)
             for lexeme, count in zip(lexemes, counts, strict=True):
                 self._postings.setdefault(lexeme, {})[rid] = count
             self.total_words += words
@@ -65,7 +65,7 @@ class ScopeTerms:
             found = self._rows.pop(int(rid), None)
             if found is None:
                 continue
-            words, lexemes, _ = found
+            words, lexemes = found
             for lexeme in lexemes:
                 holding = self._postings.get(lexeme)
                 if holding is not None:

@@ -30,7 +30,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
-from core.events import record_event
 from core.messages import BUTTONS_KEY
 from core.metrics import Metrics
 from core.pipeline.cases import (
@@ -41,6 +40,7 @@ from core.pipeline.cases import (
     RESOLVED,
     SUMMARY_JOB,
     CaseView,
+    case_event,
     clipped,
     rating_buttons,
 )
@@ -86,24 +86,6 @@ async def _latest_customer_turn(session: AsyncSession, customer_id: str) -> Turn
     )
 
 
-async def _case_event(session: AsyncSession, event_type: str, row: Case) -> None:
-    await record_event(
-        session,
-        event_type,
-        {
-            "case_id": row.id,
-            "customer_id": row.customer_id,
-            "channel": row.channel,
-            "status": row.status,
-            "opened_by": row.opened_by,
-            "opened_at": row.opened_at,
-            "resolved_by": row.resolved_by,
-            "resolved_at": row.resolved_at,
-        },
-        personal={"title": row.title, "summary": row.summary},
-    )
-
-
 class CaseDesk:
     """Cases opened and resolved by a person."""
 
@@ -131,7 +113,7 @@ class CaseDesk:
             await record_action(
                 session, operator=operator, action="open_case", customer_id=customer_id, subject=str(row.id)
             )
-            await _case_event(session, "case.opened", row)
+            await case_event(session, "case.opened", row)
             view = CaseView.of(row)
         if self.metrics is not None:
             self.metrics.cases_opened.labels(OPERATOR_LABEL).inc()
@@ -184,7 +166,7 @@ class CaseDesk:
                 customer_id=customer_id,
                 subject=str(row.id),
             )
-            await _case_event(session, "case.resolved", row)
+            await case_event(session, "case.resolved", row)
             await announce(session, "outbox", "memory")
             view = CaseView.of(row)
         if self.metrics is not None:

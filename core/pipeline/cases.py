@@ -320,22 +320,28 @@ class Cases:
             log.info("case %s of customer %s resolved (%s)", row.id, customer_id, by)
         for event_type, rows in (("case.opened", change.opened), ("case.resolved", change.resolved)):
             for row in rows:
-                await record_event(
-                    session,
-                    event_type,
-                    {
-                        "case_id": row.id,
-                        "customer_id": customer_id,
-                        "channel": row.channel,
-                        "status": row.status,
-                        "opened_by": row.opened_by,
-                        "opened_at": row.opened_at,
-                        "resolved_by": row.resolved_by,
-                        "resolved_at": row.resolved_at,
-                    },
-                    personal={"title": row.title, "summary": row.summary},
-                )
+                await case_event(session, event_type, row)
         return change
+
+
+async def case_event(session: AsyncSession, event_type: str, row: Case) -> None:
+    """The business's event (``core.events``) for a case opened or resolved, in its transaction; the
+    title and summary only for endpoints that take personal data."""
+    await record_event(
+        session,
+        event_type,
+        {
+            "case_id": row.id,
+            "customer_id": row.customer_id,
+            "channel": row.channel,
+            "status": row.status,
+            "opened_by": row.opened_by,
+            "opened_at": row.opened_at,
+            "resolved_by": row.resolved_by,
+            "resolved_at": row.resolved_at,
+        },
+        personal={"title": row.title, "summary": row.summary},
+    )
 
 
 # ----- the summary memory (run by ``core.memory.writer`` for a job of kind ``case``) ----------------

@@ -15,13 +15,12 @@ import logging
 from fastapi import APIRouter, Request, Response
 
 from core.pipeline.cases import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS
+from core.web.console.actions import MAX_BIGINT
 from core.web.console.auth import Console, text_field
 from core.web.console.render import BASE, Problem, redirect
 from identity.directory import find_customer
 
 log = logging.getLogger(__name__)
-
-MAX_BIGINT = 2**63 - 1
 
 
 def add_case_routes(router: APIRouter, console: Console) -> None:

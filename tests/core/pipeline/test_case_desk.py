@@ -15,7 +15,7 @@ from core.messages import Address
 from core.pipeline.case_desk import CaseDesk
 from core.pipeline.cases import RATING_QUESTION, list_cases
 from core.pipeline.hub import Hub
-from core.store.models import MemoryJob, OutboxRow
+from core.store.models import EventDelivery, EventEndpoint, MemoryJob, OutboxRow
 from identity.erasure import forget
 from identity.linking import IdentityLinks
 from tests.core.harness import make_settings, running_hub
@@ -96,3 +96,44 @@ async def test_a_forgotten_or_merged_customer_is_refused(hub: tuple[Hub, Recordi
         await desk.open(customer, title="x", operator="ann")
     with pytest.raises(ValueError, match="operator name"):
         await desk.open(other, title="x", operator="")
+
+
+async def test_a_persons_cases_are_events_without_their_words_unless_asked(
+    hub: tuple[Hub, RecordingSender],
+) -> None:
+    running, _ = hub
+    customer = await customer_with_open_case(running)
+    async with running.db.session() as session:
+        session.add_all(
+            [
+                EventEndpoint(
+                    url="https://crm.example.com/a",
+                    event_types=["case.opened", "case.resolved"],
+                    secret="whsec_A",
+                ),
+                EventEndpoint(
+                    url="https://crm.example.com/b",
+                    event_types=["case.resolved"],
+                    secret="whsec_B",
+                    include_text=True,
+                ),
+            ]
+        )
+    desk = CaseDesk(running.db)
+    opened = await desk.open(customer, title="Parcel late", operator="ann")
+    await desk.resolve(customer, opened.id, summary="Re-sent by courier", operator="bob")
+    async with running.db.read() as session:
+        rows = list(await session.scalars(select(EventDelivery).order_by(EventDelivery.id)))
+    seen = [(r.endpoint_id, r.event_type, r.payload["data"].get("summary")) for r in rows]
+    assert seen == [
+        (1, "case.opened", None),
+        (1, "case.resolved", None),
+        (2, "case.resolved", "Re-sent by courier"),
+    ]
+    resolved = rows[-1].payload["data"]
+    assert (resolved["case_id"], resolved["opened_by"], resolved["resolved_by"]) == (
+        opened.id,
+        "operator:ann",
+        "operator:bob",
+    )
+    assert "title" not in rows[0].payload["data"]
