@@ -5,7 +5,8 @@ index did before), side by side in one run.
 
 A fresh database is made on the server (``--database-url``, default the local test server) and dropped
 afterwards; one customer per size is loaded through the index's own write path (``PostgresIndex.insert``)
-with the product's payload schema and vectors from the real embedder over a pool of distinct texts. Two
+with the product's payload schema and vectors from the real embedder over a pool of distinct texts, then
+vacuumed and analysed (``settle``: as autovacuum leaves a table whose rows are mostly old). Two
 indexes are open on the same tables, one per variant; each timed round asks one support question of
 every size and variant, in a rotating order, so that they meet the same questions and the same moments of
 a noisy machine. ``steady``: recalls one after another; ``after_write``: before each recall (untimed) the
@@ -69,6 +70,13 @@ def load(
         )
 
 
+def settle(url: str) -> None:
+    """VACUUM ANALYZE the index's rows once loaded: what autovacuum does to a table at rest, and a long
+    history is mostly old rows (their pages all-visible, so the rid check reads the index alone)."""
+    with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) memory_index_rows")
+
+
 async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     corpus = Corpus(args.seed)
     sizes = sorted(set(args.sizes))
@@ -88,6 +96,7 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
         started_at = time.perf_counter()
         await asyncio.to_thread(load, indexes["kept"], customer, size, texts, vectors, seed=args.seed + size)
         timed(f"loaded {size} memories of one customer", started_at)
+    await asyncio.to_thread(settle, url)
     memories = {
         variant: LocalMemory(
             data_dir=work / variant, llm=LLMSettings(), index=functools.partial(lambda i: i, index)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Collection
@@ -146,15 +148,25 @@ class LocalMemory:
             vector = self._embedder.embed_one(" ".join(query.split()))
             signals = index.scope_signals(vector, keyword_terms(query), self._scope(customer_id, filters))
             signals = written_within(signals, filters)  # filtered before ranking: the limit comes after
-            order, scores = ranking.ranked(
+            rank = functools.partial(
+                ranking.ranked,
                 signals.dense,
                 signals.keyword,
                 signals.written,
                 dated=signals.dated,
                 asks_when=asks_when(query),
             )
+            # the best twice over what is asked for are sorted, which nearly always suffices: when expired
+            # or missing payloads use them up, the whole order (the same first ones) is sorted
+            order, scores = rank(top=2 * limit)
+            whole = False
             found: list[MemoryRecord] = []
-            for start in range(0, len(order), limit):  # payloads of the best first, a batch at a time
+            for start in itertools.count(0, limit):  # payloads of the best first, a batch at a time
+                if start + limit > len(order) and not whole:
+                    order, scores = rank()
+                    whole = True
+                if start >= len(order):
+                    break
                 ids = [signals.ids[i] for i in order[start : start + limit].tolist()]
                 batch = list(zip(ids, scores[start : start + limit].tolist(), strict=True))
                 payloads = index.payloads([memory_id for memory_id, _ in batch])

@@ -2,10 +2,13 @@
 
 - ``memory_index_collections``: each collection's name and dimensions.
 - ``memory_index_rows``: one row per memory: ``collection``, ``id``, the scope columns ``user_id`` /
-  ``agent_id`` / ``run_id`` (indexed with the collection), ``created_at`` (text as Mem0 writes it, in
-  byte order like SQLite's), the vector (``core.memory.pg_vectors``), the ``jsonb`` payload, and the
-  keyword index of its text: ``terms`` (a ``tsvector``, GIN-indexed) and ``words`` (its length as
-  FTS5 counts it, for BM25). The keyword index is a column of the row, so deleting the row deletes it.
+  ``agent_id`` / ``run_id`` (indexed with the collection; ``user_id``, a customer's scope, with the
+  ``rid`` too, so that a recall's check of a kept scope, ``core.memory.pg_scopes``, reads the index
+  alone; a database made before gets that index, in place of ``(collection, user_id)``, when opened),
+  ``created_at`` (text as Mem0 writes it, in byte order like SQLite's), the vector
+  (``core.memory.pg_vectors``), the ``jsonb`` payload, and the keyword index of its text: ``terms`` (a
+  ``tsvector``, GIN-indexed) and ``words`` (its length as FTS5 counts it, for BM25). The keyword index
+  is a column of the row, so deleting the row deletes it.
 - ``memory_index_turns``: the payloads' ``turn_ids`` per user, one probe for ``covers_turns``; its rows go
   with their memory row (``ON DELETE CASCADE``).
 - ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
@@ -59,9 +62,12 @@ def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
             " words integer NOT NULL,"
             " UNIQUE (collection, id))"
         ).format(vector_type),
+        # a customer's scope, its rids in the index: a recall's check of a kept scope reads only the index
         sql.SQL(
-            "CREATE INDEX IF NOT EXISTS memory_index_rows_user ON memory_index_rows (collection, user_id)"
+            "CREATE INDEX IF NOT EXISTS memory_index_rows_user_rid"
+            " ON memory_index_rows (collection, user_id, rid)"
         ),
+        sql.SQL("DROP INDEX IF EXISTS memory_index_rows_user"),
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS memory_index_rows_agent ON memory_index_rows (collection, agent_id)"
         ),

@@ -228,9 +228,11 @@ def ranked(
     *,
     dated: NDArray[np.bool_] | None = None,
     asks_when: bool = False,
+    top: int | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Every memory that passes the floor, best first (ties: the newer first): their indexes and their
-    fused scores, as arrays.
+    fused scores, as arrays. With ``top``, only the first ``top`` of that order (at least; memories tied
+    with the last are kept), exactly as they come first in the whole order: only they are sorted.
 
     ``dense``, ``keyword`` and ``written`` are aligned, one entry per memory of one customer in the order
     the memories were written. Array operations only (no Python loop over the memories but
@@ -248,12 +250,13 @@ def ranked(
     dense_s = smooth(np.asarray(dense, dtype=np.float32), conversation)
     keyword_s = smooth(np.asarray(keyword, dtype=np.float32), conversation)
     newest_first = np.arange(count, dtype=np.int64)[::-1]
-    # stable sorts over newest-first order: equal scores rank the newer memory first
-    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
-    by_keyword = newest_first[np.argsort(-keyword_s[newest_first], kind="stable")]
     matched = keyword_s > 0
+    # stable sorts over newest-first order: equal scores rank the newer memory first (the keyword side
+    # sorts only the memories it matched, the few)
+    by_dense = newest_first[np.argsort(-dense_s[newest_first], kind="stable")]
     dense_ranking = by_dense[((dense_s >= MIN_DENSE) | matched)[by_dense]]
-    keyword_ranking = by_keyword[matched[by_keyword]]
+    keyword_matched = np.flatnonzero(matched)[::-1]
+    keyword_ranking = keyword_matched[np.argsort(-keyword_s[keyword_matched], kind="stable")]
     # reciprocal rank fusion: 0.0 + 1 / (k + dense rank), then + 1 / (k + keyword rank), in float64
     fused = np.zeros(count, dtype=np.float64)
     fused[dense_ranking] += 1.0 / (RRF_K + np.arange(1, len(dense_ranking) + 1, dtype=np.float64))
@@ -263,6 +266,12 @@ def ranked(
     fused = lifted(fused, conversation) * recency(written)
     candidates = np.flatnonzero(fused > 0)
     scores = fused[candidates]
+    if top is not None and 0 <= top < len(candidates):  # only the best: the top scores and their ties
+        if top == 0:
+            return candidates[:0], scores[:0]
+        least = np.partition(scores, len(scores) - top)[len(scores) - top]
+        best = scores >= least
+        candidates, scores = candidates[best], scores[best]
     order = np.lexsort((-candidates, -scores))  # the higher score first, then the newer memory
     return candidates[order], scores[order]
 

@@ -107,6 +107,26 @@ async def test_recall_keeps_provenance_and_leaves_out_expired_memories(memory: L
     assert found[0].message_ids == ("inbox:11", "inbox:12") and found[0].metadata == origin.as_metadata()
 
 
+async def test_recall_goes_past_more_expired_memories_than_it_first_sorts(memory: LocalMemory) -> None:
+    """Recall sorts the best twice over the limit first; when expired memories use them all up, the
+    next in the whole order come back, as they rank there."""
+    texts = [f"router problem number {n}: the {word} light blinks" for n, word in enumerate("abcdefghijkl")]
+    ids = [
+        (await memory.remember(USER, said(text), provenance=provenance(turn_ids=(n,)), infer=False))[0]
+        for n, text in enumerate(texts)
+    ]
+    whole = [r.id for r in await memory.recall(USER, "router light blinks", limit=len(ids))]
+    assert sorted(whole) == sorted(ids)
+    store = memory._backend().index
+    for memory_id in whole[:9]:  # more than twice the limit below
+        hit = store.get(memory_id)
+        assert hit is not None
+        store.update(memory_id, payload={**hit.payload, "expiration_date": "2020-01-01"})
+    found = await memory.recall(USER, "router light blinks", limit=2)
+    assert [r.id for r in found] == whole[9:11]
+    assert [r.id for r in await memory.recall(USER, "router light blinks", limit=5)] == whole[9:]
+
+
 # ----- the budget ---------------------------------------------------------------------------------
 
 

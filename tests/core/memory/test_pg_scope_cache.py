@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from psycopg import sql
 
 from core.memory import pg_keywords, pg_scopes
 from core.memory.pg_index import PostgresIndex
@@ -232,3 +233,43 @@ def test_a_row_written_or_deleted_between_the_two_reads_is_left_to_the_next_reca
     terms = [(1, 3, ["x"], [1]), (3, 2, ["y"], [2]), (4, 1, ["z"], [1])]
     kept_rows, kept_terms = pg_scopes._both(rows, terms)
     assert [r[0] for r in kept_rows] == [1, 3] and [t[0] for t in kept_terms] == [1, 3]
+
+
+@on_postgres
+def test_the_rid_check_reads_the_index_alone_and_an_older_database_gets_that_index(database_url: str) -> None:
+    """A kept scope's check is an index-only scan of ``(collection, user_id, rid)`` (no heap fetch once
+    vacuumed); a database made before that index gets it, and loses the index it replaces, when opened."""
+    first = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    rng, nrng = random.Random(7), np.random.default_rng(7)
+    first.insert([unit(nrng) for _ in range(40)], payloads=[payload("ana", rng) for _ in range(40)])
+    first.insert([unit(nrng) for _ in range(40)], payloads=[payload("bo", rng) for _ in range(40)])
+    with first._pool.connection() as conn:  # as the index was made before
+        conn.execute("DROP INDEX memory_index_rows_user_rid")
+        conn.execute("CREATE INDEX memory_index_rows_user ON memory_index_rows (collection, user_id)")
+    first.close()
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        with index._pool.connection() as conn:
+            names = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memory_index_rows'"
+                ).fetchall()
+            }
+            assert "memory_index_rows_user_rid" in names and "memory_index_rows_user" not in names
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("VACUUM (ANALYZE) memory_index_rows")
+            conn.execute("SET enable_seqscan = off")  # 80 rows: the planner would read the table
+            where = index._scope(SCOPE)
+            assert where is not None
+            reader = pg_scopes.ScopeReader(conn, index._columns, where, index._vectors)
+            expected = [r[0] for r in conn.execute("SELECT rid FROM memory_index_rows WHERE user_id = 'ana'")]
+            assert sorted(reader.rids().tolist()) == sorted(expected) and len(expected) == 40
+            explain = sql.SQL("EXPLAIN (ANALYZE) {}").format(pg_scopes._RIDS.format(where[0]))
+            plan = "\n".join(r[0] for r in conn.execute(explain, where[1]).fetchall())
+            assert "Index Only Scan using memory_index_rows_user_rid" in plan and "Heap Fetches: 0" in plan
+            conn.execute("RESET enable_seqscan")
+            conn.autocommit = False
+    finally:
+        index.close()

@@ -151,3 +151,24 @@ def test_a_change_of_channel_starts_a_conversation_when_the_sources_are_known() 
     assert list(kept) == written[1:3] and kept.sources is not None and conversations(kept).tolist() == [0, 1]
     with pytest.raises(ValueError, match="differ in length"):
         ranking.WrittenTimes(written, stamps, sources[:2])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_best_top_come_first_exactly_as_in_the_whole_order(seed: int) -> None:
+    """``ranked(top=k)`` sorts only the best: what it returns is the whole order's start, ties included
+    (duplicate texts give equal cosines; equal scores keep the newer first)."""
+    rng = np.random.default_rng(seed)
+    count = 400
+    dense = rng.choice(np.linspace(0.0, 0.6, 25), count).astype(np.float32)  # many exact ties
+    keyword = np.where(rng.random(count) < 0.1, rng.choice([1.0, 2.5, 4.0], count), 0.0).astype(np.float32)
+    written = minutes(*np.sort(rng.integers(0, 20_000, count)).tolist())
+    dated = rng.random(count) < 0.2
+    whole, whole_scores = ranking.ranked(dense, keyword, written, dated=dated, asks_when=True)
+    assert len(whole) > 60
+    for top in (0, 1, 7, 30, 60, len(whole), len(whole) + 5):
+        best, scores = ranking.ranked(dense, keyword, written, dated=dated, asks_when=True, top=top)
+        assert len(best) >= min(top, len(whole))
+        assert best.tolist() == whole[: len(best)].tolist()
+        assert scores.tolist() == whole_scores[: len(best)].tolist()
+        if len(best) > top:  # only ties with the last of the top are added
+            assert set(scores[top:].tolist()) == {float(scores[top - 1])}
