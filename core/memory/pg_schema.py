@@ -14,8 +14,8 @@
 - ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
   English Snowball stemming without a stop-word list (FTS5 indexes every word too), accents folded by
   ``unaccent`` where that extension can be installed (as FTS5's ``remove_diacritics``).
-- ``memory_index_upgrades``: the one-time upgrades of stored rows that are done (``time_flag``: rows stored
-  before the time flag of ``core.memory.time_words`` got it).
+- ``memory_index_upgrades``: the one-time upgrades of stored rows that are done (``time_flag_2``: rows
+  stored before the time flag of ``core.memory.time_words`` read its languages got it).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the schema: any constant the store never uses ("tlmemidx" as 8 bytes)
 SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
-_TIME_FLAG = "time_flag"  # the upgrade that flagged rows stored before the flag
+# the upgrade that flagged rows stored before the flag: "time_flag" for the English rule, "time_flag_2" since
+# it reads five more languages (rows flagged under the first are read again once: the rule only grew)
+_TIME_FLAG = "time_flag_2"
 _BACKFILL_BATCH = 500
 TEXT_CONFIG = "memory_index_text"
 

@@ -34,7 +34,9 @@ from core.store.private_files import private_dir, private_sqlite
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
-_TIME_FLAGGED = 1  # the file's user_version once every row carries its time flag
+# the file's user_version once every row carries its time flag: 1 for the English rule, 2 since it reads
+# five more languages (a file flagged under the first is read again once: the rule only grew)
+_TIME_FLAGGED = 2
 _BACKFILL_BATCH = 500
 
 _SCHEMA = (

@@ -6,9 +6,12 @@ few words with the question and is no closer in meaning than the lines around it
 gives such memories a share more of their score, for such questions only (``TIME_PRIOR`` there).
 
 - :func:`says_when`: the memory's text holds a time expression (yesterday, last week, two years ago, in
-  June, on Friday, 2022, 5/14, since March, ...). English only, as the rest of the keyword side. Read once
-  per memory, when it is stored (``MENTIONS_TIME`` in its payload, :func:`with_time_flag`), never per query.
+  June, on Friday, 2022, 5/14, since March, ...). Read once per memory, when it is stored
+  (``MENTIONS_TIME`` in its payload, :func:`with_time_flag`), never per query.
 - :func:`asks_when`: the message asks when, how long, what year / month / day / date, how old.
+
+Both read English here and Spanish, French, German, Portuguese and Italian
+(``core.memory.time_words_languages``); the keyword side's stop words and stemmer stay English.
 
 Chosen on LoCoMo conversations 26 and 30 (``docs/locomo.md``); the question side is deliberately narrow
 (it asks about time in words), not any message that happens to hold a time word.
@@ -19,6 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from core.memory import time_words_languages as languages
+from core.memory.time_words_languages import fold
 
 MENTIONS_TIME = "mentions_time"  # the payload key: True when the memory's text says when
 
@@ -64,13 +70,15 @@ _ASKS_WHEN = re.compile(
 
 
 def says_when(text: str) -> bool:
-    """Whether a memory's text says when something happened."""
-    return bool(_SAYS_WHEN.search(text) or _MAY.search(text))
+    """Whether a memory's text says when something happened (in English or one of
+    ``time_words_languages.LANGUAGES``)."""
+    return bool(_SAYS_WHEN.search(text) or _MAY.search(text) or languages.SAYS_WHEN.search(fold(text)))
 
 
 def asks_when(query: str) -> bool:
-    """Whether a message asks when something happened (how long ago, what year, how old, ...)."""
-    return bool(_ASKS_WHEN.search(query))
+    """Whether a message asks when something happened (how long ago, what year, how old, ...), in English
+    or one of ``time_words_languages.LANGUAGES``."""
+    return bool(_ASKS_WHEN.search(query) or languages.ASKS_WHEN.search(fold(query)))
 
 
 def with_time_flag(payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,12 @@ from core.ports import MemoryIndex
 
 DIMS = 4
 VECTOR = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
-ROWS = {"dated": "The router broke last week.", "plain": "The router broke.", "modal": "May I get a router?"}
+ROWS = {
+    "dated": "The router broke last week.",
+    "plain": "The router broke.",
+    "modal": "May I get a router?",
+    "spanish": "El router se rompió la semana pasada.",
+}
 
 
 def fill(index: MemoryIndex) -> None:
@@ -39,7 +44,7 @@ def plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-EXPECTED = {"dated": True, "plain": False, "modal": False}
+EXPECTED = {"dated": True, "plain": False, "modal": False, "spanish": True}
 
 
 def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> None:
@@ -56,7 +61,7 @@ def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> No
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
         # done once: a flag removed now stays removed on the next open
         db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
     store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
@@ -83,10 +88,52 @@ def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: st
     finally:
         index.close()
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
-        assert conn.execute("SELECT name FROM memory_index_upgrades").fetchall() == [("time_flag",)]
+        assert conn.execute("SELECT name FROM memory_index_upgrades").fetchall() == [("time_flag_2",)]
         conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
     index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
     try:
         assert dated(index) == dict.fromkeys(ROWS, False)
     finally:
         index.close()
+
+
+def test_a_sqlite_file_flagged_under_the_english_rule_is_read_again_once(tmp_path: Path) -> None:
+    path = tmp_path / "vectors.sqlite3"
+    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
+    fill(store)
+    store.close()
+    with sqlite3.connect(path) as db:  # as the English-only rule left it
+        db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
+        db.execute(
+            "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true'))"
+            " WHERE json_extract(payload, '$.data') = ?",
+            (f"$.{MENTIONS_TIME}", ROWS["dated"]),
+        )
+        db.execute("PRAGMA user_version = 1")
+    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(store) == EXPECTED
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(database_url: str) -> None:
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    fill(index)
+    index.close()
+    with psycopg.connect(plain(database_url), autocommit=True) as conn:  # as the English-only rule left it
+        conn.execute(
+            "UPDATE memory_index_rows SET payload = payload - %s WHERE payload ->> 'data' = %s",
+            (MENTIONS_TIME, ROWS["spanish"]),
+        )
+        conn.execute("UPDATE memory_index_upgrades SET name = 'time_flag'")
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert dated(index) == EXPECTED
+    finally:
+        index.close()
+    with psycopg.connect(plain(database_url), autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
+        assert names == {"time_flag", "time_flag_2"}
