@@ -62,7 +62,8 @@ _SAYS_WHEN = re.compile(
 # the month May, not the verb: capitalised, after a word that goes with a date or before a number
 _MAY = re.compile(r"\b(?i:in|on|of|since|until|by|early|late|mid|last|next|during)\s+May\b|\bMay\s+\d")
 _ASKS_WHEN = re.compile(
-    r"^\s*when\b|\bhow long\b|\bwhat (?:year|month|day|date|time|week|weekend|season)\b|"
+    r"^\s*when" + languages.NOT_A_CLAUSE + r"|"  # "When did ...", not "When I called, nobody answered."
+    r"\bhow long\b|\bwhat (?:year|month|day|date|time|week|weekend|season)\b|"
     r"\bwhich (?:year|month|day|week)\b|\bin what (?:year|month)\b|\bsince when\b|"
     r"\bhow many (?:years|months|weeks|days)\b|\bhow old\b|\bwhat age\b",
     re.IGNORECASE,

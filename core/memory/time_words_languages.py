@@ -11,9 +11,9 @@ Matched on the text folded (:func:`fold`: accents dropped, lower case), since cu
   "na segunda-feira", "a maggio"): a month or a weekday alone is also a name ("Julio", "Domingo",
   "Abril", "Maggio") or a word ("mayo", "mars").
 - **Asks when** (:data:`ASKS_WHEN`): when, since when, how long, what year / month / day / date, how
-  many years, how old. A bare "cuando" / "quand" / "quando" counts at the start of the message or before
-  a question mark only: inside a sentence it is the conjunction ("cuando llamé, ..."), as English
-  "when" is (``time_words._ASKS_WHEN``); German "wann" is only ever the question.
+  many years, how old. A bare "cuando" / "quand" / "quando" counts before a question mark, or opening
+  the message unless it opens a clause there (a comma follows, no question mark: "Cuando llamé, nadie
+  contestó."); inside a sentence it is the conjunction. German "wann" is only ever the question.
 
 Years and numeric dates (2022, 5/14) are the same in every language and stay in ``time_words``.
 """
@@ -37,7 +37,7 @@ def _any(*words: str) -> str:
 # A message that opens with the word for "when" asks when unless that word opens a clause: then a comma
 # follows and no question mark does ("Cuando llamé, nadie contestó.").
 _OPENS = r"^\W*"
-_CLAUSE = r"\b(?=[^,]*$|.*\?)"
+NOT_A_CLAUSE = r"\b(?=[^,]*$|.*\?)"  # after the word: no comma follows, or a question mark does
 
 # ----- Spanish ---------------------------------------------------------------------------------
 _ES_UNIT = _any(
@@ -65,7 +65,7 @@ _ES_SAYS = (
 )
 _ES_ASKS = "|".join(
     [
-        _OPENS + "cuando" + _CLAUSE, r"\bcuando\s*\?", r"¿\s*cuando\b", r"\bdesde cuando\b",
+        _OPENS + "cuando" + NOT_A_CLAUSE, r"\bcuando\s*\?", r"¿\s*cuando\b", r"\bdesde cuando\b",
         r"\bhace cuanto\b", r"\bcuanto tiempo\b", r"\b(?:que|cual|en que)\s+(?:ano|mes|dia|fecha|semana)\b",
         r"\bcuant[oa]s\s+(?:anos|meses|semanas|dias)\b", r"\bque edad\b",
     ]
@@ -96,7 +96,7 @@ _FR_SAYS = (
 )
 _FR_ASKS = "|".join(
     [
-        _OPENS + "quand" + _CLAUSE, r"\bquand\s*\?", r"\bquand est-ce\b", r"\bdepuis quand\b",
+        _OPENS + "quand" + NOT_A_CLAUSE, r"\bquand\s*\?", r"\bquand est-ce\b", r"\bdepuis quand\b",
         r"\bc.etait quand\b", r"\bcombien de temps\b", r"\bil y a combien\b",
         r"\b(?:quelle|quel)\s+(?:annee|mois|jour|date|semaine|age)\b", r"\ben quelle annee\b",
         r"\bcombien (?:d.annees|de mois|de semaines|de jours)\b",
@@ -156,7 +156,7 @@ _PT_SAYS = (
 )
 _PT_ASKS = "|".join(
     [
-        _OPENS + "quando" + _CLAUSE, r"\bquando\s*\?", r"\bdesde quando\b", r"\bha quanto tempo\b",
+        _OPENS + "quando" + NOT_A_CLAUSE, r"\bquando\s*\?", r"\bdesde quando\b", r"\bha quanto tempo\b",
         r"\bquanto tempo\b", r"\b(?:que|qual|em que)\s+(?:ano|mes|dia|data|semana)\b",
         r"\bquant[oa]s\s+(?:anos|meses|semanas|dias)\b", r"\bque idade\b",
     ]
@@ -187,7 +187,7 @@ _IT_SAYS = (
 )
 _IT_ASKS = "|".join(
     [
-        _OPENS + "quando" + _CLAUSE, r"\bquando\s*\?", r"\bda quando\b", r"\bda quanto tempo\b",
+        _OPENS + "quando" + NOT_A_CLAUSE, r"\bquando\s*\?", r"\bda quando\b", r"\bda quanto tempo\b",
         r"\bquanto tempo\b", r"\b(?:che|quale|in che)\s+(?:anno|mese|giorno|data|settimana)\b",
         r"\bquant[ie]\s+(?:anni|mesi|settimane|giorni)\b",
     ]

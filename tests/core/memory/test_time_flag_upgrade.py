@@ -3,7 +3,9 @@ on SQLite (the file's ``user_version``) and on PostgreSQL (``memory_index_upgrad
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,29 @@ def dated(index: MemoryIndex) -> dict[str, bool]:
     return dict(zip(signals.ids, signals.dated.tolist(), strict=True))
 
 
+def dated_when_opened(open_index: Callable[[], MemoryIndex]) -> dict[str, bool]:
+    """Each row's flag as an index opened now reads it (any upgrade done as it opens)."""
+    index = open_index()
+    try:
+        return dated(index)
+    finally:
+        index.close()
+
+
+def filled(open_index: Callable[[], MemoryIndex]) -> None:
+    index = open_index()
+    fill(index)
+    index.close()
+
+
+def sqlite_file(path: Path) -> Callable[[], MemoryIndex]:
+    return functools.partial(SQLiteVectorStore, path, collection_name="m", embedding_model_dims=DIMS)
+
+
+def postgresql(url: str) -> Callable[[], MemoryIndex]:
+    return functools.partial(PostgresIndex, url, collection_name="m", embedding_model_dims=DIMS)
+
+
 def plain(url: str) -> str:
     """The URL as libpq takes it (the store's URLs name their SQLAlchemy driver)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -49,91 +74,58 @@ EXPECTED = {"dated": True, "plain": False, "modal": False, "spanish": True}
 
 def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> None:
     path = tmp_path / "vectors.sqlite3"
-    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
-    fill(store)
-    store.close()
+    filled(sqlite_file(path))
     with sqlite3.connect(path) as db:  # as a file written before the flag existed
         db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
         db.execute("PRAGMA user_version = 0")
-    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(store) == EXPECTED
-    finally:
-        store.close()
+    assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
         # done once: a flag removed now stays removed on the next open
         db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
-    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(store) == dict.fromkeys(ROWS, False)
-    finally:
-        store.close()
+    assert dated_when_opened(sqlite_file(path)) == dict.fromkeys(ROWS, False)
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: str) -> None:
-    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
-    fill(index)
-    index.close()
-    with psycopg.connect(
-        plain(database_url), autocommit=True
-    ) as conn:  # as rows stored before the flag existed
+    filled(postgresql(database_url))
+    with psycopg.connect(plain(database_url), autocommit=True) as conn:  # as rows stored before the flag
         conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
         conn.execute("DELETE FROM memory_index_upgrades")
-    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(index) == EXPECTED
-    finally:
-        index.close()
+    assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         assert conn.execute("SELECT name FROM memory_index_upgrades").fetchall() == [("time_flag_2",)]
         conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
-    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(index) == dict.fromkeys(ROWS, False)
-    finally:
-        index.close()
+    assert dated_when_opened(postgresql(database_url)) == dict.fromkeys(ROWS, False)
 
 
 def test_a_sqlite_file_flagged_under_the_english_rule_is_read_again_once(tmp_path: Path) -> None:
     path = tmp_path / "vectors.sqlite3"
-    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
-    fill(store)
-    store.close()
+    filled(sqlite_file(path))
     with sqlite3.connect(path) as db:  # as the English-only rule left it
-        db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
         db.execute(
-            "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true'))"
+            "UPDATE memory_vectors SET payload = json_remove(payload, ?)"
             " WHERE json_extract(payload, '$.data') = ?",
-            (f"$.{MENTIONS_TIME}", ROWS["dated"]),
+            (f"$.{MENTIONS_TIME}", ROWS["spanish"]),
         )
         db.execute("PRAGMA user_version = 1")
-    store = SQLiteVectorStore(path, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(store) == EXPECTED
-    finally:
-        store.close()
+    assert dated_when_opened(sqlite_file(path)) == EXPECTED
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(database_url: str) -> None:
-    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
-    fill(index)
-    index.close()
+    filled(postgresql(database_url))
     with psycopg.connect(plain(database_url), autocommit=True) as conn:  # as the English-only rule left it
         conn.execute(
             "UPDATE memory_index_rows SET payload = payload - %s WHERE payload ->> 'data' = %s",
             (MENTIONS_TIME, ROWS["spanish"]),
         )
         conn.execute("UPDATE memory_index_upgrades SET name = 'time_flag'")
-    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
-    try:
-        assert dated(index) == EXPECTED
-    finally:
-        index.close()
+    assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
         assert names == {"time_flag", "time_flag_2"}

@@ -56,6 +56,9 @@ def test_a_memory_that_does_not_say_when(text: str) -> None:
         ("Why is my internet down?", False),
         ("What plan am I on?", False),
         ("I was charged twice last month.", False),  # holds a time word, but does not ask when
+        ("When I called, nobody answered.", False),  # "when" opens a clause, not a question
+        ("when did the refund go out", True),  # no question mark, still a question
+        ("When I called, was the fault logged?", True),
     ],
 )
 def test_a_message_that_asks_when(query: str, asks: bool) -> None:
