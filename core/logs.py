@@ -67,6 +67,9 @@ def hide_query_strings() -> None:
         logger.addFilter(HideQueryStrings())
 
 
+POOL_LOGGER = "sqlalchemy.pool"
+
+
 class CancelledResets(logging.Filter):
     """Drops SQLAlchemy's pool reporting a connection reset cut short by a cancellation (see the module).
     On the handlers: a logger's own filters would not see the records of the pool's child loggers."""
@@ -75,9 +78,6 @@ class CancelledResets(logging.Filter):
         kind = record.exc_info[0] if record.exc_info else None
         cancelled = kind is not None and issubclass(kind, asyncio.CancelledError)
         return not (cancelled and record.name.startswith(POOL_LOGGER))
-
-
-POOL_LOGGER = "sqlalchemy.pool"
 
 
 def quiet_cancelled_resets() -> None:

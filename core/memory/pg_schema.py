@@ -142,23 +142,28 @@ def _vector_type(conn: psycopg.Connection[Any], *, pgvector: bool) -> sql.SQL:
 
 
 def _flag_times(conn: psycopg.Connection[Any]) -> None:
-    """Give the rows stored before the time flag existed their flag (``time_words``), once per database
-    (under the schema lock; ``memory_index_upgrades`` says it was done)."""
+    """Give the rows stored before the time flag existed (or before it read its languages) their flag
+    (``time_words``), once per database (under the schema lock; ``memory_index_upgrades`` says it was
+    done). A row flagged already keeps its flag (the rule only grew). A row flagged now gets a new rid, as
+    any write does, so that the scopes other processes keep (``core.memory.pg_scopes``) read it again."""
     if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_TIME_FLAG,)).fetchone():
         return
+    row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
+    end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
     last = count = 0
     while True:
         batch = conn.execute(
-            "SELECT rid, payload ->> 'data' FROM memory_index_rows WHERE rid > %s ORDER BY rid LIMIT %s",
-            (last, _BACKFILL_BATCH),
+            "SELECT rid, payload ->> 'data' FROM memory_index_rows WHERE rid > %s AND rid <= %s"
+            " AND NOT payload ? %s ORDER BY rid LIMIT %s",
+            (last, end, MENTIONS_TIME, _BACKFILL_BATCH),
         ).fetchall()
         if not batch:
             break
         dated = [int(rid) for rid, text in batch if isinstance(text, str) and says_when(text)]
         if dated:
             conn.execute(
-                "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true)"
-                " WHERE rid = ANY(%s)",
+                "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true),"
+                " rid = DEFAULT WHERE rid = ANY(%s)",
                 (MENTIONS_TIME, dated),
             )
         count += len(dated)

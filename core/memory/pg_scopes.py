@@ -8,15 +8,15 @@ of a large customer, the same :class:`~core.memory.scope_rows.ScopeRows` the SQL
 matrix, their rids sorted for lookups; and the rows' BM25 terms (``core.memory.pg_scope_terms``), so a
 kept scope's keyword scores need no query either.
 
-Kept exact, never stale, with any number of processes and hosts writing: a recall of a kept scope first
-reads the scope's rids (an index-only scan of ``(collection, user_id, rid)``, sent as one bytea: about 2 ms
-at 10,000 rows) and compares them with the rids kept.
-The index gives every written row a new rid (an insert, and a replacement too: ``rid = DEFAULT`` in
-``core.memory.pg_rows``), a deleted row's rid is gone, and a row moved to another customer leaves this
-scope's rids and arrives in the other's; so the rids that are new are read (and only those), the ones
+Kept exact, never stale, with any number of processes and hosts writing: a recall of a kept scope first reads
+the scope's rids (an index-only scan of ``(collection, user_id, rid)``, sent as one bytea: about 2 ms at
+10,000 rows) and compares them with the rids kept. The index gives every written row a new rid (an insert, and
+a replacement too: ``rid = DEFAULT`` in ``core.memory.pg_rows``; the time flag's upgrade in
+``core.memory.pg_schema`` as well), a deleted row's rid is gone, and a row moved to another customer leaves
+this scope's rids and arrives in the other's; so the rids that are new are read (and only those), the ones
 that are gone are dropped (``ScopeRows.changed``: their vectors' slots are left behind, no copy of the
-matrix), and a scope nobody changed costs the rid scan alone. Each statement sees the rows committed when
-it starts, as a fresh read does.
+matrix), and a scope nobody changed costs the rid scan alone. Each statement sees the rows committed when it
+starts, as a fresh read does.
 
 Only scopes of at least :data:`MIN_ROWS` rows are kept (a small one is read, and its keyword matches
 scored by PostgreSQL, in about a millisecond, as before), at most :data:`MAX_ROWS` rows in all, least
@@ -86,10 +86,10 @@ _TERMS = sql.SQL(
     " LATERAL (SELECT array_agg(u.lexeme) AS lexemes, array_agg(coalesce(cardinality(u.positions), 1))"
     " AS counts FROM unnest(r.terms) AS u) AS t WHERE {}"
 )
-# Rows by rid, found through the primary key first (OFFSET 0 keeps the planner from reading the scope's
-# index and filtering every row of a large scope), then checked against the scope.
 # The scope's rids as one bytea of big-endian int8s (one value to send and decode, not a row per rid).
 _RIDS = sql.SQL("SELECT string_agg(int8send(rid), ''::bytea) FROM memory_index_rows WHERE {}")
+# Rows by rid, found through the primary key first (OFFSET 0 keeps the planner from reading the scope's
+# index and filtering every row of a large scope), then checked against the scope.
 _BY_RID = sql.SQL("(SELECT * FROM memory_index_rows WHERE rid = ANY(%(rids)s::bigint[]) OFFSET 0)")
 
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from core.memory.pg_index import PostgresIndex
+from core.memory.pg_scopes import PgScopeCache
 from core.memory.time_words import MENTIONS_TIME
 from core.memory.vectors import SQLiteVectorStore
 from core.ports import MemoryIndex
@@ -30,7 +31,7 @@ ROWS = {
 def fill(index: MemoryIndex) -> None:
     index.insert(
         [VECTOR] * len(ROWS),
-        payloads=[{"user_id": "a", "data": text} for text in ROWS.values()],
+        payloads=[{"user_id": "a", "data": text, "turn_ids": [n]} for n, text in enumerate(ROWS.values())],
         ids=list(ROWS),
     )
 
@@ -129,3 +130,31 @@ def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(da
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
         assert names == {"time_flag", "time_flag_2"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_scope_kept_by_a_running_process_sees_the_flags_an_upgrade_gives(database_url: str) -> None:
+    """The upgrade is a write: a row it flags gets a new rid, so a scope another process keeps
+    (``core.memory.pg_scopes``) reads it again instead of ranking by the flag it had."""
+    running = PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=1)
+    )
+    try:
+        fill(running)
+        with psycopg.connect(plain(database_url), autocommit=True) as conn:  # rows from before the flag
+            conn.execute(
+                "UPDATE memory_index_rows SET payload = payload - %s, rid = DEFAULT", (MENTIONS_TIME,)
+            )
+            conn.execute("DELETE FROM memory_index_upgrades")
+        assert dated(running) == dict.fromkeys(ROWS, False)  # kept now
+        assert dated_when_opened(postgresql(database_url)) == EXPECTED  # another process opens: the upgrade
+        assert dated(running) == EXPECTED
+        with psycopg.connect(plain(database_url), autocommit=True) as conn:
+            turns = conn.execute(
+                "SELECT count(*) FROM memory_index_turns AS t JOIN memory_index_rows AS r USING (rid)"
+            ).fetchone()
+            rows = conn.execute("SELECT count(*) FROM memory_index_turns").fetchone()
+        assert turns == rows == (len(ROWS),)  # the turn index followed the new rids
+    finally:
+        running.close()
