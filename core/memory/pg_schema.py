@@ -14,8 +14,17 @@
 - ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
   English Snowball stemming without a stop-word list (FTS5 indexes every word too), accents folded by
   ``unaccent`` where that extension can be installed (as FTS5's ``remove_diacritics``).
-- ``memory_index_upgrades``: the one-time upgrades of stored rows that are done (``time_flag_2``: rows
-  stored before the time flag of ``core.memory.time_words`` read its languages got it).
+- ``memory_index_scopes``: per customer (``collection``, ``user_id``), ``rows``: how many rows they have,
+  and ``removed``: how many have left their scope (deleted, replaced, which gives the row a new rid, or
+  moved to another customer). Kept by statement-level triggers on ``memory_index_rows`` (one per kind of
+  write, with transition tables; a truncate zeroes every ``rows`` and counts a removal everywhere), so
+  every writer of any process keeps them, in its own transaction. A recall's check of a kept scope reads
+  them, and only the rids above the ones it keeps, when nothing left the scope
+  (``core.memory.pg_scopes``). A database made before gets them, counted from its rows, when opened (the
+  upgrade ``scope_counts``). A writer holds its customer's counter locked until it commits: two writes
+  to one customer's memories commit one after the other.
+- ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_2``: rows stored before the
+  time flag of ``core.memory.time_words`` read its languages got it; ``scope_counts``).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -85,6 +94,77 @@ def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
         # one-time upgrades of the stored rows that are done (``_flag_times``)
         sql.SQL("CREATE TABLE IF NOT EXISTS memory_index_upgrades (name text PRIMARY KEY)"),
     ]
+
+
+# Each kind of write and the transition tables its trigger sees (one event per trigger: PostgreSQL allows
+# transition tables only so; a truncate has none).
+_COUNTED = (
+    ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
+    ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
+    ("TRUNCATE", ""),
+)
+# Rows in (+1 to ``rows``) and rows out (-1 to ``rows``, +1 to ``removed``) per customer, added to their
+# counter in one upsert, in key order: writes that touch several customers lock their counters in one
+# order. An update counts its rows out and in again, whatever it changed (a kept scope's check reads every
+# rid after any update of its rows). A truncate empties every scope.
+_COUNT_FUNCTION = """
+CREATE OR REPLACE FUNCTION memory_index_count_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+        SELECT collection, user_id, count(*), 0 FROM new_rows WHERE user_id IS NOT NULL
+        GROUP BY collection, user_id ORDER BY collection, user_id
+        ON CONFLICT (collection, user_id) DO UPDATE SET rows = s.rows + excluded.rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+        SELECT collection, user_id, -count(*), count(*) FROM old_rows WHERE user_id IS NOT NULL
+        GROUP BY collection, user_id ORDER BY collection, user_id
+        ON CONFLICT (collection, user_id)
+        DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+        SELECT collection, user_id, sum(d), sum(g) FROM (
+            SELECT collection, user_id, 1 AS d, 0 AS g FROM new_rows
+            UNION ALL SELECT collection, user_id, -1, 1 FROM old_rows
+        ) AS changed WHERE user_id IS NOT NULL
+        GROUP BY collection, user_id ORDER BY collection, user_id
+        ON CONFLICT (collection, user_id)
+        DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed;
+    ELSE
+        UPDATE memory_index_scopes SET rows = 0, removed = removed + 1;
+    END IF;
+    RETURN NULL;
+END
+$$"""
+_SCOPE_COUNTS = "scope_counts"  # the upgrade that made memory_index_scopes and its triggers
+
+
+def _count_scopes(conn: psycopg.Connection[Any]) -> None:
+    """Make ``memory_index_scopes``, filled with the rows stored so far, and the triggers that keep it,
+    once per database (under the schema lock; making a trigger waits for the table's writers and holds
+    new ones until this transaction commits, so nothing is counted twice or missed)."""
+    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_SCOPE_COUNTS,)).fetchone():
+        return
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS memory_index_scopes ("
+        " collection text NOT NULL, user_id text NOT NULL,"
+        " rows bigint NOT NULL, removed bigint NOT NULL, PRIMARY KEY (collection, user_id))"
+    )
+    conn.execute(_COUNT_FUNCTION)
+    for event, tables in _COUNTED:
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER {} AFTER {} ON memory_index_rows {}"
+                " FOR EACH STATEMENT EXECUTE FUNCTION memory_index_count_scopes()"
+            ).format(sql.Identifier(f"memory_index_scopes_{event.lower()}"), sql.SQL(event), sql.SQL(tables))
+        )
+    conn.execute(
+        "INSERT INTO memory_index_scopes (collection, user_id, rows, removed)"
+        " SELECT collection, user_id, count(*), 0 FROM memory_index_rows WHERE user_id IS NOT NULL"
+        " GROUP BY collection, user_id ON CONFLICT DO NOTHING"
+    )
+    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s)", (_SCOPE_COUNTS,))
 
 
 def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -191,6 +271,7 @@ def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvecto
             "SELECT dims FROM memory_index_collections WHERE name = %s", (collection,)
         ).fetchone()
         column = _column_type(conn)
+        _count_scopes(conn)
         _flag_times(conn)
     if stored is None or int(stored[0]) != dims or column is None:
         raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")

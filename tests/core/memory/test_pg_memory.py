@@ -179,11 +179,19 @@ def test_many_hosts_opening_at_once_make_the_tables_once(database_url: str) -> N
             "SELECT tablename FROM pg_tables WHERE tablename LIKE %s ORDER BY tablename",
             ("memory\\_index\\_%",),
         ).fetchall()
+        triggers = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'memory_index_rows'::regclass AND NOT tgisinternal"
+            " ORDER BY tgname"
+        ).fetchall()
     assert [name for (name,) in tables] == [
         "memory_index_collections",
         "memory_index_rows",
+        "memory_index_scopes",
         "memory_index_turns",
         "memory_index_upgrades",
+    ]
+    assert [name for (name,) in triggers] == [
+        f"memory_index_scopes_{event}" for event in ("delete", "insert", "truncate", "update")
     ]
 
 

@@ -179,10 +179,160 @@ def test_kept_scopes_match_a_fresh_read_through_every_write(
         same_keywords(kept, fresh, terms, SCOPE)  # the kept terms' BM25 is the SQL's, float for float
         assert len(kept.ids) > 0 and kept.keyword.any(), step
 
+    assert counters(here) == row_counts(here)  # the triggers counted every write of either host
+
     there.forget_written_before(SCOPE, datetime(2100, 1, 1, tzinfo=UTC))  # another host's retention
     same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
     assert here.scope_signals(query, terms, SCOPE).ids == []
     assert "scopes=0" in repr(here._scopes)
+    assert counters(here) == {**row_counts(here), "ana": 0}
+
+
+def counters(index: PostgresIndex) -> dict[str, int]:
+    """Each customer's ``rows`` in ``memory_index_scopes`` (kept by the triggers)."""
+    with index._pool.connection() as conn:
+        found = conn.execute("SELECT user_id, rows FROM memory_index_scopes WHERE collection = 'm'")
+        return {str(user): int(rows) for user, rows in found.fetchall()}
+
+
+def row_counts(index: PostgresIndex) -> dict[str, int]:
+    with index._pool.connection() as conn:
+        found = conn.execute(
+            "SELECT user_id, count(*) FROM memory_index_rows WHERE collection = 'm' GROUP BY user_id"
+        )
+        return {str(user): int(rows) for user, rows in found.fetchall()}
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_a_kept_scope_reads_its_counter_and_new_rids_until_a_row_leaves(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While rows only come, a check reads the customer's counter and the rids above the highest kept, not
+    every rid; after a delete, a replacement or a move (rows left), and once after the scope is read, it
+    reads every rid. Each recall is what a fresh read gives."""
+    here, there, fresh, _ = indexes
+    rng, nrng = random.Random(11), np.random.default_rng(11)
+    every: list[bool] = []  # per check: were all the scope's rids read?
+    real_check = pg_scopes.ScopeReader.check
+
+    def recording(reader: pg_scopes.ScopeReader, kept_max: int, counts: Any) -> pg_scopes.Check:
+        found = real_check(reader, kept_max, counts)
+        every.append(found.now is not None)
+        return found
+
+    monkeypatch.setattr(pg_scopes.ScopeReader, "check", recording)
+
+    def recall() -> bool:
+        query, terms = unit(nrng), rng.sample(WORDS, 2)
+        every.clear()
+        same(here.scope_signals(query, terms, SCOPE), fresh.scope_signals(query, terms, SCOPE))
+        assert len(every) == 1
+        return every[0]
+
+    ids = [f"a{i}" for i in range(30)]
+    here.insert([unit(nrng) for _ in ids], payloads=[payload("ana", rng) for _ in ids], ids=ids)
+    here.scope_signals(unit(nrng), ["router"], SCOPE)  # read and kept
+    assert recall() is True  # the counts kept are not known yet
+    assert recall() is False
+    there.insert([unit(nrng) for _ in range(3)], payloads=[payload("ana", rng) for _ in range(3)])
+    assert recall() is False  # only rows came: read by their rids alone
+    there.insert([unit(nrng)], payloads=[payload("tom", rng)])  # someone else's
+    assert recall() is False
+    for leave in (
+        lambda: there.delete(ids.pop()),
+        lambda: there.update(ids[0], payload=payload("ana", rng)),  # replaced: a new rid
+        lambda: there.reassign("ana", "tom", handles={"email:ana@example.com"}),
+    ):
+        leave()
+        assert recall() is True
+        assert recall() is False
+    there.reassign("tom", "ana")  # rows come back with their old rids, below the highest kept
+    assert recall() is True
+    assert recall() is False
+    # one row leaves and an older one comes in: as many rows as before and no new rid; the removal tells
+    there.insert([unit(nrng)], payloads=[payload("tom", rng)])
+    there.insert([unit(nrng)], payloads=[payload("ana", rng)])
+    assert recall() is False
+    there.delete(ids.pop())
+    there.reassign("tom", "ana")
+    assert recall() is True
+    assert recall() is False
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_a_row_committed_late_with_a_lower_rid_is_read(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock],
+) -> None:
+    """A rid is taken when a row is written and seen when its transaction commits, so a row can appear
+    below the highest rid a scope keeps; the counter says a row came that the new rids do not hold."""
+    here, there, fresh, _ = indexes
+    rng, nrng = random.Random(13), np.random.default_rng(13)
+    here.insert([unit(nrng) for _ in range(20)], payloads=[payload("ana", rng) for _ in range(20)])
+    query = unit(nrng)
+    here.scope_signals(query, ["router"], SCOPE)
+    here.scope_signals(query, ["router"], SCOPE)  # kept, its counts known
+    with there._pool.connection() as late:
+        row = late.execute("SELECT nextval('memory_index_rows_rid_seq')").fetchone()
+        assert row is not None
+        rid = int(row[0])  # taken now, committed below
+        there.insert([unit(nrng)], payloads=[payload("ana", rng)])  # a higher rid, committed first
+        kept = here.scope_signals(query, ["router"], SCOPE)
+        same(kept, fresh.scope_signals(query, ["router"], SCOPE))
+        late.execute(
+            "INSERT INTO memory_index_rows (rid, collection, id, user_id, created_at, vector, payload, terms,"
+            " words) SELECT %s, collection, 'late', user_id, created_at, vector, payload, terms, words"
+            " FROM memory_index_rows WHERE user_id = 'ana' ORDER BY rid LIMIT 1",
+            (rid,),
+        )
+    kept = here.scope_signals(query, ["router"], SCOPE)
+    assert "late" in kept.ids and len(kept.ids) == 22
+    same(kept, fresh.scope_signals(query, ["router"], SCOPE))
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_a_truncate_empties_every_kept_scope(
+    indexes: tuple[PostgresIndex, PostgresIndex, PostgresIndex, Clock],
+) -> None:
+    here, there, _, _ = indexes
+    rng, nrng = random.Random(17), np.random.default_rng(17)
+    here.insert([unit(nrng) for _ in range(20)], payloads=[payload("ana", rng) for _ in range(20)])
+    query = unit(nrng)
+    for _ in range(3):
+        assert len(here.scope_signals(query, ["router"], SCOPE).ids) == 20
+    with there._pool.connection() as conn:
+        conn.execute("TRUNCATE memory_index_rows CASCADE")
+    assert here.scope_signals(query, ["router"], SCOPE).ids == []
+    assert counters(here) == {"ana": 0}
+
+
+@on_postgres
+def test_an_older_database_gets_its_counters_from_its_rows(database_url: str) -> None:
+    """A database made before the counters gets them, counted from the rows it holds, and the triggers that
+    keep them, when opened; made once."""
+    first = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    rng, nrng = random.Random(19), np.random.default_rng(19)
+    for user, n in (("ana", 12), ("bo", 5)):
+        first.insert([unit(nrng) for _ in range(n)], payloads=[payload(user, rng) for _ in range(n)])
+    with first._pool.connection() as conn:  # as the index was before
+        for event in ("insert", "update", "delete", "truncate"):
+            conn.execute(f"DROP TRIGGER memory_index_scopes_{event} ON memory_index_rows")
+        conn.execute("DROP FUNCTION memory_index_count_scopes()")
+        conn.execute("DROP TABLE memory_index_scopes")
+        conn.execute("DELETE FROM memory_index_upgrades WHERE name = 'scope_counts'")
+    first.insert([unit(nrng)], payloads=[payload("ana", rng)])  # uncounted: made before
+    first.close()
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    try:
+        assert counters(index) == row_counts(index) == {"ana": 13, "bo": 5}
+        index.insert([unit(nrng)], payloads=[payload("bo", rng)])
+        again = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+        again.close()  # a second open counts nothing twice
+        assert counters(index) == row_counts(index) == {"ana": 13, "bo": 6}
+    finally:
+        index.close()
 
 
 @pytest.mark.postgres
