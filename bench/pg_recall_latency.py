@@ -4,14 +4,18 @@ PostgreSQL memory index at 100 and at 10,000 memories of ONE customer, with the 
 index did before), side by side in one run.
 
 A fresh database is made on the server (``--database-url``, default the local test server) and dropped
-afterwards; one customer per size is loaded through the index's own write path (``PostgresIndex.insert``)
+afterwards; one customer per size and variant (the two variants' alike, so that one variant's writes never
+reach the scope the other keeps) is loaded through the index's own write path (``PostgresIndex.insert``)
 with the product's payload schema and vectors from the real embedder over a pool of distinct texts, then
 vacuumed and analysed (``settle``: as autovacuum leaves a table whose rows are mostly old). Two
 indexes are open on the same tables, one per variant; each timed round asks one support question of
 every size and variant, in a rotating order, so that they meet the same questions and the same moments of
 a noisy machine. ``steady``: recalls one after another; ``after_write``: before each recall (untimed) the
 customer gets one new memory through ``LocalMemory.remember`` (through the variant's own index), deleted
-again after it, so the size stays put.
+again after it and that deletion seen by an untimed recall, so the size stays put and each timed recall
+follows exactly one new memory (a kept scope reads it by the new rids alone); ``after_delete``: one new
+memory written and seen by an untimed recall, then deleted just before the timed one (a kept scope reads
+every rid: a row left).
 
 ``python -m bench.pg_recall_latency --sizes 100 10000 --queries 200``
 """
@@ -38,7 +42,7 @@ from bench.corpus import Corpus
 from bench.machine import print_machine
 from bench.memory_search import agent_limit
 from bench.preload import Loaded, customer_ids, embed_pool, memory_payload, timed
-from bench.recall_latency import MODES, growth, recall_ms, write_one
+from bench.recall_latency import growth, recall_ms, write_one
 from core.memory.embedder import DIMS
 from core.memory.local import LocalMemory
 from core.memory.mem0_quirks import COLLECTION
@@ -49,6 +53,7 @@ from core.settings import LLMSettings
 
 NAME = "pg_recall_latency"
 VARIANTS = ("kept", "read")  # the product's kept scopes; the whole scope read on every recall
+MODES = ("steady", "after_write", "after_delete")
 DEFAULT_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _CHUNK = 500
 
@@ -84,18 +89,23 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
     texts = corpus.facts(args.distinct_texts)
     vectors = embed_pool(texts)
     timed(f"embedded {len(texts)} distinct memory texts", started_at)
-    customers = customer_ids(len(sizes), seed=args.seed)
-    by_size = dict(zip(sizes, customers, strict=True))
+    # a customer per size and variant, each variant's loaded alike: one variant's writes never reach the
+    # scope the other keeps (a kept scope checks only its own customer's changes)
+    customers = iter(customer_ids(len(sizes) * len(VARIANTS), seed=args.seed))
+    by_size = {variant: {size: next(customers) for size in sizes} for variant in VARIANTS}
     indexes = {
         "kept": PostgresIndex(url, collection_name=COLLECTION, embedding_model_dims=DIMS),
         "read": PostgresIndex(
             url, collection_name=COLLECTION, embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=10**9)
         ),
     }
-    for size, customer in by_size.items():
-        started_at = time.perf_counter()
-        await asyncio.to_thread(load, indexes["kept"], customer, size, texts, vectors, seed=args.seed + size)
-        timed(f"loaded {size} memories of one customer", started_at)
+    for variant in VARIANTS:
+        for size, customer in by_size[variant].items():
+            started_at = time.perf_counter()
+            await asyncio.to_thread(
+                load, indexes[variant], customer, size, texts, vectors, seed=args.seed + size
+            )
+            timed(f"loaded {size} memories of one customer ({variant})", started_at)
     await asyncio.to_thread(settle, url)
     memories = {
         variant: LocalMemory(
@@ -111,7 +121,7 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
     turn = 10**6
     try:
         for variant in VARIANTS:
-            for size, customer in by_size.items():
+            for size, customer in by_size[variant].items():
                 first[variant][size], _ = await recall_ms(
                     memories[variant], customer, corpus.question(), limit
                 )
@@ -121,14 +131,20 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
                 shift = round_ % (len(sizes) * len(VARIANTS))
                 pairs = [(s, v) for s in sizes for v in VARIANTS]
                 for size, variant in pairs[shift:] + pairs[:shift]:
-                    memory, customer = memories[variant], by_size[size]
+                    memory, customer, index = memories[variant], by_size[variant][size], indexes[variant]
                     written: list[str] = []
-                    if mode == "after_write":
+                    if mode != "steady":
                         written = await write_one(memory, customer, corpus.fact(), turn)
                         turn += 1
+                    if mode == "after_delete":
+                        await recall_ms(memory, customer, query, limit)  # untimed: the write is seen
+                        for memory_id in written:
+                            await asyncio.to_thread(index.delete, memory_id)
                     took, _ = await recall_ms(memory, customer, query, limit)
-                    for memory_id in written:
-                        await asyncio.to_thread(indexes[variant].delete, memory_id)
+                    if mode == "after_write":
+                        for memory_id in written:
+                            await asyncio.to_thread(index.delete, memory_id)
+                        await recall_ms(memory, customer, query, limit)  # untimed: the deletion is seen
                     if round_ >= args.warmup:
                         seconds[variant][mode][size].append(took)
     finally:

@@ -153,11 +153,13 @@ def _count_scopes(conn: psycopg.Connection[Any]) -> None:
     )
     conn.execute(_COUNT_FUNCTION)
     for event, tables in _COUNTED:
+        name = sql.Identifier(f"memory_index_scopes_{event.lower()}")
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON memory_index_rows").format(name))
         conn.execute(
             sql.SQL(
-                "CREATE OR REPLACE TRIGGER {} AFTER {} ON memory_index_rows {}"
+                "CREATE TRIGGER {} AFTER {} ON memory_index_rows {}"
                 " FOR EACH STATEMENT EXECUTE FUNCTION memory_index_count_scopes()"
-            ).format(sql.Identifier(f"memory_index_scopes_{event.lower()}"), sql.SQL(event), sql.SQL(tables))
+            ).format(name, sql.SQL(event), sql.SQL(tables))
         )
     conn.execute(
         "INSERT INTO memory_index_scopes (collection, user_id, rows, removed)"
