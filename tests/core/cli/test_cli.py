@@ -321,9 +321,13 @@ def _interrupted(proc: subprocess.Popen[str]) -> str:
     try:
         proc.wait(timeout=20)  # a hang guard, not a timing: it ends long before
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("chat did not end on Ctrl-C")
+        proc.send_signal(signal.SIGABRT)  # faulthandler (PYTHONFAULTHANDLER) prints every thread's stack
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"chat did not end on Ctrl-C; its stderr ends:\n{err[-6000:]}")
     _, err = proc.communicate()
     assert proc.returncode in (130, 0), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -333,7 +337,7 @@ def _interrupted(proc: subprocess.Popen[str]) -> str:
 def _chat_process(env: dict[str, str], first_line: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         threadline_cmd("chat", "--as", "telegram:42"),
-        env=env,
+        env={**env, "PYTHONFAULTHANDLER": "1"},  # a hang shows where (``_interrupted``)
         stdin=subprocess.PIPE,  # left open
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
