@@ -334,9 +334,21 @@ def _interrupted(proc: subprocess.Popen[str]) -> str:
     return err
 
 
+# A terminal's Ctrl-C finds SIGINT at its default. A runner that starts the suite in the background (a
+# shell's ``&``, without job control) hands every child SIGINT *ignored*; Python then installs no
+# KeyboardInterrupt handler, asyncio none either, and the chat rightly ignores Ctrl-C as ``nohup`` asks.
+# Both Ctrl-C tests failed that way in every background run (faulthandler showed the chat idle at its
+# prompt; /proc showed SIGINT in SigIgn), so the chat is started with SIGINT put back to its default.
+_SIGINT_AS_AT_A_TERMINAL = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from core.cli import main; main()"
+)
+
+
 def _chat_process(env: dict[str, str], first_line: str) -> subprocess.Popen[str]:
+    python, _, _, *args = threadline_cmd("chat", "--as", "telegram:42")
     proc = subprocess.Popen(
-        threadline_cmd("chat", "--as", "telegram:42"),
+        [python, "-c", _SIGINT_AS_AT_A_TERMINAL, *args],
         env={**env, "PYTHONFAULTHANDLER": "1"},  # a hang shows where (``_interrupted``)
         stdin=subprocess.PIPE,  # left open
         stdout=subprocess.PIPE,
