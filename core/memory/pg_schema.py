@@ -19,12 +19,19 @@
   moved to another customer). Kept by statement-level triggers on ``memory_index_rows`` (one per kind of
   write, with transition tables; a truncate zeroes every ``rows`` and counts a removal everywhere), so
   every writer of any process keeps them, in its own transaction. A recall's check of a kept scope reads
-  them, and only the rids above the ones it keeps, when nothing left the scope
-  (``core.memory.pg_scopes``). A database made before gets them, counted from its rows, when opened (the
-  upgrade ``scope_counts``). A writer holds its customer's counter locked until it commits: two writes
-  to one customer's memories commit one after the other.
+  them, and only the rids above the ones it keeps, when nothing left the scope, and the departures below
+  when rows did (``core.memory.pg_scopes``). A database made before gets them, counted from its rows,
+  when opened (the upgrade ``scope_counts``). A writer holds its customer's counter locked until it
+  commits: two writes to one customer's memories commit one after the other.
+- ``memory_index_departures``: each row out of a customer's scope (``collection``, ``user_id``, its
+  ``rid``; an update logs the rows it changed, even in place), numbered by the value of ``removed`` it
+  made; the same triggers write it and keep the last :data:`DEPARTURES_KEPT` per customer. A kept scope
+  whose departures since it was read are all there drops those rows and reads the ones still in the
+  scope again, not every rid (``core.memory.pg_scopes``). Ids only, no text. Made by the upgrade
+  ``scope_departures``.
 - ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_2``: rows stored before the
-  time flag of ``core.memory.time_words`` read its languages got it; ``scope_counts``).
+  time flag of ``core.memory.time_words`` read its languages got it; ``scope_counts``;
+  ``scope_departures``).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -104,10 +111,15 @@ _COUNTED = (
     ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
     ("TRUNCATE", ""),
 )
+DEPARTURES_KEPT = 256  # the departures logged per customer (the function's literal; older ones pruned)
 # Rows in (+1 to ``rows``) and rows out (-1 to ``rows``, +1 to ``removed``) per customer, added to their
 # counter in one upsert, in key order: writes that touch several customers lock their counters in one
-# order. An update counts its rows out and in again, whatever it changed (a kept scope's check reads every
-# rid after any update of its rows). A truncate empties every scope.
+# order. An update counts its rows out and in again, whatever it changed. Each row out is logged in
+# ``memory_index_departures`` under the value of ``removed`` it made (a statement's rows out of one
+# customer take the numbers its upsert added, in rid order), and the customer's departures older than the
+# last DEPARTURES_KEPT are pruned (a statement's own beyond those are never logged: the prune does not see
+# them). A truncate empties every scope and the log (a kept scope reads every rid
+# after it: its departures are not logged).
 _COUNT_FUNCTION = """
 CREATE OR REPLACE FUNCTION memory_index_count_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -117,26 +129,61 @@ BEGIN
         GROUP BY collection, user_id ORDER BY collection, user_id
         ON CONFLICT (collection, user_id) DO UPDATE SET rows = s.rows + excluded.rows;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
-        SELECT collection, user_id, -count(*), count(*) FROM old_rows WHERE user_id IS NOT NULL
-        GROUP BY collection, user_id ORDER BY collection, user_id
-        ON CONFLICT (collection, user_id)
-        DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed;
+        WITH gone AS (
+            SELECT collection, user_id, rid,
+                row_number() OVER (PARTITION BY collection, user_id ORDER BY rid) AS k,
+                count(*) OVER (PARTITION BY collection, user_id) AS n
+            FROM old_rows WHERE user_id IS NOT NULL
+        ), counted AS (
+            INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+            SELECT collection, user_id, -count(*), count(*) FROM gone
+            GROUP BY collection, user_id ORDER BY collection, user_id
+            ON CONFLICT (collection, user_id)
+            DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed
+            RETURNING s.collection, s.user_id, s.removed
+        ), pruned AS (
+            DELETE FROM memory_index_departures AS d USING counted AS c
+            WHERE d.collection = c.collection AND d.user_id = c.user_id
+            AND d.removed <= c.removed - 256
+        )
+        INSERT INTO memory_index_departures (collection, user_id, removed, rid)
+        SELECT g.collection, g.user_id, c.removed - g.n + g.k, g.rid
+        FROM gone AS g JOIN counted AS c ON c.collection = g.collection AND c.user_id = g.user_id
+        WHERE g.k > g.n - 256;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
-        SELECT collection, user_id, sum(d), sum(g) FROM (
-            SELECT collection, user_id, 1 AS d, 0 AS g FROM new_rows
-            UNION ALL SELECT collection, user_id, -1, 1 FROM old_rows
-        ) AS changed WHERE user_id IS NOT NULL
-        GROUP BY collection, user_id ORDER BY collection, user_id
-        ON CONFLICT (collection, user_id)
-        DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed;
+        WITH gone AS (
+            SELECT collection, user_id, rid,
+                row_number() OVER (PARTITION BY collection, user_id ORDER BY rid) AS k,
+                count(*) OVER (PARTITION BY collection, user_id) AS n
+            FROM old_rows WHERE user_id IS NOT NULL
+        ), changed AS (
+            SELECT collection, user_id, 1 AS d, 0 AS g FROM new_rows WHERE user_id IS NOT NULL
+            UNION ALL SELECT collection, user_id, -1, 1 FROM gone
+        ), counted AS (
+            INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+            SELECT collection, user_id, sum(d), sum(g) FROM changed
+            GROUP BY collection, user_id ORDER BY collection, user_id
+            ON CONFLICT (collection, user_id)
+            DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed
+            RETURNING s.collection, s.user_id, s.removed
+        ), pruned AS (
+            DELETE FROM memory_index_departures AS d USING counted AS c
+            WHERE d.collection = c.collection AND d.user_id = c.user_id
+            AND d.removed <= c.removed - 256
+        )
+        INSERT INTO memory_index_departures (collection, user_id, removed, rid)
+        SELECT g.collection, g.user_id, c.removed - g.n + g.k, g.rid
+        FROM gone AS g JOIN counted AS c ON c.collection = g.collection AND c.user_id = g.user_id
+        WHERE g.k > g.n - 256;
     ELSE
         UPDATE memory_index_scopes SET rows = 0, removed = removed + 1;
+        DELETE FROM memory_index_departures;
     END IF;
     RETURN NULL;
 END
 $$"""
+assert _COUNT_FUNCTION.count(f"c.removed - {DEPARTURES_KEPT}\n") == 2  # the literal is the constant
+assert _COUNT_FUNCTION.count(f"g.n - {DEPARTURES_KEPT};") == 2
 _SCOPE_COUNTS = "scope_counts"  # the upgrade that made memory_index_scopes and its triggers
 
 
@@ -167,6 +214,24 @@ def _count_scopes(conn: psycopg.Connection[Any]) -> None:
         " GROUP BY collection, user_id ON CONFLICT DO NOTHING"
     )
     conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s)", (_SCOPE_COUNTS,))
+
+
+_SCOPE_DEPARTURES = "scope_departures"  # the upgrade that made memory_index_departures
+
+
+def _log_departures(conn: psycopg.Connection[Any]) -> None:
+    """Make ``memory_index_departures`` and have the counters' triggers log each row out in it, once per
+    database (after ``_count_scopes``, under the schema lock). Departures before it are not logged: a
+    scope kept from then reads every rid once, as before."""
+    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_SCOPE_DEPARTURES,)).fetchone():
+        return
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS memory_index_departures ("
+        " collection text NOT NULL, user_id text NOT NULL, removed bigint NOT NULL, rid bigint NOT NULL,"
+        " PRIMARY KEY (collection, user_id, removed))"
+    )
+    conn.execute(_COUNT_FUNCTION)
+    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s)", (_SCOPE_DEPARTURES,))
 
 
 def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -274,6 +339,7 @@ def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvecto
         ).fetchone()
         column = _column_type(conn)
         _count_scopes(conn)
+        _log_departures(conn)
         _flag_times(conn)
     if stored is None or int(stored[0]) != dims or column is None:
         raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")

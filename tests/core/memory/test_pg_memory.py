@@ -185,6 +185,7 @@ def test_many_hosts_opening_at_once_make_the_tables_once(database_url: str) -> N
         ).fetchall()
     assert [name for (name,) in tables] == [
         "memory_index_collections",
+        "memory_index_departures",
         "memory_index_rows",
         "memory_index_scopes",
         "memory_index_turns",

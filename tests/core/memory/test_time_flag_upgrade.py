@@ -98,6 +98,7 @@ def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: st
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         assert conn.execute("SELECT name FROM memory_index_upgrades ORDER BY name").fetchall() == [
             ("scope_counts",),
+            ("scope_departures",),
             ("time_flag_2",),
         ]
         conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
@@ -132,7 +133,7 @@ def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(da
     assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
-        assert names == {"scope_counts", "time_flag", "time_flag_2"}
+        assert names == {"scope_counts", "scope_departures", "time_flag", "time_flag_2"}
 
 
 @pytest.mark.postgres
