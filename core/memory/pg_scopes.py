@@ -27,7 +27,7 @@ customer's scope checks, in one statement (:meth:`ScopeReader.check`, about 1 ms
   ``pg_schema.DEPARTURES_KEPT`` per customer) and which of those rows are in the scope again (a row
   changed in place, one moved back): those are dropped and read again. If the count then shows a row
   that none of these holds (a late commit, a move in), every rid is read after all (about 1 ms at 10,000
-  rows after a delete, where every rid took 3.8-4.8 ms);
+  rows after a delete, where every rid took 3.8-4.9 ms);
 - otherwise (more departures than the log keeps, a database from before it), and once after a scope is
   first read (its counter not yet known), every rid of the scope (an index-only scan of
   ``(collection, user_id, rid)``, sent as one bytea: 2-4 ms at 10,000 rows), compared with the rids kept.
