@@ -295,7 +295,7 @@ class PgScopeCache:
             now = check.now
             gone = np.zeros(0, np.int64)
             if now is None and check.departed is not None:  # rows left, each one logged
-                gone = np.intersect1d(kept.rows.rids, check.departed, assume_unique=True)
+                gone = np.intersect1d(kept.rows.rids, check.departed)  # a rid may leave twice (a move)
                 assert check.new is not None and check.counts is not None
                 if len(kept.rows) - len(gone) + len(check.new) != check.counts[0]:
                     now = read.rids()  # a row came in below the highest kept (a late commit, a move)

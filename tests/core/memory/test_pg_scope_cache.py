@@ -265,6 +265,14 @@ def test_a_kept_scope_reads_its_counter_new_rids_and_departures_not_every_rid(
     there.reassign("tom", "ana")  # rows come back with their old rids, below the highest kept
     assert recall() is True
     assert recall() is False
+    # out, back and out again between two recalls: the same rids leave twice
+    there.reassign("ana", "tom", handles={"email:ana@example.com"})
+    there.reassign("tom", "ana")
+    there.reassign("ana", "tom", handles={"email:ana@example.com"})
+    assert recall() is False
+    there.reassign("tom", "ana")
+    assert recall() is True
+    assert recall() is False
     # one row leaves and an older one comes in: as many rows as before and no new rid; the count of the
     # departures tells
     there.insert([unit(nrng)], payloads=[payload("tom", rng)])
