@@ -111,55 +111,21 @@ _COUNTED = (
     ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
     ("TRUNCATE", ""),
 )
-DEPARTURES_KEPT = 256  # the departures logged per customer (the function's literal; older ones pruned)
-# Rows in (+1 to ``rows``) and rows out (-1 to ``rows``, +1 to ``removed``) per customer, added to their
-# counter in one upsert, in key order: writes that touch several customers lock their counters in one
-# order. An update counts its rows out and in again, whatever it changed. Each row out is logged in
-# ``memory_index_departures`` under the value of ``removed`` it made (a statement's rows out of one
-# customer take the numbers its upsert added, in rid order), and the customer's departures older than the
-# last DEPARTURES_KEPT are pruned (a statement's own beyond those are never logged: the prune does not see
-# them). A truncate empties every scope and the log (a kept scope reads every rid
-# after it: its departures are not logged).
-_COUNT_FUNCTION = """
-CREATE OR REPLACE FUNCTION memory_index_count_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
-        SELECT collection, user_id, count(*), 0 FROM new_rows WHERE user_id IS NOT NULL
-        GROUP BY collection, user_id ORDER BY collection, user_id
-        ON CONFLICT (collection, user_id) DO UPDATE SET rows = s.rows + excluded.rows;
-    ELSIF TG_OP = 'DELETE' THEN
+DEPARTURES_KEPT = 256  # the departures logged per customer (older ones are pruned)
+# Rows out of the statement (``gone``: its old rows, numbered per customer in rid order) and ``{changed}``
+# (rows in, +1 to ``rows``, and rows out, -1 to ``rows`` and +1 to ``removed``, per customer) added to the
+# counters in one upsert, in key order: writes that touch several customers lock their counters in one
+# order. Each row out is logged in ``memory_index_departures`` under the value of ``removed`` it made (a
+# statement's rows out of one customer take the numbers its upsert added), and the customer's departures
+# older than the last DEPARTURES_KEPT are pruned (a statement's own beyond those are never logged: the
+# prune does not see them).
+_COUNT_AND_LOG = """
         WITH gone AS (
             SELECT collection, user_id, rid,
                 row_number() OVER (PARTITION BY collection, user_id ORDER BY rid) AS k,
                 count(*) OVER (PARTITION BY collection, user_id) AS n
             FROM old_rows WHERE user_id IS NOT NULL
-        ), counted AS (
-            INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
-            SELECT collection, user_id, -count(*), count(*) FROM gone
-            GROUP BY collection, user_id ORDER BY collection, user_id
-            ON CONFLICT (collection, user_id)
-            DO UPDATE SET rows = s.rows + excluded.rows, removed = s.removed + excluded.removed
-            RETURNING s.collection, s.user_id, s.removed
-        ), pruned AS (
-            DELETE FROM memory_index_departures AS d USING counted AS c
-            WHERE d.collection = c.collection AND d.user_id = c.user_id
-            AND d.removed <= c.removed - 256
-        )
-        INSERT INTO memory_index_departures (collection, user_id, removed, rid)
-        SELECT g.collection, g.user_id, c.removed - g.n + g.k, g.rid
-        FROM gone AS g JOIN counted AS c ON c.collection = g.collection AND c.user_id = g.user_id
-        WHERE g.k > g.n - 256;
-    ELSIF TG_OP = 'UPDATE' THEN
-        WITH gone AS (
-            SELECT collection, user_id, rid,
-                row_number() OVER (PARTITION BY collection, user_id ORDER BY rid) AS k,
-                count(*) OVER (PARTITION BY collection, user_id) AS n
-            FROM old_rows WHERE user_id IS NOT NULL
-        ), changed AS (
-            SELECT collection, user_id, 1 AS d, 0 AS g FROM new_rows WHERE user_id IS NOT NULL
-            UNION ALL SELECT collection, user_id, -1, 1 FROM gone
-        ), counted AS (
+        ), changed AS ({changed}), counted AS (
             INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
             SELECT collection, user_id, sum(d), sum(g) FROM changed
             GROUP BY collection, user_id ORDER BY collection, user_id
@@ -169,21 +135,39 @@ BEGIN
         ), pruned AS (
             DELETE FROM memory_index_departures AS d USING counted AS c
             WHERE d.collection = c.collection AND d.user_id = c.user_id
-            AND d.removed <= c.removed - 256
+            AND d.removed <= c.removed - {kept}
         )
         INSERT INTO memory_index_departures (collection, user_id, removed, rid)
         SELECT g.collection, g.user_id, c.removed - g.n + g.k, g.rid
         FROM gone AS g JOIN counted AS c ON c.collection = g.collection AND c.user_id = g.user_id
-        WHERE g.k > g.n - 256;
+        WHERE g.k > g.n - {kept};"""
+_ROWS_OUT = "SELECT collection, user_id, -1 AS d, 1 AS g FROM gone"
+_ROWS_IN_AND_OUT = (
+    "SELECT collection, user_id, 1 AS d, 0 AS g FROM new_rows WHERE user_id IS NOT NULL"
+    " UNION ALL SELECT collection, user_id, -1, 1 FROM gone"
+)
+# Per customer: an insert counts its rows in; a delete its rows out; an update its rows out and in again,
+# whatever it changed; a truncate empties every scope and the log (a kept scope reads every rid after it:
+# its departures are not logged). Made of constants only.
+_ON_DELETE = _COUNT_AND_LOG.format(changed=_ROWS_OUT, kept=DEPARTURES_KEPT)
+_ON_UPDATE = _COUNT_AND_LOG.format(changed=_ROWS_IN_AND_OUT, kept=DEPARTURES_KEPT)
+_COUNT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION memory_index_count_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO memory_index_scopes AS s (collection, user_id, rows, removed)
+        SELECT collection, user_id, count(*), 0 FROM new_rows WHERE user_id IS NOT NULL
+        GROUP BY collection, user_id ORDER BY collection, user_id
+        ON CONFLICT (collection, user_id) DO UPDATE SET rows = s.rows + excluded.rows;
+    ELSIF TG_OP = 'DELETE' THEN{_ON_DELETE}
+    ELSIF TG_OP = 'UPDATE' THEN{_ON_UPDATE}
     ELSE
         UPDATE memory_index_scopes SET rows = 0, removed = removed + 1;
         DELETE FROM memory_index_departures;
     END IF;
     RETURN NULL;
 END
-$$"""
-assert _COUNT_FUNCTION.count(f"c.removed - {DEPARTURES_KEPT}\n") == 2  # the literal is the constant
-assert _COUNT_FUNCTION.count(f"g.n - {DEPARTURES_KEPT};") == 2
+$$"""  # noqa: S608 - made of the constants above, no value from outside
 _SCOPE_COUNTS = "scope_counts"  # the upgrade that made memory_index_scopes and its triggers
 
 
