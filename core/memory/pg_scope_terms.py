@@ -48,17 +48,29 @@ class ScopeTerms:
         return len(self._rows)
 
     def add(self, rows: Iterable[TermRow]) -> None:
-        """Term rows (replacing a row of the same rid)."""
+        """Term rows (replacing a row of the same rid).
+
+        A first read of a large scope runs this over every lexeme of every row (105,000 at 10,000
+        memories in ``bench/pg_recall_latency.py``'s corpus): one dictionary lookup per lexeme and no
+        ``remove`` for a rid not held yet, 29 ms there against 39 ms with ``setdefault`` and a ``remove``
+        per row (p50 of 15 each, alternating)."""
+        kept, postings = self._rows, self._postings
+        total = 0
         for row in rows:
             rid = int(row[0])
-            self.remove([rid])
+            if rid in kept:
+                self.remove([rid])
             words = int(row[1] or 0)
-            lexemes = tuple(str(lexeme) for lexeme in row[2] or ())
-            counts = tuple(int(count) for count in row[3] or ())
-            self._rows[rid] = (words, lexemes)
-            for lexeme, count in zip(lexemes, counts, strict=True):
-                self._postings.setdefault(lexeme, {})[rid] = count
-            self.total_words += words
+            lexemes = tuple(map(str, row[2] or ()))
+            kept[rid] = (words, lexemes)
+            for lexeme, count in zip(lexemes, row[3] or (), strict=True):
+                holding = postings.get(lexeme)
+                if holding is None:
+                    postings[lexeme] = {rid: int(count)}
+                else:
+                    holding[rid] = int(count)
+            total += words
+        self.total_words += total
 
     def remove(self, rids: Iterable[int]) -> None:
         for rid in rids:
