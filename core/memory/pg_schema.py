@@ -29,9 +29,8 @@
   whose departures since it was read are all there drops those rows and reads the ones still in the
   scope again, not every rid (``core.memory.pg_scopes``). Ids only, no text. Made by the upgrade
   ``scope_departures``.
-- ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_2``: rows stored before the
-  time flag of ``core.memory.time_words`` read its languages got it; ``scope_counts``;
-  ``scope_departures``).
+- ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_3``: every row has the time
+  flag the rule of ``core.memory.time_words`` gives its text now; ``scope_counts``; ``scope_departures``).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -54,9 +53,10 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the schema: any constant the store never uses ("tlmemidx" as 8 bytes)
 SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
-# the upgrade that flagged rows stored before the flag: "time_flag" for the English rule, "time_flag_2" since
-# it reads five more languages (rows flagged under the first are read again once: the rule only grew)
-_TIME_FLAG = "time_flag_2"
+# the upgrade that set the rows' time flags: "time_flag" for the English rule, "time_flag_2" since it reads
+# five more languages, "time_flag_3" since French "hier" needs a French text and English month abbreviations
+# a date (rows flagged under an earlier rule are read again once, each flag set as the rule says now)
+_TIME_FLAG = "time_flag_3"
 _BACKFILL_BATCH = 500
 TEXT_CONFIG = "memory_index_text"
 
@@ -273,35 +273,44 @@ def _vector_type(conn: psycopg.Connection[Any], *, pgvector: bool) -> sql.SQL:
 
 
 def _flag_times(conn: psycopg.Connection[Any]) -> None:
-    """Give the rows stored before the time flag existed (or before it read its languages) their flag
-    (``time_words``), once per database (under the schema lock; ``memory_index_upgrades`` says it was
-    done). A row flagged already keeps its flag (the rule only grew). A row flagged now gets a new rid, as
-    any write does, so that the scopes other processes keep (``core.memory.pg_scopes``) read it again."""
+    """Give every row the time flag the rule of ``time_words`` gives its text now (rows stored before the
+    flag, or flagged under an earlier rule, which also flagged some texts the rule no longer does), once
+    per rule and database (under the schema lock; ``memory_index_upgrades`` says it was done). A row
+    whose flag changes gets a new rid, as any write does, so that the scopes other processes keep
+    (``core.memory.pg_scopes``) read it again."""
     if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_TIME_FLAG,)).fetchone():
         return
     row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
     end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
-    last = count = 0
+    last = flagged = unflagged = 0
     while True:
         batch = conn.execute(
-            "SELECT rid, payload ->> 'data' FROM memory_index_rows WHERE rid > %s AND rid <= %s"
-            " AND NOT payload ? %s ORDER BY rid LIMIT %s",
-            (last, end, MENTIONS_TIME, _BACKFILL_BATCH),
+            "SELECT rid, payload ->> 'data', coalesce(payload -> %s = 'true'::jsonb, false)"
+            " FROM memory_index_rows WHERE rid > %s AND rid <= %s ORDER BY rid LIMIT %s",
+            (MENTIONS_TIME, last, end, _BACKFILL_BATCH),
         ).fetchall()
         if not batch:
             break
-        dated = [int(rid) for rid, text in batch if isinstance(text, str) and says_when(text)]
+        rule = [(int(rid), bool(was), isinstance(text, str) and says_when(text)) for rid, text, was in batch]
+        dated = [rid for rid, was, now in rule if now and not was]
+        undated = [rid for rid, was, now in rule if was and not now]
         if dated:
             conn.execute(
                 "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true),"
                 " rid = DEFAULT WHERE rid = ANY(%s)",
                 (MENTIONS_TIME, dated),
             )
-        count += len(dated)
+        if undated:
+            conn.execute(
+                "UPDATE memory_index_rows SET payload = payload - %s::text, rid = DEFAULT"
+                " WHERE rid = ANY(%s)",
+                (MENTIONS_TIME, undated),
+            )
+        flagged, unflagged = flagged + len(dated), unflagged + len(undated)
         last = int(batch[-1][0])
     conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s) ON CONFLICT DO NOTHING", (_TIME_FLAG,))
-    if count:
-        log.info("memory index: %d memories flagged as saying when", count)
+    if flagged or unflagged:
+        log.info("memory index: %d memories flagged as saying when, %d no longer", flagged, unflagged)
 
 
 def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvector: bool) -> VectorCodec:

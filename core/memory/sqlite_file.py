@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 # the file's user_version once every row carries its time flag: 1 for the English rule, 2 since it reads
-# five more languages (a file flagged under the first is read again once: the rule only grew)
-_TIME_FLAGGED = 2
+# five more languages, 3 since French "hier" needs a French text and English month abbreviations a date (a
+# file flagged under an earlier rule is read again once, and each row's flag set as the rule says now)
+_TIME_FLAGGED = 3
 _BACKFILL_BATCH = 500
 
 _SCHEMA = (
@@ -174,30 +175,37 @@ def delete_rows(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
 
 
 def _flag_times(db: sqlite3.Connection) -> None:
-    """Give the rows stored before the time flag existed their flag (``time_words``), once per file
-    (``PRAGMA user_version`` says it was done)."""
+    """Give every row the time flag the rule of ``time_words`` gives its text now (rows stored before the
+    flag, or flagged under an earlier rule, which also flagged some texts the rule no longer does), once
+    per rule and file (``PRAGMA user_version`` says it was done)."""
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if int(version) >= _TIME_FLAGGED:
         return
-    last = count = 0
+    last = flagged = unflagged = 0
     while True:
         batch = db.execute(
-            "SELECT rid, json_extract(payload, '$.data') FROM memory_vectors"
+            "SELECT rid, json_extract(payload, '$.data'), json_extract(payload, ?) IS 1 FROM memory_vectors"
             " WHERE rid > ? ORDER BY rid LIMIT ?",
-            (last, _BACKFILL_BATCH),
+            (f"$.{MENTIONS_TIME}", last, _BACKFILL_BATCH),
         ).fetchall()
         if not batch:
             break
-        dated = [rid for rid, text in batch if isinstance(text, str) and says_when(text)]
+        rule = [(int(rid), was == 1, isinstance(text, str) and says_when(text)) for rid, text, was in batch]
+        dated = [rid for rid, was, now in rule if now and not was]
+        undated = [rid for rid, was, now in rule if was and not now]
         db.executemany(
             "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true')) WHERE rid = ?",
             [(f"$.{MENTIONS_TIME}", rid) for rid in dated],
         )
-        count += len(dated)
+        db.executemany(
+            "UPDATE memory_vectors SET payload = json_remove(payload, ?) WHERE rid = ?",
+            [(f"$.{MENTIONS_TIME}", rid) for rid in undated],
+        )
+        flagged, unflagged = flagged + len(dated), unflagged + len(undated)
         last = int(batch[-1][0])
     db.execute(f"PRAGMA user_version = {_TIME_FLAGGED}")
-    if count:
-        log.info("vector store: %d memories flagged as saying when", count)
+    if flagged or unflagged:
+        log.info("vector store: %d memories flagged as saying when, %d no longer", flagged, unflagged)
 
 
 def write_row(

@@ -6,7 +6,7 @@ few words with the question and is no closer in meaning than the lines around it
 gives such memories a share more of their score, for such questions only (``TIME_PRIOR`` there).
 
 - :func:`says_when`: the memory's text holds a time expression (yesterday, last week, two years ago, in
-  June, on Friday, 2022, 5/14, since March, ...). Read once per memory, when it is stored
+  June, on Friday, 2022, 5/14, since March, Mar 5, ...). Read once per memory, when it is stored
   (``MENTIONS_TIME`` in its payload, :func:`with_time_flag`), never per query.
 - :func:`asks_when`: the message asks when, how long, what year / month / day / date, how old.
 
@@ -28,9 +28,17 @@ from core.memory.time_words_languages import fold
 
 MENTIONS_TIME = "mentions_time"  # the payload key: True when the memory's text says when
 
-_MONTHS = (
-    r"(?:january|february|march|april|june|july|august|september|october|november|december"
-    r"|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
+_MONTH_NAMES = r"(?:january|february|march|april|june|july|august|september|october|november|december)"
+# Abbreviations are words and names elsewhere (Spanish, Portuguese and Italian "mar" is the sea, "Jan" a
+# first name): they say when only as part of a date ("Mar 5", "5 Mar", "Dec 2024", "since Jan").
+_MONTH_ABBREVIATIONS = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
+_MONTHS = r"(?:" + _MONTH_NAMES + r"|" + _MONTH_ABBREVIATIONS + r")"
+_ABBREVIATED_DATE = (
+    _MONTH_ABBREVIATIONS
+    + r"\.?\s*\d{1,4}|\d{1,2}(?:st|nd|rd|th)?\s+"
+    + _MONTH_ABBREVIATIONS
+    + r"|(?:in|on|since|until|by|early|late|mid|of)\s+"
+    + _MONTH_ABBREVIATIONS
 )
 _WEEKDAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 _UNITS = (
@@ -52,7 +60,7 @@ _SAYS_WHEN = re.compile(
     + r"|morning|afternoon|evening|night|time|spring|fall|autumn)|"
     r"the other (?:day|night|week)|" + _COUNT + r"\s+" + _UNITS + r"\s+(?:ago|back|before|earlier|later)|"
     r"(?:for|in|over)\s+(?:the\s+)?(?:last|past)?\s*" + _COUNT + r"\s+" + _UNITS + r"|"
-    r"since\s+\w+|" + _MONTHS + r"|" + _WEEKDAYS + r"|"
+    r"since\s+\w+|" + _MONTH_NAMES + r"|" + _ABBREVIATED_DATE + r"|" + _WEEKDAYS + r"|"
     r"(?:19|20)\d\d|\d{1,2}/\d{1,2}(?:/\d{2,4})?|"
     r"(?:in|on|at|during|over)\s+the\s+(?:weekend|summer|winter|spring|fall|morning|evening)|"
     r"when I was|as a (?:kid|child|teen)|growing up|back then|years?"
@@ -73,7 +81,7 @@ _ASKS_WHEN = re.compile(
 def says_when(text: str) -> bool:
     """Whether a memory's text says when something happened (in English or one of
     ``time_words_languages.LANGUAGES``)."""
-    return bool(_SAYS_WHEN.search(text) or _MAY.search(text) or languages.SAYS_WHEN.search(fold(text)))
+    return bool(_SAYS_WHEN.search(text) or _MAY.search(text) or languages.says_when(fold(text)))
 
 
 def asks_when(query: str) -> bool:

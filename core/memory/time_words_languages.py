@@ -4,12 +4,13 @@ Italian, beside the English of ``time_words``.
 Matched on the text folded (:func:`fold`: accents dropped, lower case), since customers type "cuando",
 "lunedi" and "marz" as often as "cuándo", "lunedì" and "März"; the patterns are written folded.
 
-- **Says when** (:data:`SAYS_WHEN`): relative days ("ayer", "hier", "gestern", "ontem", "ieri"), a count
+- **Says when** (:func:`says_when`): relative days ("ayer", "hier", "gestern", "ontem", "ieri"), a count
   of units ago ("hace dos semanas", "il y a trois jours", "vor zwei Wochen", "há dois meses", "due
   settimane fa"), last / this / next week or month, since, and a month or a weekday *after a word or a
   day number that goes with a date* ("en mayo", "5 de marzo", "le lundi", "im Mai", "am 5. Mai",
   "na segunda-feira", "a maggio"): a month or a weekday alone is also a name ("Julio", "Domingo",
-  "Abril", "Maggio") or a word ("mayo", "mars").
+  "Abril", "Maggio") or a word ("mayo", "mars"). French "hier" alone is also German and Dutch for "here":
+  it counts in a text that reads French (:func:`says_when`).
 - **Asks when** (:data:`ASKS_WHEN`): when, since when, how long, what year / month / day / date, how
   many years, how old. A bare "cuando" / "quand" / "quando" counts before a question mark, or opening
   the message unless it opens a clause there (a comma follows, no question mark: "Cuando llamé, nadie
@@ -86,7 +87,8 @@ _FR_MONTH = _any(
 )  # fmt: skip
 _FR_DAY = _any("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 _FR_SAYS = (
-    r"hier|avant-hier|aujourd.hui|demain|recemment|dernierement|ce matin|ce soir|cette nuit|"
+    r"avant-hier|hier (?:soir|matin|apres-midi)|d.hier|aujourd.hui|demain|recemment|dernierement|ce matin|"
+    r"ce soir|cette nuit|"
     rf"il y a\s+(?:{_FR_COUNT}\s+)?{_FR_UNIT}|"
     rf"(?:{_FR_UNIT}|{_FR_DAY})\s+(?:derniere?|passee?|prochaine?)|"
     rf"(?:cette|ce|cet)\s+(?:semaine|mois|annee|ete|hiver|week-?end|apres-midi)|"
@@ -194,5 +196,30 @@ _IT_ASKS = "|".join(
 )  # fmt: skip
 
 LANGUAGES = ("es", "fr", "de", "pt", "it")
-SAYS_WHEN = re.compile(r"\b(?:" + "|".join((_ES_SAYS, _FR_SAYS, _DE_SAYS, _PT_SAYS, _IT_SAYS)) + r")\b")
+_SAYS_WHEN = re.compile(r"\b(?:" + "|".join((_ES_SAYS, _FR_SAYS, _DE_SAYS, _PT_SAYS, _IT_SAYS)) + r")\b")
 ASKS_WHEN = re.compile("|".join((_ES_ASKS, _FR_ASKS, _DE_ASKS, _PT_ASKS, _IT_ASKS)))
+
+# French "hier" (yesterday) is German and Dutch for "here" ("Ich bin hier", "Hier ist meine neue Adresse").
+# Alone it says when only in a text that reads French: more of these French words in it than German and
+# Dutch ones, or none of either (a bare "Hier." answering "when?"). "hier soir", "d'hier", "depuis hier"
+# and "avant-hier" are French wherever they stand.
+_HIER = re.compile(r"\bhier\b")
+_FRENCH = re.compile(
+    r"\b(?:je|j|tu|il|elle|nous|vous|ils|elles|le|la|les|une|du|et|est|suis|ai|avons|avez|ont|etait|"
+    r"au|aux|pour|pas|ne|n|que|qu|qui|avec|mon|ma|mes|ce|cette|sur|dans|c|d|l)\b"
+)
+_GERMAN_OR_DUTCH = re.compile(
+    r"\b(?:ich|bin|ist|sind|und|der|das|dem|den|nicht|mit|mein|meine|meinen|wir|habe|hat|haben|auf|fur|"
+    r"zu|war|wurde|kann|noch|auch|schon|bitte|danke|sie|es|ein|eine|einen|einem|einer|wohne|"
+    r"ik|het|een|niet|ben|mijn|heb|heeft|maar|ook|zijn|wij|jullie|van|wat|woon)\b"
+)
+
+
+def says_when(folded: str) -> bool:
+    """Whether a text (:func:`fold` ed) says when in one of :data:`LANGUAGES`."""
+    if _SAYS_WHEN.search(folded):
+        return True
+    if not _HIER.search(folded):
+        return False
+    french, other = len(_FRENCH.findall(folded)), len(_GERMAN_OR_DUTCH.findall(folded))
+    return french > other or french == other == 0

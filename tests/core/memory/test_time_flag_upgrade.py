@@ -25,6 +25,9 @@ ROWS = {
     "plain": "The router broke.",
     "modal": "May I get a router?",
     "spanish": "El router se rompió la semana pasada.",
+    "french": "Le technicien est passé hier.",
+    "german": "Ich bin hier, der Router blinkt.",  # "hier" is "here": flagged by the rule before time_flag_3
+    "sea": "Fuimos al mar y el router no tenía señal.",  # "mar", the sea: the same
 }
 
 
@@ -70,7 +73,17 @@ def plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-EXPECTED = {"dated": True, "plain": False, "modal": False, "spanish": True}
+EXPECTED = {
+    "dated": True,
+    "plain": False,
+    "modal": False,
+    "spanish": True,
+    "french": True,
+    "german": False,
+    "sea": False,
+}
+# what the rule of time_flag_2 (user_version 2) flagged that the rule now does not
+FLAGGED_BEFORE = ("german", "sea")
 
 
 def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> None:
@@ -81,7 +94,7 @@ def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> No
         db.execute("PRAGMA user_version = 0")
     assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
         # done once: a flag removed now stays removed on the next open
         db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
     assert dated_when_opened(sqlite_file(path)) == dict.fromkeys(ROWS, False)
@@ -99,7 +112,7 @@ def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: st
         assert conn.execute("SELECT name FROM memory_index_upgrades ORDER BY name").fetchall() == [
             ("scope_counts",),
             ("scope_departures",),
-            ("time_flag_2",),
+            ("time_flag_3",),
         ]
         conn.execute("UPDATE memory_index_rows SET payload = payload - %s", (MENTIONS_TIME,))
     assert dated_when_opened(postgresql(database_url)) == dict.fromkeys(ROWS, False)
@@ -117,7 +130,7 @@ def test_a_sqlite_file_flagged_under_the_english_rule_is_read_again_once(tmp_pat
         db.execute("PRAGMA user_version = 1")
     assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
 
 
 @pytest.mark.postgres
@@ -129,11 +142,11 @@ def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(da
             "UPDATE memory_index_rows SET payload = payload - %s WHERE payload ->> 'data' = %s",
             (MENTIONS_TIME, ROWS["spanish"]),
         )
-        conn.execute("UPDATE memory_index_upgrades SET name = 'time_flag' WHERE name = 'time_flag_2'")
+        conn.execute("UPDATE memory_index_upgrades SET name = 'time_flag' WHERE name = 'time_flag_3'")
     assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
-        assert names == {"scope_counts", "scope_departures", "time_flag", "time_flag_2"}
+        assert names == {"scope_counts", "scope_departures", "time_flag", "time_flag_3"}
 
 
 @pytest.mark.postgres
@@ -160,5 +173,57 @@ def test_a_scope_kept_by_a_running_process_sees_the_flags_an_upgrade_gives(datab
             ).fetchone()
             rows = conn.execute("SELECT count(*) FROM memory_index_turns").fetchone()
         assert turns == rows == (len(ROWS),)  # the turn index followed the new rids
+    finally:
+        running.close()
+
+
+def test_a_sqlite_file_flagged_under_the_rule_before_loses_the_flags_the_rule_no_longer_gives(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "vectors.sqlite3"
+    filled(sqlite_file(path))
+    with sqlite3.connect(path) as db:  # as the rule of user_version 2 left it: German "hier", the sea flagged
+        for name in FLAGGED_BEFORE:
+            db.execute(
+                "UPDATE memory_vectors SET payload = json_set(payload, ?, json('true'))"
+                " WHERE json_extract(payload, '$.data') = ?",
+                (f"$.{MENTIONS_TIME}", ROWS[name]),
+            )
+        db.execute("PRAGMA user_version = 2")
+    assert dated_when_opened(sqlite_file(path)) == EXPECTED
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        flags = db.execute(
+            "SELECT count(*) FROM memory_vectors WHERE json_type(payload, ?) IS NOT NULL",
+            (f"$.{MENTIONS_TIME}",),
+        ).fetchone()
+    assert flags == (sum(EXPECTED.values()),)  # the key is gone from the rows no longer flagged
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_scope_kept_by_a_running_process_loses_the_flags_the_rule_no_longer_gives(
+    database_url: str,
+) -> None:
+    running = PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=1)
+    )
+    try:
+        fill(running)
+        with psycopg.connect(plain(database_url), autocommit=True) as conn:  # as time_flag_2 left them
+            conn.execute(
+                "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true),"
+                " rid = DEFAULT WHERE payload ->> 'data' = ANY(%s)",
+                (MENTIONS_TIME, [ROWS[name] for name in FLAGGED_BEFORE]),
+            )
+            conn.execute("UPDATE memory_index_upgrades SET name = 'time_flag_2' WHERE name = 'time_flag_3'")
+        assert dated(running) == {**EXPECTED, **dict.fromkeys(FLAGGED_BEFORE, True)}  # kept now
+        assert dated_when_opened(postgresql(database_url)) == EXPECTED  # another process opens: the upgrade
+        assert dated(running) == EXPECTED  # the rows whose flag went were read again (new rids)
+        with psycopg.connect(plain(database_url), autocommit=True) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
+            keys = conn.execute("SELECT count(*) FROM memory_index_rows WHERE payload ? %s", (MENTIONS_TIME,))
+            assert keys.fetchone() == (sum(EXPECTED.values()),)
+        assert names == {"scope_counts", "scope_departures", "time_flag_2", "time_flag_3"}
     finally:
         running.close()

@@ -27,6 +27,10 @@ from core.settings import LLMSettings
         "It has been slow for a few days.",
         "I called the other day.",
         "In May 2025 I switched.",
+        "I paid on Mar 5.",  # an abbreviated month in a date
+        "The charge of 12 Dec is wrong.",
+        "Prices went up in Jan.",
+        "Nothing works since Sept. 3",
     ],
 )
 def test_a_memory_that_says_when(text: str) -> None:
@@ -40,6 +44,8 @@ def test_a_memory_that_says_when(text: str) -> None:
         "May I change my plan?",  # the modal verb
         "The modem is blinking red.",
         "Please send the invoice to my email.",
+        "Jan from your team helped me.",  # a first name, not January
+        "The box says DEC on it.",
     ],
 )
 def test_a_memory_that_does_not_say_when(text: str) -> None:

@@ -29,6 +29,10 @@ SAYS = [
     "On m'a facturé deux fois le mois dernier.",
     "Je suis abonné depuis 2019 et j'ai déménagé en juillet.",
     "Aujourd'hui encore pas de connexion.",
+    "Hier, j'ai appelé trois fois.",  # "hier" in a French text
+    "hier soir la box a encore planté",
+    "La facture d'hier est fausse.",
+    "Hier.",  # a bare answer to "when?"
     # German
     "Der Router ist vor zwei Wochen kaputtgegangen.",
     "Gestern kam die Rechnung.",
@@ -65,6 +69,11 @@ DOES_NOT_SAY = [
     "Il router lampeggia di rosso.",
     "Parlo con Maggio, il tecnico.",
     "Ha ha, that is funny.",
+    "Ich bin hier, der Router blinkt.",  # German "hier": here
+    "Hier ist meine neue Adresse.",
+    "Ik ben hier, de router knippert.",  # Dutch, the same
+    "Fuimos al mar y el router no tenía señal.",  # the sea, not an abbreviated March
+    "Jan hat mir mit dem Router geholfen.",  # a first name, not January
 ]
 
 ASKS = [
