@@ -35,7 +35,7 @@ _MONTH_ABBREVIATIONS = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
 _MONTHS = r"(?:" + _MONTH_NAMES + r"|" + _MONTH_ABBREVIATIONS + r")"
 _ABBREVIATED_DATE = (
     _MONTH_ABBREVIATIONS
-    + r"\.?\s*\d{1,4}|\d{1,2}(?:st|nd|rd|th)?\s+"
+    + r"\.?\s*\d{1,4}(?:st|nd|rd|th)?|\d{1,2}(?:st|nd|rd|th)?\s+"
     + _MONTH_ABBREVIATIONS
     + r"|(?:in|on|since|until|by|early|late|mid|of)\s+"
     + _MONTH_ABBREVIATIONS

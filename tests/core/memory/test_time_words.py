@@ -31,6 +31,7 @@ from core.settings import LLMSettings
         "The charge of 12 Dec is wrong.",
         "Prices went up in Jan.",
         "Nothing works since Sept. 3",
+        "Oct 3rd: the technician came.",
     ],
 )
 def test_a_memory_that_says_when(text: str) -> None:
