@@ -26,8 +26,11 @@ Log lines carry ids and counts only; the URL (it holds the password) is never sh
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -67,10 +70,13 @@ class PostgresIndex:
         pool_size: int = DEFAULT_POOL_SIZE,
         pgvector: bool = True,
         scopes: pg_scopes.PgScopeCache | None = None,
+        later: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         """``url``: the store's SQLAlchemy URL (``postgresql+asyncpg://...``) or a libpq one. ``pgvector``:
         a table made now gets a pgvector column where the extension can be installed (``pg_vectors``).
-        ``scopes``: what recall keeps of large scopes (``pg_scopes``; by default its own)."""
+        ``scopes``: what recall keeps of large scopes (``pg_scopes``; by default its own). ``later``: runs
+        the reads a recall leaves for after it (a kept scope's terms, ``PgScopeCache.load_terms``); by
+        default one thread of this index's own."""
         self.collection_name = collection_name
         self.embedding_model_dims = embedding_model_dims
         self._pool = open_pool(url, max_size=pool_size)
@@ -85,13 +91,36 @@ class PostgresIndex:
         self._lexemes = pg_keywords.Lexemes()
         self._scopes = scopes if scopes is not None else pg_scopes.PgScopeCache()
         self._columns = pg_scopes.scope_columns(self._vectors)
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_made = threading.Lock()
+        self._closed = False
+        self._later = later if later is not None else self._in_worker
         log.info("memory index on PostgreSQL: collection %s, %s vectors", collection_name, self._vectors.kind)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(collection={self.collection_name!r}, vectors={self._vectors.kind!r})"
 
     def close(self) -> None:
+        with self._worker_made:
+            self._closed, worker = True, self._worker
+        if worker is not None:  # a read handed out and not started is dropped, one running ends
+            worker.shutdown(wait=True, cancel_futures=True)
         self._pool.close()
+
+    def _in_worker(self, job: Callable[[], None]) -> None:
+        with self._worker_made:
+            if self._closed:  # nothing is read after close
+                return
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-scope-terms")
+            self._worker.submit(job)
+
+    def _load_terms(self, key: pg_scopes.Key, where: tuple[sql.Composed, dict[str, Any]]) -> None:
+        try:
+            with self._pool.connection() as conn:
+                self._scopes.load_terms(key, pg_scopes.ScopeReader(conn, self._columns, where, self._vectors))
+        except Exception as exc:  # recall goes on scoring keywords in PostgreSQL; the next one tries again
+            log.warning("memory index: reading a kept scope's terms failed: %s", type(exc).__name__)
 
     # ----- scopes ------------------------------------------------------------------------------
 
@@ -298,15 +327,17 @@ class PostgresIndex:
         What recall ranks by (``core.memory.ranking``), as on SQLite: the scope's rows (with when each was
         said, whether its text says when and its source channel: ``pg_scopes.scope_columns``) come from
         the :class:`~core.memory.pg_scopes.PgScopeCache` (a large scope is read once and kept, checked
-        against the scope's rids on every recall, with its BM25 terms; with Mem0's metadata filters, read
-        every time and scored by ``pg_keywords.matches``); the cosines are one matrix-vector product. The
-        lists handed out are read-only.
+        against the scope's rids on every recall, with its BM25 terms, which are read after the recall
+        that first read it, by ``later``; until they are, and with Mem0's metadata filters, the keywords
+        are scored by ``pg_keywords.matches``); the cosines are one matrix-vector product. The lists
+        handed out are read-only.
         """
         where = self._scope(filters)
         if where is None:
             log.warning("scope read without a user_id/agent_id/run_id refused")
             return ScopeSignals.empty()
         dims, words = self.embedding_model_dims, pg_keywords.query_words(terms)
+        load_terms = False
         with self._pool.connection() as conn:
             lexemes = self._lexemes(conn, words) if words else []
             keyword: NDArray[np.float32] | None = None
@@ -316,15 +347,19 @@ class PostgresIndex:
                 )
                 scoped = ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)
             else:
-                scoped, keyword = self._scopes.rows(
-                    pg_scopes.scope_key(self.collection_name, scope_of(filters)),
+                key = pg_scopes.scope_key(self.collection_name, scope_of(filters))
+                scoped, keyword, load = self._scopes.rows(
+                    key,
                     pg_scopes.ScopeReader(conn, self._columns, where, self._vectors),
                     dims=dims,
                     lexemes=lexemes,
                 )
-            if keyword is None:  # not kept: PostgreSQL scores the scope's matching rows
+                load_terms = load
+            if keyword is None:  # not kept (or its terms not read yet): PostgreSQL scores the matching rows
                 found = pg_keywords.matches(conn, *where, lexemes, payloads=False) if len(scoped) else []
                 keyword = scored(scoped, [(m.rid, m.score) for m in found])
+        if load_terms:  # kept, its terms not read yet: read after this recall, off its path
+            self._later(functools.partial(self._load_terms, key, where))
         if not len(scoped):
             return ScopeSignals.empty()
         return ScopeSignals(

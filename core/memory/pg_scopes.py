@@ -6,7 +6,10 @@ ids and times. Read from PostgreSQL that is every row of the scope, 1.5 KB of ve
 of a large customer, the same :class:`~core.memory.scope_rows.ScopeRows` the SQLite index keeps
 (``core.memory.sqlite_scopes``): the rows in the order written, their vectors in one contiguous float32
 matrix, their rids sorted for lookups; and the rows' BM25 terms (``core.memory.pg_scope_terms``), so a
-kept scope's keyword scores need no query either.
+kept scope's keyword scores need no query either. The terms are not read by the recall that first reads a
+scope (it has PostgreSQL score its keywords, as every recall does until they are read): the caller is told
+to have them read after it (:meth:`PgScopeCache.load_terms`, about 100 ms at 10,000 rows, read and
+indexed), so a large customer's first recall costs the read of their rows, not of their terms too.
 
 Kept exact, never stale, with any number of processes and hosts writing. The index gives every written
 row a new rid (an insert, and a replacement too: ``rid = DEFAULT`` in ``core.memory.pg_rows``; the time
@@ -245,9 +248,10 @@ def scope_key(collection: str, scope: Mapping[str, str]) -> Key:
 @dataclass(slots=True)
 class _Kept:
     rows: ScopeRows
-    terms: ScopeTerms
+    terms: ScopeTerms | None  # None until :meth:`PgScopeCache.load_terms` has read them
     used_at: float
     counts: Counts | None  # the customer's counter when ``rows`` were as the database held them
+    loading: bool = False  # a load of the terms is handed out (``rows`` said so) and not done
 
 
 class PgScopeCache:
@@ -275,22 +279,23 @@ class PgScopeCache:
 
     def rows(
         self, key: Key, read: ScopeReader, *, dims: int, lexemes: Sequence[str]
-    ) -> tuple[ScopeRows, NDArray[np.float32] | None]:
-        """The rows of the scope ``key`` (``read`` reads it) and, when it is kept, each one's BM25 score
-        for any of ``lexemes`` (None: not kept, the caller asks PostgreSQL)."""
+    ) -> tuple[ScopeRows, NDArray[np.float32] | None, bool]:
+        """The rows of the scope ``key`` (``read`` reads it); when it is kept and its terms are read, each
+        row's BM25 score for any of ``lexemes`` (None: the caller asks PostgreSQL); and whether the caller
+        is to have the terms read now (:meth:`load_terms`, off the recall's path: a first read of a
+        large scope is its rows only)."""
         with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
             with self._lock:
                 self._expire()
                 kept = self._kept.get(key)
             if kept is None:
                 fresh = read.rows()
+                rows = ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)
                 if not self._min_rows <= len(fresh) <= self._max_rows:
-                    return (ScopeRows.read(fresh, dims) if fresh else ScopeRows.empty(dims)), None
-                fresh, held = _both(fresh, read.terms())
-                rows, kept_terms = ScopeRows.read(fresh, dims), ScopeTerms.of(held)
+                    return rows, None, False
                 with self._lock:
-                    self._put(key, rows, kept_terms, None)
-                return rows, kept_terms.scores(rows, lexemes)
+                    self._put(key, rows, None, None, loading=True)
+                return rows, None, True
             check = read.check(int(kept.rows.rids.max(initial=0)), kept.counts)
             now = check.now
             gone = np.zeros(0, np.int64)
@@ -307,20 +312,42 @@ class PgScopeCache:
             fresh, held = read.fresh(new) if new else ([], [])
             # the rows kept now are the ones counted, unless a new one left before it was read
             counts = check.counts if len(fresh) == len(new) else None
+            terms = kept.terms
             try:
                 rows = kept.rows.changed(gone, fresh)
-                kept.terms.remove(gone.tolist())
-                kept.terms.add(held)
+                if terms is not None:
+                    terms.remove(gone.tolist())
+                    terms.add(held)
             except BaseException:  # the rows and their terms may no longer agree: keep neither
                 with self._lock:
                     self._pop(key)
                 raise
+            load = terms is None and not kept.loading  # a load handed out before failed: again
             with self._lock:
                 if len(rows) < self._min_rows:
                     self._pop(key)
+                    load = False
                 else:
-                    self._put(key, rows, kept.terms, counts)
-            return rows, kept.terms.scores(rows, lexemes)
+                    self._put(key, rows, terms, counts, loading=kept.loading or load)
+            return rows, None if terms is None else terms.scores(rows, lexemes), load
+
+    def load_terms(self, key: Key, read: ScopeReader) -> None:
+        """Read the BM25 terms of the kept scope ``key`` (when :meth:`rows` said to): every row's, in one
+        statement (about 70 ms at 10,000 rows, and 30 ms to index them), which a first read leaves out of
+        the recall that made it; that recall and any before this is done have PostgreSQL score the
+        keywords. The terms kept are those of the rows kept: a row written since is read with its terms
+        by the next check, one deleted since leaves the rows there too (its rid has no term row here)."""
+        with self._stripes[zlib.crc32(repr(key).encode()) % _STRIPES]:
+            with self._lock:
+                kept = self._kept.get(key)
+            if kept is None or kept.terms is not None:
+                return
+            try:
+                held = read.terms()
+                wanted = set(kept.rows.rids.tolist())
+                kept.terms = ScopeTerms.of([t for t in held if int(t[0]) in wanted])
+            finally:
+                kept.loading = False
 
     def drop(self, collection: str, scope: Mapping[str, str]) -> None:
         """Forget every kept scope within ``scope`` (a forget or retention of it in this process)."""
@@ -336,9 +363,11 @@ class PgScopeCache:
 
     # ----- the map, under ``_lock`` ---------------------------------------------------------------
 
-    def _put(self, key: Key, rows: ScopeRows, terms: ScopeTerms, counts: Counts | None) -> None:
+    def _put(
+        self, key: Key, rows: ScopeRows, terms: ScopeTerms | None, counts: Counts | None, *, loading: bool
+    ) -> None:
         self._pop(key)
-        self._kept[key] = _Kept(rows, terms, self._clock(), counts)
+        self._kept[key] = _Kept(rows, terms, self._clock(), counts, loading)
         self._total += len(rows)
         while self._total > self._max_rows and len(self._kept) > 1:
             oldest = next(iter(self._kept))
@@ -358,10 +387,3 @@ class PgScopeCache:
             if self._kept[oldest].used_at >= cutoff:
                 break
             self._pop(oldest)
-
-
-def _both(rows: Sequence[Row], terms: Sequence[TermRow]) -> tuple[list[Row], list[TermRow]]:
-    """The rows read and their term rows (two statements), each without a rid the other lacks: a row
-    written or deleted between the two is read as what it is by the next recall's rids."""
-    in_rows, in_terms = {int(r[0]) for r in rows}, {int(t[0]) for t in terms}
-    return [r for r in rows if int(r[0]) in in_terms], [t for t in terms if int(t[0]) in in_rows]

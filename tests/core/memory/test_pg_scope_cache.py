@@ -5,11 +5,12 @@ forget), a change read as what changed only, and nothing kept past its idle time
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from numpy.typing import NDArray
 from psycopg import sql
@@ -66,6 +67,7 @@ def indexes(database_url: str) -> Iterator[tuple[PostgresIndex, PostgresIndex, P
         collection_name="m",
         embedding_model_dims=DIMS,
         scopes=PgScopeCache(min_rows=8, clock=clock),
+        later=lambda job: job(),  # a kept scope's terms read as soon as the recall that kept it is done
     )
     there = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
     fresh = PostgresIndex(
@@ -457,11 +459,142 @@ def test_pgvector_rows_become_float32_bytes() -> None:
     assert pg_scopes.as_rows([row], ByteaVectors()) == [row]
 
 
-def test_a_row_written_or_deleted_between_the_two_reads_is_left_to_the_next_recall() -> None:
-    rows = [(1, "a"), (2, "b"), (3, "c")]  # rows read; then 2 was deleted and 4 written before the terms
-    terms = [(1, 3, ["x"], [1]), (3, 2, ["y"], [2]), (4, 1, ["z"], [1])]
-    kept_rows, kept_terms = pg_scopes._both(rows, terms)
-    assert [r[0] for r in kept_rows] == [1, 3] and [t[0] for t in kept_terms] == [1, 3]
+class Held:
+    """A ``later`` for an index that holds the jobs handed to it until the test runs them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Callable[[], None]] = []
+
+    def __call__(self, job: Callable[[], None]) -> None:
+        self.jobs.append(job)
+
+    def run(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for job in jobs:
+            job()
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_a_first_read_leaves_the_terms_for_after_the_recall_and_every_score_stays_the_sqls(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recall that first reads a large scope reads its rows only and has PostgreSQL score the keywords
+    (as every recall does until the terms are read); the terms are read after it, by ``later``, and then
+    score the keywords from memory, the same floats, through rows written and deleted in between."""
+    held = Held()
+    here = PostgresIndex(
+        database_url,
+        collection_name="m",
+        embedding_model_dims=DIMS,
+        scopes=PgScopeCache(min_rows=8),
+        later=held,
+    )
+    fresh = PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=10**9)
+    )
+    sql_scored: list[int] = []
+    real_matches = pg_keywords.matches
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sql_scored.append(1)
+        return real_matches(*args, **kwargs)
+
+    monkeypatch.setattr(pg_keywords, "matches", counting)
+    terms_read: list[int] = []
+    real_terms = pg_scopes.ScopeReader.terms
+
+    def counting_terms(reader: pg_scopes.ScopeReader) -> list[Any]:
+        found = real_terms(reader)
+        terms_read.append(len(found))
+        return found
+
+    monkeypatch.setattr(pg_scopes.ScopeReader, "terms", counting_terms)
+    rng, nrng = random.Random(11), np.random.default_rng(11)
+    try:
+        ids = [f"m{i}" for i in range(30)]
+        here.insert([unit(nrng) for _ in ids], payloads=[payload("ana", rng) for _ in ids], ids=ids)
+
+        def recall_is_the_sqls() -> int:
+            """A recall of ``here`` equal to a fresh read and to the SQL's BM25; how many times it had
+            PostgreSQL score the keywords."""
+            query, words = unit(nrng), rng.sample(WORDS, 3)
+            sql_scored.clear()
+            kept = here.scope_signals(query, words, SCOPE)
+            by_sql = len(sql_scored)
+            same(kept, fresh.scope_signals(query, words, SCOPE))
+            same_keywords(kept, fresh, words, SCOPE)
+            return by_sql
+
+        assert recall_is_the_sqls() == 1  # the first read: rows only, keywords by PostgreSQL
+        assert terms_read == [] and len(held.jobs) == 1 and "scopes=1, rows=30" in repr(here._scopes)
+        assert recall_is_the_sqls() == 1  # not read yet: PostgreSQL again, and no second load handed out
+        assert len(held.jobs) == 1
+        here.delete("m3")  # between the recall and the load: the load keeps the terms of the rows kept
+        here.insert([unit(nrng)], payloads=[payload("ana", rng)], ids=["m30"])
+        here.insert([unit(nrng)], payloads=[payload("ana", rng)], ids=["m31"])
+        held.run()
+        assert terms_read == [31]  # the scope's rows now, 31 of them (m3 gone, m30 and m31 new)
+        here.delete("m31")  # never kept: its terms must not count (BM25's N) once it is gone
+        # the deletion and the new row are seen by the check; every score from the terms kept
+        assert [recall_is_the_sqls() for _ in range(3)] == [0, 0, 0]
+        here.update("m5", payload=payload("ana", rng))
+        assert recall_is_the_sqls() == 0
+        assert held.jobs == [] and terms_read == [31]
+    finally:
+        here.close()
+        fresh.close()
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_a_failed_load_of_the_terms_is_handed_out_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = Held()
+    here = PostgresIndex(
+        database_url,
+        collection_name="m",
+        embedding_model_dims=DIMS,
+        scopes=PgScopeCache(min_rows=8),
+        later=held,
+    )
+    rng, nrng = random.Random(12), np.random.default_rng(12)
+    try:
+        here.insert([unit(nrng) for _ in range(10)], payloads=[payload("ana", rng) for _ in range(10)])
+        here.scope_signals(unit(nrng), ["router"], SCOPE)
+
+        def failing(reader: pg_scopes.ScopeReader) -> list[Any]:
+            raise psycopg.OperationalError("the server went away")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(pg_scopes.ScopeReader, "terms", failing)
+            held.run()  # logged, not raised: recall goes on with PostgreSQL's scores
+        here.scope_signals(unit(nrng), ["router"], SCOPE)
+        assert len(held.jobs) == 1  # handed out again
+        held.run()
+        assert here._scopes._kept[next(iter(here._scopes._kept))].terms is not None
+    finally:
+        here.close()
+
+
+@pytest.mark.postgres
+@on_postgres
+def test_by_default_the_terms_are_read_by_the_index_own_thread(database_url: str) -> None:
+    here = PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=8)
+    )
+    rng, nrng = random.Random(13), np.random.default_rng(13)
+    try:
+        here.insert([unit(nrng) for _ in range(10)], payloads=[payload("ana", rng) for _ in range(10)])
+        here.scope_signals(unit(nrng), ["router"], SCOPE)
+        assert here._worker is not None
+        here._worker.submit(lambda: None).result(timeout=30)  # one thread: the load ran before this
+        [kept] = here._scopes._kept.values()
+        assert kept.terms is not None and len(kept.terms) == 10 and not kept.loading
+    finally:
+        here.close()
+    here.close()  # twice: nothing left to stop
 
 
 @on_postgres
