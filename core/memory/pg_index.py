@@ -28,9 +28,7 @@ from __future__ import annotations
 import builtins
 import functools
 import logging
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +38,7 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from core.memory import pg_keywords, pg_rows, pg_schema, pg_scopes
+from core.memory.background import Background
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
 from core.memory.pg_scope_terms import scored
@@ -91,29 +90,16 @@ class PostgresIndex:
         self._lexemes = pg_keywords.Lexemes()
         self._scopes = scopes if scopes is not None else pg_scopes.PgScopeCache()
         self._columns = pg_scopes.scope_columns(self._vectors)
-        self._worker: ThreadPoolExecutor | None = None
-        self._worker_made = threading.Lock()
-        self._closed = False
-        self._later = later if later is not None else self._in_worker
+        self._background = Background("pg-scope-terms")
+        self._later = later if later is not None else self._background
         log.info("memory index on PostgreSQL: collection %s, %s vectors", collection_name, self._vectors.kind)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(collection={self.collection_name!r}, vectors={self._vectors.kind!r})"
 
     def close(self) -> None:
-        with self._worker_made:
-            self._closed, worker = True, self._worker
-        if worker is not None:  # a read handed out and not started is dropped, one running ends
-            worker.shutdown(wait=True, cancel_futures=True)
+        self._background.close()  # a read handed out and not started is dropped, one running ends
         self._pool.close()
-
-    def _in_worker(self, job: Callable[[], None]) -> None:
-        with self._worker_made:
-            if self._closed:  # nothing is read after close
-                return
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-scope-terms")
-            self._worker.submit(job)
 
     def _load_terms(self, key: pg_scopes.Key, where: tuple[sql.Composed, dict[str, Any]]) -> None:
         try:

@@ -171,11 +171,21 @@ $$"""  # noqa: S608 - made of the constants above, no value from outside
 _SCOPE_COUNTS = "scope_counts"  # the upgrade that made memory_index_scopes and its triggers
 
 
+def _done(conn: psycopg.Connection[Any], upgrade: str) -> bool:
+    """Whether the one-time ``upgrade`` is done in this database (``memory_index_upgrades``)."""
+    found = conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (upgrade,)).fetchone()
+    return found is not None
+
+
+def _mark_done(conn: psycopg.Connection[Any], upgrade: str) -> None:
+    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s) ON CONFLICT DO NOTHING", (upgrade,))
+
+
 def _count_scopes(conn: psycopg.Connection[Any]) -> None:
     """Make ``memory_index_scopes``, filled with the rows stored so far, and the triggers that keep it,
     once per database (under the schema lock; making a trigger waits for the table's writers and holds
     new ones until this transaction commits, so nothing is counted twice or missed)."""
-    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_SCOPE_COUNTS,)).fetchone():
+    if _done(conn, _SCOPE_COUNTS):
         return
     conn.execute(
         "CREATE TABLE IF NOT EXISTS memory_index_scopes ("
@@ -197,7 +207,7 @@ def _count_scopes(conn: psycopg.Connection[Any]) -> None:
         " SELECT collection, user_id, count(*), 0 FROM memory_index_rows WHERE user_id IS NOT NULL"
         " GROUP BY collection, user_id ON CONFLICT DO NOTHING"
     )
-    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s)", (_SCOPE_COUNTS,))
+    _mark_done(conn, _SCOPE_COUNTS)
 
 
 _SCOPE_DEPARTURES = "scope_departures"  # the upgrade that made memory_index_departures
@@ -207,7 +217,7 @@ def _log_departures(conn: psycopg.Connection[Any]) -> None:
     """Make ``memory_index_departures`` and have the counters' triggers log each row out in it, once per
     database (after ``_count_scopes``, under the schema lock). Departures before it are not logged: a
     scope kept from then reads every rid once, as before."""
-    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_SCOPE_DEPARTURES,)).fetchone():
+    if _done(conn, _SCOPE_DEPARTURES):
         return
     conn.execute(
         "CREATE TABLE IF NOT EXISTS memory_index_departures ("
@@ -215,7 +225,7 @@ def _log_departures(conn: psycopg.Connection[Any]) -> None:
         " PRIMARY KEY (collection, user_id, removed))"
     )
     conn.execute(_COUNT_FUNCTION)
-    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s)", (_SCOPE_DEPARTURES,))
+    _mark_done(conn, _SCOPE_DEPARTURES)
 
 
 def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -278,7 +288,7 @@ def _flag_times(conn: psycopg.Connection[Any]) -> None:
     per rule and database (under the schema lock; ``memory_index_upgrades`` says it was done). A row
     whose flag changes gets a new rid, as any write does, so that the scopes other processes keep
     (``core.memory.pg_scopes``) read it again."""
-    if conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (_TIME_FLAG,)).fetchone():
+    if _done(conn, _TIME_FLAG):
         return
     row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
     end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
@@ -308,7 +318,7 @@ def _flag_times(conn: psycopg.Connection[Any]) -> None:
             )
         flagged, unflagged = flagged + len(dated), unflagged + len(undated)
         last = int(batch[-1][0])
-    conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s) ON CONFLICT DO NOTHING", (_TIME_FLAG,))
+    _mark_done(conn, _TIME_FLAG)
     if flagged or unflagged:
         log.info("memory index: %d memories flagged as saying when, %d no longer", flagged, unflagged)
 

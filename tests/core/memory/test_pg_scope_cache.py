@@ -474,6 +474,14 @@ class Held:
             job()
 
 
+def holding(database_url: str, held: Held) -> PostgresIndex:
+    """An index keeping scopes of 8+ rows whose later work (the terms' loads) ``held`` holds."""
+    scopes = PgScopeCache(min_rows=8)
+    return PostgresIndex(
+        database_url, collection_name="m", embedding_model_dims=DIMS, scopes=scopes, later=held
+    )
+
+
 @pytest.mark.postgres
 @on_postgres
 def test_a_first_read_leaves_the_terms_for_after_the_recall_and_every_score_stays_the_sqls(
@@ -483,13 +491,7 @@ def test_a_first_read_leaves_the_terms_for_after_the_recall_and_every_score_stay
     (as every recall does until the terms are read); the terms are read after it, by ``later``, and then
     score the keywords from memory, the same floats, through rows written and deleted in between."""
     held = Held()
-    here = PostgresIndex(
-        database_url,
-        collection_name="m",
-        embedding_model_dims=DIMS,
-        scopes=PgScopeCache(min_rows=8),
-        later=held,
-    )
+    here = holding(database_url, held)
     fresh = PostgresIndex(
         database_url, collection_name="m", embedding_model_dims=DIMS, scopes=PgScopeCache(min_rows=10**9)
     )
@@ -552,13 +554,7 @@ def test_a_failed_load_of_the_terms_is_handed_out_again(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = Held()
-    here = PostgresIndex(
-        database_url,
-        collection_name="m",
-        embedding_model_dims=DIMS,
-        scopes=PgScopeCache(min_rows=8),
-        later=held,
-    )
+    here = holding(database_url, held)
     rng, nrng = random.Random(12), np.random.default_rng(12)
     try:
         here.insert([unit(nrng) for _ in range(10)], payloads=[payload("ana", rng) for _ in range(10)])
@@ -588,8 +584,7 @@ def test_by_default_the_terms_are_read_by_the_index_own_thread(database_url: str
     try:
         here.insert([unit(nrng) for _ in range(10)], payloads=[payload("ana", rng) for _ in range(10)])
         here.scope_signals(unit(nrng), ["router"], SCOPE)
-        assert here._worker is not None
-        here._worker.submit(lambda: None).result(timeout=30)  # one thread: the load ran before this
+        here._background.drain()  # the load handed out has run
         [kept] = here._scopes._kept.values()
         assert kept.terms is not None and len(kept.terms) == 10 and not kept.loading
     finally:
