@@ -37,7 +37,7 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
-from core.memory import pg_keywords, pg_rows, pg_schema, pg_scopes
+from core.memory import lexemes, pg_keywords, pg_rows, pg_schema, pg_scopes
 from core.memory.background import Background
 from core.memory.filters import matches, scope_of
 from core.memory.pg_connect import open_pool
@@ -87,7 +87,6 @@ class PostgresIndex:
         except BaseException:
             self._pool.close()
             raise
-        self._lexemes = pg_keywords.Lexemes()
         self._scopes = scopes if scopes is not None else pg_scopes.PgScopeCache()
         self._columns = pg_scopes.scope_columns(self._vectors)
         self._background = Background("pg-scope-terms")
@@ -295,7 +294,7 @@ class PostgresIndex:
             return []
         extra = self._extra_filters(filters)
         with self._pool.connection() as conn:
-            found = pg_keywords.matches(conn, where[0], where[1], self._lexemes(conn, words), payloads=True)
+            found = pg_keywords.matches(conn, where[0], where[1], lexemes.of_query(words), payloads=True)
         ranked = sorted(found, key=lambda m: (-m.score, m.rid))
         hits = [
             VectorHit(id=m.id, score=m.score, payload=m.payload or {})
@@ -322,10 +321,9 @@ class PostgresIndex:
         if where is None:
             log.warning("scope read without a user_id/agent_id/run_id refused")
             return ScopeSignals.empty()
-        dims, words = self.embedding_model_dims, pg_keywords.query_words(terms)
+        dims, query = self.embedding_model_dims, lexemes.of_query(pg_keywords.query_words(terms))
         load_terms = False
         with self._pool.connection() as conn:
-            lexemes = self._lexemes(conn, words) if words else []
             keyword: NDArray[np.float32] | None = None
             if self._extra_filters(filters):  # BM25 over the whole scope, of the rows filtered: in SQL
                 fresh = pg_scopes.as_rows(
@@ -338,11 +336,11 @@ class PostgresIndex:
                     key,
                     pg_scopes.ScopeReader(conn, self._columns, where, self._vectors),
                     dims=dims,
-                    lexemes=lexemes,
+                    lexemes=query,
                 )
                 load_terms = load
             if keyword is None:  # not kept (or its terms not read yet): PostgreSQL scores the matching rows
-                found = pg_keywords.matches(conn, *where, lexemes, payloads=False) if len(scoped) else []
+                found = pg_keywords.matches(conn, *where, query, payloads=False) if len(scoped) else []
                 keyword = scored(scoped, [(m.rid, m.score) for m in found])
         if load_terms:  # kept, its terms not read yet: read after this recall, off its path
             self._later(functools.partial(self._load_terms, key, where))

@@ -1,14 +1,12 @@
 """The keyword side of the PostgreSQL memory index: a ``tsvector`` per row finds the candidates (GIN), and
 BM25 is computed here, in numpy, as FTS5's ``bm25()`` computes it for the SQLite index.
 
-- Words: a text and a query are cut into runs of letters and digits (NFC first) before PostgreSQL parses
-  them, as FTS5's ``unicode61`` cuts them, so PostgreSQL's parser never makes one token of an email, a
-  URL, a path or a decimal that the words of a query could not match.
-- Stemming: the ``memory_index_text`` configuration (``core.memory.pg_schema``): English Snowball ("painted"
-  and "painting" meet at "paint"), no stop words (FTS5 indexes every word too; ``core.memory.ranking``
-  drops them from queries), accents folded where ``unaccent`` is installed.
-- A query's words become lexemes through PostgreSQL's own ``to_tsvector`` (cached per word), then a
-  ``tsquery`` of quoted lexemes joined by ``|``: a message's ``OR``, ``&``, ``!``, ``<->``, ``:*`` or
+- Lexemes: a row's ``terms`` are the lexemes ``core.memory.lexemes`` makes of its text (each word stemmed
+  in the text's language, accents folded), the same the SQLite index stores, given to PostgreSQL as a
+  ``tsvector`` literal (:func:`terms_of`) so that its parser and dictionaries never cut or stem them
+  again; ``words`` is their count plus one per scope key, as FTS5 counts a row's length over its text and
+  its scope tokens. A query's lexemes are made the same way (``lexemes.of_query``), without a round trip.
+- A ``tsquery`` of quoted lexemes joined by ``|``: a message's ``OR``, ``&``, ``!``, ``<->``, ``:*`` or
   quotes are words, never query syntax.
 - BM25 (k1 = 1.2, b = 0.75, IDF = log((N - n + 0.5) / (n + 0.5)) floored at 1e-6, term frequencies from
   the ``tsvector``'s positions, a row's length counted as FTS5 counts it) with N, n and the mean length
@@ -21,9 +19,6 @@ BM25 is computed here, in numpy, as FTS5's ``bm25()`` computes it for the SQLite
 from __future__ import annotations
 
 import math
-import re
-import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,67 +29,40 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
+from core.memory import lexemes
 from core.memory.sqlite_keywords import MAX_QUERY_TERMS
 
 K1 = 1.2
 B = 0.75
 IDF_FLOOR = 1e-6  # FTS5's, for a word in more than half of the rows
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CACHED_WORDS = 4096
-
-# The tsvector of a text and its length for BM25, for an INSERT ... SELECT: its words (positions) plus one
-# per scope key the row has, as FTS5 counts a row's length over both of its columns (text and scope tokens).
-TERMS_OF_TEXT = sql.SQL(
-    "(SELECT v.terms, %(scope_words)s"
-    " + (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0) FROM unnest(v.terms) AS u) AS words"
-    " FROM (SELECT to_tsvector('memory_index_text', %(text)s) AS terms) AS v) AS t"
-)
+MAX_POSITION = 16383  # a tsvector's last position: later words are counted there
+MAX_POSITIONS = 256  # a tsvector keeps this many positions of a lexeme
 
 
-def words(text: str) -> list[str]:
-    """The words of ``text`` as both indexes cut them: runs of letters and digits."""
-    return _WORD.findall(unicodedata.normalize("NFC", text))
-
-
-def index_text(text: str) -> str:
-    """What PostgreSQL indexes for ``text``: its words, space-separated."""
-    return " ".join(words(text))
+def terms_of(text: str) -> tuple[str, int]:
+    """The ``tsvector`` literal of ``text``'s lexemes (``lexemes.of_text``, each with its positions) and
+    how many there are (what FTS5 counts for the text)."""
+    found = lexemes.of_text(text)
+    positions: dict[str, list[int]] = {}
+    for at, lexeme in enumerate(found, start=1):
+        held = positions.setdefault(lexeme, [])
+        if len(held) < MAX_POSITIONS:
+            held.append(min(at, MAX_POSITION))
+    literal = " ".join(
+        "'" + lex.replace("\\", "\\\\").replace("'", "''") + "':" + ",".join(map(str, dict.fromkeys(at)))
+        for lex, at in positions.items()
+    )
+    return literal, len(found)
 
 
 def query_words(terms: Sequence[str]) -> list[str]:
     """The words of a query's terms, lower-cased, de-duplicated, at most ``MAX_QUERY_TERMS``."""
-    return list(dict.fromkeys(w.lower() for term in terms for w in words(term)))[:MAX_QUERY_TERMS]
+    return list(dict.fromkeys(w for term in terms for w in lexemes.words(term)))[:MAX_QUERY_TERMS]
 
 
-def tsquery(lexemes: Sequence[str]) -> str:
-    """Any of ``lexemes``, as ``tsquery`` text: each one quoted (quotes and backslashes doubled)."""
-    return " | ".join("'" + lex.replace("\\", "\\\\").replace("'", "''") + "'" for lex in lexemes)
-
-
-class Lexemes:
-    """Query words as the index's lexemes, asked of PostgreSQL once per word (bounded cache)."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[str, ...]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, conn: psycopg.Connection[Any], query: Sequence[str]) -> list[str]:
-        with self._lock:
-            missing = [w for w in query if w not in self._known]
-        if missing:
-            rows = conn.execute(
-                "SELECT w.word,"
-                " ARRAY(SELECT t.lexeme FROM unnest(to_tsvector('memory_index_text', w.word)) AS t)"
-                " FROM unnest(%s::text[]) AS w(word)",
-                (missing,),
-            ).fetchall()
-            with self._lock:
-                if len(self._known) > _CACHED_WORDS:
-                    self._known.clear()
-                self._known.update((str(word), tuple(lexemes)) for word, lexemes in rows)
-        with self._lock:
-            found = [lex for w in query for lex in self._known.get(w, ())]
-        return list(dict.fromkeys(found))
+def tsquery(found: Sequence[str]) -> str:
+    """Any of the lexemes ``found``, as ``tsquery`` text: each one quoted (quotes and backslashes doubled)."""
+    return " | ".join("'" + lex.replace("\\", "\\\\").replace("'", "''") + "'" for lex in found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from core.memory.time_words import with_time_flag
 _UPSERT = sql.SQL(
     "INSERT INTO memory_index_rows"
     " (collection, id, user_id, agent_id, run_id, created_at, vector, payload, terms, words)"
-    " SELECT %(collection)s, %(id)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(created_at)s, {vector},"
-    " %(payload)s, t.terms, t.words FROM {terms}"
+    " VALUES (%(collection)s, %(id)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(created_at)s, {vector},"
+    " %(payload)s, %(terms)s::tsvector, %(words)s)"
     " ON CONFLICT (collection, id) DO UPDATE SET rid = DEFAULT, user_id = EXCLUDED.user_id,"
     " agent_id = EXCLUDED.agent_id, run_id = EXCLUDED.run_id, created_at = EXCLUDED.created_at,"
     " vector = EXCLUDED.vector, payload = EXCLUDED.payload, terms = EXCLUDED.terms, words = EXCLUDED.words"
@@ -67,19 +67,18 @@ def write_row(
     payload = with_time_flag(payload)
     created_at = payload.get("created_at")
     scope = {key: _scope_value(payload, key) for key in SCOPE_KEYS}
+    terms, words = pg_keywords.terms_of(body(payload))
     params = {
         "collection": collection,
         "id": vector_id,
         **scope,
-        "scope_words": sum(value is not None for value in scope.values()),
         "created_at": None if created_at is None else str(created_at),
         "vector": vector,
         "payload": Jsonb(dict(payload), dumps=_dumps),
-        "text": pg_keywords.index_text(body(payload)),
+        "terms": terms,
+        "words": words + sum(value is not None for value in scope.values()),  # FTS5 counts scope tokens
     }
-    statement = _UPSERT.format(
-        vector=vectors.write(sql.Placeholder("vector")), terms=pg_keywords.TERMS_OF_TEXT
-    )
+    statement = _UPSERT.format(vector=vectors.write(sql.Placeholder("vector")))
     row = conn.execute(statement, params).fetchone()
     if row is None:  # pragma: no cover - an INSERT ... RETURNING always returns its row
         raise psycopg.DatabaseError("insert returned no row")

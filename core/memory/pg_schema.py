@@ -11,9 +11,11 @@
   is a column of the row, so deleting the row deletes it.
 - ``memory_index_turns``: the payloads' ``turn_ids`` per user, one probe for ``covers_turns``; its rows go
   with their memory row (``ON DELETE CASCADE``).
-- ``memory_index_text``: the text search configuration of ``terms`` (``core.memory.pg_keywords``):
-  English Snowball stemming without a stop-word list (FTS5 indexes every word too), accents folded by
-  ``unaccent`` where that extension can be installed (as FTS5's ``remove_diacritics``).
+- ``terms`` holds the lexemes ``core.memory.lexemes`` makes in Python (each word stemmed in its text's
+  language, as the SQLite index files them), given as a ``tsvector`` literal (``core.memory.pg_keywords``).
+  Until 2026-12-07 PostgreSQL stemmed them itself (English Snowball, the configuration
+  ``memory_index_text``, left in place in a database made before); the upgrade ``lexemes_1`` files every
+  stored row again.
 - ``memory_index_scopes``: per customer (``collection``, ``user_id``), ``rows``: how many rows they have,
   and ``removed``: how many have left their scope (deleted, replaced, which gives the row a new rid, or
   moved to another customer). Kept by statement-level triggers on ``memory_index_rows`` (one per kind of
@@ -30,7 +32,8 @@
   scope again, not every rid (``core.memory.pg_scopes``). Ids only, no text. Made by the upgrade
   ``scope_departures``.
 - ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_3``: every row has the time
-  flag the rule of ``core.memory.time_words`` gives its text now; ``scope_counts``; ``scope_departures``).
+  flag the rule of ``core.memory.time_words`` gives its text now; ``scope_counts``; ``scope_departures``;
+  ``lexemes_1``: every row's ``terms`` and ``words`` are those of ``core.memory.lexemes`` version 1).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -46,7 +49,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from core.memory import lexemes, pg_keywords
 from core.memory.pg_vectors import VectorCodec, codec_for
+from core.memory.sqlite_keywords import body
 from core.memory.time_words import MENTIONS_TIME, says_when
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
 # a date (rows flagged under an earlier rule are read again once, each flag set as the rule says now)
 _TIME_FLAG = "time_flag_3"
 _BACKFILL_BATCH = 500
-TEXT_CONFIG = "memory_index_text"
+_LEXEMES = f"lexemes_{lexemes.VERSION}"  # the upgrade that filed every row under core.memory.lexemes
 
 
 def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
@@ -244,24 +249,6 @@ def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
     return True
 
 
-def _text_search(conn: psycopg.Connection[Any]) -> None:
-    made = conn.execute(
-        "SELECT 1 FROM pg_ts_config WHERE cfgname = %s AND cfgnamespace = current_schema()::regnamespace",
-        (TEXT_CONFIG,),
-    ).fetchone()
-    if made:
-        return
-    folding = sql.SQL("unaccent, " if _extension(conn, "unaccent") else "")
-    conn.execute("CREATE TEXT SEARCH DICTIONARY memory_index_stem (TEMPLATE = snowball, Language = english)")
-    conn.execute("CREATE TEXT SEARCH CONFIGURATION memory_index_text (COPY = pg_catalog.english)")
-    conn.execute(
-        sql.SQL(
-            "ALTER TEXT SEARCH CONFIGURATION memory_index_text"
-            " ALTER MAPPING FOR asciiword, word WITH {}memory_index_stem"
-        ).format(folding)
-    )
-
-
 def _column_type(conn: psycopg.Connection[Any]) -> str | None:
     """The type of ``memory_index_rows.vector`` as PostgreSQL names it; None before the table exists."""
     row = conn.execute(
@@ -323,12 +310,49 @@ def _flag_times(conn: psycopg.Connection[Any]) -> None:
         log.info("memory index: %d memories flagged as saying when, %d no longer", flagged, unflagged)
 
 
+def _file_lexemes(conn: psycopg.Connection[Any]) -> None:
+    """File every row under the lexemes of ``core.memory.lexemes`` (``terms`` and ``words`` made again
+    from its text), once per version of those rules and database (under the schema lock). A row whose
+    terms change gets a new rid, as any write does, so that the scopes other processes keep
+    (``core.memory.pg_scopes``) read it again."""
+    if _done(conn, _LEXEMES):
+        return
+    row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
+    end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
+    last = count = 0
+    while True:
+        batch = conn.execute(
+            "SELECT rid, payload -> 'text_lemmatized', payload -> 'data',"
+            " (user_id IS NOT NULL)::int + (agent_id IS NOT NULL)::int + (run_id IS NOT NULL)::int"
+            " FROM memory_index_rows WHERE rid > %s AND rid <= %s ORDER BY rid LIMIT %s",
+            (last, end, _BACKFILL_BATCH),
+        ).fetchall()
+        if not batch:
+            break
+        rids, literals, lengths = [], [], []
+        for rid, lemmatized, data, scope_words in batch:
+            literal, words = pg_keywords.terms_of(body({"text_lemmatized": lemmatized, "data": data}))
+            rids.append(int(rid))
+            literals.append(literal)
+            lengths.append(words + int(scope_words))
+        changed = conn.execute(
+            "UPDATE memory_index_rows AS r SET terms = u.terms::tsvector, words = u.words, rid = DEFAULT"
+            " FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS u(rid, terms, words)"
+            " WHERE r.rid = u.rid AND (r.terms <> u.terms::tsvector OR r.words <> u.words)",
+            (rids, literals, lengths),
+        )
+        count += changed.rowcount
+        last = rids[-1]
+    _mark_done(conn, _LEXEMES)
+    if count:
+        log.info("memory index: %d memories filed again under lexemes v%d", count, lexemes.VERSION)
+
+
 def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvector: bool) -> VectorCodec:
     """Make whatever of the schema is missing and register ``collection``; returns the vector codec of the
     table. ``ValueError`` when the collection exists with other dimensions."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        _text_search(conn)
         vector_type = _vector_type(conn, pgvector=pgvector)
         for statement in _tables(vector_type):
             conn.execute(statement)
@@ -344,6 +368,7 @@ def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvecto
         _count_scopes(conn)
         _log_departures(conn)
         _flag_times(conn)
+        _file_lexemes(conn)
     if stored is None or int(stored[0]) != dims or column is None:
         raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")
     return codec_for(column)

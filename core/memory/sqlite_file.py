@@ -34,10 +34,13 @@ from core.store.private_files import private_dir, private_sqlite
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
-# the file's user_version once every row carries its time flag: 1 for the English rule, 2 since it reads
-# five more languages, 3 since French "hier" needs a French text and English month abbreviations a date (a
-# file flagged under an earlier rule is read again once, and each row's flag set as the rule says now)
+# The file's user_version counts the one-time upgrades of its rows that are done, in order (``_UPGRADES``):
+# 1 the time flags of the English rule, 2 since it reads five more languages, 3 since French "hier" needs
+# a French text and English month abbreviations a date (each row's flag set as the rule says now), 4 the
+# keyword index filed under ``core.memory.lexemes`` (stems in each text's language, instead of FTS5's
+# English ``porter``). A file behind runs the upgrades it has not had, once, when opened.
 _TIME_FLAGGED = 3
+_LEXEMES_FILED = 4
 _BACKFILL_BATCH = 500
 
 _SCHEMA = (
@@ -81,10 +84,9 @@ class SharedConnection:
         self._conn: sqlite3.Connection | None = conn
         self._depth = 0  # nesting of ``writing`` in the thread that holds the lock
         with self.writing() as db:
-            sqlite_keywords.migrate(db)
             for statement in _SCHEMA:
                 db.execute(statement)
-            _flag_times(db)
+            _upgrade(db)
         for statement in TEMP_SCHEMA:  # this connection's own: other connections do not see them
             conn.execute(statement)
         self.scopes = ScopeCache()
@@ -174,13 +176,21 @@ def delete_rows(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
     conn.executemany("DELETE FROM memory_vectors WHERE rid = ?", [(rid,) for rid in rids])
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Run the one-time upgrades the file has not had (``PRAGMA user_version`` says which it has), in
+    order, in the caller's transaction."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if int(version) < _TIME_FLAGGED:
+        _flag_times(db)
+        db.execute(f"PRAGMA user_version = {_TIME_FLAGGED}")
+    if int(version) < _LEXEMES_FILED or not sqlite_keywords.current(db):  # or a keyword table of another make
+        sqlite_keywords.refile(db)
+        db.execute(f"PRAGMA user_version = {max(int(version), _LEXEMES_FILED)}")
+
+
 def _flag_times(db: sqlite3.Connection) -> None:
     """Give every row the time flag the rule of ``time_words`` gives its text now (rows stored before the
-    flag, or flagged under an earlier rule, which also flagged some texts the rule no longer does), once
-    per rule and file (``PRAGMA user_version`` says it was done)."""
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if int(version) >= _TIME_FLAGGED:
-        return
+    flag, or flagged under an earlier rule, which also flagged some texts the rule no longer does)."""
     last = flagged = unflagged = 0
     while True:
         batch = db.execute(
@@ -203,7 +213,6 @@ def _flag_times(db: sqlite3.Connection) -> None:
         )
         flagged, unflagged = flagged + len(dated), unflagged + len(undated)
         last = int(batch[-1][0])
-    db.execute(f"PRAGMA user_version = {_TIME_FLAGGED}")
     if flagged or unflagged:
         log.info("vector store: %d memories flagged as saying when, %d no longer", flagged, unflagged)
 

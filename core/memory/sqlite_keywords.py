@@ -1,12 +1,15 @@
 """The keyword side of the SQLite memory index: an FTS5 table scored by BM25, partitioned by scope.
 
-Every row of ``memory_vectors`` has one row in ``memory_fts`` (same rowid): its text in ``body`` and, in
+Every row of ``memory_vectors`` has one row in ``memory_fts`` (same rowid): in ``body``, the lexemes of
+its text (``core.memory.lexemes``: each word stemmed in the text's language, accents folded) and, in
 ``scope``, one opaque token per scope key (``user_id`` / ``agent_id`` / ``run_id``, hashed with the
 collection), so ``scope : "u…" AND body : (...)`` is answered from the index before ``bm25()`` scores it.
 
-- The text is stemmed (``porter`` on ``unicode61``): "painted" and "painting" meet at "paint". A file
-  indexed before stemming is re-indexed once, when it is opened (:func:`migrate`).
-- A query's words are quoted one by one, so FTS5 syntax in a message (``OR``, ``NEAR``, ``*``, quotes)
+- The lexemes are made in Python, as the PostgreSQL index makes them, so FTS5 only splits them at spaces
+  (``unicode61`` with combining marks as part of a word, nothing folded again): "Rechnungen" and
+  "Rechnung" meet at "rechnung", "painted" and "painting" at "paint". A file filed under older rules
+  (FTS5's English ``porter`` before 2026-12-07) is filed again once, when it is opened (:func:`refile`).
+- A query's lexemes are quoted one by one, so FTS5 syntax in a message (``OR``, ``NEAR``, ``*``, quotes)
   is searched as words, never run as an expression.
 - Deleting a row deletes its index entry; ``compact`` (``'optimize'``) merges the index so deleted terms
   do not stay in the file's b-tree segments.
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.memory import lexemes
 from core.memory.filters import SCOPE_KEYS
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,9 @@ MAX_QUERY_TERMS = 64
 _TERM = re.compile(r"\w+", re.UNICODE)
 _REINDEX_BATCH = 1000
 
-TOKENIZE = "porter unicode61 remove_diacritics 2"
-TABLE = f"CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, scope, tokenize='{TOKENIZE}')"
+# the lexemes are cut and folded already: FTS5 splits them at spaces and keeps a word's combining marks
+TOKENIZE = "unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
+TABLE = f'CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, scope, tokenize="{TOKENIZE}")'
 
 
 def scope_token(collection: str, key: str, value: str) -> str:
@@ -64,7 +69,7 @@ def terms(query: str) -> list[str]:
 def index(conn: sqlite3.Connection, collection: str, rid: int, payload: Mapping[str, Any]) -> None:
     conn.execute(
         "INSERT INTO memory_fts (rowid, body, scope) VALUES (?, ?, ?)",
-        (rid, body(payload), scope_tokens(collection, payload)),
+        (rid, lexemes.index_text(body(payload)), scope_tokens(collection, payload)),
     )
 
 
@@ -72,21 +77,22 @@ def unindex(conn: sqlite3.Connection, rid: int) -> None:
     conn.execute("DELETE FROM memory_fts WHERE rowid = ?", (rid,))
 
 
-def match(collection: str, scope: Mapping[str, str], words: Sequence[str]) -> str | None:
-    """The FTS5 expression for ``words`` (any of them) within ``scope``; None when either is empty."""
-    if not scope or not words:
+def match(collection: str, scope: Mapping[str, str], query: Sequence[str]) -> str | None:
+    """The FTS5 expression for the lexemes of the words ``query`` (any of them, ``lexemes.of_query``)
+    within ``scope``; None when either is empty."""
+    found = lexemes.of_query(query)
+    if not scope or not found:
         return None
     scope_match = " AND ".join(f'"{scope_token(collection, k, v)}"' for k, v in scope.items())
-    body_match = " OR ".join(f'"{w}"' for w in words)
+    body_match = " OR ".join('"' + lexeme.replace('"', '""') + '"' for lexeme in found)
     return f"scope : ({scope_match}) AND body : ({body_match})"
 
 
 def scores(
     db: sqlite3.Connection, collection: str, scope: Mapping[str, str], words: Sequence[str]
 ) -> list[tuple[int, float]]:
-    """``(rid, -bm25)`` of every row of ``scope`` whose text holds any of ``words`` (each one split)."""
-    split = list(dict.fromkeys(t for word in words for t in terms(word)))[:MAX_QUERY_TERMS]
-    expression = match(collection, scope, split)
+    """``(rid, -bm25)`` of every row of ``scope`` whose text holds a lexeme of ``words`` (each one split)."""
+    expression = match(collection, scope, words)
     if expression is None:
         return []
     rows = db.execute(
@@ -110,12 +116,17 @@ def compact(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO memory_fts (memory_fts) VALUES ('optimize')")
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Rebuild a keyword index made with another tokenizer (before stemming) from the stored rows."""
+def current(db: sqlite3.Connection) -> bool:
+    """Whether the file's keyword table is the one :data:`TABLE` makes (not one of another tokenizer)."""
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'memory_fts'").fetchone()
-    if row is None or TOKENIZE in str(row[0]):
-        return
-    db.execute("DROP TABLE memory_fts")
+    return row is not None and f'tokenize="{TOKENIZE}"' in str(row[0])
+
+
+def refile(db: sqlite3.Connection) -> None:
+    """File every stored row again under the lexemes of ``core.memory.lexemes`` (an index made with
+    another tokenizer, FTS5's ``porter`` before, or under older rules): the table is made again and filled
+    from the rows' payloads, in one transaction with the caller's."""
+    db.execute("DROP TABLE IF EXISTS memory_fts")
     db.execute(TABLE)
     last = count = 0
     while True:
@@ -129,4 +140,5 @@ def migrate(db: sqlite3.Connection) -> None:
             index(db, collection, rid, json.loads(raw))
         last = batch[-1][0]
         count += len(batch)
-    log.info("vector store: keyword index rebuilt with stemming (%d rows)", count)
+    if count:
+        log.info("vector store: keyword index filed again (lexemes v%d, %d rows)", lexemes.VERSION, count)

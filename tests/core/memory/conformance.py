@@ -10,8 +10,9 @@ give the class a ``subject`` fixture that yields a :class:`Subject`: a fresh, em
         def subject(self, postgres_url: str) -> Iterator[Subject]: ...
 
 What is checked: strict scoping (no scope reads nothing; a scope never reads another's rows; Mem0
-filters narrow a scope), the recall signals (cosine, BM25, stemming, order written), payloads round
-trip, provenance lookups (``covers_turns``), ``reassign`` moving exactly the named handles' rows,
+filters narrow a scope), the recall signals (cosine, BM25 stemmed in each text's language, order
+written), payloads round trip, provenance lookups (``covers_turns``), ``reassign`` moving exactly the
+named handles' rows,
 ``forget_scope`` and retention (``forget_written_before``) leaving none of the text behind, keyword
 index included, and the export (``list``) newest first.
 """
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from core.memory.ranking import keyword_terms
 from core.ports import MemoryIndex
 
 DIMS = 384
@@ -208,6 +210,41 @@ class IndexConformance:
         assert keyword[1] > 0 and keyword[0] == 0 and keyword[2] == 0  # stemmed: "painting" finds "painted"
         none = index.scope_signals(unit(2), ["zzzz"], {"user_id": "a"})
         assert none.ids == signals.ids and none.keyword.tolist() == [0.0, 0.0, 0.0]
+
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            pytest.param("Wo ist die Rechnung?", "de", id="german"),
+            pytest.param("Quand arrive la livraison ?", "fr", id="french"),
+            pytest.param("¿Por qué me cobraron esto?", "es", id="spanish"),
+            pytest.param("Perché questa bolletta è così alta?", "it", id="italian"),
+            pytest.param("Waar blijft mijn bestelling?", "nl", id="dutch"),
+            pytest.param("Var är min faktura?", "sv", id="swedish"),
+            pytest.param("Где мой счёт?", "ru", id="russian"),
+            pytest.param("Why did painting take so long?", "en", id="english"),
+        ],
+    )
+    def test_keywords_are_stemmed_in_each_memorys_language(
+        self, index: MemoryIndex, query: str, expected: str
+    ) -> None:
+        said = {  # each joins its query by the stemmer of its own language only ("Rechnungen", "Rechnung")
+            "de": "Zwei Rechnungen vom Mai wurden doppelt abgebucht",
+            "fr": "Les colis de mars sont arrivés abîmés, deux livraisons",
+            "es": "Me cobro dos veces el cargo de mayo",
+            "it": "Le bollette di aprile sono sbagliate",
+            "nl": "Twee bestellingen zijn nog niet geleverd",
+            "sv": "Två fakturor har inte kommit fram",
+            "ru": "Счета за май неправильные",
+            "en": "I painted the fence myself",
+        }
+        ids = list(said)
+        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
+        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
+        matched = {
+            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
+        }
+        assert matched == {expected}
+        assert [h.id for h in index.keyword_search(query, top_k=5, filters={"user_id": "a"})] == [expected]
 
     # ----- payloads -----------------------------------------------------------------------------
 

@@ -18,11 +18,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["po
 DIMS = 8
 WORDS = ["router", "wifi", "invoice", "refund", "painting", "painted", "fence", "the"]
 QUERIES = ("router wifi painting", "the fence was painted", "invoice refund w1 w2", "w3")
+# words of other languages and scripts, accents, apostrophes and underscores: both indexes file them alike
+OTHER_WORDS = [
+    *("Rechnungen", "Rechnung", "die", "Straße", "café", "cafe", "l'été", "o'brien", "x_y", "3.5"),
+    *("Ελλάδα", "ελλαδα", "हिन्दी", "भाषा", "счёт", "счета", "factures", "facturas", "bollette"),
+]
+OTHER_QUERIES = ("Rechnung café", "счёт Ελλάδα", "हिन्दी l'été o'brien", "x_y 3.5 facture bolletta")
 
 
-def texts(seed: int, count: int) -> list[str]:
+def texts(seed: int, count: int, words: list[str] = WORDS) -> list[str]:
     rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(60)] + WORDS
+    vocab = [f"w{i}" for i in range(60)] + words
     return [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 25))) for _ in range(count)]
 
 
@@ -47,14 +53,17 @@ def scores(index: SQLiteVectorStore | PostgresIndex, query: str, user: str = "c"
     return {h.id: float(h.score or 0) for h in index.keyword_search(query, 1000, {"user_id": user})}
 
 
+@pytest.mark.parametrize(
+    ("words", "queries"), [(WORDS, QUERIES), (OTHER_WORDS, OTHER_QUERIES)], ids=["english", "other-languages"]
+)
 def test_on_a_table_of_one_customer_the_scores_are_fts5s(
-    both: tuple[PostgresIndex, SQLiteVectorStore],
+    both: tuple[PostgresIndex, SQLiteVectorStore], words: list[str], queries: tuple[str, ...]
 ) -> None:
     pg, lite = both
-    rows = texts(1, 200)
+    rows = texts(1, 200, words)
     fill(pg, "c", rows, "r")
     fill(lite, "c", rows, "r")
-    for query in QUERIES:
+    for query in queries:
         ours, fts5 = scores(pg, query), scores(lite, query)
         assert ours and ours == pytest.approx(fts5, rel=1e-9), query
         terms = query.split()

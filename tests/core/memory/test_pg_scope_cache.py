@@ -15,7 +15,7 @@ import pytest
 from numpy.typing import NDArray
 from psycopg import sql
 
-from core.memory import pg_keywords, pg_schema, pg_scopes
+from core.memory import lexemes, pg_keywords, pg_schema, pg_scopes
 from core.memory.pg_index import PostgresIndex
 from core.memory.pg_scopes import PgScopeCache
 from core.memory.pg_vectors import ByteaVectors, PgvectorVectors
@@ -85,8 +85,8 @@ def sql_bm25(index: PostgresIndex, terms: list[str], scope: dict[str, str]) -> d
     where = index._scope(scope)
     assert where is not None
     with index._pool.connection() as conn:
-        lexemes = index._lexemes(conn, pg_keywords.query_words(terms))
-        found = pg_keywords.matches(conn, where[0], where[1], lexemes, payloads=False)
+        query = lexemes.of_query(pg_keywords.query_words(terms))
+        found = pg_keywords.matches(conn, where[0], where[1], query, payloads=False)
     return {m.id: float(np.float32(m.score)) for m in found}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.memory import sqlite_keywords
 from core.memory.vectors import SQLiteVectorStore
 
 DIMS = 384
@@ -69,30 +70,49 @@ def test_payloads_by_id(store: SQLiteVectorStore) -> None:
     assert {k: v["data"] for k, v in found.items()} == {"1": "one", "2": "two"}
 
 
-def test_a_file_indexed_before_stemming_is_reindexed_when_opened(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tokenize", "version"),
+    [
+        pytest.param("porter unicode61 remove_diacritics 2", 3, id="porter-release"),
+        pytest.param("unicode61", 0, id="release-before-stemming"),
+        pytest.param("unicode61", 4, id="table-of-another-make"),
+    ],
+)
+def test_a_file_indexed_by_fts5_itself_is_filed_again_when_opened(
+    tmp_path: Path, tokenize: str, version: int
+) -> None:
     path = tmp_path / "vectors.sqlite3"
     first = SQLiteVectorStore(path)
-    first.insert([unit(1)], payloads=[payload("a", "she was painting sunsets")], ids=["m"])
+    first.insert(
+        [unit(1), unit(2)],
+        payloads=[payload("a", "she was painting sunsets"), payload("a", "Meine Rechnungen sind falsch")],
+        ids=["m", "de"],
+    )
     first.close()
-    # make it look like a file of the previous release: the same index, without the porter stemmer
+    # make it look like a file of an earlier release: FTS5 tokenizing (and stemming) the text itself
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE memory_fts")
-        conn.execute("CREATE VIRTUAL TABLE memory_fts USING fts5(body, scope, tokenize='unicode61')")
+        conn.execute(f"CREATE VIRTUAL TABLE memory_fts USING fts5(body, scope, tokenize='{tokenize}')")
         conn.execute(
-            "INSERT INTO memory_fts (rowid, body, scope) SELECT rid, 'she was painting sunsets', '' "
-            "FROM memory_vectors"
+            "INSERT INTO memory_fts (rowid, body, scope)"
+            " SELECT rid, json_extract(payload, '$.data'), '' FROM memory_vectors"
         )
+        conn.execute(f"PRAGMA user_version = {version}")
     reopened = SQLiteVectorStore(path)
     try:
         assert [h.id for h in reopened.keyword_search("painted", top_k=5, filters={"user_id": "a"})] == ["m"]
         assert [h.id for h in reopened.keyword_search("sunset", top_k=5, filters={"user_id": "b"})] == []
+        assert [h.id for h in reopened.keyword_search("Rechnung?", top_k=5, filters={"user_id": "a"})] == [
+            "de"
+        ]
         signals = reopened.scope_signals(unit(1), ["paint"], {"user_id": "a"})
         assert signals.keyword.tolist()[0] > 0
     finally:
         reopened.close()
     with sqlite3.connect(path) as conn:
         (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'memory_fts'").fetchone()
-    assert "porter" in sql
+        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert "porter" not in sql and sqlite_keywords.TOKENIZE in sql
 
 
 def test_extra_filters_narrow_the_scope(store: SQLiteVectorStore) -> None:

@@ -94,7 +94,8 @@ def test_a_sqlite_file_stored_before_the_flag_gets_it_once(tmp_path: Path) -> No
         db.execute("PRAGMA user_version = 0")
     assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        # the time flags (3), then the keyword index (4)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
         # done once: a flag removed now stays removed on the next open
         db.execute("UPDATE memory_vectors SET payload = json_remove(payload, ?)", (f"$.{MENTIONS_TIME}",))
     assert dated_when_opened(sqlite_file(path)) == dict.fromkeys(ROWS, False)
@@ -110,6 +111,7 @@ def test_a_postgresql_index_stored_before_the_flag_gets_it_once(database_url: st
     assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         assert conn.execute("SELECT name FROM memory_index_upgrades ORDER BY name").fetchall() == [
+            ("lexemes_1",),
             ("scope_counts",),
             ("scope_departures",),
             ("time_flag_3",),
@@ -130,7 +132,8 @@ def test_a_sqlite_file_flagged_under_the_english_rule_is_read_again_once(tmp_pat
         db.execute("PRAGMA user_version = 1")
     assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        # the time flags (3), then the keyword index (4)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
 
 
 @pytest.mark.postgres
@@ -146,7 +149,7 @@ def test_a_postgresql_index_flagged_under_the_english_rule_is_read_again_once(da
     assert dated_when_opened(postgresql(database_url)) == EXPECTED
     with psycopg.connect(plain(database_url), autocommit=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
-        assert names == {"scope_counts", "scope_departures", "time_flag", "time_flag_3"}
+        assert names == {"lexemes_1", "scope_counts", "scope_departures", "time_flag", "time_flag_3"}
 
 
 @pytest.mark.postgres
@@ -192,7 +195,8 @@ def test_a_sqlite_file_flagged_under_the_rule_before_loses_the_flags_the_rule_no
         db.execute("PRAGMA user_version = 2")
     assert dated_when_opened(sqlite_file(path)) == EXPECTED
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        # the time flags (3), then the keyword index (4)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
         flags = db.execute(
             "SELECT count(*) FROM memory_vectors WHERE json_type(payload, ?) IS NOT NULL",
             (f"$.{MENTIONS_TIME}",),
@@ -224,6 +228,6 @@ def test_a_scope_kept_by_a_running_process_loses_the_flags_the_rule_no_longer_gi
             names = {r[0] for r in conn.execute("SELECT name FROM memory_index_upgrades").fetchall()}
             keys = conn.execute("SELECT count(*) FROM memory_index_rows WHERE payload ? %s", (MENTIONS_TIME,))
             assert keys.fetchone() == (sum(EXPECTED.values()),)
-        assert names == {"scope_counts", "scope_departures", "time_flag_2", "time_flag_3"}
+        assert names == {"lexemes_1", "scope_counts", "scope_departures", "time_flag_2", "time_flag_3"}
     finally:
         running.close()
