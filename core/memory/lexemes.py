@@ -19,7 +19,10 @@ and PostgreSQL's ``tsvector``) store lexemes made here, in Python, one way for b
 A memory is filed under the stems of its own language (:func:`of_text`, repeats kept: BM25 counts them).
 A query looks for the stems of each of its words in its own language and in English (:func:`of_query`):
 a short message is often too short to tell its language, and English is the default a memory falls back
-to. Everything is deterministic for a given text, so a re-index gives the same lexemes.
+to. The language of a message is told from the whole of it, by ``core.memory.ranking.keyword_terms``,
+which drops its stop words (:func:`stop_words`) and hands the terms left on with it (:class:`Keywords`):
+"revisar pedido", what is left of "¿Pueden revisar pedido otra vez?", is too short to tell Spanish.
+Everything is deterministic for a given text, so a re-index gives the same lexemes.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 
 import Stemmer
 from py3langid import langid
+from stop_words import StopWordError, get_stop_words
 
-MAX_QUERY_LEXEMES = 128
+MAX_QUERY_WORDS = 64
+MAX_QUERY_LEXEMES = 2 * MAX_QUERY_WORDS
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5
 VERSION = 1  # of the rules here: an index filed under an older version is filed again (both stores)
@@ -159,13 +164,39 @@ def index_text(text: str) -> str:
     return " ".join(of_text(text))
 
 
+@cache
+def stop_words(code: str) -> frozenset[str]:
+    """The stop words of the language ``code`` (``stop-words``' list; none where it has none), for a
+    query's keywords: "est" or "die" match nearly every line of a French or German customer and only add
+    noise, as "what" and "the" do in English. None for English: ``core.memory.ranking``'s are English's."""
+    if code == DEFAULT_LANGUAGE:
+        return frozenset()
+    try:
+        listed = get_stop_words(STEMMERS[code])
+    except StopWordError:
+        return frozenset()
+    return frozenset(unicodedata.normalize("NFC", word).lower() for word in listed)
+
+
+class Keywords(list[str]):
+    """A message's keyword terms (``core.memory.ranking.keyword_terms``) with the language told from the
+    whole message: its stop words gone, the terms left are often too few to tell it ("revisar pedido")."""
+
+    language: str
+
+    def __init__(self, terms: Iterable[str], language: str) -> None:
+        super().__init__(terms)
+        self.language = language
+
+
 def of_query(terms: Sequence[str]) -> list[str]:
-    """The lexemes a query of ``terms`` looks for (any of them): each word's stem in the terms' language
-    and in English, de-duplicated, at most :data:`MAX_QUERY_LEXEMES`."""
-    tokens = list(dict.fromkeys(w for term in terms for w in words(term)))
+    """The lexemes a query of ``terms`` looks for (any of them): each word's stem in the query's language
+    (a :class:`Keywords`' own, else told from the terms) and in English, de-duplicated, at most
+    :data:`MAX_QUERY_LEXEMES`."""
+    tokens = list(dict.fromkeys(w for term in terms for w in words(term)))[:MAX_QUERY_WORDS]
     if not tokens:
         return []
-    found = language(" ".join(tokens))
+    found = terms.language if isinstance(terms, Keywords) else language(" ".join(tokens))
     codes = dict.fromkeys((found, DEFAULT_LANGUAGE))
     per_language = [stems(tokens, code) for code in codes]
     ordered = (stem for row in zip(*per_language, strict=True) for stem in row)

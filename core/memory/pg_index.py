@@ -321,7 +321,7 @@ class PostgresIndex:
         if where is None:
             log.warning("scope read without a user_id/agent_id/run_id refused")
             return ScopeSignals.empty()
-        dims, query = self.embedding_model_dims, lexemes.of_query(pg_keywords.query_words(terms))
+        dims, query = self.embedding_model_dims, lexemes.of_query(terms)
         load_terms = False
         with self._pool.connection() as conn:
             keyword: NDArray[np.float32] | None = None

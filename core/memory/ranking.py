@@ -5,9 +5,11 @@ Given, for every memory of ONE customer in the order they were written, its cosi
 matches):
 
 1. **Query normalisation** (:func:`keyword_terms`): the keyword side searches the message's words,
-   lower-cased, without English stop words ("what", "did", "the", ...): they match nearly every memory,
-   so they only add noise to BM25 (and cost posting-list reads). Stemming is the index's (FTS5 ``porter``),
-   so "painted" finds "painting".
+   lower-cased, without English stop words ("what", "did", "the", ...) and those of the message's own
+   language when it is another ("est", "die", ``core.memory.lexemes.stop_words``): they match nearly
+   every memory, so they only add noise to BM25 (and cost posting-list reads). Stemming is the indexes'
+   (``core.memory.lexemes``: in each text's language), so "painted" finds "painting" and "Rechnungen"
+   finds "Rechnung".
 2. **Conversations** (:func:`conversations`): consecutive memories written less than
    :data:`CONVERSATION_GAP` apart, on the same channel, belong to one conversation (a customer who moves
    from SMS to email starts another exchange).
@@ -40,12 +42,15 @@ follows that customer's memory count, never the size of the store.
 from __future__ import annotations
 
 import re
+import unicodedata
 import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
+
+from core.memory import lexemes
 
 RRF_K = 60.0
 NEIGHBOUR_WEIGHTS = (0.3, 0.1)  # the memories 1 and 2 places away, within a conversation
@@ -73,14 +78,18 @@ _STOP_WORDS = """
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 
 
-def keyword_terms(query: str) -> list[str]:
-    """The words a keyword search looks for: lower-cased, de-duplicated, stop words dropped.
+def keyword_terms(query: str) -> lexemes.Keywords:
+    """The words a keyword search looks for: lower-cased, de-duplicated, the stop words of English and of
+    the message's language dropped, with that language (told from the whole message).
 
     A message made of stop words only keeps them (there is nothing else to search for).
     """
+    query = unicodedata.normalize("NFC", query)
+    code = lexemes.language(query)
     terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(query)))
-    kept = [t for t in terms if t not in STOP_WORDS]
-    return (kept or terms)[:MAX_QUERY_TERMS]
+    dropped = lexemes.stop_words(code)
+    kept = [t for t in terms if t not in STOP_WORDS and t not in dropped]
+    return lexemes.Keywords((kept or terms)[:MAX_QUERY_TERMS], code)
 
 
 def source_code(channel: object) -> int:

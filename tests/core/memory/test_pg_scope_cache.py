@@ -85,7 +85,7 @@ def sql_bm25(index: PostgresIndex, terms: list[str], scope: dict[str, str]) -> d
     where = index._scope(scope)
     assert where is not None
     with index._pool.connection() as conn:
-        query = lexemes.of_query(pg_keywords.query_words(terms))
+        query = lexemes.of_query(terms)
         found = pg_keywords.matches(conn, where[0], where[1], query, payloads=False)
     return {m.id: float(np.float32(m.score)) for m in found}
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from core.memory import ranking
+from core.memory import lexemes, ranking
 from core.memory.ranking import (
     CONVERSATION_GAP,
     conversations,
@@ -40,6 +40,17 @@ def test_keyword_terms_drop_stop_words_and_repeats() -> None:
     # nothing but stop words: search for them rather than for nothing
     assert keyword_terms("what is it?") == ["what", "is", "it"]
     assert keyword_terms("   ") == []
+
+
+def test_keyword_terms_drop_the_stop_words_of_the_messages_language_and_carry_it() -> None:
+    spanish = keyword_terms("¿Pueden revisar pedido otra vez?")
+    assert spanish == ["revisar", "pedido"] and spanish.language == "es"
+    # what is left is too short to tell Spanish: the language told from the whole message stems it
+    assert lexemes.language("revisar pedido") != "es"
+    assert "ped" in lexemes.of_query(spanish) and "ped" not in lexemes.of_query(list(spanish))
+    german = keyword_terms("Was ist eigentlich mit der Rechnung passiert?")
+    assert german == ["eigentlich", "rechnung", "passiert"] and german.language == "de"
+    assert keyword_terms("When did Caroline go to the LGBTQ support group?").language == "en"
 
 
 def test_conversations_split_on_a_gap_and_on_a_missing_time() -> None:
