@@ -78,6 +78,7 @@ class PostgresIndex:
         default one thread of this index's own."""
         self.collection_name = collection_name
         self.embedding_model_dims = embedding_model_dims
+        lexemes.load()
         self._pool = open_pool(url, max_size=pool_size)
         try:
             with self._pool.connection() as conn:

@@ -36,7 +36,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from core.memory import sqlite_file, sqlite_keywords
+from core.memory import lexemes, sqlite_file, sqlite_keywords
 from core.memory.filters import matches, scope_of
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.scope_rows import ScopeRows
@@ -61,6 +61,7 @@ class SQLiteVectorStore:
         self._init(SharedConnection(Path(path)), collection_name, embedding_model_dims)
 
     def _init(self, shared: SharedConnection, collection_name: str, embedding_model_dims: int) -> None:
+        lexemes.load()
         self._shared = shared
         self.path = shared.path
         self.collection_name = collection_name

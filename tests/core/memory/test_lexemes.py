@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 
 import pytest
 import Stemmer
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.memory import lexemes
+from core.memory.vectors import SQLiteVectorStore
 
 # (what a customer said, what they asked later): the two meet only through the stemmer of their language
 JOINED_BY_THEIR_LANGUAGE = [
@@ -119,3 +121,12 @@ def test_any_text_gives_lexemes_both_indexes_can_store(text: str) -> None:
         assert lexeme and _LEXEME.fullmatch(lexeme) and lexeme == lexeme.lower()
         assert not set(lexeme) & set("'\"*:()&|!<>-^+")
     assert lexemes.of_text(text) == found  # the same every time: a re-index gives the same lexemes
+
+
+def test_an_index_reads_the_language_model_when_it_opens(tmp_path: Path) -> None:
+    lexemes._identifier.cache_clear()
+    store = SQLiteVectorStore(tmp_path / "v.sqlite3", collection_name="m", embedding_model_dims=4)
+    try:  # no customer's first write or recall waits for it
+        assert lexemes._identifier.cache_info().currsize == 1
+    finally:
+        store.close()
