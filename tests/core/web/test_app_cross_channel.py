@@ -174,3 +174,41 @@ async def test_an_unlinked_telegram_user_learns_nothing_of_the_sms_customer(
         assert "charged twice" not in json.dumps(
             [c["messages"] for c in llm.calls if "response_format" not in c][-1]
         )
+
+
+GERMAN_HISTORY = (  # a German customer by SMS, one line per thing, in the plural
+    "Zwei Rechnungen vom Mai wurden doppelt abgebucht.",
+    "Ich warte immer noch auf die Lieferungen vom März.",
+    "Bei den Bestellungen im Juli ist etwas schiefgelaufen.",
+    "Hallo, ich bin es wieder.",
+    "Die Gutschriften vom Januar fehlen noch.",
+    "Meine Kündigungen wurden nie bestätigt.",
+    "Danke für die schnelle Antwort!",
+    "Die Rücksendungen vom Oktober sind angekommen.",
+)
+
+
+async def test_a_german_customer_asking_on_telegram_is_answered_from_the_line_in_their_own_words(
+    fakes: tuple[FakeTwilioAPI, FakeTelegramAPI, FakeOpenAI], tmp_path: Path
+) -> None:
+    """Offline (the customer's words are the memories; the template reply shows the three best): the
+    question's "Rechnung" finds the line of "Rechnungen" by German stemming (``core.memory.lexemes``)."""
+    twilio, telegram, _ = fakes
+    settings = app_settings(
+        tmp_path / "data",
+        public_base_url=PUBLIC,
+        twilio=twilio_settings(
+            twilio, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=OUR_NUMBER
+        ),
+        telegram=telegram_settings(telegram, secret=TELEGRAM_SECRET),
+    )
+    async with serving(settings) as served:
+        for number, text in enumerate(GERMAN_HISTORY):
+            await send_sms(served, f"SM{number:032d}", text)
+            assert await served.hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+        await link_as_admin(served, f"sms:{CUSTOMER_PHONE}", f"telegram:{TELEGRAM_USER}")
+        await send_telegram(served, 9003, "Was ist eigentlich mit der Rechnung passiert?")
+        assert await served.hub.wait_idle(timeout=60) == {"inbox": 0, "outbox": 0, "memory": 0}
+        [reply] = telegram.sent
+        shown = re.findall(r"^- (.*) \(sms, \d{4}-\d\d-\d\d\)$", reply["text"], flags=re.MULTILINE)
+        assert shown and shown[0] == GERMAN_HISTORY[0], reply["text"]
