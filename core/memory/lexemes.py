@@ -41,7 +41,9 @@ MAX_QUERY_WORDS = 64
 MAX_QUERY_LEXEMES = 2 * MAX_QUERY_WORDS
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5
-VERSION = 1  # of the rules here: an index filed under an older version is filed again (both stores)
+# of the rules here: a change that files a text otherwise bumps it, and with it the SQLite file's upgrade
+# (``sqlite_file._LEXEMES_FILED``); PostgreSQL's upgrade is named after it (``lexemes_<VERSION>``)
+VERSION = 1
 
 # ISO 639-1 code (py3langid's) -> Snowball algorithm (PyStemmer's): every language both know.
 STEMMERS: dict[str, str] = {

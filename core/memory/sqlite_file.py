@@ -34,7 +34,7 @@ from core.store.private_files import private_dir, private_sqlite
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
-# The file's user_version counts the one-time upgrades of its rows that are done, in order (``_UPGRADES``):
+# The file's user_version counts the one-time upgrades of its rows that are done, in order (``_upgrade``):
 # 1 the time flags of the English rule, 2 since it reads five more languages, 3 since French "hier" needs
 # a French text and English month abbreviations a date (each row's flag set as the rule says now), 4 the
 # keyword index filed under ``core.memory.lexemes`` (stems in each text's language, instead of FTS5's
