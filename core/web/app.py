@@ -20,7 +20,6 @@ parse are a ``ConfigError`` naming the variable (``core.settings.load_settings``
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -142,8 +141,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all", serving:
     health, readiness, metrics and the admin API, and no webhooks (404).
 
     ``serving`` (``threadline serve``): once started, the memory is warmed (no customer waits for its
-    models) and the heap settled (``core.heap``: no full garbage collection stalls the process), in the
-    background."""
+    models) and the heap settled (``core.heap``: no full garbage collection stalls the process)."""
     settings = settings or load_settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
@@ -159,16 +157,12 @@ def create_app(settings: Settings | None = None, *, role: Role = "all", serving:
         app.state.hub = hub
         app.state.admin = wiring.services  # the one IdentityLinks: the background's move round uses it too
         await hub.start()  # its background re-runs memory moves that failed (Mem0 down) until done
-        # serving: warmed and settled beside the first requests, not before them (a message that comes
-        # first waits for the same load, as it did without a warm-up)
-        warming = asyncio.create_task(settle(hub)) if serving else None
+        if serving:
+            await settle(hub)
         try:
             async with mcp_running(mcp):  # the MCP SDK's session manager (core.web.mcp), when /mcp is on
                 yield
         finally:
-            if warming is not None:
-                warming.cancel()
-                await asyncio.gather(warming, return_exceptions=True)
             await hub.stop()
 
     # the documentation pages are core.web.docs's: served from local assets, no CDN
