@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -136,9 +135,6 @@ def test_serve_answers_health_readiness_and_metrics(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out
-    # started, it warmed its memory and froze what it had loaded: no full collection walks it again
-    settled = re.search(r"serving: memory warmed and heap settled in [\d.]+ s \((\d+) objects frozen\)", out)
-    assert settled and int(settled.group(1)) > 100_000, out
     assert "victim" not in out and "%40" not in out
     assert '"GET /admin/customers?… HTTP/1.1" 403' in out  # the access log is on, without the query
     no_network_used(tmp_path)
