@@ -13,9 +13,10 @@ connection, and the commands below, are ``channels.email_imap_session.ImapSessio
    unique key (its Message-ID) makes it a no-op, then it is flagged. Nothing is answered twice;
 3. then ``IDLE`` when ``CAPABILITY`` lists it (any push from the server starts a round; IDLE is re-issued
    every ``IDLE_RENEW_SECONDS``, well before the 29 minutes of RFC 2177), otherwise a sleep of
-   ``imap_poll_seconds``; and again. A new-mail notice (``* N EXISTS``) that came with the answer to
-   another command (mail arrived while a SEARCH or STORE ran) is not a push to aioimaplib: every answer is
-   read for one, and if there was, another round comes instead of the wait.
+   ``imap_poll_seconds``; and again. A new-mail notice (``* N EXISTS``) comes once: pushed during IDLE,
+   or with the answer to the command that ran when the mail landed (a SEARCH, FETCH or STORE of the
+   round). The session notes every one as it is read (``ImapSession.mail``, cleared by each round before
+   its SEARCH); one noted after that brings another round instead of the wait.
 
 What is never committed, and why it still leaves the unseen set (else it would come back every round):
 a message over the channel's size limit (``EmailAdapter.max_body_bytes``, 10 MiB, as the SMTP listener's
@@ -323,6 +324,7 @@ class ImapPoller:
             raise ImapError("connection lost")
 
     async def _round(self, session: ImapSession, accept: AcceptFn) -> _Next:
+        session.take_new_mail()  # what was announced until now, this SEARCH finds
         unseen = await session.unseen()
         if not unseen:
             return _Next.WAIT

@@ -4,9 +4,14 @@
 selects the mailbox, and speaks the few commands a round needs: ``UID SEARCH UNSEEN``, ``RFC822.SIZE``,
 ``BODY.PEEK[]`` (marks nothing seen), ``+FLAGS.SILENT (\\Seen)`` and ``IDLE``. Every command races the
 connection-lost callback and a timeout, so a dropped socket ends the session at once (``ImapError``); a
-refused ``LOGIN`` or ``SELECT`` is ``LoginRefused``, naming the setting to check. A new-mail notice that
-came with another command's answer is kept (``take_new_mail``): aioimaplib does not hand it over as a
-push. Logs carry UIDs only.
+refused ``LOGIN`` or ``SELECT`` is ``LoginRefused``, naming the setting to check. Logs carry UIDs only.
+
+New mail: a server announces it once (``* N EXISTS``, RFC 3501 §7.3.1), pushed during IDLE or with the
+answer to whatever command runs when it lands. aioimaplib hands the first to the IDLE queue and drops the
+second when that command is one it runs asynchronously (SEARCH, FETCH, STORE: "ignored untagged
+response"); so ``_Protocol`` notes every ``EXISTS`` line as it is read, whichever command it came with, in
+``ImapSession.mail``. A round clears it before its SEARCH; what is set after that asks for another round,
+and IDLE waits on it (``wait_for_mail``), so an announcement is never waited past.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
@@ -32,7 +37,7 @@ T = TypeVar("T")
 
 IDLE_RENEW_SECONDS = 10 * 60.0
 COMMAND_TIMEOUT = 30.0  # one command's answer (a big FETCH: between two chunks of it)
-_EXISTS = re.compile(rb"\d+ EXISTS", re.IGNORECASE)
+_EXISTS = re.compile(rb"\* \d+ EXISTS\s*", re.IGNORECASE)
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _BODY_LITERAL = re.compile(rb"\bBODY\[\] \{(\d+)\}$")
@@ -48,6 +53,46 @@ class LoginRefused(ImapError):
         self.setting = setting
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, telling ``on_exists`` of every ``* N EXISTS`` line it reads."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn_lost_cb: Callable[[Exception | None], None],
+        on_exists: Callable[[], None],
+    ) -> None:
+        super().__init__(loop, conn_lost_cb)
+        self._on_exists = on_exists
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if _EXISTS.fullmatch(line):
+            self._on_exists()
+        return super()._untagged_response(line)
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    """``aioimaplib.IMAP4`` on ``_Protocol`` (its ``create_client``, with that one class changed)."""
+
+    def __init__(self, *, on_exists: Callable[[], None], **kwargs: Any) -> None:
+        self._on_exists = on_exists  # before super().__init__: it calls create_client
+        super().__init__(**kwargs)
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        local_loop = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop, conn_lost_cb or (lambda exc: None), self._on_exists)
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
+
+
 class ImapSession:
     """One logged-in connection. Every command races the connection-lost callback, so a dropped socket
     ends the session at once instead of after a command timeout."""
@@ -57,9 +102,7 @@ class ImapSession:
         self._ssl_context = ssl_context
         self.lost = asyncio.Event()
         self.client: Any = None
-        # an untagged EXISTS that came with another command's answer (mail arrived while it ran):
-        # aioimaplib hands it over with that answer, not as a push, so the next wait would miss it
-        self.new_mail = False
+        self.mail = asyncio.Event()  # new mail announced since the last ``take_new_mail`` (see the module)
 
     def _connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -83,24 +126,21 @@ class ImapSession:
             result = task.result()
         except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
             raise ImapError(type(exc).__name__) from exc
-        lines = getattr(result, "lines", None)
-        if isinstance(lines, list) and any(
-            isinstance(line, bytes) and _EXISTS.fullmatch(line) for line in lines
-        ):
-            self.new_mail = True
         return result
 
     def take_new_mail(self) -> bool:
-        """Whether an answer since the last call reported new mail (then: another round, not a wait)."""
-        seen, self.new_mail = self.new_mail, False
-        return seen
+        """Whether new mail was announced since the last call (then: another round, not a wait)."""
+        announced = self.mail.is_set()
+        self.mail.clear()
+        return announced
 
     async def open(self) -> None:
         config = self._config
         context = self._ssl_context
         if config.tls and context is None:
             context = ssl.create_default_context()
-        self.client = aioimaplib.IMAP4(
+        self.client = _Client(
+            on_exists=self.mail.set,
             host=config.host,
             port=config.port,
             timeout=COMMAND_TIMEOUT,
@@ -188,15 +228,22 @@ class ImapSession:
         return True
 
     async def wait_for_mail(self) -> None:
-        """IDLE until the server pushes anything (new mail) or ``IDLE_RENEW_SECONDS`` pass, then DONE."""
+        """IDLE until new mail is announced (at once if it already was) or ``IDLE_RENEW_SECONDS`` pass,
+        then DONE. Other pushes (flags, expunges, keep-alives) wake nothing: nothing new to read."""
         idle = await self.call(self.client.idle_start(timeout=IDLE_RENEW_SECONDS))
         try:
-            push = self.client.wait_server_push(timeout=IDLE_RENEW_SECONDS + COMMAND_TIMEOUT)
-            await self.call(push, limit=None)
+            await self.call(self._announced(IDLE_RENEW_SECONDS), limit=None)
         finally:
             if not self.lost.is_set():
                 self.client.idle_done()
         await self.call(idle)
+        queue = self.client.protocol.idle_queue  # aioimaplib's copy of the pushes: read by nobody
+        while not queue.empty():
+            queue.get_nowait()
+
+    async def _announced(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.mail.wait(), seconds)
 
     async def logout(self) -> None:
         if self.client is None or self.lost.is_set():

@@ -281,6 +281,24 @@ async def test_mail_arriving_during_idle_is_picked_up(
     await until(lambda: server.commands["IDLE"] >= 2)  # and it went back to IDLE
 
 
+@pytest.mark.parametrize("command", ["SEARCH", "FETCH", "STORE"])
+async def test_mail_announced_with_another_commands_answer_is_not_missed(
+    server: FakeImapServer, running: tuple[EmailAdapter, Committer], command: str
+) -> None:
+    """Mail that lands while a round runs is announced once, with that command's answer, not as an IDLE
+    push: the poller must see it there (aioimaplib drops an EXISTS that comes with a SEARCH, FETCH or
+    STORE answer), or it idles until the next renewal, ten minutes later."""
+    _, committer = running  # polls every hour, and the server pushes nothing for this mail
+    await until(lambda: server.commands["IDLE"] >= 1)
+    server.deliver_during(command, mail(9))
+    first = server.deliver(mail(8))  # pushed: the round it starts sends SEARCH, FETCH and STORE
+    await until(lambda: server.seen(first))
+    await until(lambda: len(server.mails) == 2 and not server.unseen())
+    assert [m.provider_message_id for m in committer.messages] == [
+        f"<imap-{n}@mail.example.com>|{OURS}" for n in (8, 9)
+    ]
+
+
 async def test_a_dropped_connection_is_survived(
     server: FakeImapServer, running: tuple[EmailAdapter, Committer]
 ) -> None:

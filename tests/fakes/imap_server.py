@@ -8,7 +8,9 @@ It speaks the real protocol over a real socket, enough of it for a client that r
 
 And it is as hostile as a real one: started with ``idle=False`` it offers no IDLE (the client must poll);
 ``deliver`` while a client idles pushes ``* N EXISTS`` to it (to any other selected client with its next
-command's answer, or right after ``+ idling``); ``drop_next(command)`` closes the connection,
+command's answer, or right after ``+ idling``); ``deliver_during(command, raw)`` lands a mail while
+that command runs, so its ``* N EXISTS`` comes with that command's answer (a SEARCH, a FETCH, a STORE)
+and never again; ``drop_next(command)`` closes the connection,
 without an answer, the next time that command comes (``"FETCH"``, ``"SEARCH"``, ``"IDLE"``...);
 ``drop_connections()`` drops them all now;
 ``fail_store(n)`` answers the next ``n`` STOREs ``NO`` (the flag is not set: the message stays unseen).
@@ -114,6 +116,8 @@ class _Connection:
         if self.server._take_drop(command):
             self.drop()
             return True
+        for raw in self.server._take_arrivals(command):  # it lands now: announced with this answer
+            self.pending_exists = self.server._store(raw)[1]
         if command not in ("IDLE", "LOGOUT"):
             self.announce()
         if command == "CAPABILITY":
@@ -253,6 +257,7 @@ class FakeImapServer:
         self._next_uid = 1
         self._drops: list[str] = []
         self._store_failures = 0
+        self._arrivals: list[tuple[str, bytes]] = []
         self._lock = threading.RLock()
         self._connections: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -263,14 +268,16 @@ class FakeImapServer:
 
     def deliver(self, raw: bytes) -> int:
         """A new message in the mailbox (unseen); an idling client is told at once. Returns its UID."""
-        with self._lock:
-            uid = self._next_uid
-            self._next_uid += 1
-            self.mails.append(StoredMail(uid=uid, raw=raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")))
-            count = len(self.mails)
+        uid, count = self._store(raw)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._push_exists, count)
         return uid
+
+    def deliver_during(self, command: str, raw: bytes) -> None:
+        """``raw`` lands the next time ``command`` comes (``"SEARCH"``, ``"FETCH"``, ``"STORE"``): its
+        ``* N EXISTS`` goes out with that command's answer, once (a server says it once, RFC 3501 §7.3.1)."""
+        with self._lock:
+            self._arrivals.append((command.upper(), raw))
 
     def seen(self, uid: int) -> bool:
         with self._lock:
@@ -314,6 +321,20 @@ class FakeImapServer:
                 self._drops.remove(command)
                 return True
         return False
+
+    def _store(self, raw: bytes) -> tuple[int, int]:
+        """Store a message; its UID and the mailbox's new message count."""
+        with self._lock:
+            uid = self._next_uid
+            self._next_uid += 1
+            self.mails.append(StoredMail(uid=uid, raw=raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")))
+            return uid, len(self.mails)
+
+    def _take_arrivals(self, command: str) -> list[bytes]:
+        with self._lock:
+            taken = [raw for wanted, raw in self._arrivals if wanted == command]
+            self._arrivals = [(wanted, raw) for wanted, raw in self._arrivals if wanted != command]
+        return taken
 
     def _take_store_failure(self) -> bool:
         with self._lock:
