@@ -282,6 +282,11 @@ class MemoryStore(Protocol):
         """
         ...
 
+    async def warm(self) -> None:
+        """Load now what the first call would (models, the index), so that no customer waits for it; a
+        serving process calls it once when it starts."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

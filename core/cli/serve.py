@@ -74,7 +74,7 @@ def serve(
             )
             return
         try:
-            web = create_app(settings, role=role.value)
+            web = create_app(settings, role=role.value, serving=True)
         except ConfigError as exc:
             fail(str(exc))
         uvicorn.run(web, host=host, port=port, log_config=None, proxy_headers=True)

@@ -342,6 +342,15 @@ class LocalMemory:
         log.info("memory: moved %d from customer %s to customer %s", len(ids), from_customer, to_customer)
         return ids
 
+    async def warm(self) -> None:
+        """Open the index and load the embedder (and, with them, the language model of the keywords)."""
+
+        def call() -> None:
+            self._backend()
+            self._embedder.load()
+
+        await self._run("warm-up", "-", call)
+
     async def aclose(self) -> None:
         def call() -> None:
             with self._calls:

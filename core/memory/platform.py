@@ -361,6 +361,9 @@ class PlatformMemory:
             if not is_not_found(exc):  # already gone (an earlier, interrupted run)
                 raise
 
+    async def warm(self) -> None:
+        """Nothing to load: the service holds the memories and the models."""
+
     async def aclose(self) -> None:
         async with self._init_lock:
             self._closed = True

@@ -20,8 +20,10 @@ parse are a ``ConfigError`` naming the variable (``core.settings.load_settings``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,8 +32,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import ChannelAdapter, WebhookRequest
+from core import heap
 from core.compose import build_adapters, wire
-from core.errors import BadRequest, ConfigError, VerificationFailed
+from core.errors import BadRequest, ConfigError, MemoryUnavailable, VerificationFailed
 from core.logs import hide_query_strings
 from core.media.links import links_for
 from core.pipeline.dead_letters import count_dead_letters
@@ -130,13 +133,17 @@ async def _receive(request: Request, hub: Hub, adapter: ChannelAdapter, channel:
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
 
 
-def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastAPI:
+def create_app(settings: Settings | None = None, *, role: Role = "all", serving: bool = False) -> FastAPI:
     """The Threadline web app: webhooks, health, readiness, metrics and the admin API, with the worker
     (and the memory-move retries) in-process. Bad settings raise ``ConfigError`` naming the variable.
 
     ``role`` (``threadline serve --role``): ``web`` serves all of that but runs no lanes (processes of
     role ``worker`` on the same PostgreSQL answer what it commits); ``worker`` runs the lanes and serves
-    health, readiness, metrics and the admin API, and no webhooks (404)."""
+    health, readiness, metrics and the admin API, and no webhooks (404).
+
+    ``serving`` (``threadline serve``): once started, the memory is warmed (no customer waits for its
+    models) and the heap settled (``core.heap``: no full garbage collection stalls the process), in the
+    background."""
     settings = settings or load_settings()
     settings.check()  # refuse to start on bad configuration before anything is opened
     adapters = build_adapters(settings)
@@ -152,10 +159,16 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
         app.state.hub = hub
         app.state.admin = wiring.services  # the one IdentityLinks: the background's move round uses it too
         await hub.start()  # its background re-runs memory moves that failed (Mem0 down) until done
+        # serving: warmed and settled beside the first requests, not before them (a message that comes
+        # first waits for the same load, as it did without a warm-up)
+        warming = asyncio.create_task(settle(hub)) if serving else None
         try:
             async with mcp_running(mcp):  # the MCP SDK's session manager (core.web.mcp), when /mcp is on
                 yield
         finally:
+            if warming is not None:
+                warming.cancel()
+                await asyncio.gather(warming, return_exceptions=True)
             await hub.stop()
 
     # the documentation pages are core.web.docs's: served from local assets, no CDN
@@ -253,6 +266,24 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> FastA
 SERVE_ROLE_ENV = "THREADLINE_SERVE_ROLE"
 
 
+async def settle(hub: Hub) -> None:
+    """Warm the memory where this process answers customers (a backend that fails is opened by its first
+    use, as without a warm-up; a ``web`` process of scale mode uses it only for the admin API, and does
+    not load its models for nothing) and settle the heap (``core.heap``)."""
+    started = time.perf_counter()
+    try:
+        if hub.runs_lanes:
+            await hub.memory.warm()
+    except MemoryUnavailable:
+        log.warning("memory could not be warmed at start; its first use opens it")
+    frozen = heap.settle()
+    log.info(
+        "serving: memory warmed and heap settled in %.1f s (%d objects frozen)",
+        time.perf_counter() - started,
+        frozen,
+    )
+
+
 def app_from_environment() -> FastAPI:
     """The app of one of ``serve --workers N``'s processes: settings from the environment, the role
     ``serve`` passed in ``THREADLINE_SERVE_ROLE``."""
@@ -263,4 +294,4 @@ def app_from_environment() -> FastAPI:
 
     settings = load_settings()
     setup_logging(settings.log_level)
-    return create_app(settings, role=role)
+    return create_app(settings, role=role, serving=True)
