@@ -86,3 +86,9 @@ def scope_of(filters: Mapping[str, Any] | None) -> dict[str, str]:
         if isinstance(value, str) and value and value != "*":
             scope[key] = value
     return scope
+
+
+def beyond_scope(filters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The conditions of ``filters`` that are not its scope (``scope_of``): checked against each payload."""
+    scope = scope_of(filters)
+    return {k: v for k, v in (filters or {}).items() if k not in scope}

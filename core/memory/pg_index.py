@@ -8,7 +8,8 @@ export, retention and moves act on them all. Same semantics as the SQLite index 
 - Strict scoping: a read without a ``user_id``, ``agent_id`` or ``run_id`` equality returns nothing; the
   scope's rows are selected by their indexed scope columns, then Mem0's other filters
   (``core.memory.filters``) are applied to them in Python, then they are scored (numpy cosines over the
-  float32 unit vectors), so a read costs what the customer has, not what the table holds.
+  float32 unit vectors), so a read costs what the customer has, not what the table holds
+  (``core.memory.pg_where``).
 - Keyword search and BM25: ``core.memory.pg_keywords`` (a ``tsvector`` column, GIN); tables, their
   creation on open and the advisory lock around it: ``core.memory.pg_schema``; how vectors are stored:
   ``core.memory.pg_vectors``; the URL and the pool: ``core.memory.pg_connect``.
@@ -37,9 +38,9 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
-from core.memory import lexemes, pg_keywords, pg_rows, pg_schema, pg_scopes
+from core.memory import lexemes, pg_keywords, pg_rows, pg_schema, pg_scopes, pg_where
 from core.memory.background import Background
-from core.memory.filters import matches, scope_of
+from core.memory.filters import beyond_scope, matches, scope_of
 from core.memory.pg_connect import open_pool
 from core.memory.pg_scope_terms import scored
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
@@ -101,29 +102,15 @@ class PostgresIndex:
         self._background.close()  # a read handed out and not started is dropped, one running ends
         self._pool.close()
 
-    def _load_terms(self, key: pg_scopes.Key, where: tuple[sql.Composed, dict[str, Any]]) -> None:
+    def _load_terms(self, key: pg_scopes.Key, where: pg_where.Where) -> None:
         try:
             with self._pool.connection() as conn:
                 self._scopes.load_terms(key, pg_scopes.ScopeReader(conn, self._columns, where, self._vectors))
         except Exception as exc:  # recall goes on scoring keywords in PostgreSQL; the next one tries again
             log.warning("memory index: reading a kept scope's terms failed: %s", type(exc).__name__)
 
-    # ----- scopes ------------------------------------------------------------------------------
-
-    def _scope(self, filters: Mapping[str, Any] | None) -> tuple[sql.Composed, dict[str, Any]] | None:
-        """The WHERE clause (named parameters) of the filters' scope; None without a scope."""
-        scope = scope_of(filters)
-        if not scope:
-            return None
-        clauses = [sql.SQL("collection = %(collection)s")] + [
-            sql.SQL("{} = {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in scope
-        ]
-        return sql.SQL(" AND ").join(clauses), {"collection": self.collection_name, **scope}
-
-    @staticmethod
-    def _extra_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
-        scope = scope_of(filters)
-        return {k: v for k, v in (filters or {}).items() if k not in scope}
+    def _scope(self, filters: Mapping[str, Any] | None) -> pg_where.Where | None:
+        return pg_where.scope_where(self.collection_name, filters)
 
     def _scope_rows(
         self,
@@ -132,20 +119,7 @@ class PostgresIndex:
         filters: Mapping[str, Any] | None,
         what: str,
     ) -> list[Any]:
-        """``columns`` of the scope's rows in the order stored, Mem0's other filters applied (the payload is
-        then read as one more, last, column). Binary: vectors arrive as raw bytes."""
-        where = self._scope(filters)
-        if where is None:
-            log.warning("%s without a user_id/agent_id/run_id refused", what)
-            return []
-        extra = self._extra_filters(filters)
-        selected = sql.SQL("{}, payload").format(columns) if extra else columns
-        statement = sql.SQL("SELECT {} FROM memory_index_rows WHERE {} ORDER BY rid").format(
-            selected, where[0]
-        )
-        with conn.cursor(binary=True) as cursor:
-            rows = cursor.execute(statement, where[1]).fetchall()
-        return [r for r in rows if matches(r[-1], extra)] if extra else rows
+        return pg_where.scope_rows(conn, self.collection_name, columns, filters, what)
 
     # ----- writes ------------------------------------------------------------------------------
 
@@ -293,7 +267,7 @@ class PostgresIndex:
         words = pg_keywords.query_words(terms(query))
         if where is None or not words or top_k <= 0:
             return []
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         with self._pool.connection() as conn:
             found = pg_keywords.matches(conn, where[0], where[1], lexemes.of_query(words), payloads=True)
         ranked = sorted(found, key=lambda m: (-m.score, m.rid))
@@ -326,7 +300,7 @@ class PostgresIndex:
         load_terms = False
         with self._pool.connection() as conn:
             keyword: NDArray[np.float32] | None = None
-            if self._extra_filters(filters):  # BM25 over the whole scope, of the rows filtered: in SQL
+            if beyond_scope(filters):  # BM25 over the whole scope, of the rows filtered: in SQL
                 fresh = pg_scopes.as_rows(
                     self._scope_rows(conn, self._columns, filters, "scope read"), self._vectors
                 )
@@ -375,7 +349,7 @@ class PostgresIndex:
         if where is None:
             log.warning("vector list without a user_id/agent_id/run_id refused")
             return []
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         limit = None if (top_k is None or extra) else int(top_k)
         statement = sql.SQL("SELECT id, payload FROM memory_index_rows WHERE {}{} LIMIT %(limit)s").format(
             where[0], _NEWEST_FIRST
@@ -392,7 +366,7 @@ class PostgresIndex:
         where = self._scope(filters)
         if where is None:
             return 0
-        if self._extra_filters(filters):
+        if beyond_scope(filters):
             with self._pool.connection() as conn:
                 return len(self._scope_rows(conn, sql.SQL("id"), filters, "count"))
         statement = sql.SQL("SELECT count(*) FROM memory_index_rows WHERE {}").format(where[0])

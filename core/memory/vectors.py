@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.memory import lexemes, sqlite_file, sqlite_keywords
-from core.memory.filters import matches, scope_of
+from core.memory.filters import beyond_scope, matches, scope_of
 from core.memory.rows import ScopeSignals, Vector, VectorHit, rows_to_insert, unit_vector, written_at
 from core.memory.scope_rows import ScopeRows
 from core.memory.sqlite_file import SharedConnection
@@ -228,11 +228,6 @@ class SQLiteVectorStore:
         clauses = ["collection = ?"] + [f"{key} = ?" for key in scope]
         return " AND ".join(clauses), [self.collection_name, *scope.values()]
 
-    @staticmethod
-    def _extra_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
-        scope = scope_of(filters)
-        return {k: v for k, v in (filters or {}).items() if k not in scope}
-
     def _scope_rows(self, columns: str, filters: Mapping[str, Any] | None, what: str) -> builtins.list[Any]:
         """``columns`` of the rows of the filters' scope, in the order stored, metadata filters applied
         (the payload is read only for those: a row may then carry it as one more column)."""
@@ -240,7 +235,7 @@ class SQLiteVectorStore:
         if not where:
             log.warning("%s without a user_id/agent_id/run_id refused", what)
             return []
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         selected = f"{columns}, payload" if extra else columns
         with self._shared.lock:
             rows = self._db.execute(
@@ -286,7 +281,7 @@ class SQLiteVectorStore:
         expression = sqlite_keywords.match(self.collection_name, scope, sqlite_keywords.terms(query))
         if expression is None or top_k <= 0:
             return []
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         with self._shared.lock:
             rows = self._db.execute(
                 "SELECT v.id, v.payload, -bm25(memory_fts, 1.0, 0.0) AS score"
@@ -321,7 +316,7 @@ class SQLiteVectorStore:
         scope = scope_of(filters)
         dims = self.embedding_model_dims
         with self._shared.lock:
-            if self._extra_filters(filters):
+            if beyond_scope(filters):
                 rows = self._scope_rows(SCOPE_COLUMNS, filters, "scope read")
                 scoped = ScopeRows.read(rows, dims) if rows else ScopeRows.empty(dims)
             else:
@@ -361,7 +356,7 @@ class SQLiteVectorStore:
         if not where:
             log.warning("vector list without a user_id/agent_id/run_id refused")
             return []
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         limit = -1 if (top_k is None or extra) else int(top_k)
         with self._shared.lock:
             rows = self._db.execute(
@@ -379,7 +374,7 @@ class SQLiteVectorStore:
         where, params = self._scope_sql(filters)
         if not where:
             return 0
-        extra = self._extra_filters(filters)
+        extra = beyond_scope(filters)
         if extra:
             return len(self._scope_rows("id", filters, "count"))
         with self._shared.lock:
