@@ -172,18 +172,40 @@ def index_text(text: str) -> str:
     return " ".join(of_text(text))
 
 
+# Words ``stop-words``' general lists drop that name what a support conversation is about: the account
+# ("cuenta"), a credit note ("avoir"), the password ("mot de passe"), a name, the status ("état"), the last
+# one, a double charge ("doppio"), the time, a value or total, a modem on or off ("desligado"). The lists
+# are made for texts where such words carry no topic; here they are the topic, so they stay keywords.
+# Left out: words more often part of an idiom than a topic ("de nuevo", "alla fine", "en lugar de", "au
+# sujet de") or an auxiliary ("he estado", "è stato"): they would match every line that says them.
+SUPPORT_WORDS: dict[str, frozenset[str]] = {
+    code: frozenset(unicodedata.normalize("NFC", word) for word in words.split())
+    for code, words in {
+        "es": "cuenta tiempo trabajo valor último última últimos últimas ultimo total uso hoy ayer",
+        "pt": "tempo trabalho valor último horas ligado desligado nome",
+        "it": "lavoro ultimo doppio comprare persone nome",
+        "fr": "avoir valeur début pièce essai état nom mot",
+        "ru": "время времени жизнь процентов тысяч миллионов год года году день имя лет человек",
+    }.items()
+}
+
+
 @cache
 def stop_words(code: str) -> frozenset[str]:
-    """The stop words of the language ``code`` (``stop-words``' list; none where it has none), for a
-    query's keywords: "est" or "die" match nearly every line of a French or German customer and only add
-    noise, as "what" and "the" do in English. None for English: ``core.memory.ranking``'s are English's."""
+    """The stop words of the language ``code`` (``stop-words``' list, less :data:`SUPPORT_WORDS`; none
+    where it has none), for a query's keywords: "est" or "die" match nearly every line of a French or
+    German customer and only add noise, as "what" and "the" do in English. None for English:
+    ``core.memory.ranking``'s are English's."""
     if code == DEFAULT_LANGUAGE:
         return frozenset()
     try:
         listed = get_stop_words(STEMMERS[code])
     except StopWordError:
         return frozenset()
-    return frozenset(unicodedata.normalize("NFC", word).lower() for word in listed)
+    kept = SUPPORT_WORDS.get(code, frozenset())
+    return frozenset(
+        word for word in (unicodedata.normalize("NFC", w).lower() for w in listed) if word not in kept
+    )
 
 
 class Keywords(list[str]):

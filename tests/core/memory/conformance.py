@@ -246,6 +246,36 @@ class IndexConformance:
         assert matched == {expected}
         assert [h.id for h in index.keyword_search(query, top_k=5, filters={"user_id": "a"})] == [expected]
 
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            pytest.param("¿Qué pasa con mi cuenta?", "cuenta", id="spanish-account"),
+            pytest.param("Vous avez changé mon nom ?", "nom", id="french-name"),
+            pytest.param("Où en est mon avoir ?", "avoir", id="french-credit-note"),
+            pytest.param("Perché è doppio anche questo mese?", "doppio", id="italian-double"),
+            pytest.param("Где моё имя?", "imya", id="russian-name"),
+            pytest.param("O modem continua desligado?", "desligado", id="portuguese-off"),
+        ],
+    )
+    def test_support_words_the_general_stop_lists_drop_are_searched_for(
+        self, index: MemoryIndex, query: str, expected: str
+    ) -> None:
+        said = {  # each shares one word with its question, one stop-words' list drops (SUPPORT_WORDS)
+            "cuenta": "Mi cuenta está bloqueada desde el lunes",
+            "nom": "Mon nom est mal écrit sur la facture",
+            "avoir": "L'avoir de vingt euros manque toujours",
+            "doppio": "Il pagamento di marzo era doppio",
+            "imya": "Имя в профиле неправильное",
+            "desligado": "O roteador ficou desligado a noite toda",
+        }
+        ids = list(said)
+        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
+        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
+        matched = {
+            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
+        }
+        assert matched == {expected}
+
     # ----- payloads -----------------------------------------------------------------------------
 
     def test_payloads_round_trip(self, index: MemoryIndex) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from stop_words import get_stop_words
 
 from core.memory import lexemes, ranking
 from core.memory.ranking import (
@@ -51,6 +52,27 @@ def test_keyword_terms_drop_the_stop_words_of_the_messages_language_and_carry_it
     german = keyword_terms("Was ist eigentlich mit der Rechnung passiert?")
     assert german == ["eigentlich", "rechnung", "passiert"] and german.language == "de"
     assert keyword_terms("When did Caroline go to the LGBTQ support group?").language == "en"
+
+
+@pytest.mark.parametrize(
+    ("query", "language", "word"),
+    [
+        ("¿Qué pasa con mi cuenta?", "es", "cuenta"),
+        ("J'ai oublié mon mot de passe", "fr", "mot"),
+        ("Où en est mon avoir ?", "fr", "avoir"),
+        ("Perché è doppio anche questo mese?", "it", "doppio"),
+        ("Где моё имя?", "ru", "имя"),
+        ("O modem continua desligado?", "pt", "desligado"),
+    ],
+)
+def test_support_words_are_kept_though_the_general_list_drops_them(
+    query: str, language: str, word: str
+) -> None:
+    assert word in get_stop_words(lexemes.STEMMERS[language])  # the general list would drop it
+    terms = keyword_terms(query)
+    assert terms.language == language and word in terms
+    assert word not in lexemes.stop_words(language)
+    assert "qué" not in keyword_terms("¿Qué pasa con mi cuenta?")  # the rest of the list still applies
 
 
 def test_conversations_split_on_a_gap_and_on_a_missing_time() -> None:
