@@ -13,8 +13,10 @@ and PostgreSQL's ``tsvector``) store lexemes made here, in Python, one way for b
   and no turn as another language.
 - **Stems**: the Snowball stemmer of that language (``PyStemmer``): "Rechnungen" and "Rechnung" meet at
   "rechnung", "factures" and "facture" at "factur", "painted" and "painting" at "paint".
+- **Limits**: a lexeme over 2,047 bytes is no keyword (PostgreSQL's limit; a base64 blob), and a text is
+  filed until its distinct lexemes reach 512 KiB (a tsvector holds 1 MB), on both indexes alike.
 - **Accents** are folded after stemming (the stemmers read them), on Latin letters only, as FTS5's
-  ``remove_diacritics`` and ``unaccent`` did: "cafe" finds "café".
+  ``remove_diacritics`` and ``unaccent`` did: "cafe" finds "café" (stemmed in one language).
 
 A memory is filed under the stems of its own language (:func:`of_text`, repeats kept: BM25 counts them).
 A query looks for the stems of each of its words in its own language and in English (:func:`of_query`):
@@ -38,6 +40,12 @@ from py3langid import langid
 from stop_words import StopWordError, get_stop_words
 
 MAX_QUERY_WORDS = 64
+# PostgreSQL refuses a lexeme of 2,048 bytes or more (to_tsvector dropped such words): a longer "word" (a
+# base64 blob, a key pasted in) is no keyword, in either index
+MAX_LEXEME_BYTES = 2047
+# the distinct lexemes of one text, in bytes, within which it is filed (its later words are not): well
+# inside the 1 MB of one tsvector, and the same on SQLite, so BM25 stays equal (a pasted log, a long mail)
+MAX_TEXT_LEXEME_BYTES = 512 * 1024
 MAX_QUERY_LEXEMES = 2 * MAX_QUERY_WORDS
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5
@@ -156,15 +164,33 @@ def fold(lexeme: str) -> str:
 
 
 def stems(tokens: Sequence[str], code: str) -> list[str]:
-    """``tokens`` (lower-case words) stemmed in the language ``code`` and folded, in order."""
+    """``tokens`` (lower-case words) stemmed in the language ``code`` and folded, in order; a lexeme over
+    :data:`MAX_LEXEME_BYTES` is left out."""
     stemmed = _stemmer(code).stemWords(list(tokens))
-    return [fold(stem or token) for stem, token in zip(stemmed, tokens, strict=True)]
+    folded = (fold(stem or token) for stem, token in zip(stemmed, tokens, strict=True))
+    return [lexeme for lexeme in folded if len(lexeme.encode()) <= MAX_LEXEME_BYTES]
+
+
+def _within_budget(found: list[str]) -> list[str]:
+    """``found`` up to where its distinct lexemes reach :data:`MAX_TEXT_LEXEME_BYTES`."""
+    if 4 * sum(map(len, found)) + len(found) <= MAX_TEXT_LEXEME_BYTES:  # any text of a usual size
+        return found
+    seen: set[str] = set()
+    spent = 0
+    for at, lexeme in enumerate(found):
+        if lexeme not in seen:
+            spent += len(lexeme.encode()) + 1
+            if spent > MAX_TEXT_LEXEME_BYTES:
+                return found[:at]
+            seen.add(lexeme)
+    return found
 
 
 def of_text(text: str) -> list[str]:
-    """The lexemes a memory's ``text`` is filed under: each word's stem in the text's language, in order."""
+    """The lexemes a memory's ``text`` is filed under: each word's stem in the text's language, in order
+    (within :data:`MAX_LEXEME_BYTES` each and :data:`MAX_TEXT_LEXEME_BYTES` in all)."""
     tokens = words(text)
-    return stems(tokens, language(text)) if tokens else []
+    return _within_budget(stems(tokens, language(text))) if tokens else []
 
 
 def index_text(text: str) -> str:

@@ -180,6 +180,23 @@ class IndexConformance:
         assert hits[0].score is not None and hits[1].score is not None and hits[0].score > hits[1].score > 0
         assert index.keyword_search("nothing matches this", top_k=5, filters={"user_id": "a"}) == []
 
+    def test_a_huge_word_or_text_is_stored_and_searched_with_what_fits(self, index: MemoryIndex) -> None:
+        blob = "QmFzZTY0" * 300  # one "word" of 2,400 bytes: no keyword (PostgreSQL takes 2,047 at most)
+        log = " ".join(f"w{n:07d}" for n in range(150_000))  # 1.2 MB of distinct words: more than a tsvector
+        index.insert(
+            [unit(1), unit(2)],
+            payloads=[row("a", f"router keeps rebooting {blob} see above"), row("a", f"pasted log {log}")],
+            ids=["blob", "log"],
+        )
+
+        def found(query: str) -> list[str]:
+            return [h.id for h in index.keyword_search(query, top_k=5, filters={"user_id": "a"})]
+
+        assert found("rebooting") == ["blob"] and found(blob) == []
+        assert found("w0000007") == ["log"] and found("w0149999") == []  # past what fits
+        signals = index.scope_signals(unit(1), keyword_terms(f"rebooting {blob}"), {"user_id": "a"})
+        assert dict(zip(signals.ids, signals.keyword.tolist(), strict=True))["blob"] > 0
+
     @pytest.mark.parametrize(
         "query", ['wifi" OR scope:*', "NEAR(a b)", "(((", "*", "wifi AND", "'; DROP TABLE x; --", "wifi:*"]
     )

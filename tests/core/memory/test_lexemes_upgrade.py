@@ -20,6 +20,7 @@ ROWS = {
     "de": "Zwei Rechnungen vom Mai wurden doppelt abgebucht",
     "fr": "Les commandes sont arrivées abîmées",
     "en": "I painted the fence myself",
+    "long": "The key I was sent " + "QmFzZTY0" * 300 + " does not work",  # a word PostgreSQL refuses
 }
 
 
