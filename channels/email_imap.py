@@ -305,10 +305,10 @@ class ImapPoller:
             log.info("imap: session %s open (idle=%s)", self.sessions, session.idles)
             while True:
                 after = await self._round(session, accept)
-                if after is _Next.AGAIN or session.take_new_mail():
-                    continue
-                if after is _Next.RETRY:
+                if after is _Next.RETRY:  # even with new mail: a failing commit is not retried at once
                     await self._sleep(session, RETRY_SECONDS)
+                elif after is _Next.AGAIN or session.take_new_mail():
+                    continue
                 elif session.idles:
                     await session.wait_for_mail()
                 else:

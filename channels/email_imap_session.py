@@ -9,9 +9,11 @@ refused ``LOGIN`` or ``SELECT`` is ``LoginRefused``, naming the setting to check
 New mail: a server announces it once (``* N EXISTS``, RFC 3501 §7.3.1), pushed during IDLE or with the
 answer to whatever command runs when it lands. aioimaplib hands the first to the IDLE queue and drops the
 second when that command is one it runs asynchronously (SEARCH, FETCH, STORE: "ignored untagged
-response"); so ``_Protocol`` notes every ``EXISTS`` line as it is read, whichever command it came with, in
-``ImapSession.mail``. A round clears it before its SEARCH; what is set after that asks for another round,
-and IDLE waits on it (``wait_for_mail``), so an announcement is never waited past.
+response"); so ``_Protocol`` reads every ``EXISTS`` line (and ``EXPUNGE``, one message fewer) itself,
+whichever command it came with, and ``MailboxCount`` sets ``ImapSession.mail`` when the count is another
+than the one known (a server that repeats an unchanged count with every answer announces nothing). A
+round clears it before its SEARCH; what is set after that asks for another round, and IDLE waits on it
+(``wait_for_mail``), so an announcement is never waited past.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ T = TypeVar("T")
 
 IDLE_RENEW_SECONDS = 10 * 60.0
 COMMAND_TIMEOUT = 30.0  # one command's answer (a big FETCH: between two chunks of it)
-_EXISTS = re.compile(rb"\* \d+ EXISTS\s*", re.IGNORECASE)
+_COUNT = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE)\s*", re.IGNORECASE)
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _BODY_LITERAL = re.compile(rb"\bBODY\[\] \{(\d+)\}$")
@@ -53,29 +55,49 @@ class LoginRefused(ImapError):
         self.setting = setting
 
 
+class MailboxCount:
+    """The mailbox's message count as the server last told it (``* N EXISTS``, one less per ``* N
+    EXPUNGE``); ``mail`` is set when an EXISTS names another count than the one known. A server may repeat
+    an unchanged count with any answer: that is no new mail (else every round would ask for another)."""
+
+    def __init__(self) -> None:
+        self.known: int | None = None
+        self.mail = asyncio.Event()
+
+    def heard(self, count: int, *, expunged: bool) -> None:
+        if expunged:
+            if self.known:
+                self.known -= 1
+            return
+        if count != self.known:
+            self.known = count
+            self.mail.set()
+
+
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol, telling ``on_exists`` of every ``* N EXISTS`` line it reads."""
+    """aioimaplib's protocol, telling ``count`` of every ``* N EXISTS`` and ``* N EXPUNGE`` line it reads."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         conn_lost_cb: Callable[[Exception | None], None],
-        on_exists: Callable[[], None],
+        count: MailboxCount,
     ) -> None:
         super().__init__(loop, conn_lost_cb)
-        self._on_exists = on_exists
+        self._count = count
 
     def _untagged_response(self, line: bytes) -> Any:
-        if _EXISTS.fullmatch(line):
-            self._on_exists()
+        said = _COUNT.fullmatch(line)
+        if said is not None:
+            self._count.heard(int(said.group(1)), expunged=said.group(2).upper() == b"EXPUNGE")
         return super()._untagged_response(line)
 
 
 class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
     """``aioimaplib.IMAP4`` on ``_Protocol`` (its ``create_client``, with that one class changed)."""
 
-    def __init__(self, *, on_exists: Callable[[], None], **kwargs: Any) -> None:
-        self._on_exists = on_exists  # before super().__init__: it calls create_client
+    def __init__(self, *, count: MailboxCount, **kwargs: Any) -> None:
+        self._count = count  # before super().__init__: it calls create_client
         super().__init__(**kwargs)
 
     def create_client(
@@ -87,7 +109,7 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         local_loop = loop if loop is not None else asyncio.get_running_loop()
-        self.protocol = _Protocol(local_loop, conn_lost_cb or (lambda exc: None), self._on_exists)
+        self.protocol = _Protocol(local_loop, conn_lost_cb or (lambda exc: None), self._count)
         self._client_task = local_loop.create_task(
             local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
         )
@@ -102,7 +124,8 @@ class ImapSession:
         self._ssl_context = ssl_context
         self.lost = asyncio.Event()
         self.client: Any = None
-        self.mail = asyncio.Event()  # new mail announced since the last ``take_new_mail`` (see the module)
+        self.count = MailboxCount()
+        self.mail = self.count.mail  # new mail announced since the last ``take_new_mail`` (see the module)
 
     def _connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -140,7 +163,7 @@ class ImapSession:
         if config.tls and context is None:
             context = ssl.create_default_context()
         self.client = _Client(
-            on_exists=self.mail.set,
+            count=self.count,
             host=config.host,
             port=config.port,
             timeout=COMMAND_TIMEOUT,

@@ -299,6 +299,25 @@ async def test_mail_announced_with_another_commands_answer_is_not_missed(
     ]
 
 
+async def test_a_server_repeating_an_unchanged_count_is_not_taken_for_new_mail() -> None:
+    """Every answer carries ``* N EXISTS`` with N unchanged: the poller goes to IDLE and stays there (it
+    does not take each repeat for new mail and search again and again), and real new mail still comes."""
+    with FakeImapServer(password=PASSWORD, repeat_count=True) as server:
+        server.deliver(mail(10))
+        committer = Committer()
+        adapter = await started(imap_settings(server, imap_poll_seconds=3600), committer)
+        try:
+            await until(lambda: not server.unseen() and server.commands["IDLE"] >= 1)
+            searches = server.commands["SEARCH"]
+            await asyncio.sleep(0.5)
+            assert server.commands["SEARCH"] == searches and server.commands["IDLE"] == 1
+            uid = server.deliver(mail(11))  # pushed during IDLE: a new count
+            await until(lambda: server.seen(uid))
+            assert len(committer.messages) == 2
+        finally:
+            await adapter.stop_inbound()
+
+
 async def test_a_dropped_connection_is_survived(
     server: FakeImapServer, running: tuple[EmailAdapter, Committer]
 ) -> None:

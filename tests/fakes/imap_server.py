@@ -12,7 +12,8 @@ command's answer, or right after ``+ idling``); ``deliver_during(command, raw)``
 that command runs, so its ``* N EXISTS`` comes with that command's answer (a SEARCH, a FETCH, a STORE)
 and never again; ``drop_next(command)`` closes the connection,
 without an answer, the next time that command comes (``"FETCH"``, ``"SEARCH"``, ``"IDLE"``...);
-``drop_connections()`` drops them all now;
+``drop_connections()`` drops them all now; started with ``repeat_count=True`` it repeats the unchanged
+``* N EXISTS`` with every command's answer (allowed, and some servers do: it announces nothing new);
 ``fail_store(n)`` answers the next ``n`` STOREs ``NO`` (the flag is not set: the message stays unseen).
 ``on_store`` is called (in the server's thread) with each UID about to be flagged ``\\Seen``, before the
 answer, so a test can look at the store at that very moment. Usable with ``with``.
@@ -59,6 +60,8 @@ class _Connection:
         if self.pending_exists is not None:
             count, self.pending_exists = self.pending_exists, None
             self.line(f"* {count} EXISTS")
+        elif self.server.repeat_count and self.selected:  # as some servers do: nothing new
+            self.line(f"* {self.server._status()[0]} EXISTS")
 
     def send(self, data: bytes) -> None:
         if not self.writer.is_closing():
@@ -243,11 +246,13 @@ class FakeImapServer:
         password: str,
         mailbox: str = "INBOX",
         idle: bool = True,
+        repeat_count: bool = False,
     ) -> None:
         self.username = username
         self.password = password
         self.mailbox = mailbox
         self.idle = idle
+        self.repeat_count = repeat_count
         self.mails: list[StoredMail] = []
         self.logins = 0
         self.refused_logins = 0
