@@ -8,7 +8,9 @@ process runs: every webhook waiting for an acknowledgement and every recall in f
 :func:`settle` collects what start-up left behind once, then moves everything alive into the
 collector's permanent generation (``gc.freeze``): the same full collection then took 0.6 ms. Objects made
 afterwards are collected as before; the frozen ones are never freed by the collector (they are the
-process's own for its lifetime, and reference counting still frees any whose count drops to zero).
+process's own for its lifetime, and reference counting still frees any whose count drops to zero). It
+runs beside the first requests: what those have in reference cycles at that moment is frozen too and
+never freed, a one-time leak of a few requests' objects.
 
 Frozen, the collector no longer waits for a quarter of the old heap to be new before a full collection
 (the frozen objects do not count), so full collections of what is not frozen come often; a youngest

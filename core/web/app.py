@@ -271,14 +271,18 @@ async def settle(hub: Hub) -> None:
     use, as without a warm-up; a ``web`` process of scale mode uses it only for the admin API, and does
     not load its models for nothing) and settle the heap (``core.heap``)."""
     started = time.perf_counter()
+    memory = "memory warmed"
     try:
         if hub.runs_lanes:
             await hub.memory.warm()
+        else:
+            memory = "memory not warmed (this process answers no customer)"
     except MemoryUnavailable:
-        log.warning("memory could not be warmed at start; its first use opens it")
+        memory = "memory not warmed (unavailable: its first use opens it)"
     frozen = heap.settle()
     log.info(
-        "serving: memory warmed and heap settled in %.1f s (%d objects frozen)",
+        "serving: %s and heap settled in %.1f s (%d objects frozen)",
+        memory,
         time.perf_counter() - started,
         frozen,
     )
