@@ -38,7 +38,7 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
-from core.memory import lexemes, pg_keywords, pg_rows, pg_schema, pg_scopes, pg_where
+from core.memory import lexemes, pg_keywords, pg_row_upgrades, pg_rows, pg_schema, pg_scopes, pg_where
 from core.memory.background import Background
 from core.memory.filters import beyond_scope, matches, scope_of
 from core.memory.pg_connect import open_pool
@@ -86,6 +86,7 @@ class PostgresIndex:
                 self._vectors = pg_schema.ensure(
                     conn, collection_name, embedding_model_dims, pgvector=pgvector
                 )
+                pg_row_upgrades.run(conn)
         except BaseException:
             self._pool.close()
             raise

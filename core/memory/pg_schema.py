@@ -14,8 +14,8 @@
 - ``terms`` holds the lexemes ``core.memory.lexemes`` makes in Python (each word stemmed in its text's
   language, as the SQLite index files them), given as a ``tsvector`` literal (``core.memory.pg_keywords``).
   Until 2026-12-07 PostgreSQL stemmed them itself (English Snowball, the configuration
-  ``memory_index_text``, left in place in a database made before); the upgrade ``lexemes_1`` files every
-  stored row again.
+  ``memory_index_text``, left in place in a database made before); the upgrade ``lexemes_1``
+  (``core.memory.pg_row_upgrades``) files every stored row again.
 - ``memory_index_scopes``: per customer (``collection``, ``user_id``), ``rows``: how many rows they have,
   and ``removed``: how many have left their scope (deleted, replaced, which gives the row a new rid, or
   moved to another customer). Kept by statement-level triggers on ``memory_index_rows`` (one per kind of
@@ -31,9 +31,9 @@
   whose departures since it was read are all there drops those rows and reads the ones still in the
   scope again, not every rid (``core.memory.pg_scopes``). Ids only, no text. Made by the upgrade
   ``scope_departures``.
-- ``memory_index_upgrades``: the one-time upgrades that are done (``time_flag_3``: every row has the time
-  flag the rule of ``core.memory.time_words`` gives its text now; ``scope_counts``; ``scope_departures``;
-  ``lexemes_1``: every row's ``terms`` and ``words`` are those of ``core.memory.lexemes`` version 1).
+- ``memory_index_upgrades``: the one-time upgrades that are done (``scope_counts``, ``scope_departures``,
+  here; the ones that read every stored row again, ``time_flag_3`` and ``lexemes_1``, run after this
+  transaction, batch by batch: ``core.memory.pg_row_upgrades``).
 
 The ``memory_index_`` prefix keeps clear of the store's tables (``core.store.models``: ``memory_moves``,
 ``memory_jobs``), which share the database. Many processes may open the index at once: everything is made
@@ -49,21 +49,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from core.memory import lexemes, pg_keywords
 from core.memory.pg_vectors import VectorCodec, codec_for
-from core.memory.sqlite_keywords import body
-from core.memory.time_words import MENTIONS_TIME, says_when
 
 log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the schema: any constant the store never uses ("tlmemidx" as 8 bytes)
 SCHEMA_LOCK = int.from_bytes(b"tlmemidx", "big")
-# the upgrade that set the rows' time flags: "time_flag" for the English rule, "time_flag_2" since it reads
-# five more languages, "time_flag_3" since French "hier" needs a French text and English month abbreviations
-# a date (rows flagged under an earlier rule are read again once, each flag set as the rule says now)
-_TIME_FLAG = "time_flag_3"
-_BACKFILL_BATCH = 500
-_LEXEMES = f"lexemes_{lexemes.VERSION}"  # the upgrade that filed every row under core.memory.lexemes
 
 
 def _tables(vector_type: sql.SQL) -> list[sql.SQL | sql.Composed]:
@@ -176,13 +167,13 @@ $$"""  # noqa: S608 - made of the constants above, no value from outside
 _SCOPE_COUNTS = "scope_counts"  # the upgrade that made memory_index_scopes and its triggers
 
 
-def _done(conn: psycopg.Connection[Any], upgrade: str) -> bool:
+def upgrade_done(conn: psycopg.Connection[Any], upgrade: str) -> bool:
     """Whether the one-time ``upgrade`` is done in this database (``memory_index_upgrades``)."""
     found = conn.execute("SELECT 1 FROM memory_index_upgrades WHERE name = %s", (upgrade,)).fetchone()
     return found is not None
 
 
-def _mark_done(conn: psycopg.Connection[Any], upgrade: str) -> None:
+def mark_upgrade_done(conn: psycopg.Connection[Any], upgrade: str) -> None:
     conn.execute("INSERT INTO memory_index_upgrades (name) VALUES (%s) ON CONFLICT DO NOTHING", (upgrade,))
 
 
@@ -190,7 +181,7 @@ def _count_scopes(conn: psycopg.Connection[Any]) -> None:
     """Make ``memory_index_scopes``, filled with the rows stored so far, and the triggers that keep it,
     once per database (under the schema lock; making a trigger waits for the table's writers and holds
     new ones until this transaction commits, so nothing is counted twice or missed)."""
-    if _done(conn, _SCOPE_COUNTS):
+    if upgrade_done(conn, _SCOPE_COUNTS):
         return
     conn.execute(
         "CREATE TABLE IF NOT EXISTS memory_index_scopes ("
@@ -212,7 +203,7 @@ def _count_scopes(conn: psycopg.Connection[Any]) -> None:
         " SELECT collection, user_id, count(*), 0 FROM memory_index_rows WHERE user_id IS NOT NULL"
         " GROUP BY collection, user_id ON CONFLICT DO NOTHING"
     )
-    _mark_done(conn, _SCOPE_COUNTS)
+    mark_upgrade_done(conn, _SCOPE_COUNTS)
 
 
 _SCOPE_DEPARTURES = "scope_departures"  # the upgrade that made memory_index_departures
@@ -222,7 +213,7 @@ def _log_departures(conn: psycopg.Connection[Any]) -> None:
     """Make ``memory_index_departures`` and have the counters' triggers log each row out in it, once per
     database (after ``_count_scopes``, under the schema lock). Departures before it are not logged: a
     scope kept from then reads every rid once, as before."""
-    if _done(conn, _SCOPE_DEPARTURES):
+    if upgrade_done(conn, _SCOPE_DEPARTURES):
         return
     conn.execute(
         "CREATE TABLE IF NOT EXISTS memory_index_departures ("
@@ -230,7 +221,7 @@ def _log_departures(conn: psycopg.Connection[Any]) -> None:
         " PRIMARY KEY (collection, user_id, removed))"
     )
     conn.execute(_COUNT_FUNCTION)
-    _mark_done(conn, _SCOPE_DEPARTURES)
+    mark_upgrade_done(conn, _SCOPE_DEPARTURES)
 
 
 def _extension(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -269,85 +260,6 @@ def _vector_type(conn: psycopg.Connection[Any], *, pgvector: bool) -> sql.SQL:
     return codec_for("bytea").column_type
 
 
-def _flag_times(conn: psycopg.Connection[Any]) -> None:
-    """Give every row the time flag the rule of ``time_words`` gives its text now (rows stored before the
-    flag, or flagged under an earlier rule, which also flagged some texts the rule no longer does), once
-    per rule and database (under the schema lock; ``memory_index_upgrades`` says it was done). A row
-    whose flag changes gets a new rid, as any write does, so that the scopes other processes keep
-    (``core.memory.pg_scopes``) read it again."""
-    if _done(conn, _TIME_FLAG):
-        return
-    row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
-    end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
-    last = flagged = unflagged = 0
-    while True:
-        batch = conn.execute(
-            "SELECT rid, payload ->> 'data', coalesce(payload -> %s = 'true'::jsonb, false)"
-            " FROM memory_index_rows WHERE rid > %s AND rid <= %s ORDER BY rid LIMIT %s",
-            (MENTIONS_TIME, last, end, _BACKFILL_BATCH),
-        ).fetchall()
-        if not batch:
-            break
-        rule = [(int(rid), bool(was), isinstance(text, str) and says_when(text)) for rid, text, was in batch]
-        dated = [rid for rid, was, now in rule if now and not was]
-        undated = [rid for rid, was, now in rule if was and not now]
-        if dated:
-            conn.execute(
-                "UPDATE memory_index_rows SET payload = payload || jsonb_build_object(%s::text, true),"
-                " rid = DEFAULT WHERE rid = ANY(%s)",
-                (MENTIONS_TIME, dated),
-            )
-        if undated:
-            conn.execute(
-                "UPDATE memory_index_rows SET payload = payload - %s::text, rid = DEFAULT"
-                " WHERE rid = ANY(%s)",
-                (MENTIONS_TIME, undated),
-            )
-        flagged, unflagged = flagged + len(dated), unflagged + len(undated)
-        last = int(batch[-1][0])
-    _mark_done(conn, _TIME_FLAG)
-    if flagged or unflagged:
-        log.info("memory index: %d memories flagged as saying when, %d no longer", flagged, unflagged)
-
-
-def _file_lexemes(conn: psycopg.Connection[Any]) -> None:
-    """File every row under the lexemes of ``core.memory.lexemes`` (``terms`` and ``words`` made again
-    from its text), once per version of those rules and database (under the schema lock). A row whose
-    terms change gets a new rid, as any write does, so that the scopes other processes keep
-    (``core.memory.pg_scopes``) read it again."""
-    if _done(conn, _LEXEMES):
-        return
-    row = conn.execute("SELECT max(rid) FROM memory_index_rows").fetchone()
-    end = int(row[0]) if row and row[0] is not None else 0  # rows given a new rid here are not read again
-    last = count = 0
-    while True:
-        batch = conn.execute(
-            "SELECT rid, payload -> 'text_lemmatized', payload -> 'data',"
-            " (user_id IS NOT NULL)::int + (agent_id IS NOT NULL)::int + (run_id IS NOT NULL)::int"
-            " FROM memory_index_rows WHERE rid > %s AND rid <= %s ORDER BY rid LIMIT %s",
-            (last, end, _BACKFILL_BATCH),
-        ).fetchall()
-        if not batch:
-            break
-        rids, literals, lengths = [], [], []
-        for rid, lemmatized, data, scope_words in batch:
-            literal, words = pg_keywords.terms_of(body({"text_lemmatized": lemmatized, "data": data}))
-            rids.append(int(rid))
-            literals.append(literal)
-            lengths.append(words + int(scope_words))
-        changed = conn.execute(
-            "UPDATE memory_index_rows AS r SET terms = u.terms::tsvector, words = u.words, rid = DEFAULT"
-            " FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS u(rid, terms, words)"
-            " WHERE r.rid = u.rid AND (r.terms <> u.terms::tsvector OR r.words <> u.words)",
-            (rids, literals, lengths),
-        )
-        count += changed.rowcount
-        last = rids[-1]
-    _mark_done(conn, _LEXEMES)
-    if count:
-        log.info("memory index: %d memories filed again under lexemes v%d", count, lexemes.VERSION)
-
-
 def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvector: bool) -> VectorCodec:
     """Make whatever of the schema is missing and register ``collection``; returns the vector codec of the
     table. ``ValueError`` when the collection exists with other dimensions."""
@@ -367,8 +279,6 @@ def ensure(conn: psycopg.Connection[Any], collection: str, dims: int, *, pgvecto
         column = _column_type(conn)
         _count_scopes(conn)
         _log_departures(conn)
-        _flag_times(conn)
-        _file_lexemes(conn)
     if stored is None or int(stored[0]) != dims or column is None:
         raise ValueError(f"the collection {collection!r} was made with {stored and stored[0]} dimensions")
     return codec_for(column)

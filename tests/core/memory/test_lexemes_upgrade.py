@@ -8,6 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from core.memory import pg_keywords, pg_row_upgrades
 from core.memory.pg_index import PostgresIndex
 from core.memory.pg_scopes import PgScopeCache
 from core.memory.ranking import keyword_terms
@@ -73,3 +74,71 @@ def test_terms_stemmed_by_postgresql_in_english_are_filed_again_once(database_ur
         assert turns == (len(ROWS),)  # the turn index followed the new rids
     finally:
         running.close()
+
+
+def make_old(url: str) -> None:
+    """The rows as the release before left them: English stems by PostgreSQL, the upgrade not done."""
+    with psycopg.connect(plain(url), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE memory_index_rows SET terms = to_tsvector('english', payload ->> 'data'),"
+            " words = 1 + length(to_tsvector('english', payload ->> 'data')), rid = DEFAULT"
+        )
+        conn.execute("DELETE FROM memory_index_upgrades WHERE name = 'lexemes_1'")
+
+
+def test_an_upgrade_killed_midway_keeps_its_batches_and_the_next_open_finishes_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    index.insert(
+        [VECTOR] * len(ROWS),
+        payloads=[{"user_id": "a", "data": text} for text in ROWS.values()],
+        ids=list(ROWS),
+    )
+    index.close()
+    filed = stored(database_url)
+    make_old(database_url)
+    monkeypatch.setattr(pg_row_upgrades, "BATCH", 1)  # each row its own transaction
+    calls = 0
+    real = pg_keywords.terms_of
+
+    def dies_on_the_third(text: str) -> tuple[str, int]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # as a kill would stop it: mid-upgrade, nothing after runs
+        return real(text)
+
+    monkeypatch.setattr(pg_keywords, "terms_of", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    half = stored(database_url)
+    assert sum(row in filed for row in half) == 2  # the two batches before it committed
+    monkeypatch.setattr(pg_keywords, "terms_of", real)
+    with psycopg.connect(plain(database_url)) as conn:  # and its lock went with its session
+        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+    PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS).close()
+    assert stored(database_url) == filed
+
+
+def test_an_open_beside_a_running_upgrade_does_not_wait_for_it(database_url: str) -> None:
+    index = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+    index.insert([VECTOR], payloads=[{"user_id": "a", "data": ROWS["de"]}], ids=["de"])
+    index.close()
+    filed = stored(database_url)
+    make_old(database_url)
+    old = stored(database_url)
+    with psycopg.connect(plain(database_url), autocommit=True) as upgrading:  # another process's upgrade
+        upgrading.execute("SELECT pg_advisory_lock(%s)", (pg_row_upgrades.UPGRADE_LOCK,))
+        beside = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)
+        try:
+            assert stored(database_url) == old  # opened at once, the rows as they were
+            assert found(beside, "Wo ist die Rechnung?") == set()  # English stems, not filed yet
+        finally:
+            beside.close()
+    after = PostgresIndex(database_url, collection_name="m", embedding_model_dims=DIMS)  # the lock is free
+    try:
+        assert stored(database_url) == filed
+        assert found(after, "Wo ist die Rechnung?") == {"de"}
+    finally:
+        after.close()
