@@ -164,11 +164,13 @@ def fold(lexeme: str) -> str:
 
 
 def stems(tokens: Sequence[str], code: str) -> list[str]:
-    """``tokens`` (lower-case words) stemmed in the language ``code`` and folded, in order; a lexeme over
-    :data:`MAX_LEXEME_BYTES` is left out."""
+    """``tokens`` (lower-case words) stemmed in the language ``code`` and folded, in order, one each."""
     stemmed = _stemmer(code).stemWords(list(tokens))
-    folded = (fold(stem or token) for stem, token in zip(stemmed, tokens, strict=True))
-    return [lexeme for lexeme in folded if len(lexeme.encode()) <= MAX_LEXEME_BYTES]
+    return [fold(stem or token) for stem, token in zip(stemmed, tokens, strict=True)]
+
+
+def _fits(lexeme: str) -> bool:
+    return len(lexeme.encode()) <= MAX_LEXEME_BYTES
 
 
 def _within_budget(found: list[str]) -> list[str]:
@@ -190,7 +192,7 @@ def of_text(text: str) -> list[str]:
     """The lexemes a memory's ``text`` is filed under: each word's stem in the text's language, in order
     (within :data:`MAX_LEXEME_BYTES` each and :data:`MAX_TEXT_LEXEME_BYTES` in all)."""
     tokens = words(text)
-    return _within_budget(stems(tokens, language(text))) if tokens else []
+    return _within_budget([lex for lex in stems(tokens, language(text)) if _fits(lex)]) if tokens else []
 
 
 def index_text(text: str) -> str:
@@ -255,5 +257,5 @@ def of_query(terms: Sequence[str]) -> list[str]:
     found = terms.language if isinstance(terms, Keywords) else language(" ".join(tokens))
     codes = dict.fromkeys((found, DEFAULT_LANGUAGE))
     per_language = [stems(tokens, code) for code in codes]
-    ordered = (stem for row in zip(*per_language, strict=True) for stem in row)
+    ordered = (stem for row in zip(*per_language, strict=True) for stem in row if _fits(stem))
     return list(dict.fromkeys(ordered))[:MAX_QUERY_LEXEMES]

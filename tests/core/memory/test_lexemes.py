@@ -130,3 +130,11 @@ def test_an_index_reads_the_language_model_when_it_opens(tmp_path: Path) -> None
         assert lexemes._identifier.cache_info().currsize == 1
     finally:
         store.close()
+
+
+def test_a_word_too_long_in_one_language_only_is_left_out_there_alone() -> None:
+    # 2,049 bytes: German stems it to 2,047 (a lexeme PostgreSQL takes), English to 2,048 (none)
+    word = "a" * 2046 + "ens"
+    german = lexemes.stems([word], "de")[0]
+    assert len(german.encode()) == lexemes.MAX_LEXEME_BYTES < len(lexemes.stems([word], "en")[0].encode())
+    assert lexemes.of_query(lexemes.Keywords([word, "rechnung"], "de")) == [german, "rechnung"]
