@@ -287,11 +287,14 @@ def generate(customers: int, seed: int) -> list[Customer]:
 def english_only() -> Iterator[None]:
     """Every text and query stemmed as English (the keyword side before ``core.memory.lexemes``)."""
     real: Callable[[str], str] = lexemes.language
+    real_candidates: Callable[[str], tuple[str, ...]] = lexemes.languages
     lexemes.language = lambda text: lexemes.DEFAULT_LANGUAGE  # type: ignore[assignment]
+    lexemes.languages = lambda text: (lexemes.DEFAULT_LANGUAGE,)  # type: ignore[assignment]
     try:
         yield
     finally:
         lexemes.language = real  # type: ignore[assignment]
+        lexemes.languages = real_candidates  # type: ignore[assignment]
 
 
 async def _measure(memory: LocalMemory, customers: list[Customer]) -> dict[str, Any]:

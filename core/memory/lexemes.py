@@ -19,9 +19,10 @@ and PostgreSQL's ``tsvector``) store lexemes made here, in Python, one way for b
   ``remove_diacritics`` and ``unaccent`` did: "cafe" finds "café" (stemmed in one language).
 
 A memory is filed under the stems of its own language (:func:`of_text`, repeats kept: BM25 counts them).
-A query looks for the stems of each of its words in its own language and in English (:func:`of_query`):
-a short message is often too short to tell its language, and English is the default a memory falls back
-to. The language of a message is told from the whole of it, by ``core.memory.ranking.keyword_terms``,
+A query looks for the stems of each of its words in its own language, in the others the model finds
+likely (:func:`languages`) and in English (:func:`of_query`): a short message is often too short to tell
+its language ("pedidos?" is Spanish or Portuguese), and English is the default a memory falls back to.
+The language of a message is told from the whole of it, by ``core.memory.ranking.keyword_terms``,
 which drops its stop words (:func:`stop_words`) and hands the terms left on with it (:class:`Keywords`):
 "revisar pedido", what is left of "¿Pueden revisar pedido otra vez?", is too short to tell Spanish.
 Everything is deterministic for a given text, so a re-index gives the same lexemes.
@@ -46,7 +47,9 @@ MAX_LEXEME_BYTES = 2047
 # the distinct lexemes of one text, in bytes, within which it is filed (its later words are not): well
 # inside the 1 MB of one tsvector, and the same on SQLite, so BM25 stays equal (a pasted log, a long mail)
 MAX_TEXT_LEXEME_BYTES = 512 * 1024
-MAX_QUERY_LEXEMES = 2 * MAX_QUERY_WORDS
+MAX_CANDIDATES = 3  # languages a query's stems are looked for in, besides English (:func:`languages`)
+MIN_CANDIDATE = 0.1  # how likely the model must find a language for a query to look for its stems too
+MAX_QUERY_LEXEMES = (MAX_CANDIDATES + 1) * MAX_QUERY_WORDS
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5
 # of the rules here: a change that files a text otherwise bumps it, and with it the SQLite file's upgrade
@@ -134,6 +137,21 @@ def language(text: str) -> str:
         return DEFAULT_LANGUAGE
     found, confidence = _identifier().classify(text)
     return str(found) if confidence >= MIN_CONFIDENCE and found in STEMMERS else DEFAULT_LANGUAGE
+
+
+def languages(text: str) -> tuple[str, ...]:
+    """The languages a query's stems are looked for in: :func:`language`'s, then the others the model
+    finds at least :data:`MIN_CANDIDATE` likely among its :data:`MAX_CANDIDATES` first. A short message is
+    too short to tell: "pedidos?" is Spanish or Portuguese to the model (0.23 and 0.20), "Счета?" Serbian
+    or Russian (0.51 and 0.49), "bollette?" Hungarian, Danish or Italian; the customer's memory was filed
+    in one of them. A longer message is one language (LoCoMo's questions: English, about 0.98)."""
+    if not _WORD.search(text):
+        return (DEFAULT_LANGUAGE,)
+    ranked = [(str(code), float(p)) for code, p in _identifier().rank(text) if code in STEMMERS]
+    best, confidence = ranked[0] if ranked else (DEFAULT_LANGUAGE, 0.0)
+    first = best if confidence >= MIN_CONFIDENCE else DEFAULT_LANGUAGE
+    likely = [code for code, p in ranked[:MAX_CANDIDATES] if p >= MIN_CANDIDATE]
+    return tuple(dict.fromkeys((first, *likely)))
 
 
 def _stemmer(code: str) -> Stemmer.Stemmer:
@@ -237,25 +255,30 @@ def stop_words(code: str) -> frozenset[str]:
 
 
 class Keywords(list[str]):
-    """A message's keyword terms (``core.memory.ranking.keyword_terms``) with the language told from the
-    whole message: its stop words gone, the terms left are often too few to tell it ("revisar pedido")."""
+    """A message's keyword terms (``core.memory.ranking.keyword_terms``) with the languages told from the
+    whole message (:func:`languages`, the first: :func:`language`'s): its stop words gone, the terms left
+    are often too few to tell it ("revisar pedido")."""
 
-    language: str
+    languages: tuple[str, ...]
 
-    def __init__(self, terms: Iterable[str], language: str) -> None:
+    def __init__(self, terms: Iterable[str], languages: str | Sequence[str]) -> None:
         super().__init__(terms)
-        self.language = language
+        self.languages = (languages,) if isinstance(languages, str) else tuple(languages)
+
+    @property
+    def language(self) -> str:
+        return self.languages[0] if self.languages else DEFAULT_LANGUAGE
 
 
 def of_query(terms: Sequence[str]) -> list[str]:
-    """The lexemes a query of ``terms`` looks for (any of them): each word's stem in the query's language
-    (a :class:`Keywords`' own, else told from the terms) and in English, de-duplicated, at most
+    """The lexemes a query of ``terms`` looks for (any of them): each word's stem in each of the query's
+    languages (a :class:`Keywords`' own, else told from the terms) and in English, de-duplicated, at most
     :data:`MAX_QUERY_LEXEMES`."""
     tokens = list(dict.fromkeys(w for term in terms for w in words(term)))[:MAX_QUERY_WORDS]
     if not tokens:
         return []
-    found = terms.language if isinstance(terms, Keywords) else language(" ".join(tokens))
-    codes = dict.fromkeys((found, DEFAULT_LANGUAGE))
+    found = terms.languages if isinstance(terms, Keywords) else languages(" ".join(tokens))
+    codes = dict.fromkeys((*found, DEFAULT_LANGUAGE))
     per_language = [stems(tokens, code) for code in codes]
     ordered = (stem for row in zip(*per_language, strict=True) for stem in row if _fits(stem))
     return list(dict.fromkeys(ordered))[:MAX_QUERY_LEXEMES]

@@ -85,11 +85,11 @@ def keyword_terms(query: str) -> lexemes.Keywords:
     A message made of stop words only keeps them (there is nothing else to search for).
     """
     query = unicodedata.normalize("NFC", query)
-    code = lexemes.language(query)
+    codes = lexemes.languages(query)
     terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(query)))
-    dropped = lexemes.stop_words(code)
+    dropped = lexemes.stop_words(codes[0])
     kept = [t for t in terms if t not in STOP_WORDS and t not in dropped]
-    return lexemes.Keywords((kept or terms)[:MAX_QUERY_TERMS], code)
+    return lexemes.Keywords((kept or terms)[:MAX_QUERY_TERMS], codes)
 
 
 def source_code(channel: object) -> int:

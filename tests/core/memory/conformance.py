@@ -293,6 +293,30 @@ class IndexConformance:
         }
         assert matched == {expected}
 
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            pytest.param("pedidos?", "es", id="spanish"),
+            pytest.param("Счета?", "ru", id="russian"),
+            pytest.param("leveringen?", "nl", id="dutch"),
+        ],
+    )
+    def test_a_one_word_question_finds_the_memory_in_the_language_it_may_be_in(
+        self, index: MemoryIndex, query: str, expected: str
+    ) -> None:
+        said = {  # a word too short to tell: the model ranks its language among others (lexemes.languages)
+            "es": "El pedido de mayo no llegó",
+            "ru": "Мой счёт за май неправильный",
+            "nl": "De levering van maart is te laat",
+        }
+        ids = list(said)
+        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
+        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
+        matched = {
+            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
+        }
+        assert matched == {expected}
+
     # ----- payloads -----------------------------------------------------------------------------
 
     def test_payloads_round_trip(self, index: MemoryIndex) -> None:
