@@ -225,8 +225,8 @@ def index_text(text: str) -> str:
 # Left out: words more often part of an idiom than a topic ("de nuevo", "alla fine", "en lugar de", "au
 # sujet de") or an auxiliary ("he estado", "è stato"): they would match every line that says them.
 SUPPORT_WORDS: dict[str, frozenset[str]] = {
-    code: frozenset(unicodedata.normalize("NFC", word) for word in words.split())
-    for code, words in {
+    code: frozenset(unicodedata.normalize("NFC", word) for word in listed.split())
+    for code, listed in {
         "es": "cuenta tiempo trabajo valor último última últimos últimas ultimo total uso hoy ayer",
         "pt": "tempo trabalho valor último horas ligado desligado nome",
         "it": "lavoro ultimo doppio comprare persone nome",
