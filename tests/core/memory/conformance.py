@@ -75,6 +75,15 @@ NO_SCOPE: tuple[dict[str, Any] | None, ...] = (
 )
 
 
+def keyword_matches(index: MemoryIndex, said: dict[str, str], query: str) -> set[str]:
+    """Customer a's memories ``said`` (id -> text) stored; the ids whose keyword score for ``query`` (as
+    recall asks, ``keyword_terms``) is not 0."""
+    ids = list(said)
+    index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
+    signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
+    return {memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score}
+
+
 class IndexConformance:
     """The suite; a subclass supplies the ``subject`` fixture."""
 
@@ -254,13 +263,7 @@ class IndexConformance:
             "ru": "Счета за май неправильные",
             "en": "I painted the fence myself",
         }
-        ids = list(said)
-        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
-        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
-        matched = {
-            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
-        }
-        assert matched == {expected}
+        assert keyword_matches(index, said, query) == {expected}
         assert [h.id for h in index.keyword_search(query, top_k=5, filters={"user_id": "a"})] == [expected]
 
     @pytest.mark.parametrize(
@@ -285,13 +288,7 @@ class IndexConformance:
             "imya": "Имя в профиле неправильное",
             "desligado": "O roteador ficou desligado a noite toda",
         }
-        ids = list(said)
-        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
-        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
-        matched = {
-            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
-        }
-        assert matched == {expected}
+        assert keyword_matches(index, said, query) == {expected}
 
     @pytest.mark.parametrize(
         ("query", "expected"),
@@ -309,13 +306,7 @@ class IndexConformance:
             "ru": "Мой счёт за май неправильный",
             "nl": "De levering van maart is te laat",
         }
-        ids = list(said)
-        index.insert([unit(i) for i in range(len(ids))], payloads=[row("a", said[i]) for i in ids], ids=ids)
-        signals = index.scope_signals(unit(0), keyword_terms(query), {"user_id": "a"})
-        matched = {
-            memory for memory, score in zip(signals.ids, signals.keyword.tolist(), strict=True) if score
-        }
-        assert matched == {expected}
+        assert keyword_matches(index, said, query) == {expected}
 
     # ----- payloads -----------------------------------------------------------------------------
 
