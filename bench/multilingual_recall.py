@@ -5,7 +5,8 @@ Generated cases in six languages (German, French, Spanish, Italian, Dutch, Russi
 local memory store (the product's ``LocalMemory``, the offline hub's write path: the customer's words as
 they are) said, on days of their own, one line about each of ten support things (invoices, orders,
 refunds, ...) in its plural or another inflected form, between lines that name none; then they ask about
-each thing in its singular. The memory of that thing must come first (``hit@1``) or among the first three
+each thing in its singular, in a sentence and in one word ("short": "pedido?", too short for the model to
+tell its language). The memory of that thing must come first (``hit@1``) or among the first three
 (``hit@3``) of ``LocalMemory.recall``: the lines differ only in the thing they name, so the keyword side
 decides, with the English MiniLM's cosine beside it.
 
@@ -22,7 +23,7 @@ import argparse
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -260,6 +261,7 @@ class Customer:
     language: str
     said: tuple[str, ...]  # in the order said, one day apart
     questions: tuple[tuple[str, int], ...]  # (question, the index in ``said`` of the line it is about)
+    short: tuple[tuple[str, int], ...] = ()  # the same things asked in one word ("pedido?")
 
 
 def generate(customers: int, seed: int) -> list[Customer]:
@@ -279,27 +281,29 @@ def generate(customers: int, seed: int) -> list[Customer]:
                 (rng.choice(language.asked).format(asked=asked), where[number])
                 for number, (asked, _) in enumerate(language.things)
             )
-            made.append(Customer(code, tuple(text for text, _ in lines), questions))
+            short = tuple((f"{asked}?", where[number]) for number, (asked, _) in enumerate(language.things))
+            made.append(Customer(code, tuple(text for text, _ in lines), questions, short))
     return made
 
 
 @contextmanager
 def english_only() -> Iterator[None]:
     """Every text and query stemmed as English (the keyword side before ``core.memory.lexemes``)."""
-    real: Callable[[str], str] = lexemes.language
-    real_candidates: Callable[[str], tuple[str, ...]] = lexemes.languages
-    lexemes.language = lambda text: lexemes.DEFAULT_LANGUAGE  # type: ignore[assignment]
-    lexemes.languages = lambda text: (lexemes.DEFAULT_LANGUAGE,)  # type: ignore[assignment]
+    real = lexemes.language
+    real_candidates = lexemes.languages
+    lexemes.language = lambda text: lexemes.DEFAULT_LANGUAGE
+    lexemes.languages = lambda text: (lexemes.DEFAULT_LANGUAGE,)
     try:
         yield
     finally:
-        lexemes.language = real  # type: ignore[assignment]
-        lexemes.languages = real_candidates  # type: ignore[assignment]
+        lexemes.language = real
+        lexemes.languages = real_candidates
 
 
 async def _measure(memory: LocalMemory, customers: list[Customer]) -> dict[str, Any]:
     start = datetime(2026, 3, 1, 10, tzinfo=UTC)
     ranks: dict[str, list[int | None]] = {}
+    short: dict[str, list[int | None]] = {}
     for number, customer in enumerate(customers):
         customer_id = f"cus_{customer.language}{number:04d}"
         ids: list[str] = []
@@ -315,15 +319,20 @@ async def _measure(memory: LocalMemory, customers: list[Customer]) -> dict[str, 
                 customer_id, [ChatMessage(role="user", content=text)], provenance=provenance, infer=False
             )
             ids.append(written[0])
-        for question, about in customer.questions:
-            found = [m.id for m in await memory.recall(customer_id, question, limit=10)]
-            ranks.setdefault(customer.language, []).append(
-                found.index(ids[about]) if ids[about] in found else None
-            )
+        for asked, into in ((customer.questions, ranks), (customer.short, short)):
+            for question, about in asked:
+                found = [m.id for m in await memory.recall(customer_id, question, limit=10)]
+                into.setdefault(customer.language, []).append(
+                    found.index(ids[about]) if ids[about] in found else None
+                )
+    return {**_shares(ranks), "short": _shares(short)}
+
+
+def _shares(ranks: dict[str, list[int | None]]) -> dict[str, Any]:
     every = [rank for found in ranks.values() for rank in found]
 
     def share(found: list[int | None], k: int) -> float:
-        return round(sum(rank is not None and rank < k for rank in found) / len(found), 4)
+        return round(sum(rank is not None and rank < k for rank in found) / len(found), 4) if found else 0.0
 
     return {
         "hit@1": share(every, 1),
@@ -364,12 +373,12 @@ def main() -> None:
     bench.note("product: each text stemmed in its language; english_only: every text stemmed as English")
     path = bench.write(results, args.out)
     for side in ("product", "english_only"):
-        found = results[side]
-        languages = "  ".join(
-            f"{code} {r['hit@1']:.2f}/{r['hit@3']:.2f}" for code, r in found["by_language"].items()
-        )
-        hits = f"hit@1 {found['hit@1']:.3f}  hit@3 {found['hit@3']:.3f}  of {found['questions']}"
-        print(f"{side:12s} {hits}  {languages}")
+        for label, found in ((side, results[side]), (f"{side}, one word", results[side]["short"])):
+            languages = "  ".join(
+                f"{code} {r['hit@1']:.2f}/{r['hit@3']:.2f}" for code, r in found["by_language"].items()
+            )
+            hits = f"hit@1 {found['hit@1']:.3f}  hit@3 {found['hit@3']:.3f}  of {found['questions']}"
+            print(f"{label:22s} {hits}  {languages}")
     print(f"written to {path}")
 
 
