@@ -9,9 +9,10 @@ future is read, which nobody does: so jobs catch).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 
 class Background:
@@ -40,7 +41,8 @@ class Background:
             if self._closed or self._worker is None:
                 return
             done = self._worker.submit(lambda: None)
-        done.result()
+        with contextlib.suppress(CancelledError):  # closed meanwhile: what was not started is dropped
+            done.result()
 
     def close(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from core.memory.background import Background
 
@@ -50,3 +51,35 @@ def test_closing_a_background_that_never_ran_anything() -> None:
     background.close()
     background.close()
     assert "closed=True" in repr(background)
+
+
+def test_a_drain_that_close_cuts_short_returns() -> None:
+    background = Background("test-later")
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+
+    background(slow)
+    assert started.wait(10)
+    drained: list[BaseException | None] = []
+
+    def drain() -> None:
+        try:
+            background.drain()  # its marker job queues behind slow
+            drained.append(None)
+        except BaseException as exc:
+            drained.append(exc)
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    queued = background._worker._work_queue if background._worker else None
+    while queued is not None and queued.empty() and drainer.is_alive():  # the marker queued behind slow
+        time.sleep(0.001)
+    closer = threading.Thread(target=background.close)  # drops the marker, waits for slow
+    closer.start()
+    release.set()
+    closer.join(10)
+    drainer.join(10)
+    assert not drainer.is_alive() and drained == [None]
