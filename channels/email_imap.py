@@ -15,7 +15,7 @@ connection, and the commands below, are ``channels.email_imap_session.ImapSessio
    every ``IDLE_RENEW_SECONDS``, well before the 29 minutes of RFC 2177), otherwise a sleep of
    ``imap_poll_seconds``; and again. A new-mail notice (``* N EXISTS``) comes once: pushed during IDLE,
    or with the answer to the command that ran when the mail landed (a SEARCH, FETCH or STORE of the
-   round). The session notes every one as it is read (``ImapSession.mail``, cleared by each round before
+   round). The session notes every one as it is read (``ImapSession.count.mail``, cleared by each round before
    its SEARCH); one noted after that brings another round instead of the wait.
 
 What is never committed, and why it still leaves the unseen set (else it would come back every round):

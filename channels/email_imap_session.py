@@ -10,7 +10,7 @@ New mail: a server announces it once (``* N EXISTS``, RFC 3501 §7.3.1), pushed 
 answer to whatever command runs when it lands. aioimaplib hands the first to the IDLE queue and drops the
 second when that command is one it runs asynchronously (SEARCH, FETCH, STORE: "ignored untagged
 response"); so ``_Protocol`` reads every ``EXISTS`` line (and ``EXPUNGE``, one message fewer) itself,
-whichever command it came with, and ``MailboxCount`` sets ``ImapSession.mail`` when the count is another
+whichever command it came with, and ``MailboxCount`` sets its ``mail`` event when the count is another
 than the one known (a server that repeats an unchanged count with every answer announces nothing). A
 round clears it before its SEARCH; what is set after that asks for another round, and IDLE waits on it
 (``wait_for_mail``), so an announcement is never waited past.
@@ -124,8 +124,7 @@ class ImapSession:
         self._ssl_context = ssl_context
         self.lost = asyncio.Event()
         self.client: Any = None
-        self.count = MailboxCount()
-        self.mail = self.count.mail  # new mail announced since the last ``take_new_mail`` (see the module)
+        self.count = MailboxCount()  # its ``mail``: new mail announced since the last ``take_new_mail``
 
     def _connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -153,8 +152,8 @@ class ImapSession:
 
     def take_new_mail(self) -> bool:
         """Whether new mail was announced since the last call (then: another round, not a wait)."""
-        announced = self.mail.is_set()
-        self.mail.clear()
+        announced = self.count.mail.is_set()
+        self.count.mail.clear()
         return announced
 
     async def open(self) -> None:
@@ -266,7 +265,7 @@ class ImapSession:
 
     async def _announced(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.mail.wait(), seconds)
+            await asyncio.wait_for(self.count.mail.wait(), seconds)
 
     async def logout(self) -> None:
         if self.client is None or self.lost.is_set():

@@ -73,7 +73,7 @@ def test_support_words_are_kept_though_the_general_list_drops_them(
     terms = keyword_terms(query)
     assert terms.language == language and word in terms
     assert word not in lexemes.stop_words(language)
-    assert "qué" not in keyword_terms("¿Qué pasa con mi cuenta?")  # the rest of the list still applies
+    assert not set(terms) & lexemes.stop_words(language)  # the rest of the list still applies
 
 
 def test_a_short_message_is_looked_for_in_each_language_it_may_be_in() -> None:
