@@ -304,7 +304,7 @@ class LocalMemory:
                 oss.memory.delete_all(user_id=customer_id)
             # whatever delete_all missed, with no deleted text left in the index; then Mem0's history rows
             ids = list(dict.fromkeys([*ids, *oss.index.forget_scope(scope)]))
-            mem0_quirks.erase_history(oss.memory, ids)
+            mem0_quirks.erase_history(oss.memory, ids, rewrite=True)
             return len(ids)
 
         count = await self._run("forget", customer_id, call)

@@ -261,9 +261,11 @@ def install(
     standin_db.close()
 
 
-def erase_history(memory: Any, memory_ids: Iterable[str]) -> None:
+def erase_history(memory: Any, memory_ids: Iterable[str], *, rewrite: bool = False) -> None:
     """Delete the history rows of ``memory_ids`` (they hold the memories' text), then checkpoint the
-    WAL so nothing deleted lingers. One transaction on Mem0's own connection."""
+    WAL so nothing deleted lingers. One transaction on Mem0's own connection. With ``rewrite`` (erasure)
+    the file is rewritten first (``VACUUM``): rows moved between pages leave copies ``secure_delete``
+    does not zero (``core.memory.sqlite_file.SharedConnection.rewrite``)."""
     ids = [(str(i),) for i in memory_ids]
     if not ids:
         return
@@ -277,4 +279,6 @@ def erase_history(memory: Any, memory_ids: Iterable[str]) -> None:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if rewrite:
+            conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

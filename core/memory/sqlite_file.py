@@ -125,9 +125,22 @@ class SharedConnection:
             db.execute("COMMIT")
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the main file and truncate it (nothing deleted lingers in the log)."""
+        """Copy the WAL into the main file and truncate it (nothing deleted lingers in the log). A reader
+        of another process on an older snapshot is waited for (the busy timeout); one still there after
+        it leaves the rest to the next checkpoint."""
         with self.lock:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            (busy, _, _) = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("memory index: the WAL checkpoint stayed busy; the next checkpoint completes it")
+
+    def rewrite(self) -> None:
+        """Rewrite the file (``VACUUM``), then checkpoint. ``secure_delete`` zeroes a deleted row, but not
+        the copies SQLite leaves in a page's free gap when it moves rows between pages (rebalancing after a
+        delete or a shrinking update): only a rewrite drops those. It holds the file's write lock while it
+        runs (the whole file is copied; see docs/architecture.md for the cost)."""
+        with self.lock:
+            self.db.execute("VACUUM")
+        self.checkpoint()
 
     def close(self) -> None:
         with self.lock:

@@ -15,8 +15,9 @@ follows the customer's memory count, not the total.
   to the query and its BM25 score, for ``core.memory.ranking`` to rank; a large scope's rows are kept in
   memory between recalls (``core.memory.sqlite_scopes``), so a recall does not read them all again.
 - ``turn_ids`` from each payload go to an indexed side table: :meth:`covers_turns` is one index probe.
-- :meth:`forget_scope` and :meth:`forget_written_before` merge the keyword index and checkpoint the WAL,
-  so deleted text does not linger in the file.
+- :meth:`forget_scope` (erasure) merges the keyword index and rewrites the file (``VACUUM``), so no copy of
+  a deleted row lingers in it; :meth:`forget_written_before` (retention) merges the index and checkpoints
+  the WAL (deleted rows are zeroed; copies left by page rebalancing wait for the next erasure's rewrite).
 
 Several collections may share one file (``with_collection``). Nothing here knows Mem0: Mem0 reaches this
 store through ``core.memory.mem0_oss``'s adapter, as it would reach any other implementation of the port.
@@ -181,15 +182,18 @@ class SQLiteVectorStore:
         return moved
 
     def forget_scope(self, filters: Mapping[str, Any]) -> builtins.list[str]:
-        """Delete every row of one scope, then merge the keyword index so no deleted term stays in the
-        file. Returns the ids deleted. Refuses an empty scope (that would be everyone)."""
+        """Delete every row of one scope (erasure), merge the keyword index so no deleted term stays in
+        its segments, and rewrite the file so no copy of a deleted row stays anywhere in it. Returns the
+        ids deleted. Refuses an empty scope (that would be everyone)."""
         where, params = self._scope_sql(filters)
         if not where:
             raise ValueError("forget_scope needs a user_id, agent_id or run_id")
         with self._shared.writing() as conn:
             rows = conn.execute(f"SELECT rid, id FROM memory_vectors WHERE {where}", params).fetchall()  # noqa: S608
             sqlite_file.delete_rows(conn, [r[0] for r in rows])
-        self.compact()
+        with self._shared.writing() as conn:
+            sqlite_keywords.compact(conn)
+        self._shared.rewrite()  # no copy left in a page's free gap either (``SharedConnection.rewrite``)
         return [r[1] for r in rows]
 
     def forget_written_before(self, filters: Mapping[str, Any], cutoff: datetime) -> builtins.list[str]:

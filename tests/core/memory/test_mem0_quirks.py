@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import SecretStr
@@ -107,3 +109,27 @@ def test_the_entity_collection_of_an_earlier_version_is_dropped(tmp_path: Path) 
     finally:
         index.close()
     assert files_containing(tmp_path, "zqentitycanary") == []
+
+
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_erasing_history_with_a_rewrite_leaves_no_copy_after_pages_were_rebalanced(
+    mem0: object, tmp_path: Path, rewrite: bool
+) -> None:
+    """Deleting history rows rebalances pages; a row moved between pages leaves its old bytes in the free
+    gap of a page still in use, which ``secure_delete`` does not zero. Layout 18: without the rewrite
+    (retention) a copy stays; with it (erasure) none does."""
+    db = mem0_quirks.history_only_db(tmp_path / "history.db")
+    rng = random.Random(18)
+    gone = []
+    for n in range(40):
+        words = " router" * rng.randint(5, 150)
+        if rng.random() < 0.5:
+            db.add_history(f"m{n}", None, f"zqx7canary4forget {n}{words}", "ADD")
+            gone.append(f"m{n}")
+        else:
+            db.add_history(f"m{n}", None, f"Tom {n}{words}", "ADD")
+    mem0_quirks.erase_history(SimpleNamespace(db=db), gone, rewrite=rewrite)
+    with db._lock:
+        assert db.connection.execute("SELECT count(*) FROM history").fetchone()[0] == 40 - len(gone)
+    db.close()
+    assert (files_containing(tmp_path, "zqx7canary4forget") == []) is rewrite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
@@ -198,6 +199,25 @@ def test_forget_scope_leaves_no_text_in_the_file(tmp_path: Path) -> None:
     store.close()
     assert files_containing(tmp_path, "zqforgetmecanary") == []
     assert files_containing(tmp_path, "zqkeepmecanary") != []
+
+
+@pytest.mark.parametrize("layout", [18, 20, 34])  # layouts where rebalancing left a copy before the rewrite
+def test_forget_scope_leaves_no_copy_after_pages_were_rebalanced(tmp_path: Path, layout: int) -> None:
+    """``secure_delete`` zeroes a deleted row, but deleting rows rebalances pages, and a row moved between
+    pages leaves its old bytes in the free gap of a page still in use (the CI run of 2026-12-07 found one
+    in the memory file). Ana's memories interleaved with Tom's, of varied lengths: none left after forget."""
+    store = SQLiteVectorStore(tmp_path / "v.sqlite3")
+    rng = random.Random(layout)
+    for n in range(40):
+        words = " router" * rng.randint(5, 150)
+        ana = rng.random() < 0.5
+        user, text = ("a", f"zqx7canary4forget {n}{words}") if ana else ("b", f"Tom {n}{words}")
+        store.insert([unit(n)], payloads=[payload(user, text)], ids=[f"m{n}"])
+    kept = store.count({"user_id": "b"})
+    store.forget_scope({"user_id": "a"})
+    assert store.count({"user_id": "b"}) == kept and store.count({"user_id": "a"}) == 0
+    store.close()
+    assert files_containing(tmp_path, "zqx7canary4forget") == []
 
 
 def test_two_connections_on_one_file(tmp_path: Path) -> None:
