@@ -19,7 +19,9 @@ Both hand each update's JSON to ``TelegramAdapter.parse_update``.
   query and removes the pressed keyboard, best effort), split to 4,096 UTF-16 code units on paragraph, line or
   word boundaries, paced by ``TelegramPacer`` (30 msg/s overall, 20/min per group, as PTB's
   ``AIORateLimiter``, but shared by every process on the database). A 429 is not waited out here: it becomes
-  ``TransientDeliveryError`` with the platform's ``retry_after`` and the worker schedules the retry.
+  ``TransientDeliveryError`` with the platform's ``retry_after`` and the worker schedules the retry. An
+  answer is waited for 30 s (``ANSWER_TIMEOUT``; PTB's default is 5 s): a message the Bot API delivered
+  but answered late would otherwise be retried, and sent twice.
 - ``set_webhook``: points the bot's webhook at ``<public base url>/webhooks/telegram``; used by
   ``threadline setup telegram``. In polling mode that command calls ``delete_webhook`` instead
   (``deleteWebhook``, pending updates kept): Telegram answers 409 to ``getUpdates`` while a webhook is set.

@@ -36,6 +36,7 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import ExtBot
+from telegram.request import HTTPXRequest
 
 from channels.base import DEFAULT_MAX_BODY_BYTES, AcceptFn, Parsed, WebhookRequest
 from channels.telegram.config import (
@@ -73,6 +74,12 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 
 _GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+
+# Seconds the Bot API's answer to one call is waited for (PTB's default is 5 s). An answer later than
+# this counts as a failure and the reply is retried, though Telegram may have delivered it (the Bot API
+# has no idempotency key): a slow answer must not become a second reply. Slack's and Twilio's clients
+# wait 30 s as well.
+ANSWER_TIMEOUT = 30.0
 
 
 class TelegramAdapter:
@@ -259,6 +266,7 @@ class TelegramAdapter:
                 # 30 msg/s per bot and 20/min per group, shared (channels.telegram.pacing); a 429 goes back
                 # to the worker, which honours retry_after with backoff
                 rate_limiter=self._pacer,
+                request=HTTPXRequest(read_timeout=ANSWER_TIMEOUT),
             )
         return self._bot
 

@@ -263,6 +263,18 @@ async def test_send_one_message_to_the_chat(adapter: TelegramAdapter, fake: Fake
     assert [call["method"] for call in fake.calls] == ["getMe", "sendMessage"]
 
 
+async def test_a_slow_answer_is_waited_for_not_taken_as_a_failure(
+    adapter: TelegramAdapter, fake: FakeTelegramAPI
+) -> None:
+    """The Bot API delivers the message but answers 6 s later (past PTB's default 5 s read timeout): the
+    send succeeds. Taken as a timeout, the worker would retry it and the customer would get it twice (the
+    CI run of 2026-12-07 saw that under load)."""
+    fake.answer_late(6.0)
+    result = await adapter.send(reply("Your refund is on its way."))
+    [sent] = fake.sent
+    assert result.provider_message_ids == (f"{sent['chat']['id']}:{sent['message_id']}",)
+
+
 async def test_bot_is_initialised_once(adapter: TelegramAdapter, fake: FakeTelegramAPI) -> None:
     await adapter.send(reply("one"))
     await adapter.send(reply("two"))

@@ -155,6 +155,7 @@ class FakeTelegramAPI(LoopbackServer):
         self._forced: dict[str, collections.deque[ForcedResponse]] = collections.defaultdict(
             collections.deque
         )
+        self._late: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._message_ids: dict[str, itertools.count[int]] = {}
         self._updates: list[dict[str, Any]] = []  # queued, not yet confirmed by an offset
         self._confirmed: list[int] = []
@@ -196,6 +197,12 @@ class FakeTelegramAPI(LoopbackServer):
         forced = ForcedResponse(status=status, body=body, headers=dict(headers or {}))
         with self._lock:
             self._forced[method.lower()].extend([forced] * times)
+
+    def answer_late(self, seconds: float, *, method: str = "sendMessage", times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` are carried out at once (a message is delivered) but
+        answered only ``seconds`` later, as a slow Bot API: a client that gives up first cannot tell."""
+        with self._lock:
+            self._late[method.lower()].extend([seconds] * times)
 
     def push_rate_limit(self, *, retry_after: int = 1, method: str = "sendMessage", times: int = 1) -> None:
         self.push(
@@ -403,6 +410,7 @@ class FakeTelegramAPI(LoopbackServer):
             self._answered_queries.clear()
             self._webhooks.clear()
             self._forced.clear()
+            self._late.clear()
             self._updates.clear()
             self._confirmed.clear()
 
@@ -441,6 +449,11 @@ class FakeTelegramAPI(LoopbackServer):
             status, result = await self._get_updates(params)
         else:
             status, result = handler(params)
+        with self._lock:
+            late = self._late.get(method.lower())
+            delay = late.popleft() if late else 0.0
+        if delay:
+            await asyncio.sleep(delay)
         if status != 200:
             return JSONResponse(result, status_code=status)
         return JSONResponse({"ok": True, "result": result})
