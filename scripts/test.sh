@@ -34,4 +34,18 @@ fi
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
-echo "== pytest"; .venv/bin/pytest "$@"
+echo "== pytest"
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/pytest "$@"  # a selection of your own: one process, as given
+fi
+# Two rounds. First every test but the `serial` ones, whole files spread over the cores (pytest-xdist; at
+# most 4 workers: each test may hold a few PostgreSQL connections). Then the `serial` ones alone: the kill -9
+# crash proofs make their own load (three hub processes, a burst) and must not share the cores, and they and
+# the fuzz targets print their figures, which only a single process shows. A failure in the first round
+# still runs the second; the exit status is the first failure's.
+workers=$(nproc 2>/dev/null || echo 2)
+if [ "$workers" -gt 4 ]; then workers=4; fi
+status=0
+.venv/bin/pytest -n "$workers" --dist loadfile -m "not serial" || status=$?
+.venv/bin/pytest -m serial || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+exit "$status"

@@ -56,7 +56,7 @@ from tests.fakes.telegram_api import DEFAULT_TOKEN as TELEGRAM_TOKEN
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 DELIVERIES = 1_000  # webhook calls in the burst, duplicates included
 CUSTOMERS = 100  # spread round robin over the four channels

@@ -32,7 +32,7 @@ from tests.crash_support import ServeProcess, model, tag_of
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ADMIN_TOKEN = "crash-events-admin-token-0123456789"
 FIRST_WAVE = 30  # messages before the kill (one customer each)

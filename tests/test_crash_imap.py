@@ -29,7 +29,7 @@ from tests.fakes.imap_server import FakeImapServer
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.smtp_relay import FakeSmtpRelay
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 MAILS = 40
 CUSTOMERS = 8

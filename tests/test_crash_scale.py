@@ -82,7 +82,7 @@ from tests.fakes.telegram_api import DEFAULT_TOKEN as TELEGRAM_TOKEN
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.twilio_api import FakeTwilioAPI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 NODES = ("a", "b", "c")
 DELIVERIES = 1_000  # webhook calls (and SMTP submissions) in the burst, duplicates included

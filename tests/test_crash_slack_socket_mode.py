@@ -27,7 +27,7 @@ from tests.crash_support import ServeProcess
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_socket import FakeSocketMode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 FIXTURES = Path(__file__).parent / "channels" / "fixtures" / "slack"
 TOKEN = "xoxb-crash-socket-mode"

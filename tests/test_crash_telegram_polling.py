@@ -26,7 +26,7 @@ from tests.crash_support import TAG_RE, ServeProcess, model, tag_of
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 UPDATES = 60  # one message per customer, in two waves
 FIRST_WAVE = 40

@@ -31,7 +31,7 @@ from core.app import create_app
 from tests.apphost import Served, app_settings, serving
 from tests.fuzz.conftest import budget, clean_environment, record
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 TOKEN = "fuzz-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -37,7 +37,7 @@ from tests.fuzz.conftest import budget, clean_environment, record
 from tests.fuzz.mutators import mutated_bytes, mutated_mime, wrong_content_type
 from tests.fuzz.probe import FIXTURES, probe
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 OURS = "support@threadline.example"
 AUTHSERV = "mx.threadline.example"

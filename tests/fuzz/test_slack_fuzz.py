@@ -22,7 +22,7 @@ from tests.fuzz.conftest import budget, clean_environment
 from tests.fuzz.mutators import content_type, header_value, mutated_json
 from tests.fuzz.probe import FIXTURES, probe
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 PATH = "/webhooks/slack/events"
 SECRET = "fuzz-slack-signing-secret-0123456789"

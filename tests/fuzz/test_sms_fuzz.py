@@ -26,7 +26,7 @@ from tests.fuzz.conftest import budget, clean_environment
 from tests.fuzz.mutators import content_type, encode_form, header_value, mutated_bytes, mutated_form
 from tests.fuzz.probe import FIXTURES, probe
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 ACCOUNT_SID = "AC" + "9" * 32
 AUTH_TOKEN = "fuzz-twilio-auth-token-77"

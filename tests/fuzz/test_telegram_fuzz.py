@@ -19,7 +19,7 @@ from tests.fuzz.conftest import budget, clean_environment
 from tests.fuzz.mutators import content_type, header_value, mutated_json
 from tests.fuzz.probe import FIXTURES, probe
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 PATH = "/webhooks/telegram"
 SECRET = "fuzz-telegram-secret_0123456789"
