@@ -296,6 +296,8 @@ class IndexConformance:
             pytest.param("pedidos?", "es", id="spanish"),
             pytest.param("Счета?", "ru", id="russian"),
             pytest.param("leveringen?", "nl", id="dutch"),
+            # the model is unsure of it, and ranks Portuguese fifth at 0.055 (the wider net when unsure)
+            pytest.param("fatura?", "pt", id="portuguese-unsure"),
         ],
     )
     def test_a_one_word_question_finds_the_memory_in_the_language_it_may_be_in(
@@ -305,6 +307,7 @@ class IndexConformance:
             "es": "El pedido de mayo no llegó",
             "ru": "Мой счёт за май неправильный",
             "nl": "De levering van maart is te laat",
+            "pt": "Minhas faturas de maio estão erradas",
         }
         assert keyword_matches(index, said, query) == {expected}
 
