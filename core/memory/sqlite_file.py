@@ -137,7 +137,7 @@ class SharedConnection:
         """Rewrite the file (``VACUUM``), then checkpoint. ``secure_delete`` zeroes a deleted row, but not
         the copies SQLite leaves in a page's free gap when it moves rows between pages (rebalancing after a
         delete or a shrinking update): only a rewrite drops those. It holds the file's write lock while it
-        runs (the whole file is copied; see docs/architecture.md for the cost)."""
+        runs: the whole file is copied, about 0.2 s for 20,000 memories (47 MB)."""
         with self.lock:
             self.db.execute("VACUUM")
         self.checkpoint()
