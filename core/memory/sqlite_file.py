@@ -20,6 +20,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,9 @@ from core.store.private_files import private_dir, private_sqlite
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+# how long opening the file waits for another process's write transaction: the one-time upgrades below
+# (``_upgrade``) hold it for as long as they run, about 9 s per 100,000 memories, past the busy timeout
+OPEN_BUSY_TIMEOUT_MS = 120_000
 # The file's user_version counts the one-time upgrades of its rows that are done, in order (``_upgrade``):
 # 1 the time flags of the English rule, 2 since it reads five more languages, 3 since French "hier" needs
 # a French text and English month abbreviations a date (each row's flag set as the rule says now), 4 the
@@ -77,16 +81,23 @@ class SharedConnection:
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout={OPEN_BUSY_TIMEOUT_MS}")  # see OPEN_BUSY_TIMEOUT_MS
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
         self._conn: sqlite3.Connection | None = conn
         self._depth = 0  # nesting of ``writing`` in the thread that holds the lock
+        opening = time.monotonic()
         with self.writing() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
             _upgrade(db)
+        waited = time.monotonic() - opening
+        if waited * 1000 > BUSY_TIMEOUT_MS:
+            log.info(
+                "memory index opened after %.1f s (another process held the file, or it was upgraded)", waited
+            )
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         for statement in TEMP_SCHEMA:  # this connection's own: other connections do not see them
             conn.execute(statement)
         self.scopes = ScopeCache()
