@@ -247,6 +247,33 @@ def test_opening_waits_for_another_process_holding_the_file_past_the_busy_timeou
     store.close()
 
 
+def test_a_checkpoint_a_reader_holds_up_is_reported_and_the_next_completes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader of another process on an older snapshot keeps the WAL from being emptied past the busy
+    timeout: the checkpoint says so (a warning, no text of any memory) and the next one empties it."""
+    monkeypatch.setattr(sqlite_file, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sqlite_file, "OPEN_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "v.sqlite3"
+    store = SQLiteVectorStore(path)
+    store.insert([unit(1)], payloads=[payload("a", "zqwalcanary one")], ids=["m1"])
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM memory_vectors").fetchone()  # holds this snapshot
+    store.insert([unit(2)], payloads=[payload("a", "zqwalcanary two")], ids=["m2"])
+    with caplog.at_level("WARNING", logger="core.memory.sqlite_file"):
+        store.compact()
+    assert "checkpoint stayed busy" in caplog.text and "zqwalcanary" not in caplog.text
+    assert Path(f"{path}-wal").stat().st_size > 0
+    reader.execute("COMMIT")
+    reader.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="core.memory.sqlite_file"):
+        store.compact()
+    assert caplog.text == "" and Path(f"{path}-wal").stat().st_size == 0
+    store.close()
+
+
 def test_two_connections_on_one_file(tmp_path: Path) -> None:
     first = SQLiteVectorStore(tmp_path / "v.sqlite3")
     second = SQLiteVectorStore(tmp_path / "v.sqlite3")
